@@ -1,0 +1,28 @@
+//! Devices: where the core's packets come from and go to.
+//!
+//! A [`Device`] moves whole IPv4 packets. [`tun::TunDevice`] is a Linux TUN
+//! interface; [`memory::MemoryLink`] joins two endpoints in memory for tests.
+//! All `unsafe` code of the crate (a handful of ioctls and `poll(2)`) lives in
+//! [`sys`].
+
+pub mod memory;
+pub mod sys;
+pub mod tun;
+
+use std::io;
+use std::os::fd::RawFd;
+
+/// A link that carries raw IPv4 packets.
+pub trait Device {
+    /// Reads one packet into `buf`; `Err(WouldBlock)` when none is waiting.
+    /// A packet longer than `buf` is truncated.
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+
+    /// Sends one packet. `Err(WouldBlock)` means the link is busy and the
+    /// packet was not sent; the caller drops it, as a full NIC queue would.
+    fn send(&mut self, packet: &[u8]) -> io::Result<()>;
+
+    /// A file descriptor that becomes readable when a packet is waiting, for
+    /// `poll(2)`; `None` for devices that are polled by other means.
+    fn readable_fd(&self) -> Option<RawFd>;
+}

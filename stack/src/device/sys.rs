@@ -1,0 +1,193 @@
+//! The crate's only `unsafe` code: interface ioctls and `ppoll(2)`.
+//!
+//! Each unsafe block passes a pointer to a live, correctly sized value that
+//! the kernel reads or writes for the duration of the call only.
+
+use crate::ip::Ipv4Cidr;
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+/// An `ifreq` naming `ifname`, the rest zeroed.
+fn ifreq(ifname: &str) -> io::Result<libc::ifreq> {
+    let bytes = ifname.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad interface name {ifname:?}"),
+        ));
+    }
+    // SAFETY: ifreq is plain old data (a name array and a union of PODs);
+    // all-zero is a valid value of every field.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    Ok(req)
+}
+
+/// A `sockaddr` holding an AF_INET address, port 0 (the layout of `sockaddr_in`).
+fn sockaddr_v4(ip: Ipv4Addr) -> libc::sockaddr {
+    let mut data = [0 as libc::c_char; 14];
+    for (dst, src) in data[2..6].iter_mut().zip(ip.octets()) {
+        *dst = src as libc::c_char;
+    }
+    libc::sockaddr {
+        sa_family: libc::AF_INET as libc::sa_family_t,
+        sa_data: data,
+    }
+}
+
+/// An AF_INET datagram socket, the handle interface ioctls go through.
+fn control_socket() -> io::Result<OwnedFd> {
+    // SAFETY: socket(2) takes no pointers; a non-negative result is a new fd we own.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by socket(2) and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Runs one interface ioctl on `req`.
+fn ioctl(request: libc::c_ulong, req: &mut libc::ifreq, what: &str) -> io::Result<()> {
+    let sock = control_socket()?;
+    // SAFETY: `req` is a valid, exclusively borrowed ifreq for the whole call;
+    // every SIOC[GS]IF* request used here reads or writes only an ifreq.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), request as _, req as *mut libc::ifreq) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("{what}: {e}")));
+    }
+    Ok(())
+}
+
+/// Sets the MTU of `ifname` (SIOCSIFMTU).
+pub fn set_mtu(ifname: &str, mtu: usize) -> io::Result<()> {
+    let mut req = ifreq(ifname)?;
+    req.ifr_ifru.ifru_mtu = libc::c_int::try_from(mtu).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    ioctl(libc::SIOCSIFMTU, &mut req, "set MTU")
+}
+
+/// Sets the address, netmask and broadcast address of `ifname`.
+pub fn set_ipv4(ifname: &str, cidr: Ipv4Cidr) -> io::Result<()> {
+    let mut req = ifreq(ifname)?;
+    req.ifr_ifru.ifru_addr = sockaddr_v4(cidr.addr());
+    ioctl(libc::SIOCSIFADDR, &mut req, "set address")?;
+    let mut req = ifreq(ifname)?;
+    req.ifr_ifru.ifru_netmask = sockaddr_v4(cidr.netmask());
+    ioctl(libc::SIOCSIFNETMASK, &mut req, "set netmask")?;
+    if let Some(brd) = cidr.broadcast() {
+        let mut req = ifreq(ifname)?;
+        req.ifr_ifru.ifru_broadaddr = sockaddr_v4(brd);
+        ioctl(libc::SIOCSIFBRDADDR, &mut req, "set broadcast")?;
+    }
+    Ok(())
+}
+
+/// Brings `ifname` up (IFF_UP | IFF_RUNNING), keeping its other flags.
+pub fn set_up(ifname: &str) -> io::Result<()> {
+    let mut req = ifreq(ifname)?;
+    ioctl(libc::SIOCGIFFLAGS, &mut req, "get flags")?;
+    // SAFETY: SIOCGIFFLAGS just filled the union's flags member.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    req.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    ioctl(libc::SIOCSIFFLAGS, &mut req, "bring up")
+}
+
+/// Most fds [`wait_readable`] watches at once (kept on the stack: no allocation per wait).
+pub const MAX_POLL_FDS: usize = 8;
+
+/// Waits until one of `fds` is readable or `timeout` passes (`None`: forever).
+/// Returns the indexes of readable fds in `ready`; an interrupted wait
+/// (a signal) returns with none.
+pub fn wait_readable(fds: &[RawFd], timeout: Option<Duration>, ready: &mut Vec<usize>) -> io::Result<()> {
+    ready.clear();
+    let empty = libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    };
+    let mut pollfds = [empty; MAX_POLL_FDS];
+    assert!(
+        fds.len() <= MAX_POLL_FDS,
+        "wait_readable takes at most {MAX_POLL_FDS} fds"
+    );
+    for (p, &fd) in pollfds.iter_mut().zip(fds) {
+        p.fd = fd;
+        p.events = libc::POLLIN;
+    }
+    let pollfds = &mut pollfds[..fds.len()];
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: pollfds is a live array of pollfds.len() entries; ts_ptr is null
+    // or points to a timespec that outlives the call; no signal mask is passed.
+    let rc = unsafe {
+        libc::ppoll(
+            pollfds.as_mut_ptr(),
+            pollfds.len() as libc::nfds_t,
+            ts_ptr,
+            std::ptr::null(),
+        )
+    };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok(())
+        } else {
+            Err(e)
+        };
+    }
+    for (i, p) in pollfds.iter().enumerate() {
+        if p.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0 {
+            ready.push(i);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn interface_names_are_checked_before_any_ioctl() {
+        assert!(ifreq("").is_err());
+        assert!(ifreq("a-name-far-too-long-for-linux").is_err());
+        assert!(ifreq("nul\0inside").is_err());
+        let r = ifreq("tun0").unwrap();
+        assert_eq!(
+            r.ifr_name[..5],
+            [b't' as libc::c_char, b'u' as _, b'n' as _, b'0' as _, 0]
+        );
+    }
+
+    #[test]
+    fn sockaddr_carries_family_and_address() {
+        let s = sockaddr_v4(Ipv4Addr::new(10, 200, 0, 1));
+        assert_eq!(s.sa_family, libc::AF_INET as libc::sa_family_t);
+        assert_eq!(s.sa_data[2..6], [10, 200u8 as libc::c_char, 0, 1]);
+    }
+
+    #[test]
+    fn wait_readable_times_out_then_sees_data() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let mut ready = Vec::new();
+        wait_readable(&[b.as_raw_fd()], Some(Duration::from_millis(5)), &mut ready).unwrap();
+        assert!(ready.is_empty());
+        a.write_all(b"x").unwrap();
+        wait_readable(
+            &[a.as_raw_fd(), b.as_raw_fd()],
+            Some(Duration::from_secs(5)),
+            &mut ready,
+        )
+        .unwrap();
+        assert_eq!(ready, [1]);
+    }
+}

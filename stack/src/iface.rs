@@ -1,0 +1,283 @@
+//! The interface: one IPv4 address on one link, and the sans-IO core behind it.
+
+#![forbid(unsafe_code)]
+
+use crate::icmp::{self, ErrorContext, RateLimiter};
+use crate::ip::ident::IdGenerator;
+use crate::ip::output::{QueueError, TxQueue};
+use crate::ip::reassembly::{Reassembler, ReassemblyConfig};
+use crate::ip::route::RouteTable;
+use crate::ip::{self, Ipv4Cidr, is_martian_source};
+use crate::rand::{Rng, SeededState};
+use crate::stats::Stats;
+use crate::time::Instant;
+use crate::wire::icmp::{kind, unreachable};
+use crate::wire::ipv4::{HeaderFields, Ipv4Packet};
+use std::net::Ipv4Addr;
+
+/// Settings of an [`Interface`]; [`Config::new`] gives Linux-like defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Our address and subnet, e.g. 10.200.0.2/24.
+    pub address: Ipv4Cidr,
+    /// The default gateway (the host side of the TUN), if any.
+    pub gateway: Option<Ipv4Addr>,
+    /// Link MTU: the largest packet handed to the device.
+    pub mtu: usize,
+    /// Seed for every random choice the core makes. Take it from the OS's RNG
+    /// in production; fix it in tests for reproducible runs.
+    pub seed: u64,
+    /// Fragment reassembly limits.
+    pub reassembly: ReassemblyConfig,
+    /// ICMP errors sent per second, sustained.
+    pub icmp_error_rate: u32,
+    /// ICMP errors that may be sent back to back.
+    pub icmp_error_burst: u32,
+    /// Whether echo requests to a broadcast address are answered
+    /// (Linux's `icmp_echo_ignore_broadcasts=0`).
+    pub answer_broadcast_echo: bool,
+    /// Payload bytes the transmit queue may hold before it drops.
+    pub tx_queue_limit: usize,
+}
+
+impl Config {
+    /// Defaults for an interface at `address`: MTU 1500, no gateway, seed 0.
+    pub fn new(address: Ipv4Cidr) -> Config {
+        let (rate, burst) = icmp::DEFAULT_ERROR_RATE;
+        Config {
+            address,
+            gateway: None,
+            mtu: 1500,
+            seed: 0,
+            reassembly: ReassemblyConfig::default(),
+            icmp_error_rate: rate,
+            icmp_error_burst: burst,
+            answer_broadcast_echo: true,
+            tx_queue_limit: 4 << 20,
+        }
+    }
+}
+
+/// How a received datagram was addressed to us.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// To our own address.
+    Unicast,
+    /// To our subnet's directed broadcast address.
+    DirectedBroadcast,
+    /// To 255.255.255.255.
+    LimitedBroadcast,
+}
+
+/// The sans-IO core of one interface.
+///
+/// It never reads a clock, sleeps, or does I/O: the caller owns the device
+/// and the time. Drive it like this, in a loop:
+///
+/// 1. For each packet read from the device, call [`handle_packet`](Self::handle_packet).
+/// 2. Call [`handle_timeout`](Self::handle_timeout) when the time from
+///    [`poll_timeout`](Self::poll_timeout) has come (calling it early is harmless).
+/// 3. Call [`poll_transmit`](Self::poll_transmit) until it returns `None`,
+///    writing each packet to the device.
+/// 4. Sleep until a packet arrives or `poll_timeout()` is reached.
+///
+/// Every method does bounded work for its input, so a flood of packets
+/// cannot starve timers.
+#[derive(Debug)]
+pub struct Interface {
+    pub(crate) config: Config,
+    pub(crate) routes: RouteTable,
+    pub(crate) stats: Stats,
+    pub(crate) reassembler: Reassembler,
+    pub(crate) tx: TxQueue,
+    pub(crate) ident: IdGenerator,
+    pub(crate) icmp_error_limiter: RateLimiter,
+}
+
+impl Interface {
+    /// An interface with a connected route for its subnet and, if configured,
+    /// a default route through the gateway.
+    pub fn new(config: Config) -> Interface {
+        let mut rng = Rng::new(config.seed);
+        let mut routes = RouteTable::new();
+        routes.add(config.address, None).expect("empty table");
+        if let Some(gw) = config.gateway {
+            let default = Ipv4Cidr::new(Ipv4Addr::UNSPECIFIED, 0).expect("valid");
+            if config.address.prefix_len() != 0 {
+                routes.add(default, Some(gw)).expect("distinct prefix");
+            }
+        }
+        Interface {
+            reassembler: Reassembler::new(config.reassembly, SeededState::from_rng(&mut rng)),
+            tx: TxQueue::new(config.mtu, config.tx_queue_limit),
+            ident: IdGenerator::new(&mut rng),
+            icmp_error_limiter: RateLimiter::new(config.icmp_error_rate, config.icmp_error_burst),
+            routes,
+            stats: Stats::default(),
+            config,
+        }
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Counters since creation.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The route table.
+    pub fn routes(&self) -> &RouteTable {
+        &self.routes
+    }
+
+    /// The route table, to add or remove routes.
+    pub fn routes_mut(&mut self) -> &mut RouteTable {
+        &mut self.routes
+    }
+
+    /// How `dst` addresses us, or `None` if the datagram is not for us.
+    fn classify(&self, dst: Ipv4Addr) -> Option<Delivery> {
+        if dst == self.config.address.addr() {
+            Some(Delivery::Unicast)
+        } else if Some(dst) == self.config.address.broadcast() {
+            Some(Delivery::DirectedBroadcast)
+        } else if dst.is_broadcast() {
+            Some(Delivery::LimitedBroadcast)
+        } else {
+            None
+        }
+    }
+
+    /// Processes one packet received from the link.
+    pub fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
+        self.stats.link_rx_packets += 1;
+        self.stats.link_rx_bytes += packet.len() as u64;
+        let pkt = match Ipv4Packet::parse(packet) {
+            Ok(p) => p,
+            Err(e) => {
+                log::trace!("dropped {} bytes: {e:?}", packet.len());
+                e.count(&mut self.stats);
+                return;
+            }
+        };
+        let src = pkt.src();
+        if is_martian_source(src) || src == self.config.address.addr() || Some(src) == self.config.address.broadcast() {
+            self.stats.ip_bad_source += 1;
+            log::trace!("dropped packet from martian source {src}");
+            return;
+        }
+        let Some(delivery) = self.classify(pkt.dst()) else {
+            self.stats.ip_not_for_us += 1;
+            log::trace!("dropped packet for {} (not ours)", pkt.dst());
+            return;
+        };
+        if pkt.is_fragment() {
+            if let Some(whole) = self.reassembler.insert(now, &pkt, &mut self.stats) {
+                let ctx = ErrorContext {
+                    header: &whole.header,
+                    payload: &whole.payload,
+                    src,
+                    delivery,
+                    frag_offset: 0,
+                    protocol: pkt.protocol(),
+                };
+                self.deliver(now, &ctx);
+            }
+            return;
+        }
+        let ctx = ErrorContext {
+            header: pkt.header_bytes(),
+            payload: pkt.payload(),
+            src,
+            delivery,
+            frag_offset: 0,
+            protocol: pkt.protocol(),
+        };
+        self.deliver(now, &ctx);
+    }
+
+    /// Hands a whole datagram to its protocol.
+    fn deliver(&mut self, now: Instant, ctx: &ErrorContext<'_>) {
+        match ctx.protocol {
+            ip::protocol::ICMP => {
+                self.stats.ip_delivered += 1;
+                self.icmp_input(ctx);
+            }
+            other => {
+                self.stats.ip_unknown_protocol += 1;
+                log::trace!("protocol {other} from {} is not served", ctx.src);
+                self.send_icmp_error(now, kind::DEST_UNREACHABLE, unreachable::PROTOCOL, [0; 4], ctx);
+            }
+        }
+    }
+
+    /// Runs timers that are due: reassembly expiry.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for timed_out in self.reassembler.expire(now, &mut self.stats) {
+            self.send_reassembly_timeout(now, timed_out.src, &timed_out.quote);
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) next has work, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.reassembler.next_deadline()
+    }
+
+    /// Writes the next outgoing packet into `buf` (at least the MTU long) and
+    /// returns its length, or `None` when nothing is waiting.
+    pub fn poll_transmit(&mut self, _now: Instant, buf: &mut [u8]) -> Option<usize> {
+        let w = self.tx.pop_packet(buf)?;
+        self.stats.link_tx_packets += 1;
+        self.stats.link_tx_bytes += w.len as u64;
+        if w.fragment {
+            self.stats.frag_tx_fragments += 1;
+        }
+        Some(w.len)
+    }
+
+    /// Queues a datagram from our address to `dst`; false if it was dropped
+    /// (no route, queue full, too big), which is counted.
+    pub(crate) fn send_datagram(
+        &mut self,
+        dst: Ipv4Addr,
+        protocol: u8,
+        ttl: u8,
+        dont_fragment: bool,
+        payload: Vec<u8>,
+    ) -> bool {
+        if self.routes.lookup(dst).is_none() && !dst.is_broadcast() {
+            self.stats.ip_tx_no_route += 1;
+            self.tx.recycle(payload);
+            return false;
+        }
+        let src = self.config.address.addr();
+        let fields = HeaderFields {
+            src,
+            dst,
+            protocol,
+            ttl,
+            ident: self.ident.next(src, dst, protocol),
+            dont_fragment,
+        };
+        match self.tx.push(fields, payload) {
+            Ok(()) => {
+                self.stats.ip_tx_datagrams += 1;
+                true
+            }
+            Err(QueueError::Full) => {
+                self.stats.link_tx_queue_full += 1;
+                false
+            }
+            Err(QueueError::TooBig) => {
+                self.stats.ip_tx_too_big += 1;
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,222 @@
+//! The transmit queue: datagrams waiting to leave, fragmented on the way out.
+//!
+//! A datagram is queued once, whole; `pop_packet` writes its next packet
+//! (the datagram itself, or its next fragment) straight into the caller's
+//! buffer. Payload buffers are recycled through a free list, so steady-state
+//! sending allocates nothing.
+
+#![forbid(unsafe_code)]
+
+use crate::wire::ipv4::{HEADER_LEN, HeaderFields, write_header};
+use std::collections::VecDeque;
+
+/// A datagram waiting to be sent.
+#[derive(Debug)]
+struct Queued {
+    fields: HeaderFields,
+    payload: Vec<u8>,
+    /// Payload bytes already sent as fragments.
+    sent: usize,
+}
+
+/// Why a datagram was not queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueError {
+    /// The queue holds its limit in bytes already.
+    Full,
+    /// Larger than 65515 bytes of payload, or DF set and larger than the MTU.
+    TooBig,
+}
+
+/// A packet written by [`TxQueue::pop_packet`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Written {
+    /// Bytes written into the buffer.
+    pub len: usize,
+    /// Whether the packet is a fragment of a larger datagram.
+    pub fragment: bool,
+}
+
+/// FIFO of outgoing datagrams with a byte limit.
+#[derive(Debug)]
+pub struct TxQueue {
+    queue: VecDeque<Queued>,
+    free: Vec<Vec<u8>>,
+    bytes: usize,
+    limit: usize,
+    mtu: usize,
+}
+
+/// Buffers kept for reuse; more than this are freed.
+const POOL: usize = 64;
+
+impl TxQueue {
+    /// A queue for a link of `mtu` bytes holding at most `limit` payload bytes.
+    pub fn new(mtu: usize, limit: usize) -> TxQueue {
+        assert!(mtu >= 68, "RFC 791: every IPv4 link carries 68-byte datagrams");
+        TxQueue {
+            queue: VecDeque::new(),
+            free: Vec::new(),
+            bytes: 0,
+            limit,
+            mtu,
+        }
+    }
+
+    /// The link MTU this queue fragments for.
+    pub fn mtu(&self) -> usize {
+        self.mtu
+    }
+
+    /// An empty buffer to build a payload in (recycled when possible).
+    pub fn buffer(&mut self) -> Vec<u8> {
+        self.free.pop().unwrap_or_default()
+    }
+
+    /// Gives back a buffer that was not queued.
+    pub fn recycle(&mut self, mut buf: Vec<u8>) {
+        if self.free.len() < POOL {
+            buf.clear();
+            self.free.push(buf);
+        }
+    }
+
+    /// Queues a datagram; on error the buffer is recycled.
+    pub fn push(&mut self, fields: HeaderFields, payload: Vec<u8>) -> Result<(), QueueError> {
+        let too_big = payload.len() + HEADER_LEN > crate::ip::MAX_DATAGRAM
+            || (fields.dont_fragment && payload.len() + HEADER_LEN > self.mtu);
+        let err = if too_big {
+            Some(QueueError::TooBig)
+        } else if self.bytes + payload.len() > self.limit && !self.queue.is_empty() {
+            Some(QueueError::Full)
+        } else {
+            None
+        };
+        if let Some(e) = err {
+            self.recycle(payload);
+            return Err(e);
+        }
+        self.bytes += payload.len();
+        self.queue.push_back(Queued {
+            fields,
+            payload,
+            sent: 0,
+        });
+        Ok(())
+    }
+
+    /// Whether nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Number of datagrams waiting.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Writes the next packet into `buf` (at least the MTU long).
+    pub fn pop_packet(&mut self, buf: &mut [u8]) -> Option<Written> {
+        let q = self.queue.front_mut()?;
+        let remaining = q.payload.len() - q.sent;
+        let room = self.mtu.min(buf.len()) - HEADER_LEN;
+        let (chunk, more) = if remaining <= room {
+            (remaining, false)
+        } else {
+            // RFC 791: every fragment but the last carries a multiple of 8 bytes.
+            (room & !7, true)
+        };
+        let fragment = more || q.sent > 0;
+        write_header(buf, &q.fields, chunk, q.sent, more);
+        buf[HEADER_LEN..HEADER_LEN + chunk].copy_from_slice(&q.payload[q.sent..q.sent + chunk]);
+        q.sent += chunk;
+        if !more {
+            let q = self.queue.pop_front().expect("front exists");
+            self.bytes -= q.payload.len();
+            self.recycle(q.payload);
+        }
+        Some(Written {
+            len: HEADER_LEN + chunk,
+            fragment,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::ipv4::Ipv4Packet;
+    use std::net::Ipv4Addr;
+
+    fn fields(df: bool) -> HeaderFields {
+        HeaderFields {
+            src: Ipv4Addr::new(10, 200, 0, 2),
+            dst: Ipv4Addr::new(10, 200, 0, 1),
+            protocol: 1,
+            ttl: 64,
+            ident: 42,
+            dont_fragment: df,
+        }
+    }
+
+    fn drain(q: &mut TxQueue) -> Vec<Vec<u8>> {
+        let mut buf = vec![0u8; 65536];
+        let mut out = Vec::new();
+        while let Some(w) = q.pop_packet(&mut buf) {
+            out.push(buf[..w.len].to_vec());
+        }
+        out
+    }
+
+    #[test]
+    fn small_datagram_leaves_whole() {
+        let mut q = TxQueue::new(1500, 1 << 20);
+        let mut b = q.buffer();
+        b.extend_from_slice(&[1u8; 1480]);
+        q.push(fields(false), b).unwrap();
+        let pkts = drain(&mut q);
+        assert_eq!(pkts.len(), 1);
+        let p = Ipv4Packet::parse(&pkts[0]).unwrap();
+        assert!(!p.is_fragment());
+        assert_eq!(p.payload().len(), 1480);
+    }
+
+    #[test]
+    fn large_datagram_is_fragmented_at_the_mtu() {
+        let mut q = TxQueue::new(1500, 1 << 20);
+        let data: Vec<u8> = (0..60_008u32).map(|i| (i % 251) as u8).collect();
+        q.push(fields(false), data.clone()).unwrap();
+        let pkts = drain(&mut q);
+        assert_eq!(pkts.len(), 41); // 40 × 1480 + 808
+        let mut rebuilt = vec![0u8; data.len()];
+        for (i, raw) in pkts.iter().enumerate() {
+            assert!(raw.len() <= 1500);
+            let p = Ipv4Packet::parse(raw).unwrap();
+            assert_eq!(p.ident(), 42);
+            assert_eq!(p.more_fragments(), i + 1 < pkts.len());
+            assert_eq!(p.frag_offset() % 8, 0);
+            rebuilt[p.frag_offset()..p.frag_offset() + p.payload().len()].copy_from_slice(p.payload());
+        }
+        assert_eq!(rebuilt, data);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn df_datagram_over_mtu_and_oversized_are_refused() {
+        let mut q = TxQueue::new(1500, 1 << 20);
+        assert_eq!(q.push(fields(true), vec![0; 1481]), Err(QueueError::TooBig));
+        assert_eq!(q.push(fields(false), vec![0; 65_516]), Err(QueueError::TooBig));
+        assert!(q.push(fields(false), vec![0; 65_515]).is_ok());
+    }
+
+    #[test]
+    fn byte_limit_applies_but_never_blocks_an_empty_queue() {
+        let mut q = TxQueue::new(1500, 1000);
+        assert!(q.push(fields(false), vec![0; 3000]).is_ok());
+        assert_eq!(q.push(fields(false), vec![0; 10]), Err(QueueError::Full));
+        drain(&mut q);
+        assert!(q.push(fields(false), vec![0; 500]).is_ok());
+        assert!(q.push(fields(false), vec![0; 500]).is_ok());
+        assert_eq!(q.push(fields(false), vec![0; 1]), Err(QueueError::Full));
+    }
+}

@@ -1,0 +1,172 @@
+//! Counters for everything the stack receives, sends and drops.
+//!
+//! Bad input from the network is never an error to anyone: it is dropped and
+//! counted here, under a name that says why (DESIGN rule 10).
+
+use core::fmt;
+
+macro_rules! counters {
+    ($(#[$meta:meta])* pub struct $name:ident { $( $(#[doc = $doc:literal])+ $field:ident, )* }) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, Default, PartialEq, Eq)]
+        pub struct $name {
+            $( $(#[doc = $doc])+ pub $field: u64, )*
+        }
+
+        impl $name {
+            /// Every counter's name, in declaration order.
+            pub const NAMES: &'static [&'static str] = &[$(stringify!($field)),*];
+
+            /// Every counter as `(name, value)`, in declaration order.
+            pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+                [$((stringify!($field), self.$field)),*].into_iter()
+            }
+
+            /// The value of the counter called `name`, if there is one.
+            pub fn get(&self, name: &str) -> Option<u64> {
+                self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+            }
+        }
+    };
+}
+
+counters! {
+    /// Per-interface counters, named `layer_what`.
+    pub struct Stats {
+        /// Packets handed to the stack by the device.
+        link_rx_packets,
+        /// Bytes handed to the stack by the device.
+        link_rx_bytes,
+        /// Packets the stack handed to the device.
+        link_tx_packets,
+        /// Bytes the stack handed to the device.
+        link_tx_bytes,
+        /// Packets the device failed to read (other than "nothing waiting").
+        link_rx_errors,
+        /// Packets the device refused to send (dropped, as by a full NIC queue).
+        link_tx_errors,
+        /// Outgoing datagrams dropped because the transmit queue was full.
+        link_tx_queue_full,
+        /// Received packets that are not IPv4 (IPv6 from the host, garbage).
+        ip_not_ipv4,
+        /// Packets shorter than their IPv4 header.
+        ip_truncated_header,
+        /// Headers whose IHL is below 5 (20 bytes).
+        ip_bad_ihl,
+        /// Headers whose checksum does not verify.
+        ip_bad_checksum,
+        /// Packets whose total length claims more bytes than arrived.
+        ip_total_len_exceeds_packet,
+        /// Packets whose total length is smaller than their header.
+        ip_total_len_below_header,
+        /// Packets from a source no host may have (multicast, broadcast, loopback, ourselves).
+        ip_bad_source,
+        /// Packets for an address that is not ours, our broadcast, or 255.255.255.255.
+        ip_not_for_us,
+        /// Datagrams delivered to ICMP, UDP or TCP (after reassembly).
+        ip_delivered,
+        /// Datagrams for a protocol the stack does not run.
+        ip_unknown_protocol,
+        /// Datagrams the stack sent (before fragmentation).
+        ip_tx_datagrams,
+        /// Outgoing datagrams with no route to their destination.
+        ip_tx_no_route,
+        /// Outgoing datagrams too large for IPv4 or needing fragmentation with DF set.
+        ip_tx_too_big,
+        /// Fragments received.
+        frag_rx_fragments,
+        /// Datagrams rebuilt from fragments.
+        frag_reassembled,
+        /// Fragments that exactly repeat one already held (dropped, the rest kept).
+        frag_duplicates,
+        /// Datagrams discarded because two fragments overlapped.
+        frag_overlaps,
+        /// Fragments that would make a datagram larger than 65535 bytes, or disagree on its end.
+        frag_bad_length,
+        /// Datagrams discarded because they were not complete in time.
+        frag_timeouts,
+        /// Datagrams discarded to keep reassembly memory under its cap.
+        frag_evicted,
+        /// Outgoing fragments sent.
+        frag_tx_fragments,
+        /// ICMP messages received.
+        icmp_rx_messages,
+        /// ICMP messages with a bad checksum.
+        icmp_bad_checksum,
+        /// ICMP messages shorter than their fixed header.
+        icmp_truncated,
+        /// Echo requests received.
+        icmp_rx_echo_requests,
+        /// Echo replies sent.
+        icmp_tx_echo_replies,
+        /// Echo requests to a broadcast address ignored by configuration.
+        icmp_broadcast_echo_ignored,
+        /// Echo replies received with no socket waiting for them.
+        icmp_rx_echo_replies,
+        /// ICMP error messages received (unreachable, time exceeded, ...).
+        icmp_rx_errors,
+        /// ICMP messages of a type the stack ignores.
+        icmp_rx_other,
+        /// ICMP error messages sent.
+        icmp_tx_errors,
+        /// ICMP errors not sent because of the rate limit.
+        icmp_rate_limited,
+        /// ICMP errors not sent because the rules forbid one (RFC 1122 §3.2.2).
+        icmp_error_suppressed,
+    }
+}
+
+impl Stats {
+    /// Total of all drop counters (everything not delivered or sent).
+    pub fn drops(&self) -> u64 {
+        self.ip_not_ipv4
+            + self.ip_truncated_header
+            + self.ip_bad_ihl
+            + self.ip_bad_checksum
+            + self.ip_total_len_exceeds_packet
+            + self.ip_total_len_below_header
+            + self.ip_bad_source
+            + self.ip_not_for_us
+            + self.ip_unknown_protocol
+            + self.frag_duplicates
+            + self.frag_overlaps
+            + self.frag_bad_length
+            + self.frag_timeouts
+            + self.frag_evicted
+            + self.icmp_bad_checksum
+            + self.icmp_truncated
+    }
+}
+
+impl fmt::Display for Stats {
+    /// One line of `name=value` pairs, every counter included, easy to grep.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for (name, value) in self.iter() {
+            if !first {
+                f.write_str(" ")?;
+            }
+            first = false;
+            write!(f, "{name}={value}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_iter_and_get_agree() {
+        let s = Stats {
+            ip_bad_checksum: 3,
+            ..Stats::default()
+        };
+        assert_eq!(Stats::NAMES.len(), s.iter().count());
+        assert_eq!(s.get("ip_bad_checksum"), Some(3));
+        assert_eq!(s.get("no_such_counter"), None);
+        assert!(s.to_string().contains("ip_bad_checksum=3"));
+        assert_eq!(s.drops(), 3);
+    }
+}

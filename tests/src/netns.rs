@@ -1,0 +1,257 @@
+//! Network-namespace sandboxes for live tests.
+//!
+//! A [`Sandbox`] is a fresh namespace named `tsbx-<pid>-<n>`. Everything a
+//! live test runs goes inside it; dropping the sandbox (on success or during
+//! a panic's unwinding) kills what runs there and deletes the namespace.
+//! Namespaces left by a test process that was killed outright are removed by
+//! the next sandbox created, once their creator's pid is gone.
+
+use crate::process::{self, Finished, Lines};
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::Duration;
+
+const PREFIX: &str = "tsbx-";
+
+/// Whether live tests can run here. Without root they cannot: with
+/// `CI=true` that is a failure (panic); otherwise the test is skipped with a
+/// message and this returns false.
+pub fn live_tests_possible(test: &str) -> bool {
+    let problem = if euid() != 0 {
+        Some("not root")
+    } else if !Path::new("/dev/net/tun").exists() {
+        Some("no /dev/net/tun")
+    } else if Command::new("ip").arg("-V").output().is_err() {
+        Some("no `ip` command (iproute2)")
+    } else {
+        None
+    };
+    match problem {
+        None => true,
+        Some(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{test}: live test cannot run ({why}), and CI=true forbids skipping")
+        }
+        Some(why) => {
+            eprintln!(
+                "SKIPPED {test}: live tests need root, TUN and iproute2 ({why}); run scripts/test, which uses sudo"
+            );
+            false
+        }
+    }
+}
+
+fn euid() -> u32 {
+    // SAFETY: geteuid(2) takes no arguments and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// A network namespace that exists for the life of this value.
+#[derive(Debug)]
+pub struct Sandbox {
+    name: String,
+}
+
+fn ip(args: &[&str]) -> Finished {
+    let mut c = Command::new("ip");
+    c.args(args);
+    process::run(c, Duration::from_secs(20))
+}
+
+/// Deletes sandboxes whose creating process no longer exists.
+fn remove_stale() {
+    let list = ip(&["netns", "list"]);
+    for line in list.stdout.lines() {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some(rest) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            eprintln!("removing stale sandbox {name}");
+            destroy(name);
+        }
+    }
+}
+
+/// Kills every process in namespace `name`, then deletes it.
+fn destroy(name: &str) {
+    for _ in 0..50 {
+        let pids = ip(&["netns", "pids", name]).stdout;
+        let pids: Vec<&str> = pids.split_whitespace().collect();
+        if pids.is_empty() {
+            break;
+        }
+        for pid in pids {
+            let _ = Command::new("kill").args(["-KILL", pid]).status();
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let out = ip(&["netns", "del", name]);
+    if !out.status.success() {
+        eprintln!("warning: could not delete namespace {name}: {}", out.stderr.trim());
+    }
+}
+
+impl Sandbox {
+    /// Creates a fresh namespace with its loopback up.
+    pub fn create() -> Sandbox {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        remove_stale();
+        let name = format!(
+            "{PREFIX}{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        ip(&["netns", "add", &name]).assert_success("ip netns add");
+        let sb = Sandbox { name };
+        ip(&["-n", &sb.name, "link", "set", "lo", "up"]).assert_success("ip link set lo up");
+        sb
+    }
+
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A command that runs `program` inside the namespace.
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).arg(program);
+        c
+    }
+
+    /// Runs `program args` inside the namespace to completion (bounded by `timeout`).
+    pub fn run(&self, program: &str, args: &[&str], timeout: Duration) -> Finished {
+        let mut c = self.command(program);
+        c.args(args);
+        process::run(c, timeout)
+    }
+
+    /// Runs `f` on a thread that has entered the namespace: sockets it opens
+    /// live in the namespace (and stay there, usable from any thread).
+    pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let ns = std::fs::File::open(format!("/run/netns/{}", self.name)).expect("open namespace");
+        thread::scope(|s| {
+            s.spawn(|| {
+                // SAFETY: setns(2) with a valid namespace fd; it changes only this thread.
+                let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+                f()
+            })
+            .join()
+            .expect("sandboxed closure panicked")
+        })
+    }
+
+    /// Starts `tunstackd` (at `binary`) with `args` in the namespace and waits
+    /// until it says it is ready.
+    pub fn start_daemon(&self, binary: &str, args: &[&str]) -> Daemon {
+        let mut c = self.command(binary);
+        c.args(args)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+        let stdout = Arc::new(Lines::default());
+        let stderr = Arc::new(Lines::default());
+        Lines::collect(child.stdout.take().unwrap(), stdout.clone(), "tunstackd");
+        Lines::collect(child.stderr.take().unwrap(), stderr.clone(), "tunstackd log");
+        let mut d = Daemon {
+            child: Some(child),
+            stdout,
+            stderr,
+        };
+        if d.stdout
+            .wait_for(0, Duration::from_secs(20), |l| l.starts_with("tunstackd: owns"))
+            .is_none()
+        {
+            let status = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            panic!(
+                "tunstackd did not become ready (exit: {status:?})\nstdout: {:?}\nstderr: {:?}",
+                d.stdout.snapshot(),
+                d.stderr.snapshot()
+            );
+        }
+        d
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        destroy(&self.name);
+    }
+}
+
+/// A running `tunstackd`. Dropping it kills it.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Option<Child>,
+    stdout: Arc<Lines>,
+    stderr: Arc<Lines>,
+}
+
+impl Daemon {
+    /// The daemon's process id (the `ip netns exec` wrapper execs it, so it is the daemon's).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Lines the daemon printed on stdout.
+    pub fn stdout(&self) -> &Lines {
+        &self.stdout
+    }
+
+    /// Lines the daemon logged on stderr.
+    pub fn log(&self) -> &Lines {
+        &self.stderr
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{sig} failed");
+    }
+
+    /// Asks for the counters (SIGUSR1) and returns them by name.
+    pub fn stats(&self) -> HashMap<String, u64> {
+        let from = self.stdout.len();
+        self.signal("USR1");
+        let (_, line) = self
+            .stdout
+            .wait_for(from, Duration::from_secs(10), |l| l.starts_with("stats: "))
+            .expect("daemon printed no stats after SIGUSR1");
+        line["stats: ".len()..]
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.parse().expect("numeric counter")))
+            .collect()
+    }
+
+    /// Stops the daemon with SIGTERM and returns its exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal("TERM");
+        let mut child = self.child.take().expect("running");
+        process::wait_timeout(&mut child, Duration::from_secs(10)).expect("daemon did not exit within 10 s of SIGTERM")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
