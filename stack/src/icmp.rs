@@ -52,6 +52,7 @@ pub(crate) struct ErrorContext<'a> {
     pub header: &'a [u8],
     pub payload: &'a [u8],
     pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
     pub delivery: Delivery,
     /// Fragment offset of the packet (0 for a whole or reassembled datagram).
     pub frag_offset: usize,
@@ -89,7 +90,10 @@ impl Interface {
         let mut msg = self.tx.buffer();
         wire::write_error(&mut msg, kind, code, rest, &quote);
         self.tx.recycle(quote);
-        if self.send_datagram(ctx.src, ip::protocol::ICMP, ip::DEFAULT_TTL, false, msg) {
+        if self
+            .send_datagram(ctx.src, ip::protocol::ICMP, ip::DEFAULT_TTL, false, msg)
+            .is_ok()
+        {
             self.stats.icmp_tx_errors += 1;
         }
     }
@@ -121,7 +125,10 @@ impl Interface {
                 wire::write_echo_reply(&mut reply, msg.bytes);
                 // The reply comes from our own address even when the request
                 // went to a broadcast address (RFC 1122 §3.2.2.6).
-                if self.send_datagram(ctx.src, ip::protocol::ICMP, ip::DEFAULT_TTL, false, reply) {
+                if self
+                    .send_datagram(ctx.src, ip::protocol::ICMP, ip::DEFAULT_TTL, false, reply)
+                    .is_ok()
+                {
                     self.stats.icmp_tx_echo_replies += 1;
                 }
             }
@@ -129,8 +136,33 @@ impl Interface {
             k if wire::is_error(k) => {
                 self.stats.icmp_rx_errors += 1;
                 log::debug!("icmp error type {} code {} from {}", msg.kind, msg.code, ctx.src);
+                self.icmp_error_input(&msg);
             }
             _ => self.stats.icmp_rx_other += 1,
+        }
+    }
+
+    /// Hands an ICMP error to the transport whose datagram it quotes.
+    fn icmp_error_input(&mut self, msg: &IcmpMessage<'_>) {
+        // The quote: the original IP header, then at least 8 bytes of its payload.
+        let q = msg.data;
+        let Some(&first) = q.first() else { return };
+        let ihl = usize::from(first & 0x0f) * 4;
+        if first >> 4 != 4 || ihl < 20 || q.len() < ihl + 8 {
+            return;
+        }
+        let src = Ipv4Addr::new(q[12], q[13], q[14], q[15]);
+        let dst = Ipv4Addr::new(q[16], q[17], q[18], q[19]);
+        if src != self.config.address.addr() {
+            return;
+        }
+        let ports = &q[ihl..ihl + 4];
+        let (sport, dport) = (
+            u16::from_be_bytes([ports[0], ports[1]]),
+            u16::from_be_bytes([ports[2], ports[3]]),
+        );
+        if q[9] == ip::protocol::UDP {
+            self.udp_icmp_error(sport, std::net::SocketAddrV4::new(dst, dport), msg.kind, msg.code);
         }
     }
 
@@ -141,6 +173,7 @@ impl Interface {
             header: &quote[..header_len],
             payload: &quote[header_len..],
             src,
+            dst: Ipv4Addr::new(quote[16], quote[17], quote[18], quote[19]),
             delivery: Delivery::Unicast,
             frag_offset: 0,
             protocol: quote[9],

@@ -11,6 +11,7 @@ use crate::ip::{self, Ipv4Cidr, is_martian_source};
 use crate::rand::{Rng, SeededState};
 use crate::stats::Stats;
 use crate::time::Instant;
+use crate::udp::{UdpHandle, UdpLayer};
 use crate::wire::icmp::{kind, unreachable};
 use crate::wire::ipv4::{HeaderFields, Ipv4Packet};
 use std::net::Ipv4Addr;
@@ -58,6 +59,24 @@ impl Config {
     }
 }
 
+/// A socket whose state changed: it may now be readable (or have an error).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SocketEvent {
+    /// A UDP socket.
+    Udp(UdpHandle),
+}
+
+/// Why a datagram could not be queued for sending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// No route to the destination.
+    NoRoute,
+    /// The transmit queue is full.
+    QueueFull,
+    /// Too large for IPv4, or needing fragmentation with DF set.
+    TooBig,
+}
+
 /// How a received datagram was addressed to us.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Delivery {
@@ -92,6 +111,9 @@ pub struct Interface {
     pub(crate) tx: TxQueue,
     pub(crate) ident: IdGenerator,
     pub(crate) icmp_error_limiter: RateLimiter,
+    pub(crate) udp: UdpLayer,
+    pub(crate) rng: Rng,
+    pub(crate) events: Vec<SocketEvent>,
 }
 
 impl Interface {
@@ -112,6 +134,9 @@ impl Interface {
             tx: TxQueue::new(config.mtu, config.tx_queue_limit),
             ident: IdGenerator::new(&mut rng),
             icmp_error_limiter: RateLimiter::new(config.icmp_error_rate, config.icmp_error_burst),
+            udp: UdpLayer::new(SeededState::from_rng(&mut rng)),
+            events: Vec::new(),
+            rng,
             routes,
             stats: Stats::default(),
             config,
@@ -180,6 +205,7 @@ impl Interface {
                     header: &whole.header,
                     payload: &whole.payload,
                     src,
+                    dst: pkt.dst(),
                     delivery,
                     frag_offset: 0,
                     protocol: pkt.protocol(),
@@ -192,6 +218,7 @@ impl Interface {
             header: pkt.header_bytes(),
             payload: pkt.payload(),
             src,
+            dst: pkt.dst(),
             delivery,
             frag_offset: 0,
             protocol: pkt.protocol(),
@@ -205,6 +232,10 @@ impl Interface {
             ip::protocol::ICMP => {
                 self.stats.ip_delivered += 1;
                 self.icmp_input(ctx);
+            }
+            ip::protocol::UDP => {
+                self.stats.ip_delivered += 1;
+                self.udp_input(now, ctx, ctx.dst);
             }
             other => {
                 self.stats.ip_unknown_protocol += 1;
@@ -238,8 +269,24 @@ impl Interface {
         Some(w.len)
     }
 
-    /// Queues a datagram from our address to `dst`; false if it was dropped
-    /// (no route, queue full, too big), which is counted.
+    /// Sockets whose state changed since the last call, appended to `out`.
+    /// The runtime wakes the threads waiting on them.
+    pub fn take_events(&mut self, out: &mut Vec<SocketEvent>) {
+        let start = out.len();
+        out.append(&mut self.events);
+        for e in &out[start..] {
+            match *e {
+                SocketEvent::Udp(h) => self.udp_event_taken(h),
+            }
+        }
+    }
+
+    /// Whether the transmit queue is empty (senders refused with a full queue may retry).
+    pub fn tx_queue_is_empty(&self) -> bool {
+        self.tx.is_empty()
+    }
+
+    /// Queues a datagram from our address to `dst`; drops are counted.
     pub(crate) fn send_datagram(
         &mut self,
         dst: Ipv4Addr,
@@ -247,11 +294,11 @@ impl Interface {
         ttl: u8,
         dont_fragment: bool,
         payload: Vec<u8>,
-    ) -> bool {
+    ) -> Result<(), SendError> {
         if self.routes.lookup(dst).is_none() && !dst.is_broadcast() {
             self.stats.ip_tx_no_route += 1;
             self.tx.recycle(payload);
-            return false;
+            return Err(SendError::NoRoute);
         }
         let src = self.config.address.addr();
         let fields = HeaderFields {
@@ -265,15 +312,15 @@ impl Interface {
         match self.tx.push(fields, payload) {
             Ok(()) => {
                 self.stats.ip_tx_datagrams += 1;
-                true
+                Ok(())
             }
             Err(QueueError::Full) => {
                 self.stats.link_tx_queue_full += 1;
-                false
+                Err(SendError::QueueFull)
             }
             Err(QueueError::TooBig) => {
                 self.stats.ip_tx_too_big += 1;
-                false
+                Err(SendError::TooBig)
             }
         }
     }

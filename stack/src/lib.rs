@@ -14,11 +14,17 @@ pub mod device;
 pub mod icmp;
 pub mod iface;
 pub mod ip;
+pub mod net;
 pub mod rand;
 pub mod runtime;
+pub mod socket;
 pub mod stats;
 pub mod time;
+pub mod udp;
 pub mod wire;
+
+#[cfg(test)]
+mod testutil;
 
 pub use iface::{Config, Interface};
 pub use ip::Ipv4Cidr;

@@ -89,6 +89,22 @@ counters! {
         frag_evicted,
         /// Outgoing fragments sent.
         frag_tx_fragments,
+        /// UDP datagrams queued on a socket.
+        udp_rx_datagrams,
+        /// UDP datagrams sent.
+        udp_tx_datagrams,
+        /// UDP datagrams shorter than their header.
+        udp_truncated,
+        /// UDP datagrams whose length field disagrees with the IP payload.
+        udp_bad_length,
+        /// UDP datagrams with a wrong checksum.
+        udp_bad_checksum,
+        /// UDP datagrams to a port no socket holds (port unreachable sent for unicast).
+        udp_no_port,
+        /// UDP datagrams dropped because the socket's receive queue was full.
+        udp_rx_queue_full,
+        /// ICMP errors reported to a UDP socket.
+        udp_icmp_errors,
         /// ICMP messages received.
         icmp_rx_messages,
         /// ICMP messages with a bad checksum.
@@ -133,6 +149,11 @@ impl Stats {
             + self.frag_bad_length
             + self.frag_timeouts
             + self.frag_evicted
+            + self.udp_truncated
+            + self.udp_bad_length
+            + self.udp_bad_checksum
+            + self.udp_no_port
+            + self.udp_rx_queue_full
             + self.icmp_bad_checksum
             + self.icmp_truncated
     }

@@ -11,3 +11,4 @@
 pub mod inject;
 pub mod netns;
 pub mod process;
+pub mod sockopt;

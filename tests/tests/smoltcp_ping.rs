@@ -2,8 +2,11 @@
 //! echo requests small and large (fragmented both ways), byte-exact replies.
 //! No root, no TUN, a virtual clock.
 
+mod common;
+
+use common::{MTU, SmolLink};
 use smoltcp::iface::{Config as SmolConfig, Interface as SmolIface, SocketSet};
-use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::phy;
 use smoltcp::socket::icmp;
 use smoltcp::time::Instant as SmolInstant;
 use smoltcp::wire::{HardwareAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr};
@@ -11,55 +14,9 @@ use tunstack::device::Device as _;
 use tunstack::device::memory::MemoryLink;
 use tunstack::{Config, Instant, Interface, Ipv4Cidr};
 
-const MTU: usize = 1500;
-
-/// smoltcp's view of our in-memory link.
-struct SmolLink(MemoryLink);
-
-struct Rx(Vec<u8>);
-struct Tx<'a>(&'a mut MemoryLink);
-
-impl phy::RxToken for Rx {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-
-impl phy::TxToken for Tx<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut buf = vec![0u8; len];
-        let r = f(&mut buf);
-        self.0.send(&buf).unwrap();
-        r
-    }
-}
-
-impl phy::Device for SmolLink {
-    type RxToken<'a> = Rx;
-    type TxToken<'a> = Tx<'a>;
-
-    fn receive(&mut self, _t: SmolInstant) -> Option<(Rx, Tx<'_>)> {
-        let mut buf = vec![0u8; 65536];
-        let n = self.0.recv(&mut buf).ok()?;
-        buf.truncate(n);
-        Some((Rx(buf), Tx(&mut self.0)))
-    }
-
-    fn transmit(&mut self, _t: SmolInstant) -> Option<Tx<'_>> {
-        Some(Tx(&mut self.0))
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ip;
-        caps.max_transmission_unit = MTU;
-        caps
-    }
-}
-
 #[test]
 fn smoltcp_pings_tunstack_with_small_and_fragmented_echoes() {
-    let (ours, theirs) = MemoryLink::pair();
+    let (ours, theirs) = MemoryLink::pair().unwrap();
     let mut ours = ours;
     let mut config = Config::new(Ipv4Cidr::new([10, 200, 0, 2].into(), 24).unwrap());
     config.seed = 42;

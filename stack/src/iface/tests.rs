@@ -1,90 +1,12 @@
 //! Interface-level tests: packets in, packets out, counters.
 
 use super::*;
-use crate::ip::reassembly::{Reassembler, ReassemblyConfig};
 use crate::rand::Rng;
+use crate::testutil::*;
 use crate::time::Duration;
 use crate::wire::checksum;
 use crate::wire::icmp::{self as icmp_wire, IcmpMessage, time_exceeded};
-use crate::wire::ipv4::{HEADER_LEN, write_header};
-
-const US: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 2);
-const HOST: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
-const BCAST: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 255);
-
-fn config() -> Config {
-    let mut c = Config::new(Ipv4Cidr::new(US, 24).unwrap());
-    c.gateway = Some(HOST);
-    c.seed = 1;
-    c
-}
-
-fn iface() -> Interface {
-    Interface::new(config())
-}
-
-fn t(ms: u64) -> Instant {
-    Instant::from_millis(ms)
-}
-
-/// An IPv4 packet from `src` to `dst` with a correct header.
-fn ip_packet(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, ident: u16, payload: &[u8]) -> Vec<u8> {
-    let f = HeaderFields {
-        src,
-        dst,
-        protocol,
-        ttl: 64,
-        ident,
-        dont_fragment: false,
-    };
-    let mut v = vec![0u8; HEADER_LEN + payload.len()];
-    write_header(&mut v, &f, payload.len(), 0, false);
-    v[HEADER_LEN..].copy_from_slice(payload);
-    v
-}
-
-fn echo_request(ident: u16, seq: u16, data: &[u8]) -> Vec<u8> {
-    let mut rest = [0u8; 4];
-    rest[..2].copy_from_slice(&ident.to_be_bytes());
-    rest[2..].copy_from_slice(&seq.to_be_bytes());
-    let mut v = Vec::new();
-    icmp_wire::write_message(&mut v, kind::ECHO_REQUEST, 0, rest, data);
-    v
-}
-
-fn ping_packet(dst: Ipv4Addr, seq: u16, data: &[u8]) -> Vec<u8> {
-    ip_packet(HOST, dst, ip::protocol::ICMP, seq, &echo_request(0x77, seq, data))
-}
-
-/// Everything the interface wants to send right now.
-fn drain(i: &mut Interface) -> Vec<Vec<u8>> {
-    let mut buf = vec![0u8; i.config().mtu];
-    let mut out = Vec::new();
-    while let Some(n) = i.poll_transmit(Instant::ZERO, &mut buf) {
-        assert!(n <= i.config().mtu, "packet larger than the MTU");
-        out.push(buf[..n].to_vec());
-    }
-    out
-}
-
-/// Reassembles what the interface sent, as the host kernel would.
-fn host_receive(pkts: &[Vec<u8>]) -> Vec<(Ipv4Packet<'static>, Vec<u8>)> {
-    let mut r = Reassembler::new(ReassemblyConfig::default(), SeededState::from_rng(&mut Rng::new(9)));
-    let mut s = Stats::default();
-    let mut out = Vec::new();
-    for p in pkts {
-        let leaked: &'static [u8] = Box::leak(p.clone().into_boxed_slice());
-        let pkt = Ipv4Packet::parse(leaked).expect("we send valid IPv4");
-        if pkt.is_fragment() {
-            if let Some(whole) = r.insert(Instant::ZERO, &pkt, &mut s) {
-                out.push((pkt, whole.payload));
-            }
-        } else {
-            out.push((pkt, pkt.payload().to_vec()));
-        }
-    }
-    out
-}
+use crate::wire::ipv4::HEADER_LEN;
 
 #[test]
 fn echo_request_gets_a_reply_with_ttl_64_and_copied_fields() {
@@ -133,18 +55,7 @@ fn large_echo_is_reassembled_and_the_reply_fragmented() {
         let mut off = 0;
         while off < icmp.len() {
             let end = (off + 1480).min(icmp.len());
-            let f = HeaderFields {
-                src: HOST,
-                dst: US,
-                protocol: 1,
-                ttl: 64,
-                ident: 4242,
-                dont_fragment: false,
-            };
-            let mut v = vec![0u8; HEADER_LEN + end - off];
-            write_header(&mut v, &f, end - off, off, end < icmp.len());
-            v[HEADER_LEN..].copy_from_slice(&icmp[off..end]);
-            frags.push(v);
+            frags.push(ip_fragment(HOST, US, 1, 4242, &icmp[off..end], off, end < icmp.len()));
             off = end;
         }
         frags.reverse();
@@ -274,18 +185,7 @@ fn icmp_errors_are_rate_limited() {
 
 /// A first fragment of datagram `ident` carrying `payload`, more to come.
 fn first_fragment(protocol: u8, ident: u16, payload: &[u8]) -> Vec<u8> {
-    let f = HeaderFields {
-        src: HOST,
-        dst: US,
-        protocol,
-        ttl: 64,
-        ident,
-        dont_fragment: false,
-    };
-    let mut v = vec![0u8; HEADER_LEN + payload.len()];
-    write_header(&mut v, &f, payload.len(), 0, true);
-    v[HEADER_LEN..].copy_from_slice(payload);
-    v
+    ip_fragment(HOST, US, protocol, ident, payload, 0, true)
 }
 
 #[test]

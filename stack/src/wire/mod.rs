@@ -8,3 +8,4 @@
 pub mod checksum;
 pub mod icmp;
 pub mod ipv4;
+pub mod udp;

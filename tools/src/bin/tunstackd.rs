@@ -1,17 +1,16 @@
 //! tunstackd: creates a TUN interface, configures the host side, and runs
-//! tunstack's own IPv4/ICMP stack on it until SIGINT or SIGTERM.
+//! tunstack's own stack on it, with built-in services, until SIGINT or SIGTERM.
 //!
 //! SIGUSR1 prints the stack's counters as one `stats: name=value ...` line.
 
 use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+use signal_hook::iterator::Signals;
 use std::io::{self, Write};
-use std::ops::ControlFlow;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use tunstack::device::tun::TunDevice;
-use tunstack::runtime::Driver;
-use tunstack::{Config, Interface, Ipv4Cidr};
+use tunstack::Ipv4Cidr;
+use tunstack::runtime::{Stack, TunConfig};
+use tunstack_tools::services;
 
 /// Run tunstack on a TUN interface: `ping 10.200.0.2` from the host once it starts.
 #[derive(Debug, Parser)]
@@ -41,24 +40,20 @@ struct Args {
     #[arg(long)]
     ignore_broadcast_ping: bool,
 
-    /// Seed for the stack's randomness (IP IDs, and later ISNs and ports). Default: from the OS.
+    /// Seed for the stack's randomness (IP IDs, ephemeral ports, later ISNs). Default: from the OS.
     #[arg(long)]
     seed: Option<u64>,
-}
 
-fn os_seed() -> io::Result<u64> {
-    let mut b = [0u8; 8];
-    std::fs::File::open("/dev/urandom").and_then(|mut f| io::Read::read_exact(&mut f, &mut b))?;
-    Ok(u64::from_ne_bytes(b))
+    /// Port of the UDP echo service.
+    #[arg(long, default_value_t = 7, value_name = "PORT")]
+    udp_echo: u16,
+
+    /// Do not run the UDP echo service.
+    #[arg(long)]
+    no_udp_echo: bool,
 }
 
 fn run(args: Args) -> io::Result<()> {
-    if args.host_address.addr() == args.address.addr() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "--address and --host-address must differ",
-        ));
-    }
     if !args.address.contains(args.host_address.addr()) {
         log::warn!(
             "host side {} is outside the stack's subnet {}: the stack reaches it only through its default route",
@@ -66,38 +61,23 @@ fn run(args: Args) -> io::Result<()> {
             args.address
         );
     }
-    let mtu = args.mtu as usize;
-    let device = TunDevice::create(&args.interface)?;
-    device.set_mtu(mtu)?;
-    if !args.no_configure_host {
-        device.set_host_address(args.host_address)?;
-    }
-    device.set_up()?;
-
-    let mut config = Config::new(args.address);
-    config.gateway = Some(args.host_address.addr());
-    config.mtu = mtu;
-    config.seed = match args.seed {
-        Some(s) => s,
-        None => os_seed()?,
+    let cfg = TunConfig {
+        name: args.interface.clone(),
+        address: args.address,
+        host_address: args.host_address,
+        configure_host: !args.no_configure_host,
+        mtu: args.mtu as usize,
+        seed: args.seed,
+        answer_broadcast_echo: !args.ignore_broadcast_ping,
     };
-    config.answer_broadcast_echo = !args.ignore_broadcast_ping;
-    let name = device.name().to_owned();
-    let mut driver = Driver::new(Interface::new(config), device)?;
+    // Register signals before anything runs, so none is missed.
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGUSR1])?;
+    let (stack, name) = Stack::on_tun(&cfg)?;
 
-    // Signals only set a flag and poke the driver's wake pipe; the loop acts on them.
-    let stop = Arc::new(AtomicBool::new(false));
-    let dump = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone())?;
-    }
-    signal_hook::flag::register(signal_hook::consts::SIGUSR1, dump.clone())?;
-    for sig in [
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGUSR1,
-    ] {
-        signal_hook::low_level::pipe::register(sig, driver.waker().to_fd()?)?;
+    let mut offered = Vec::new();
+    if !args.no_udp_echo {
+        services::udp_echo(&stack, args.udp_echo)?;
+        offered.push(format!("udp echo :{}", args.udp_echo));
     }
 
     let host = if args.no_configure_host {
@@ -105,31 +85,33 @@ fn run(args: Args) -> io::Result<()> {
     } else {
         format!("host side {}", args.host_address)
     };
+    let services = if offered.is_empty() {
+        "no services".to_owned()
+    } else {
+        offered.join(", ")
+    };
+    let ip = args.address.addr();
     println!(
-        "tunstackd: owns {name} (stack {}, {host}, MTU {mtu}); try: ping {}",
-        args.address,
-        args.address.addr()
+        "tunstackd: owns {name} (stack {}, {host}, MTU {}; {services}); try: ping {ip}, nc -u {ip} {}",
+        args.address, args.mtu, args.udp_echo
     );
     io::stdout().flush()?;
     log::info!("running on {name}; SIGUSR1 prints counters, SIGINT/SIGTERM stop");
 
-    driver.run(|iface| {
-        if dump.swap(false, Ordering::SeqCst) {
-            print_stats(iface);
+    for sig in signals.forever() {
+        match sig {
+            SIGUSR1 => print_stats(&stack),
+            _ => break,
         }
-        if stop.load(Ordering::SeqCst) {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    })?;
-    print_stats(driver.interface());
+    }
+    stack.shutdown()?;
+    print_stats(&stack);
     log::info!("stopped; {name} goes away with us");
     Ok(())
 }
 
-fn print_stats(iface: &Interface) {
-    println!("stats: {}", iface.stats());
+fn print_stats(stack: &Stack) {
+    println!("stats: {}", stack.stats());
     let _ = io::stdout().flush();
 }
 

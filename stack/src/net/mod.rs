@@ -1,0 +1,99 @@
+//! Sockets shaped like `std::net`, over a running [`Stack`](crate::runtime::Stack).
+//!
+//! Errors are `std::io::Error`s built from the errno Linux would return in
+//! the same situation, so kinds and messages match what the same code gets
+//! from the kernel (`AddrInUse`, `ConnectionRefused`, `PermissionDenied`,
+//! `WouldBlock`, ...). As with `std::net` on Linux, a receive that times out
+//! returns `WouldBlock` (EAGAIN), not `TimedOut`.
+
+mod udp;
+
+pub use udp::{RecvMeta, UdpSocket};
+
+use crate::runtime::{Core, Stack};
+use std::io;
+use std::net::{SocketAddr, SocketAddrV4, ToSocketAddrs};
+use std::sync::{Condvar, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// An error with Linux's errno `code`.
+pub(crate) fn errno(code: i32) -> io::Error {
+    io::Error::from_raw_os_error(code)
+}
+
+/// The error every call returns once the stack has shut down.
+pub(crate) fn network_down() -> io::Error {
+    errno(libc::ENETDOWN)
+}
+
+/// The first IPv4 address `addr` resolves to.
+pub(crate) fn resolve_v4(addr: impl ToSocketAddrs) -> io::Result<SocketAddrV4> {
+    let mut last = None;
+    for a in addr.to_socket_addrs()? {
+        match a {
+            SocketAddr::V4(v4) => return Ok(v4),
+            SocketAddr::V6(v6) => last = Some(v6),
+        }
+    }
+    Err(match last {
+        Some(v6) => io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            format!("tunstack speaks IPv4 only, not {v6}"),
+        ),
+        None => io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing"),
+    })
+}
+
+/// Blocking behaviour of one socket.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Blocking {
+    pub nonblocking: bool,
+    pub read_timeout: Option<Duration>,
+    pub write_timeout: Option<Duration>,
+}
+
+/// Rejects a zero timeout, as `std::net` does.
+pub(crate) fn check_timeout(t: Option<Duration>) -> io::Result<()> {
+    if t == Some(Duration::ZERO) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "cannot set a 0 duration timeout",
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `attempt` under the lock until it returns `Some`, sleeping on `cv`
+/// between tries; `WouldBlock` when non-blocking or once `timeout` passes.
+pub(crate) fn block_on<T>(
+    stack: &Stack,
+    cv: &Condvar,
+    nonblocking: bool,
+    timeout: Option<Duration>,
+    mut attempt: impl FnMut(&mut Core) -> Option<io::Result<T>>,
+) -> io::Result<T> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let mut core: MutexGuard<'_, Core> = stack.lock();
+    loop {
+        if core.stopped() {
+            return Err(network_down());
+        }
+        if let Some(r) = attempt(&mut core) {
+            stack.kick(core);
+            return r;
+        }
+        if nonblocking {
+            return Err(errno(libc::EAGAIN));
+        }
+        let (g, in_time) = stack.wait(cv, core, deadline);
+        core = g;
+        if !in_time {
+            // One last try: the condition may have come true right at the deadline.
+            if let Some(r) = attempt(&mut core) {
+                stack.kick(core);
+                return r;
+            }
+            return Err(errno(libc::EAGAIN));
+        }
+    }
+}
