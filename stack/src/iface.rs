@@ -10,6 +10,7 @@ use crate::ip::route::RouteTable;
 use crate::ip::{self, Ipv4Cidr, is_martian_source};
 use crate::rand::{Rng, SeededState};
 use crate::stats::Stats;
+use crate::tcp::{ListenerHandle, TcpConfig, TcpHandle, TcpLayer};
 use crate::time::Instant;
 use crate::udp::{UdpHandle, UdpLayer};
 use crate::wire::icmp::{kind, unreachable};
@@ -39,6 +40,8 @@ pub struct Config {
     pub answer_broadcast_echo: bool,
     /// Payload bytes the transmit queue may hold before it drops.
     pub tx_queue_limit: usize,
+    /// TCP settings.
+    pub tcp: TcpConfig,
 }
 
 impl Config {
@@ -54,7 +57,8 @@ impl Config {
             icmp_error_rate: rate,
             icmp_error_burst: burst,
             answer_broadcast_echo: true,
-            tx_queue_limit: 4 << 20,
+            tx_queue_limit: 16 << 20,
+            tcp: TcpConfig::default(),
         }
     }
 }
@@ -64,6 +68,10 @@ impl Config {
 pub enum SocketEvent {
     /// A UDP socket.
     Udp(UdpHandle),
+    /// A TCP connection: data, space, a state change or an error.
+    Tcp(TcpHandle),
+    /// A TCP listener with a connection to accept.
+    Listener(ListenerHandle),
 }
 
 /// Why a datagram could not be queued for sending.
@@ -112,6 +120,7 @@ pub struct Interface {
     pub(crate) ident: IdGenerator,
     pub(crate) icmp_error_limiter: RateLimiter,
     pub(crate) udp: UdpLayer,
+    pub(crate) tcp: TcpLayer,
     pub(crate) rng: Rng,
     pub(crate) events: Vec<SocketEvent>,
 }
@@ -135,6 +144,7 @@ impl Interface {
             ident: IdGenerator::new(&mut rng),
             icmp_error_limiter: RateLimiter::new(config.icmp_error_rate, config.icmp_error_burst),
             udp: UdpLayer::new(SeededState::from_rng(&mut rng)),
+            tcp: TcpLayer::new(config.tcp, &mut rng),
             events: Vec::new(),
             rng,
             routes,
@@ -237,6 +247,10 @@ impl Interface {
                 self.stats.ip_delivered += 1;
                 self.udp_input(now, ctx, ctx.dst);
             }
+            ip::protocol::TCP => {
+                self.stats.ip_delivered += 1;
+                self.tcp_input(now, ctx, ctx.dst);
+            }
             other => {
                 self.stats.ip_unknown_protocol += 1;
                 log::trace!("protocol {other} from {} is not served", ctx.src);
@@ -245,16 +259,20 @@ impl Interface {
         }
     }
 
-    /// Runs timers that are due: reassembly expiry.
+    /// Runs timers that are due: reassembly expiry and TCP timers.
     pub fn handle_timeout(&mut self, now: Instant) {
         for timed_out in self.reassembler.expire(now, &mut self.stats) {
             self.send_reassembly_timeout(now, timed_out.src, &timed_out.quote);
         }
+        self.tcp_handle_timeouts(now);
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) next has work, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.reassembler.next_deadline()
+        match (self.reassembler.next_deadline(), self.tcp.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Writes the next outgoing packet into `buf` (at least the MTU long) and
@@ -277,6 +295,7 @@ impl Interface {
         for e in &out[start..] {
             match *e {
                 SocketEvent::Udp(h) => self.udp_event_taken(h),
+                other => self.tcp_event_taken(other),
             }
         }
     }

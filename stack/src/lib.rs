@@ -19,6 +19,7 @@ pub mod rand;
 pub mod runtime;
 pub mod socket;
 pub mod stats;
+pub mod tcp;
 pub mod time;
 pub mod udp;
 pub mod wire;

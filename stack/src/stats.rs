@@ -105,6 +105,52 @@ counters! {
         udp_rx_queue_full,
         /// ICMP errors reported to a UDP socket.
         udp_icmp_errors,
+        /// TCP segments received with a valid checksum.
+        tcp_rx_segments,
+        /// TCP segments sent.
+        tcp_tx_segments,
+        /// TCP segments with a wrong checksum.
+        tcp_bad_checksum,
+        /// TCP segments too short or with a bad data offset.
+        tcp_malformed,
+        /// TCP segments to a broadcast address (dropped).
+        tcp_not_unicast,
+        /// TCP segments for no connection or listener (answered with RST).
+        tcp_no_socket,
+        /// RSTs sent.
+        tcp_tx_resets,
+        /// RSTs accepted (exactly at RCV.NXT).
+        tcp_rx_resets,
+        /// Segments outside the receive window (answered with an ACK).
+        tcp_out_of_window,
+        /// Challenge ACKs sent (RFC 5961).
+        tcp_challenge_acks,
+        /// Challenge ACKs suppressed by the rate limits.
+        tcp_challenge_acks_limited,
+        /// ACKs for data never sent (RFC 5961 §5).
+        tcp_ack_too_new,
+        /// ACKs older than the window allows (RFC 5961 §5).
+        tcp_ack_too_old,
+        /// SYNs dropped because the accept queue was full.
+        tcp_listen_drops,
+        /// SYNs dropped because the half-open queue was full.
+        tcp_syn_queue_full,
+        /// Handshake-completing ACKs dropped because the accept queue was full.
+        tcp_listen_overflows,
+        /// Duplicate ACKs received.
+        tcp_dup_acks,
+        /// Fast retransmits (three duplicate ACKs).
+        tcp_fast_retransmits,
+        /// Retransmission timeouts.
+        tcp_rto_retransmits,
+        /// Connections aborted by retransmission or keepalive timeouts.
+        tcp_timeouts,
+        /// Zero-window probes sent.
+        tcp_window_probes,
+        /// Keepalive probes sent.
+        tcp_keepalive_probes,
+        /// Segments received out of order (kept for reassembly).
+        tcp_rx_out_of_order,
         /// ICMP messages received.
         icmp_rx_messages,
         /// ICMP messages with a bad checksum.
@@ -154,6 +200,9 @@ impl Stats {
             + self.udp_bad_checksum
             + self.udp_no_port
             + self.udp_rx_queue_full
+            + self.tcp_bad_checksum
+            + self.tcp_malformed
+            + self.tcp_not_unicast
             + self.icmp_bad_checksum
             + self.icmp_truncated
     }

@@ -6,8 +6,10 @@
 //! `WouldBlock`, ...). As with `std::net` on Linux, a receive that times out
 //! returns `WouldBlock` (EAGAIN), not `TimedOut`.
 
+mod tcp;
 mod udp;
 
+pub use tcp::{DEFAULT_BACKLOG, Incoming, TcpListener, TcpStream};
 pub use udp::{RecvMeta, UdpSocket};
 
 use crate::runtime::{Core, Stack};

@@ -23,6 +23,8 @@ pub struct TunConfig {
     pub seed: Option<u64>,
     /// Whether echo requests to broadcast addresses are answered.
     pub answer_broadcast_echo: bool,
+    /// TCP maximum segment lifetime (TIME-WAIT lasts twice this).
+    pub msl: std::time::Duration,
 }
 
 impl Default for TunConfig {
@@ -35,6 +37,7 @@ impl Default for TunConfig {
             mtu: 1500,
             seed: None,
             answer_broadcast_echo: true,
+            msl: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -74,6 +77,7 @@ impl Stack {
             None => os_seed()?,
         };
         config.answer_broadcast_echo = cfg.answer_broadcast_echo;
+        config.tcp.msl = cfg.msl;
         let name = device.name().to_owned();
         Ok((Stack::start(Interface::new(config), device)?, name))
     }

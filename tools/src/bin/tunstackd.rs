@@ -51,6 +51,34 @@ struct Args {
     /// Do not run the UDP echo service.
     #[arg(long)]
     no_udp_echo: bool,
+
+    /// Port of the TCP echo service.
+    #[arg(long, default_value_t = 7, value_name = "PORT")]
+    tcp_echo: u16,
+
+    /// Do not run the TCP echo service.
+    #[arg(long)]
+    no_tcp_echo: bool,
+
+    /// Port of the TCP discard service.
+    #[arg(long, default_value_t = 9, value_name = "PORT")]
+    discard: u16,
+
+    /// Do not run the TCP discard service.
+    #[arg(long)]
+    no_discard: bool,
+
+    /// Port of the TCP source service (sends a requested or endless stream).
+    #[arg(long, default_value_t = 19, value_name = "PORT")]
+    source: u16,
+
+    /// Do not run the TCP source service.
+    #[arg(long)]
+    no_source: bool,
+
+    /// TCP maximum segment lifetime in seconds; TIME-WAIT lasts twice this.
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    msl: f64,
 }
 
 fn run(args: Args) -> io::Result<()> {
@@ -69,6 +97,8 @@ fn run(args: Args) -> io::Result<()> {
         mtu: args.mtu as usize,
         seed: args.seed,
         answer_broadcast_echo: !args.ignore_broadcast_ping,
+        msl: std::time::Duration::try_from_secs_f64(args.msl)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("--msl: {e}")))?,
     };
     // Register signals before anything runs, so none is missed.
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGUSR1])?;
@@ -78,6 +108,18 @@ fn run(args: Args) -> io::Result<()> {
     if !args.no_udp_echo {
         services::udp_echo(&stack, args.udp_echo)?;
         offered.push(format!("udp echo :{}", args.udp_echo));
+    }
+    if !args.no_tcp_echo {
+        services::tcp_echo(&stack, args.tcp_echo)?;
+        offered.push(format!("tcp echo :{}", args.tcp_echo));
+    }
+    if !args.no_discard {
+        services::tcp_discard(&stack, args.discard)?;
+        offered.push(format!("discard :{}", args.discard));
+    }
+    if !args.no_source {
+        services::tcp_source(&stack, args.source)?;
+        offered.push(format!("source :{}", args.source));
     }
 
     let host = if args.no_configure_host {
@@ -92,8 +134,8 @@ fn run(args: Args) -> io::Result<()> {
     };
     let ip = args.address.addr();
     println!(
-        "tunstackd: owns {name} (stack {}, {host}, MTU {}; {services}); try: ping {ip}, nc -u {ip} {}",
-        args.address, args.mtu, args.udp_echo
+        "tunstackd: owns {name} (stack {}, {host}, MTU {}; {services}); try: ping {ip}, nc {ip} {}",
+        args.address, args.mtu, args.tcp_echo
     );
     io::stdout().flush()?;
     log::info!("running on {name}; SIGUSR1 prints counters, SIGINT/SIGTERM stop");

@@ -1,0 +1,363 @@
+//! `TcpListener` and `TcpStream`, shaped like `std::net`'s.
+
+use super::{Blocking, block_on, check_timeout, errno, network_down, resolve_v4};
+use crate::iface::SocketEvent;
+use crate::runtime::Stack;
+use crate::tcp::tcb::{ConnError, State};
+use crate::tcp::{ConnectError, IoError, ListenError, ListenerHandle, Shutdown, TcpHandle};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// The backlog `TcpListener::bind` uses, as std's (128).
+pub const DEFAULT_BACKLOG: usize = 128;
+
+fn conn_errno(e: ConnError) -> io::Error {
+    errno(match e {
+        ConnError::Refused => libc::ECONNREFUSED,
+        ConnError::Reset => libc::ECONNRESET,
+        ConnError::TimedOut => libc::ETIMEDOUT,
+    })
+}
+
+fn io_errno(e: IoError) -> io::Error {
+    match e {
+        IoError::WouldBlock => errno(libc::EAGAIN),
+        IoError::NotConnected => errno(libc::ENOTCONN),
+        IoError::BrokenPipe => errno(libc::EPIPE),
+        IoError::Failed(c) => conn_errno(c),
+    }
+}
+
+/// A listening TCP socket on a tunstack [`Stack`].
+#[derive(Debug)]
+pub struct TcpListener {
+    stack: Stack,
+    handle: ListenerHandle,
+    ready: Arc<Condvar>,
+    blocking: Mutex<Blocking>,
+}
+
+impl TcpListener {
+    /// Listens on `addr` with the default backlog of 128.
+    pub fn bind(stack: &Stack, addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+        TcpListener::bind_with_backlog(stack, addr, DEFAULT_BACKLOG)
+    }
+
+    /// Listens on `addr`; `backlog` bounds established connections waiting
+    /// for `accept` (like `listen(2)`; Linux lets `backlog + 1` wait).
+    pub fn bind_with_backlog(stack: &Stack, addr: impl ToSocketAddrs, backlog: usize) -> io::Result<TcpListener> {
+        let local = resolve_v4(addr)?;
+        let mut core = stack.lock();
+        if core.stopped() {
+            return Err(network_down());
+        }
+        let handle = core.iface.tcp_listen(local, backlog).map_err(|e| match e {
+            ListenError::AddrInUse => errno(libc::EADDRINUSE),
+            ListenError::AddrNotAvailable => errno(libc::EADDRNOTAVAIL),
+        })?;
+        let ready = core.waiter(SocketEvent::Listener(handle));
+        Ok(TcpListener {
+            stack: stack.clone(),
+            handle,
+            ready,
+            blocking: Mutex::new(Blocking::default()),
+        })
+    }
+
+    /// Waits for and returns the next connection.
+    pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let b = *self.blocking.lock().expect("options");
+        let (h, remote) = block_on(&self.stack, &self.ready, b.nonblocking, None, |core| {
+            core.iface.tcp_accept(self.handle).map(Ok)
+        })?;
+        let stream = TcpStream::from_handle(&self.stack, h);
+        Ok((stream, SocketAddr::V4(remote)))
+    }
+
+    /// An endless iterator over accepted connections.
+    pub fn incoming(&self) -> Incoming<'_> {
+        Incoming { listener: self }
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(SocketAddr::V4(self.stack.lock().iface.tcp_listener_addr(self.handle)))
+    }
+
+    /// In non-blocking mode `accept` returns `WouldBlock` instead of waiting.
+    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        self.blocking.lock().expect("options").nonblocking = on;
+        Ok(())
+    }
+}
+
+impl Drop for TcpListener {
+    fn drop(&mut self) {
+        let mut core = self.stack.lock();
+        let now = self.stack.now();
+        core.iface.tcp_close_listener(now, self.handle);
+        core.forget(SocketEvent::Listener(self.handle));
+        self.stack.kick(core);
+    }
+}
+
+/// Iterator returned by [`TcpListener::incoming`].
+#[derive(Debug)]
+pub struct Incoming<'a> {
+    listener: &'a TcpListener,
+}
+
+impl Iterator for Incoming<'_> {
+    type Item = io::Result<TcpStream>;
+    fn next(&mut self) -> Option<io::Result<TcpStream>> {
+        Some(self.listener.accept().map(|(s, _)| s))
+    }
+}
+
+/// A TCP connection on a tunstack [`Stack`]. `Read` and `Write` work on
+/// `&TcpStream` too, so one thread can read while another writes.
+#[derive(Debug)]
+pub struct TcpStream {
+    stack: Stack,
+    handle: TcpHandle,
+    ready: Arc<Condvar>,
+    blocking: Mutex<Blocking>,
+    abort_on_drop: AtomicBool,
+}
+
+impl TcpStream {
+    fn from_handle(stack: &Stack, handle: TcpHandle) -> TcpStream {
+        let ready = stack.lock().waiter(SocketEvent::Tcp(handle));
+        TcpStream {
+            stack: stack.clone(),
+            handle,
+            ready,
+            blocking: Mutex::new(Blocking::default()),
+            abort_on_drop: AtomicBool::new(false),
+        }
+    }
+
+    /// Connects to `addr`, waiting as long as SYN retransmissions last (about two minutes).
+    pub fn connect(stack: &Stack, addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
+        TcpStream::connect_inner(stack, addr, None)
+    }
+
+    /// Connects to `addr`, failing with `TimedOut` after `timeout`.
+    pub fn connect_timeout(stack: &Stack, addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+        check_timeout(Some(timeout))?;
+        TcpStream::connect_inner(stack, addr, Some(timeout))
+    }
+
+    fn connect_inner(stack: &Stack, addr: impl ToSocketAddrs, timeout: Option<Duration>) -> io::Result<TcpStream> {
+        let remote = resolve_v4(addr)?;
+        let handle = {
+            let mut core = stack.lock();
+            if core.stopped() {
+                return Err(network_down());
+            }
+            let now = stack.now();
+            let h = core.iface.tcp_connect(now, remote, 0).map_err(|e| match e {
+                ConnectError::InvalidAddress => errno(libc::EINVAL),
+                ConnectError::NetUnreachable => errno(libc::ENETUNREACH),
+                ConnectError::AddrInUse => errno(libc::EADDRNOTAVAIL),
+                ConnectError::AddrNotAvailable => errno(libc::EADDRNOTAVAIL),
+            })?;
+            stack.kick(core);
+            h
+        };
+        // Dropping the stream on failure releases the connection.
+        let stream = TcpStream::from_handle(stack, handle);
+        let r = block_on(stack, &stream.ready, false, timeout, |core| {
+            if !core.iface.tcp_connect_done(handle) {
+                return None;
+            }
+            Some(match core.iface.tcp_error(handle) {
+                Some(e) => Err(conn_errno(e)),
+                None if core.iface.tcp_state(handle) == State::Closed => Err(errno(libc::ECONNREFUSED)),
+                None => Ok(()),
+            })
+        });
+        match r {
+            Ok(()) => Ok(stream),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(errno(libc::ETIMEDOUT)),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn options(&self) -> Blocking {
+        *self.blocking.lock().expect("options")
+    }
+
+    fn read_inner(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let b = self.options();
+        block_on(&self.stack, &self.ready, b.nonblocking, b.read_timeout, |core| {
+            let now = self.stack.now();
+            match core.iface.tcp_recv(now, self.handle, buf) {
+                Ok(n) => Some(Ok(n)),
+                Err(IoError::WouldBlock) => None,
+                Err(e) => Some(Err(io_errno(e))),
+            }
+        })
+    }
+
+    fn write_inner(&self, buf: &[u8]) -> io::Result<usize> {
+        let b = self.options();
+        block_on(&self.stack, &self.ready, b.nonblocking, b.write_timeout, |core| {
+            let now = self.stack.now();
+            match core.iface.tcp_send(now, self.handle, buf) {
+                Ok(n) => Some(Ok(n)),
+                Err(IoError::WouldBlock) => None,
+                Err(e) => Some(Err(io_errno(e))),
+            }
+        })
+    }
+
+    /// Shuts down reading, writing (FIN after queued data), or both.
+    pub fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
+        let how = match how {
+            std::net::Shutdown::Read => Shutdown::Read,
+            std::net::Shutdown::Write => Shutdown::Write,
+            std::net::Shutdown::Both => Shutdown::Both,
+        };
+        let mut core = self.stack.lock();
+        let now = self.stack.now();
+        let r = core.iface.tcp_shutdown(now, self.handle, how).map_err(io_errno);
+        self.stack.kick(core);
+        self.ready.notify_all();
+        r
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        Ok(SocketAddr::V4(self.stack.lock().iface.tcp_addrs(self.handle).1))
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(SocketAddr::V4(self.stack.lock().iface.tcp_addrs(self.handle).0))
+    }
+
+    /// Turns Nagle's algorithm off (true) or on (`TCP_NODELAY`).
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        self.stack.lock().iface.tcp_set_nodelay(self.handle, on);
+        Ok(())
+    }
+
+    /// Whether Nagle's algorithm is off.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        Ok(self.stack.lock().iface.tcp_nodelay(self.handle))
+    }
+
+    /// Probes the peer after `idle` without traffic (`SO_KEEPALIVE` + `TCP_KEEPIDLE`); `None` turns it off.
+    pub fn set_keepalive(&self, idle: Option<Duration>) -> io::Result<()> {
+        let mut core = self.stack.lock();
+        let now = self.stack.now();
+        core.iface.tcp_set_keepalive(now, self.handle, idle);
+        self.stack.kick(core);
+        Ok(())
+    }
+
+    /// Bounds how long reads block. Zero is refused.
+    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        check_timeout(t)?;
+        self.blocking.lock().expect("options").read_timeout = t;
+        Ok(())
+    }
+
+    /// Bounds how long writes block. Zero is refused.
+    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        check_timeout(t)?;
+        self.blocking.lock().expect("options").write_timeout = t;
+        Ok(())
+    }
+
+    /// The read timeout.
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.options().read_timeout)
+    }
+
+    /// The write timeout.
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.options().write_timeout)
+    }
+
+    /// In non-blocking mode reads and writes return `WouldBlock` instead of waiting.
+    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        self.blocking.lock().expect("options").nonblocking = on;
+        Ok(())
+    }
+
+    /// Like `SO_LINGER`: `Some(Duration::ZERO)` makes dropping the stream
+    /// reset the connection instead of closing it gracefully.
+    pub fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
+        self.abort_on_drop
+            .store(linger == Some(Duration::ZERO), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Resets the connection now (RST); later calls fail.
+    pub fn abort(&self) -> io::Result<()> {
+        self.abort_on_drop.store(true, Ordering::Relaxed);
+        let mut core = self.stack.lock();
+        let now = self.stack.now();
+        if core.iface.tcp_state(self.handle) != State::Closed {
+            core.iface.tcp_abort(now, self.handle);
+        }
+        self.stack.kick(core);
+        Ok(())
+    }
+
+    /// The connection's state, as `netstat` would show it.
+    pub fn state(&self) -> State {
+        self.stack.lock().iface.tcp_state(self.handle)
+    }
+
+    /// The stack this stream lives on.
+    pub fn stack(&self) -> &Stack {
+        &self.stack
+    }
+}
+
+impl Read for TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_inner(buf)
+    }
+}
+
+impl Read for &TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_inner(buf)
+    }
+}
+
+impl Write for TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_inner(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Write for &TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_inner(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for TcpStream {
+    fn drop(&mut self) {
+        let mut core = self.stack.lock();
+        let now = self.stack.now();
+        let abort = self.abort_on_drop.load(Ordering::Relaxed);
+        core.iface.tcp_close(now, self.handle, abort);
+        core.forget(SocketEvent::Tcp(self.handle));
+        self.stack.kick(core);
+    }
+}

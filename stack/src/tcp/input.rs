@@ -1,0 +1,546 @@
+//! Segment arrival (RFC 9293 §3.10.7), hardened per RFC 5961: an RST must
+//! hit RCV.NXT exactly, an in-window RST or any SYN on a synchronized
+//! connection draws a (rate-limited) challenge ACK, and an ACK for data
+//! never sent is answered and dropped.
+
+#![forbid(unsafe_code)]
+
+use super::FourTuple;
+use super::congestion::NewReno;
+use super::output::tuple;
+use super::seq::SeqNum;
+use super::tcb::{ConnError, State, Tcb, Timer, window_scale_for};
+use crate::icmp::ErrorContext;
+use crate::iface::{Delivery, Interface};
+use crate::socket::Handle;
+use crate::time::{Duration, Instant};
+use crate::wire::tcp::{TcpError, TcpSegment, flags};
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+/// Linux's `tcp_invalid_ratelimit`: one out-of-window or challenge ACK per 500 ms per connection.
+const OOW_ACK_INTERVAL: Duration = Duration::from_millis(500);
+
+impl Interface {
+    /// Handles a TCP segment addressed to us.
+    pub(crate) fn tcp_input(&mut self, now: Instant, ctx: &ErrorContext<'_>, dst: Ipv4Addr) {
+        if ctx.delivery != Delivery::Unicast {
+            self.stats.tcp_not_unicast += 1;
+            return;
+        }
+        let seg = match TcpSegment::parse(ctx.payload, ctx.src, dst) {
+            Ok(s) => s,
+            Err(e) => {
+                let c = match e {
+                    TcpError::Truncated | TcpError::BadOffset => &mut self.stats.tcp_malformed,
+                    TcpError::BadChecksum => &mut self.stats.tcp_bad_checksum,
+                };
+                *c += 1;
+                return;
+            }
+        };
+        self.stats.tcp_rx_segments += 1;
+        let local = SocketAddrV4::new(dst, seg.dst_port);
+        let remote = SocketAddrV4::new(ctx.src, seg.src_port);
+        if let Some(&h) = self.tcp.by_tuple.get(&FourTuple { local, remote }) {
+            let t = self.tcp.conns.get(h).expect("table and slab agree");
+            // RFC 9293 §3.10.7.4 / RFC 6191: a new SYN beyond the old connection's
+            // sequence space may reopen a TIME-WAIT 4-tuple, if someone listens.
+            let reopen = t.state == State::TimeWait
+                && seg.flags & (flags::SYN | flags::ACK | flags::RST) == flags::SYN
+                && seg.seq.gt(t.rcv_nxt)
+                && self.tcp.listener_for(local).is_some();
+            if !reopen {
+                self.tcp_segment_arrives(now, h, &seg);
+                return;
+            }
+            log::debug!("tcp {local} -> {remote}: new SYN reopens TIME-WAIT");
+            self.tcp_release(now, h, None);
+        }
+        if let Some(lh) = self.tcp.listener_for(local) {
+            self.tcp_listen_input(now, lh, &seg, local, remote);
+            return;
+        }
+        self.stats.tcp_no_socket += 1;
+        self.tcp_reset_unknown(&seg, tuple(local, remote));
+    }
+
+    /// RFC 9293 §3.10.7.1: the reply to a segment for no connection.
+    fn tcp_reset_unknown(&mut self, seg: &TcpSegment<'_>, t: FourTuple) {
+        if seg.has(flags::RST) {
+            return;
+        }
+        if seg.has(flags::ACK) {
+            self.tcp_send_raw(t, seg.ack, None, flags::RST);
+        } else {
+            self.tcp_send_raw(t, SeqNum(0), Some(seg.seq + seg.seg_len()), flags::RST);
+        }
+    }
+
+    /// RFC 9293 §3.10.7.2: a segment for a listening socket.
+    fn tcp_listen_input(
+        &mut self,
+        now: Instant,
+        lh: Handle,
+        seg: &TcpSegment<'_>,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+    ) {
+        if seg.has(flags::RST) {
+            return;
+        }
+        if seg.has(flags::ACK) {
+            self.tcp_send_raw(tuple(local, remote), seg.ack, None, flags::RST);
+            return;
+        }
+        if !seg.has(flags::SYN) {
+            return;
+        }
+        if self.tcp_accept_queue_full(lh) {
+            self.stats.tcp_listen_drops += 1;
+            log::debug!("tcp {local}: accept queue full, SYN from {remote} dropped");
+            return;
+        }
+        let half_open = self.tcp.listeners.get(lh).map_or(0, |l| l.half_open);
+        if half_open >= self.tcp.config.syn_backlog {
+            self.stats.tcp_syn_queue_full += 1;
+            log::debug!("tcp {local}: SYN queue full, SYN from {remote} dropped");
+            return;
+        }
+        let iss = self.tcp.isn.isn(now, local, remote);
+        let mut t = Tcb::new(&self.tcp.config, local, remote, iss, now, self.config.mtu);
+        t.listener = Some(lh);
+        t.set_state(State::Listen);
+        t.set_state(State::SynReceived);
+        accept_syn(&mut t, seg);
+        let h = self.tcp.conns.insert(t);
+        self.tcp.by_tuple.insert(tuple(local, remote), h);
+        if let Some(l) = self.tcp.listeners.get_mut(lh) {
+            l.half_open += 1;
+        }
+        self.tcp_output(now, h);
+    }
+
+    /// Sends a challenge ACK (RFC 5961 §3.2, §4.2), within both rate limits.
+    fn tcp_challenge_ack(&mut self, now: Instant, h: Handle) {
+        if self.tcp_oow_limited(now, h) || !self.tcp.challenge_limiter.allow(now) {
+            self.stats.tcp_challenge_acks_limited += 1;
+            return;
+        }
+        self.stats.tcp_challenge_acks += 1;
+        self.tcp_send_ack(h);
+    }
+
+    /// Per-connection limit on ACKs for out-of-window segments; true if limited now.
+    fn tcp_oow_limited(&mut self, now: Instant, h: Handle) -> bool {
+        let t = self.tcp.conns.get_mut(h).expect("live");
+        if t.last_oow_ack.is_some_and(|last| now < last + OOW_ACK_INTERVAL) {
+            return true;
+        }
+        t.last_oow_ack = Some(now);
+        false
+    }
+
+    /// Processes a segment for an existing connection.
+    fn tcp_segment_arrives(&mut self, now: Instant, h: Handle, seg: &TcpSegment<'_>) {
+        let state = self.tcp.conns.get(h).expect("live").state;
+        if state == State::SynSent {
+            self.tcp_syn_sent_input(now, h, seg);
+        } else {
+            self.tcp_synchronized_input(now, h, seg);
+        }
+        if self.tcp.conns.get(h).is_some() {
+            let t = self.tcp.conns.get_mut(h).expect("live");
+            t.last_heard = now;
+            t.keepalive_probes = 0;
+            if let Some(idle) = t.keepalive.filter(|_| t.state.synchronized()) {
+                t.set_timer(Timer::Keepalive, Some(now + idle));
+            }
+            self.tcp_output(now, h);
+            self.tcp_event(h);
+        }
+    }
+
+    /// RFC 9293 §3.10.7.3: SYN-SENT.
+    fn tcp_syn_sent_input(&mut self, now: Instant, h: Handle, seg: &TcpSegment<'_>) {
+        let t = self.tcp.conns.get_mut(h).expect("live");
+        let ack_ok = seg.has(flags::ACK) && seg.ack.gt(t.iss) && seg.ack.le(t.snd_max);
+        if seg.has(flags::ACK) && !ack_ok {
+            if !seg.has(flags::RST) {
+                let tu = tuple(t.local, t.remote);
+                self.tcp_send_raw(tu, seg.ack, None, flags::RST);
+            }
+            return;
+        }
+        if seg.has(flags::RST) {
+            if ack_ok {
+                log::debug!("tcp {} -> {}: connection refused", t.local, t.remote);
+                self.tcp_release(now, h, Some(ConnError::Refused));
+            }
+            return;
+        }
+        if !seg.has(flags::SYN) {
+            return;
+        }
+        accept_syn(t, seg);
+        if ack_ok {
+            t.snd_una = seg.ack;
+            if let Some((s, at)) = t.rtt_probe.take() {
+                if seg.ack.ge(s) && t.backoff == 0 {
+                    t.rtt.sample(now - at);
+                }
+            }
+            t.backoff = 0;
+            t.set_timer(Timer::Retransmit, None);
+            t.snd_wnd = u32::from(seg.window);
+            t.max_snd_wnd = t.snd_wnd;
+            t.snd_wl1 = seg.seq;
+            t.snd_wl2 = seg.ack;
+            t.set_state(State::Established);
+            t.ack_now = true;
+        } else {
+            // Simultaneous open (RFC 9293 §3.5, figure 8): answer with SYN-ACK.
+            t.set_state(State::SynReceived);
+            t.snd_nxt = t.iss;
+            t.set_timer(Timer::Retransmit, None);
+        }
+    }
+
+    /// RFC 9293 §3.10.7.4: every state after SYN-SENT.
+    fn tcp_synchronized_input(&mut self, now: Instant, h: Handle, seg: &TcpSegment<'_>) {
+        let t = self.tcp.conns.get_mut(h).expect("live");
+
+        // A retransmitted SYN for a half-open connection: our SYN-ACK was lost.
+        if t.state == State::SynReceived && seg.flags & (flags::SYN | flags::ACK) == flags::SYN && seg.seq == t.irs {
+            t.snd_nxt = t.iss;
+            return;
+        }
+        // TIME-WAIT: a retransmitted FIN is acknowledged again and restarts 2×MSL.
+        if t.state == State::TimeWait && seg.has(flags::FIN) && !seg.has(flags::RST) && !seg.has(flags::SYN) {
+            t.ack_now = true;
+            t.set_timer(Timer::Linger, Some(now + self.tcp.config.msl * 2));
+            return;
+        }
+
+        // First: is the segment acceptable (the four cases of §3.10.7.4)?
+        let rcv_wnd = t.rcv_wnd();
+        let seg_len = seg.seg_len();
+        let acceptable = match (seg_len == 0, rcv_wnd == 0) {
+            (true, true) => seg.seq == t.rcv_nxt,
+            (true, false) => seg.seq.in_window(t.rcv_nxt, rcv_wnd),
+            (false, true) => false,
+            (false, false) => {
+                seg.seq.in_window(t.rcv_nxt, rcv_wnd) || (seg.seq + (seg_len - 1)).in_window(t.rcv_nxt, rcv_wnd)
+            }
+        };
+        // With a zero window, ACK and RST information at RCV.NXT still counts (§3.10.7.4).
+        let zero_window_probe = !acceptable && rcv_wnd == 0 && seg.seq == t.rcv_nxt;
+        if !acceptable && !zero_window_probe {
+            if !seg.has(flags::RST) {
+                self.stats.tcp_out_of_window += 1;
+                // Data segments always get their duplicate ACK; others are rate-limited (as Linux).
+                if !seg.payload.is_empty() && !seg.has(flags::SYN) || !self.tcp_oow_limited(now, h) {
+                    self.tcp_send_ack(h);
+                }
+            }
+            return;
+        }
+
+        // Second: RST (RFC 5961 §3.2).
+        if seg.has(flags::RST) {
+            if seg.seq == t.rcv_nxt {
+                let err = match t.state {
+                    State::SynReceived if t.listener.is_some() => None,
+                    State::SynReceived => Some(ConnError::Refused),
+                    State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => Some(ConnError::Reset),
+                    _ => None,
+                };
+                log::debug!("tcp {} -> {}: reset by peer", t.local, t.remote);
+                self.stats.tcp_rx_resets += 1;
+                self.tcp_release(now, h, err);
+            } else {
+                self.tcp_challenge_ack(now, h);
+            }
+            return;
+        }
+
+        // Fourth: SYN on a synchronized connection (RFC 5961 §4.2).
+        if seg.has(flags::SYN) {
+            self.tcp_challenge_ack(now, h);
+            return;
+        }
+
+        // Fifth: ACK.
+        if !seg.has(flags::ACK) {
+            return;
+        }
+        if t.state == State::SynReceived {
+            if !(seg.ack.gt(t.snd_una) && seg.ack.le(t.snd_max)) {
+                let tu = tuple(t.local, t.remote);
+                self.tcp_send_raw(tu, seg.ack, None, flags::RST);
+                return;
+            }
+            if let Some(lh) = t.listener {
+                if self.tcp_accept_queue_full(lh) {
+                    // As Linux: keep the half-open connection; our SYN-ACK retransmits.
+                    self.stats.tcp_listen_overflows += 1;
+                    return;
+                }
+            }
+            let t = self.tcp.conns.get_mut(h).expect("live");
+            t.snd_una = seg.ack;
+            t.backoff = 0;
+            t.set_timer(Timer::Retransmit, None);
+            if let Some((s, at)) = t.rtt_probe.take() {
+                if seg.ack.ge(s) {
+                    t.rtt.sample(now - at);
+                }
+            }
+            t.snd_wnd = u32::from(seg.window) << t.snd_wscale;
+            t.max_snd_wnd = t.snd_wnd;
+            t.snd_wl1 = seg.seq;
+            t.snd_wl2 = seg.ack;
+            t.set_state(State::Established);
+            if t.listener.is_some() {
+                self.tcp_enqueue_accept(h);
+            }
+        }
+        let t = self.tcp.conns.get_mut(h).expect("live");
+        if seg.ack.gt(t.snd_max) {
+            // RFC 5961 §5.2 / RFC 9293: an ACK for something not yet sent.
+            self.stats.tcp_ack_too_new += 1;
+            if !self.tcp_oow_limited(now, h) {
+                self.tcp_send_ack(h);
+            }
+            return;
+        }
+        if seg.ack.lt(t.snd_una - t.max_snd_wnd.max(1)) {
+            self.stats.tcp_ack_too_old += 1;
+            if !self.tcp_oow_limited(now, h) {
+                self.tcp_send_ack(h);
+            }
+            return;
+        }
+        self.tcp_process_ack(now, h, seg);
+        let Some(t) = self.tcp.conns.get_mut(h) else { return };
+        match t.state {
+            State::FinWait1 if t.fin_acked() => {
+                t.set_state(State::FinWait2);
+                if t.orphaned {
+                    t.set_timer(Timer::Linger, Some(now + self.tcp.config.fin_timeout));
+                }
+            }
+            State::Closing if t.fin_acked() => enter_time_wait(t, now, self.tcp.config.msl),
+            State::LastAck if t.fin_acked() => {
+                self.tcp_release(now, h, None);
+                return;
+            }
+            _ => {}
+        }
+
+        // Seventh: segment text.
+        let t = self.tcp.conns.get_mut(h).expect("live");
+        if !seg.payload.is_empty() && !zero_window_probe {
+            if matches!(t.state, State::Established | State::FinWait1 | State::FinWait2) {
+                if t.orphaned {
+                    // Data for a socket the application closed: nobody will read it (Linux resets).
+                    log::debug!("tcp {} -> {}: data after close, resetting", t.local, t.remote);
+                    self.tcp_send_rst_for(h);
+                    self.tcp_release(now, h, None);
+                    return;
+                }
+                receive_text(t, seg, self.tcp.config.delayed_ack, now, &mut self.stats);
+            }
+        } else if zero_window_probe {
+            t.ack_now = true;
+        }
+
+        // Eighth: FIN (possibly recorded earlier, out of order).
+        let t = self.tcp.conns.get_mut(h).expect("live");
+        if seg.has(flags::FIN)
+            && matches!(
+                t.state,
+                State::SynReceived | State::Established | State::FinWait1 | State::FinWait2
+            )
+        {
+            let at = seg.seq + seg.payload.len() as u32;
+            if t.fin_seq.is_none() && at.ge(t.rcv_nxt) {
+                t.fin_seq = Some(at);
+            }
+            if at.gt(t.rcv_nxt) {
+                t.ack_now = true;
+            }
+        }
+        if t.fin_seq == Some(t.rcv_nxt) && !t.rcv_closed {
+            t.rcv_nxt += 1;
+            t.rcv_closed = true;
+            t.ack_now = true;
+            match t.state {
+                State::SynReceived | State::Established => t.set_state(State::CloseWait),
+                State::FinWait1 if t.fin_acked() => enter_time_wait(t, now, self.tcp.config.msl),
+                State::FinWait1 => t.set_state(State::Closing),
+                State::FinWait2 => enter_time_wait(t, now, self.tcp.config.msl),
+                _ => {}
+            }
+        }
+    }
+
+    /// ACK processing for a synchronized connection (RFC 9293 §3.10.7.4
+    /// fifth, RFC 5681 and RFC 6582 for duplicate ACKs and recovery).
+    fn tcp_process_ack(&mut self, now: Instant, h: Handle, seg: &TcpSegment<'_>) {
+        let t = self.tcp.conns.get_mut(h).expect("live");
+        let new_wnd = if t.state == State::SynReceived {
+            u32::from(seg.window)
+        } else {
+            u32::from(seg.window) << t.snd_wscale
+        };
+        let mss = t.snd_mss;
+        let mut retransmit_first = false;
+        if seg.ack.gt(t.snd_una) {
+            let acked = seg.ack.wrapping_distance_from(t.snd_una);
+            let fin_covered = t.fin_queued && seg.ack == t.data_end() + 1;
+            let data_acked = (acked - u32::from(fin_covered)) as usize;
+            t.send.consume(data_acked);
+            t.snd_una = seg.ack;
+            if t.snd_nxt.lt(t.snd_una) {
+                t.snd_nxt = t.snd_una;
+            }
+            if let Some((s, at)) = t.rtt_probe {
+                if seg.ack.ge(s) {
+                    t.rtt.sample(now - at);
+                    t.rtt_probe = None;
+                }
+            }
+            t.backoff = 0;
+            match t.recover {
+                Some(rec) if seg.ack.ge(rec) => {
+                    t.recover = None;
+                    let flight = t.flight();
+                    t.cc.on_recovery_exit(flight, mss);
+                }
+                Some(_) => {
+                    // Partial ACK: the next hole is lost too (RFC 6582 §3.2 step 4).
+                    t.cc.on_partial_ack(data_acked, mss);
+                    retransmit_first = true;
+                }
+                None => t.cc.on_ack(data_acked, mss),
+            }
+            t.dupacks = 0;
+            if t.snd_una == t.snd_max {
+                t.set_timer(Timer::Retransmit, None);
+            } else {
+                let rto = t.rtt.rto();
+                t.set_timer(Timer::Retransmit, Some(now + rto));
+            }
+        } else if seg.ack == t.snd_una
+            && seg.payload.is_empty()
+            && !seg.has(flags::FIN)
+            && new_wnd == t.snd_wnd
+            && t.snd_max.gt(t.snd_una)
+        {
+            t.dupacks += 1;
+            self.stats.tcp_dup_acks += 1;
+            if t.recover.is_some() {
+                t.cc.on_recovery_dupack(mss);
+            } else if t.dupacks == 3 {
+                let flight = t.flight();
+                t.cc.on_fast_retransmit(flight, mss);
+                t.recover = Some(t.snd_max);
+                self.stats.tcp_fast_retransmits += 1;
+                retransmit_first = true;
+            }
+        }
+        // Window update (RFC 9293 §3.10.7.4: SND.WL1/WL2 guard against old segments).
+        if t.snd_wl1.lt(seg.seq) || (t.snd_wl1 == seg.seq && t.snd_wl2.le(seg.ack)) {
+            t.snd_wnd = new_wnd;
+            t.max_snd_wnd = t.max_snd_wnd.max(new_wnd);
+            t.snd_wl1 = seg.seq;
+            t.snd_wl2 = seg.ack;
+            if new_wnd > 0 && t.timer(Timer::Persist).is_some() {
+                t.set_timer(Timer::Persist, None);
+                t.backoff = 0;
+            }
+        }
+        if retransmit_first {
+            self.tcp_retransmit_first(now, h);
+        }
+    }
+}
+
+/// Takes the peer's SYN: IRS, RCV.NXT, MSS and window scaling.
+fn accept_syn(t: &mut Tcb, seg: &TcpSegment<'_>) {
+    t.irs = seg.seq;
+    t.rcv_nxt = seg.seq + 1;
+    t.rcv_adv = t.rcv_nxt;
+    // RFC 9293 §3.7.1: 536 when the peer sends no MSS option; never above ours.
+    let peer_mss = usize::from(seg.options.mss.unwrap_or(536)).max(64);
+    t.snd_mss = peer_mss.min(t.rcv_mss);
+    t.cc = Box::new(NewReno::new(t.snd_mss));
+    match seg.options.window_scale {
+        Some(shift) if t.state == State::SynReceived || t.state == State::SynSent => {
+            t.snd_wscale = shift;
+            t.wscale_ok = true;
+        }
+        _ => {
+            // No scaling both ways: our windows stay under 64 KiB.
+            t.snd_wscale = 0;
+            t.rcv_wscale = 0;
+            t.wscale_ok = false;
+        }
+    }
+    if t.state == State::SynReceived {
+        t.snd_wnd = u32::from(seg.window);
+        t.max_snd_wnd = t.snd_wnd;
+        t.snd_wl1 = seg.seq;
+    }
+    let _ = window_scale_for;
+}
+
+/// Stores in-window data and decides how soon to acknowledge it.
+fn receive_text(
+    t: &mut Tcb,
+    seg: &TcpSegment<'_>,
+    delayed_ack: Duration,
+    now: Instant,
+    stats: &mut crate::stats::Stats,
+) {
+    let (data, offset) = if seg.seq.lt(t.rcv_nxt) {
+        let skip = t.rcv_nxt.wrapping_distance_from(seg.seq) as usize;
+        (&seg.payload[skip.min(seg.payload.len())..], 0usize)
+    } else {
+        (seg.payload, seg.seq.wrapping_distance_from(t.rcv_nxt) as usize)
+    };
+    if data.is_empty() {
+        t.ack_now = true;
+        return;
+    }
+    let holes_before = !t.recv.out_of_order().is_empty();
+    let advanced = t.recv.write_at(offset, data);
+    t.rcv_nxt += advanced as u32;
+    t.bytes_in += advanced as u64;
+    if t.shut_rd {
+        // Shut down for reading: acknowledged, then thrown away.
+        let mut sink = [0u8; 4096];
+        while t.recv.read(&mut sink) > 0 {}
+    }
+    if offset > 0 || advanced < data.len() || holes_before {
+        // Out of order, beyond the window, or filling a hole: ACK at once (RFC 5681 §4.2).
+        if offset > 0 {
+            stats.tcp_rx_out_of_order += 1;
+        }
+        t.ack_now = true;
+    } else {
+        t.bytes_unacked += advanced;
+        if t.bytes_unacked >= 2 * t.rcv_mss {
+            t.ack_now = true;
+        } else if t.timer(Timer::DelayedAck).is_none() {
+            t.set_timer(Timer::DelayedAck, Some(now + delayed_ack));
+        }
+    }
+}
+
+/// Enters TIME-WAIT: only the 2×MSL timer stays.
+fn enter_time_wait(t: &mut Tcb, now: Instant, msl: Duration) {
+    t.set_state(State::TimeWait);
+    t.timers = [None; super::tcb::TIMERS];
+    t.set_timer(Timer::Linger, Some(now + msl * 2));
+}

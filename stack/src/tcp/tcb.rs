@@ -1,0 +1,347 @@
+//! The transmission control block: one connection's state (RFC 9293 §3.3.1).
+
+#![forbid(unsafe_code)]
+
+use super::TcpConfig;
+use super::buffer::{RecvBuffer, SendBuffer};
+use super::congestion::{CongestionControl, NewReno};
+use super::rtt::RttEstimator;
+use super::seq::SeqNum;
+use crate::socket::Handle;
+use crate::time::{Duration, Instant};
+use core::fmt;
+use std::net::SocketAddrV4;
+
+/// Connection states (RFC 9293 §3.3.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// No connection.
+    Closed,
+    /// Waiting for a connection request (listeners only).
+    Listen,
+    /// SYN sent, waiting for the matching SYN-ACK.
+    SynSent,
+    /// SYN received and SYN-ACK sent, waiting for the ACK.
+    SynReceived,
+    /// Open: data flows both ways.
+    Established,
+    /// We closed first and sent FIN; waiting for its ACK or the peer's FIN.
+    FinWait1,
+    /// Our FIN is acknowledged; waiting for the peer's FIN.
+    FinWait2,
+    /// The peer closed first; waiting for our application to close.
+    CloseWait,
+    /// Both sent FIN at once; waiting for the ACK of ours.
+    Closing,
+    /// The peer closed first and we followed; waiting for the ACK of our FIN.
+    LastAck,
+    /// Both closed; waiting 2×MSL so late segments die out.
+    TimeWait,
+}
+
+impl State {
+    /// The name `netstat` prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Closed => "CLOSED",
+            State::Listen => "LISTEN",
+            State::SynSent => "SYN_SENT",
+            State::SynReceived => "SYN_RECV",
+            State::Established => "ESTABLISHED",
+            State::FinWait1 => "FIN_WAIT1",
+            State::FinWait2 => "FIN_WAIT2",
+            State::CloseWait => "CLOSE_WAIT",
+            State::Closing => "CLOSING",
+            State::LastAck => "LAST_ACK",
+            State::TimeWait => "TIME_WAIT",
+        }
+    }
+
+    /// Whether SYNs have been exchanged both ways (RFC 9293's "synchronized states").
+    pub fn synchronized(self) -> bool {
+        !matches!(
+            self,
+            State::Closed | State::Listen | State::SynSent | State::SynReceived
+        )
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a connection ended abnormally, as the application will hear it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnError {
+    /// RST in answer to our SYN (ECONNREFUSED).
+    Refused,
+    /// RST on an open connection (ECONNRESET).
+    Reset,
+    /// Retransmissions or keepalives went unanswered (ETIMEDOUT).
+    TimedOut,
+}
+
+/// The connection's timers; each is off or due at an instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timer {
+    /// Retransmission of SYN, data or FIN (RFC 6298).
+    Retransmit = 0,
+    /// Zero-window probing (RFC 9293 §3.8.6.1).
+    Persist = 1,
+    /// Delayed acknowledgment (RFC 1122 §4.2.3.2).
+    DelayedAck = 2,
+    /// Keepalive probing (RFC 1122 §4.2.3.6).
+    Keepalive = 3,
+    /// TIME-WAIT's 2×MSL, or FIN-WAIT-2's timeout for closed sockets.
+    Linger = 4,
+}
+
+/// Number of [`Timer`] kinds.
+pub const TIMERS: usize = 5;
+
+/// All kinds, for iteration.
+pub const ALL_TIMERS: [Timer; TIMERS] = [
+    Timer::Retransmit,
+    Timer::Persist,
+    Timer::DelayedAck,
+    Timer::Keepalive,
+    Timer::Linger,
+];
+
+/// One connection.
+#[derive(Debug)]
+pub struct Tcb {
+    pub state: State,
+    pub local: SocketAddrV4,
+    pub remote: SocketAddrV4,
+    /// The listener that created this connection, until it is accepted.
+    pub listener: Option<Handle>,
+    /// Whether the connection waits in its listener's accept queue.
+    pub queued: bool,
+    /// The application closed its handle: the core finishes the connection alone.
+    pub orphaned: bool,
+
+    // Send sequence space (RFC 9293 §3.3.1).
+    pub iss: SeqNum,
+    pub snd_una: SeqNum,
+    pub snd_nxt: SeqNum,
+    /// The highest sequence number sent (SND.NXT before any rewind for retransmission).
+    pub snd_max: SeqNum,
+    pub snd_wnd: u32,
+    pub max_snd_wnd: u32,
+    pub snd_wl1: SeqNum,
+    pub snd_wl2: SeqNum,
+    pub send: SendBuffer,
+    /// The application will send no more: FIN follows the data.
+    pub fin_queued: bool,
+    /// Largest segment we send.
+    pub snd_mss: usize,
+    /// Shift applied to windows the peer sends us.
+    pub snd_wscale: u8,
+    /// Shift applied to windows we send.
+    pub rcv_wscale: u8,
+    /// Both sides agreed to window scaling (RFC 7323 §2.2).
+    pub wscale_ok: bool,
+
+    // Receive sequence space.
+    pub irs: SeqNum,
+    pub rcv_nxt: SeqNum,
+    pub recv: RecvBuffer,
+    /// The right edge of the window we last advertised; never moves left.
+    pub rcv_adv: SeqNum,
+    /// Largest segment we expect (our advertised MSS).
+    pub rcv_mss: usize,
+    /// Where the peer's FIN sits, once seen (it may arrive out of order).
+    pub fin_seq: Option<SeqNum>,
+    /// The peer's FIN has been consumed: reads end after the buffered data.
+    pub rcv_closed: bool,
+    /// The application shut down reading.
+    pub shut_rd: bool,
+
+    // Acknowledgment generation.
+    pub ack_now: bool,
+    pub bytes_unacked: usize,
+    /// Last out-of-window or challenge ACK sent (rate limit, as Linux's tcp_invalid_ratelimit).
+    pub last_oow_ack: Option<Instant>,
+
+    // Timers, retransmission and congestion.
+    pub timers: [Option<Instant>; TIMERS],
+    /// The earliest deadline handed to the layer's timer heap.
+    pub scheduled: Option<Instant>,
+    pub backoff: u32,
+    pub rtt: RttEstimator,
+    /// A segment being timed: (sequence number that acknowledges it, send time).
+    pub rtt_probe: Option<(SeqNum, Instant)>,
+    pub cc: Box<dyn CongestionControl>,
+    pub dupacks: u32,
+    /// In fast recovery until SND.UNA reaches this (RFC 6582's `recover`).
+    pub recover: Option<SeqNum>,
+    pub nodelay: bool,
+    pub keepalive: Option<Duration>,
+    pub keepalive_probes: u32,
+    pub last_heard: Instant,
+
+    pub error: Option<ConnError>,
+    pub event_pending: bool,
+
+    // Counters for netstat -i.
+    pub retransmits: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+impl Tcb {
+    /// A fresh connection between `local` and `remote` with our ISN.
+    pub fn new(
+        cfg: &TcpConfig,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: SeqNum,
+        now: Instant,
+        mtu: usize,
+    ) -> Tcb {
+        let rcv_mss = mtu - 40;
+        let rcv_wscale = window_scale_for(cfg.recv_buffer);
+        Tcb {
+            state: State::Closed,
+            local,
+            remote,
+            listener: None,
+            queued: false,
+            orphaned: false,
+            iss,
+            snd_una: iss,
+            snd_nxt: iss,
+            snd_max: iss,
+            snd_wnd: 0,
+            max_snd_wnd: 0,
+            snd_wl1: SeqNum(0),
+            snd_wl2: SeqNum(0),
+            send: SendBuffer::new(cfg.send_buffer),
+            fin_queued: false,
+            snd_mss: 536,
+            snd_wscale: 0,
+            rcv_wscale,
+            wscale_ok: false,
+            irs: SeqNum(0),
+            rcv_nxt: SeqNum(0),
+            recv: RecvBuffer::new(cfg.recv_buffer),
+            rcv_adv: SeqNum(0),
+            rcv_mss,
+            fin_seq: None,
+            rcv_closed: false,
+            shut_rd: false,
+            ack_now: false,
+            bytes_unacked: 0,
+            last_oow_ack: None,
+            timers: [None; TIMERS],
+            scheduled: None,
+            backoff: 0,
+            rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
+            rtt_probe: None,
+            cc: Box::new(NewReno::new(536)),
+            dupacks: 0,
+            recover: None,
+            nodelay: false,
+            keepalive: None,
+            keepalive_probes: 0,
+            last_heard: now,
+            error: None,
+            event_pending: false,
+            retransmits: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+        }
+    }
+
+    /// Sets or clears a timer.
+    pub fn set_timer(&mut self, t: Timer, at: Option<Instant>) {
+        self.timers[t as usize] = at;
+    }
+
+    /// When timer `t` fires, if armed.
+    pub fn timer(&self, t: Timer) -> Option<Instant> {
+        self.timers[t as usize]
+    }
+
+    /// The earliest armed timer.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.iter().flatten().min().copied()
+    }
+
+    /// Sequence number of the first byte in the send buffer.
+    pub fn data_start(&self) -> SeqNum {
+        if self.snd_una == self.iss {
+            self.iss + 1
+        } else {
+            self.snd_una
+        }
+    }
+
+    /// Sequence number just past the buffered data (where FIN goes).
+    pub fn data_end(&self) -> SeqNum {
+        self.data_start() + self.send.len() as u32
+    }
+
+    /// Whether our FIN has been sent.
+    pub fn fin_sent(&self) -> bool {
+        self.fin_queued && self.snd_max == self.data_end() + 1
+    }
+
+    /// Whether our FIN has been acknowledged.
+    pub fn fin_acked(&self) -> bool {
+        self.fin_queued && self.snd_una == self.data_end() + 1
+    }
+
+    /// Bytes sent and not yet acknowledged.
+    pub fn flight(&self) -> usize {
+        self.snd_nxt.wrapping_distance_from(self.snd_una) as usize
+    }
+
+    /// The window we could advertise now: free receive space.
+    pub fn free_window(&self) -> usize {
+        let max = 65535usize << self.rcv_wscale;
+        self.recv.window().min(max)
+    }
+
+    /// The advertised window still open to the peer (RCV.WND).
+    pub fn rcv_wnd(&self) -> u32 {
+        if self.rcv_adv.gt(self.rcv_nxt) {
+            self.rcv_adv.wrapping_distance_from(self.rcv_nxt)
+        } else {
+            0
+        }
+    }
+
+    /// Logs and performs a state change.
+    pub fn set_state(&mut self, to: State) {
+        if self.state != to {
+            log::debug!("tcp {} -> {}: {} -> {}", self.local, self.remote, self.state, to);
+            self.state = to;
+        }
+    }
+}
+
+/// The window-scale shift that lets a window of `buffer` bytes be advertised (RFC 7323 §2.3).
+pub fn window_scale_for(buffer: usize) -> u8 {
+    let mut shift = 0u8;
+    while shift < 14 && (65535usize << shift) < buffer {
+        shift += 1;
+    }
+    shift
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_scale_covers_the_buffer() {
+        assert_eq!(window_scale_for(65535), 0);
+        assert_eq!(window_scale_for(65536), 1);
+        assert_eq!(window_scale_for(1 << 20), 5);
+        assert_eq!(window_scale_for(usize::MAX), 14);
+    }
+}

@@ -1,0 +1,112 @@
+//! Connection timers: retransmission (RFC 6298), persist, delayed ACK,
+//! keepalive, and TIME-WAIT / FIN-WAIT-2 expiry.
+
+#![forbid(unsafe_code)]
+
+use super::tcb::{ALL_TIMERS, ConnError, State, Timer};
+use crate::iface::Interface;
+use crate::socket::Handle;
+use crate::time::Instant;
+use std::cmp::Reverse;
+
+impl Interface {
+    /// Runs every connection timer that is due.
+    pub(crate) fn tcp_handle_timeouts(&mut self, now: Instant) {
+        while let Some(&Reverse((due, h))) = self.tcp.heap.peek() {
+            if due > now {
+                break;
+            }
+            self.tcp.heap.pop();
+            let Some(t) = self.tcp.conns.get_mut(h) else { continue };
+            if t.scheduled != Some(due) {
+                continue; // stale entry
+            }
+            t.scheduled = None;
+            for kind in ALL_TIMERS {
+                let Some(t) = self.tcp.conns.get_mut(h) else { break };
+                if t.timer(kind).is_some_and(|at| at <= now) {
+                    t.set_timer(kind, None);
+                    self.tcp_timer_fired(now, h, kind);
+                }
+            }
+            self.tcp.reschedule(h);
+        }
+    }
+
+    fn tcp_timer_fired(&mut self, now: Instant, h: Handle, kind: Timer) {
+        let cfg = self.tcp.config;
+        let t = self.tcp.conns.get_mut(h).expect("live");
+        match kind {
+            Timer::Retransmit => {
+                let limit = match t.state {
+                    State::SynSent => cfg.syn_retries,
+                    State::SynReceived => cfg.synack_retries,
+                    _ => cfg.retries,
+                };
+                if t.backoff >= limit {
+                    log::debug!(
+                        "tcp {} -> {}: gave up after {} retransmissions",
+                        t.local,
+                        t.remote,
+                        t.backoff
+                    );
+                    self.stats.tcp_timeouts += 1;
+                    self.tcp_release(now, h, Some(ConnError::TimedOut));
+                    return;
+                }
+                t.backoff += 1;
+                if t.state.synchronized() {
+                    let (flight, mss) = (t.flight(), t.snd_mss);
+                    t.cc.on_rto(flight, mss);
+                }
+                t.recover = None;
+                t.dupacks = 0;
+                t.rtt_probe = None; // Karn: never time a retransmitted segment.
+                t.snd_nxt = t.snd_una;
+                let rto = t.rtt.backed_off(t.backoff);
+                t.set_timer(Timer::Retransmit, Some(now + rto));
+                self.stats.tcp_rto_retransmits += 1;
+                self.tcp_output(now, h);
+            }
+            Timer::Persist => {
+                t.backoff = (t.backoff + 1).min(16);
+                let rto = t.rtt.backed_off(t.backoff);
+                let waiting = t.snd_wnd == 0 && !t.send.is_empty();
+                if waiting {
+                    t.set_timer(Timer::Persist, Some(now + rto));
+                }
+                self.stats.tcp_window_probes += 1;
+                self.tcp_send_probe(h);
+            }
+            Timer::DelayedAck => {
+                t.ack_now = true;
+                self.tcp_output(now, h);
+            }
+            Timer::Keepalive => {
+                let Some(idle) = t.keepalive else { return };
+                if !t.state.synchronized() {
+                    return;
+                }
+                if t.keepalive_probes >= cfg.keepalive_probes {
+                    self.stats.tcp_timeouts += 1;
+                    self.tcp_release(now, h, Some(ConnError::TimedOut));
+                    return;
+                }
+                let silent = now.saturating_duration_since(t.last_heard);
+                if silent < idle {
+                    t.set_timer(Timer::Keepalive, Some(t.last_heard + idle));
+                    return;
+                }
+                t.keepalive_probes += 1;
+                t.set_timer(Timer::Keepalive, Some(now + cfg.keepalive_interval));
+                self.stats.tcp_keepalive_probes += 1;
+                self.tcp_send_probe(h);
+            }
+            Timer::Linger => {
+                // TIME-WAIT's 2×MSL is over, or a closed socket sat in FIN-WAIT-2 too long.
+                self.tcp_release(now, h, None);
+                self.tcp_reap_if_done(h);
+            }
+        }
+    }
+}
