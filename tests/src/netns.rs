@@ -226,13 +226,22 @@ impl Daemon {
 
     /// Asks for the counters (SIGUSR1) and returns them by name.
     pub fn stats(&self) -> HashMap<String, u64> {
+        self.report("stats: ")
+    }
+
+    /// Asks for the socket census (SIGUSR1): `tcp`, `udp`, and `tcp_<state>` counts.
+    pub fn sockets(&self) -> HashMap<String, u64> {
+        self.report("sockets: ")
+    }
+
+    fn report(&self, prefix: &str) -> HashMap<String, u64> {
         let from = self.stdout.len();
         self.signal("USR1");
         let (_, line) = self
             .stdout
-            .wait_for(from, Duration::from_secs(10), |l| l.starts_with("stats: "))
-            .expect("daemon printed no stats after SIGUSR1");
-        line["stats: ".len()..]
+            .wait_for(from, Duration::from_secs(10), |l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("daemon printed no {prefix:?} line after SIGUSR1"));
+        line[prefix.len()..]
             .split_whitespace()
             .filter_map(|kv| kv.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.parse().expect("numeric counter")))

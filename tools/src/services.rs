@@ -103,54 +103,39 @@ pub fn tcp_discard(stack: &Stack, port: u16) -> io::Result<JoinHandle<()>> {
     })
 }
 
-/// A source of bytes, for downloads and benchmarks: it starts sending a
-/// chargen-like pattern (RFC 864 lines) at once and forever, unless the
-/// client sends a line with a number N, after which it stops once N bytes
-/// in all have been sent, and closes.
+/// A source of bytes, for downloads and benchmarks. The client sends one
+/// line: a number N gets N bytes of a chargen-like pattern (RFC 864 lines)
+/// and then the server closes; an empty line, or closing its side without
+/// a line, gets an endless stream (until the client goes away).
 pub fn tcp_source(stack: &Stack, port: u16) -> io::Result<JoinHandle<()>> {
     tcp_service(stack, "source", port, |s| {
-        s.set_nonblocking(false)?;
-        let pattern: Vec<u8> = chargen_pattern();
+        let limit = read_request(&s)?;
+        let pattern = chargen_pattern();
         let mut sent: u64 = 0;
-        let mut limit: Option<u64> = None;
-        let mut request = Vec::new();
-        let mut reader = &s;
         let mut writer = &s;
-        loop {
-            if limit.is_none() {
-                // Look for a request without blocking the stream of data.
-                s.set_nonblocking(true)?;
-                let mut b = [0u8; 64];
-                match reader.read(&mut b) {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        request.extend_from_slice(&b[..n]);
-                        if let Some(pos) = request.iter().position(|c| *c == b'\n') {
-                            let text = String::from_utf8_lossy(&request[..pos]).trim().to_owned();
-                            limit = text.parse::<u64>().ok().or(Some(u64::MAX));
-                        } else if request.len() > 64 {
-                            limit = Some(u64::MAX);
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e),
-                }
-                s.set_nonblocking(false)?;
-            }
-            let remaining = limit.map_or(u64::MAX, |l| l.saturating_sub(sent));
-            if remaining == 0 {
-                return s.shutdown(std::net::Shutdown::Write);
-            }
+        while sent < limit {
             let offset = (sent % pattern.len() as u64) as usize;
             let chunk = &pattern[offset..];
-            let len = chunk
-                .len()
-                .min(usize::try_from(remaining).unwrap_or(usize::MAX))
-                .min(32 * 1024);
-            let n = writer.write(&chunk[..len])?;
-            sent += n as u64;
+            let len = chunk.len().min(usize::try_from(limit - sent).unwrap_or(usize::MAX));
+            sent += writer.write(&chunk[..len])? as u64;
         }
+        s.shutdown(std::net::Shutdown::Write)
     })
+}
+
+/// Reads the source service's request line: the byte count, or "endless".
+fn read_request(s: &TcpStream) -> io::Result<u64> {
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    let mut reader = s;
+    while line.len() < 32 {
+        if reader.read(&mut b)? == 0 || b[0] == b'\n' {
+            break;
+        }
+        line.push(b[0]);
+    }
+    let text = String::from_utf8_lossy(&line);
+    Ok(text.trim().parse::<u64>().unwrap_or(u64::MAX))
 }
 
 /// 95 lines of chargen (RFC 864): each 72 printable characters and CRLF, rotating.

@@ -397,7 +397,7 @@ impl Interface {
         let mut retransmit_first = false;
         if seg.ack.gt(t.snd_una) {
             let acked = seg.ack.wrapping_distance_from(t.snd_una);
-            let fin_covered = t.fin_queued && seg.ack == t.data_end() + 1;
+            let fin_covered = t.snd_fin.is_some_and(|f| seg.ack.gt(f) && t.snd_una.le(f));
             let data_acked = (acked - u32::from(fin_covered)) as usize;
             t.send.consume(data_acked);
             t.snd_una = seg.ack;

@@ -450,7 +450,7 @@ impl Interface {
             State::Closed | State::Listen => return Err(IoError::NotConnected),
             _ => return Err(IoError::BrokenPipe),
         }
-        if t.fin_queued {
+        if t.fin_queued() {
             return Err(IoError::BrokenPipe);
         }
         let n = t.send.push(data);
@@ -528,16 +528,16 @@ impl Interface {
     /// Queues FIN after the data and moves to FIN-WAIT-1 or LAST-ACK.
     fn tcp_queue_fin(&mut self, now: Instant, h: Handle) {
         let t = self.tcp.conns.get_mut(h).expect("live");
-        if t.fin_queued {
+        if t.fin_queued() {
             return;
         }
         match t.state {
             State::SynReceived | State::Established => {
-                t.fin_queued = true;
+                t.queue_fin();
                 t.set_state(State::FinWait1);
             }
             State::CloseWait => {
-                t.fin_queued = true;
+                t.queue_fin();
                 t.set_state(State::LastAck);
             }
             _ => return,

@@ -109,7 +109,7 @@ impl Tcb {
             let len = unsent.min(self.snd_mss).min(usable);
             let send_it = len > 0
                 && (len == self.snd_mss
-                    || (len == unsent && (self.nodelay || flight == 0 || self.fin_queued))
+                    || (len == unsent && (self.nodelay || flight == 0 || self.fin_queued()))
                     || len >= (self.max_snd_wnd as usize / 2).max(1)
                     || flight == 0);
             if send_it {
@@ -118,7 +118,7 @@ impl Tcb {
                 let mut f = flags::ACK;
                 if len == unsent {
                     f |= flags::PSH;
-                    if self.fin_queued {
+                    if self.fin_queued() {
                         f |= flags::FIN;
                     }
                 }
@@ -132,7 +132,7 @@ impl Tcb {
                 });
             }
         }
-        if self.fin_queued && self.snd_nxt == data_end && may_send_data {
+        if self.fin_queued() && self.snd_nxt == data_end && may_send_data {
             let seq = self.snd_nxt;
             self.note_sent(now, seq, 1, 0, rto_if_idle);
             return Some(Plan {

@@ -134,8 +134,8 @@ pub struct Tcb {
     pub snd_wl1: SeqNum,
     pub snd_wl2: SeqNum,
     pub send: SendBuffer,
-    /// The application will send no more: FIN follows the data.
-    pub fin_queued: bool,
+    /// Where our FIN goes, once the application will send no more.
+    pub snd_fin: Option<SeqNum>,
     /// Largest segment we send.
     pub snd_mss: usize,
     /// Shift applied to windows the peer sends us.
@@ -220,7 +220,7 @@ impl Tcb {
             snd_wl1: SeqNum(0),
             snd_wl2: SeqNum(0),
             send: SendBuffer::new(cfg.send_buffer),
-            fin_queued: false,
+            snd_fin: None,
             snd_mss: 536,
             snd_wscale: 0,
             rcv_wscale,
@@ -273,26 +273,39 @@ impl Tcb {
 
     /// Sequence number of the first byte in the send buffer.
     pub fn data_start(&self) -> SeqNum {
-        if self.snd_una == self.iss {
-            self.iss + 1
-        } else {
-            self.snd_una
+        match self.snd_fin {
+            _ if self.snd_una == self.iss => self.iss + 1,
+            Some(f) if self.snd_una.gt(f) => f,
+            _ => self.snd_una,
         }
     }
 
     /// Sequence number just past the buffered data (where FIN goes).
     pub fn data_end(&self) -> SeqNum {
-        self.data_start() + self.send.len() as u32
+        self.snd_fin
+            .unwrap_or_else(|| self.data_start() + self.send.len() as u32)
+    }
+
+    /// Whether the application shut down sending (FIN queued or sent).
+    pub fn fin_queued(&self) -> bool {
+        self.snd_fin.is_some()
+    }
+
+    /// Marks the end of the data: FIN goes after what is buffered now.
+    pub fn queue_fin(&mut self) {
+        if self.snd_fin.is_none() {
+            self.snd_fin = Some(self.data_start() + self.send.len() as u32);
+        }
     }
 
     /// Whether our FIN has been sent.
     pub fn fin_sent(&self) -> bool {
-        self.fin_queued && self.snd_max == self.data_end() + 1
+        self.snd_fin.is_some_and(|f| self.snd_max.gt(f))
     }
 
     /// Whether our FIN has been acknowledged.
     pub fn fin_acked(&self) -> bool {
-        self.fin_queued && self.snd_una == self.data_end() + 1
+        self.snd_fin.is_some_and(|f| self.snd_una.gt(f))
     }
 
     /// Bytes sent and not yet acknowledged.

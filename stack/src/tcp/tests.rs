@@ -1,1 +1,848 @@
+//! Segment-level TCP tests: one rule each, named after it. A scripted peer
+//! (the host, 10.200.0.1) sends crafted segments; we check the replies.
 
+use super::tcb::{ConnError, State};
+use super::*;
+use crate::testutil::{HOST, US, config, ip_packet};
+use crate::wire::ipv4::Ipv4Packet;
+use crate::wire::tcp::{SegmentFields, TcpOptions, TcpSegment, flags};
+use seq::SeqNum;
+
+const PEER_PORT: u16 = 40000;
+const PORT: u16 = 7;
+const ACK: u8 = flags::ACK;
+const SYN: u8 = flags::SYN;
+const RST: u8 = flags::RST;
+const FIN: u8 = flags::FIN;
+const PSH: u8 = flags::PSH;
+
+/// A segment as the peer saw it.
+#[derive(Clone, Debug)]
+struct Seg {
+    flags: u8,
+    seq: SeqNum,
+    ack: SeqNum,
+    window: u16,
+    options: TcpOptions,
+    payload: Vec<u8>,
+}
+
+impl Seg {
+    fn is(&self, f: u8) -> bool {
+        self.flags & !PSH == f
+    }
+}
+
+struct Peer {
+    i: Interface,
+    now: Instant,
+    /// The peer's next sequence number and what it acknowledges.
+    seq: SeqNum,
+    ack: SeqNum,
+    port: u16,
+}
+
+impl Peer {
+    fn new() -> Peer {
+        Peer::with(|_| {})
+    }
+
+    fn with(f: impl FnOnce(&mut crate::iface::Config)) -> Peer {
+        let mut c = config();
+        c.tcp.msl = Duration::from_secs(1);
+        f(&mut c);
+        Peer {
+            i: Interface::new(c),
+            now: Instant::from_secs(100),
+            seq: SeqNum(1000),
+            ack: SeqNum(0),
+            port: PEER_PORT,
+        }
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        self.i.handle_timeout(self.now);
+    }
+
+    /// Sends a segment from the peer.
+    fn send_opts(&mut self, f: u8, seq: SeqNum, ack: SeqNum, window: u16, options: TcpOptions, payload: &[u8]) {
+        let mut tcp = Vec::new();
+        let fields = SegmentFields {
+            src_port: self.port,
+            dst_port: PORT,
+            seq,
+            ack,
+            flags: f,
+            window,
+            options,
+        };
+        crate::wire::tcp::write(&mut tcp, HOST, US, &fields, payload);
+        let pkt = ip_packet(HOST, US, crate::ip::protocol::TCP, 1, &tcp);
+        self.i.handle_packet(self.now, &pkt);
+    }
+
+    fn send(&mut self, f: u8, seq: SeqNum, ack: SeqNum, payload: &[u8]) {
+        self.send_opts(f, seq, ack, 65535, TcpOptions::default(), payload);
+    }
+
+    /// Sends at the peer's current seq/ack and advances seq past it.
+    fn send_next(&mut self, f: u8, payload: &[u8]) {
+        let (seq, ack) = (self.seq, self.ack);
+        self.send(f, seq, ack, payload);
+        self.seq += payload.len() as u32 + u32::from(f & (SYN | FIN) != 0);
+    }
+
+    /// Everything the stack sent, as TCP segments.
+    fn recv(&mut self) -> Vec<Seg> {
+        let mut buf = vec![0u8; 66000];
+        let mut out = Vec::new();
+        while let Some(n) = self.i.poll_transmit(self.now, &mut buf) {
+            let p = Ipv4Packet::parse(&buf[..n]).expect("valid IP");
+            if p.protocol() != crate::ip::protocol::TCP {
+                continue;
+            }
+            let s = TcpSegment::parse(p.payload(), p.src(), p.dst()).expect("valid TCP");
+            out.push(Seg {
+                flags: s.flags,
+                seq: s.seq,
+                ack: s.ack,
+                window: s.window,
+                options: s.options,
+                payload: s.payload.to_vec(),
+            });
+        }
+        out
+    }
+
+    fn recv_one(&mut self) -> Seg {
+        let mut segs = self.recv();
+        assert_eq!(segs.len(), 1, "expected one segment, got {segs:?}");
+        segs.remove(0)
+    }
+
+    /// A listener on PORT and a connection accepted from it, handshake done.
+    fn established_passive(&mut self) -> (ListenerHandle, TcpHandle) {
+        let l = self
+            .i
+            .tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT), 8)
+            .unwrap();
+        let h = self.handshake_to(l);
+        (l, h)
+    }
+
+    /// Runs a handshake to listener `l` from the peer's current port and accepts it.
+    fn handshake_to(&mut self, l: ListenerHandle) -> TcpHandle {
+        self.send_next(SYN, b"");
+        let synack = self.recv_one();
+        assert!(synack.is(SYN | ACK), "{synack:?}");
+        assert_eq!(synack.ack, self.seq);
+        self.ack = synack.seq + 1;
+        self.send_next(ACK, b"");
+        assert!(self.recv().is_empty());
+        let (h, remote) = self.i.tcp_accept(l).expect("accept queue has it");
+        assert_eq!(remote, SocketAddrV4::new(HOST, self.port));
+        h
+    }
+
+    /// A connection we opened to the peer, handshake done.
+    fn established_active(&mut self) -> TcpHandle {
+        let h = self
+            .i
+            .tcp_connect(self.now, SocketAddrV4::new(HOST, self.port), PORT)
+            .unwrap();
+        let syn = self.recv_one();
+        assert!(syn.is(SYN));
+        self.ack = syn.seq + 1;
+        let (seq, ack) = (self.seq, self.ack);
+        self.send_opts(
+            SYN | ACK,
+            seq,
+            ack,
+            65535,
+            TcpOptions {
+                mss: Some(1460),
+                ..TcpOptions::default()
+            },
+            b"",
+        );
+        self.seq += 1;
+        let a = self.recv_one();
+        assert!(a.is(ACK));
+        assert_eq!(self.i.tcp_state(h), State::Established);
+        h
+    }
+
+    fn read_all(&mut self, h: TcpHandle) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = self.i.tcp_recv(self.now, h, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        out
+    }
+}
+
+#[test]
+fn syn_to_closed_port_draws_rst_ack_acknowledging_the_syn() {
+    let mut p = Peer::new();
+    p.send(SYN, SeqNum(5000), SeqNum(0), b"");
+    let r = p.recv_one();
+    assert!(r.is(RST | ACK));
+    assert_eq!((r.seq, r.ack), (SeqNum(0), SeqNum(5001)));
+    assert_eq!(p.i.stats().tcp_no_socket, 1);
+}
+
+#[test]
+fn ack_to_closed_port_draws_rst_with_seq_of_the_ack() {
+    let mut p = Peer::new();
+    p.send(ACK, SeqNum(5000), SeqNum(777), b"data");
+    let r = p.recv_one();
+    assert!(r.is(RST));
+    assert_eq!(r.seq, SeqNum(777));
+}
+
+#[test]
+fn rst_is_never_answered_with_rst() {
+    let mut p = Peer::new();
+    p.send(RST, SeqNum(5000), SeqNum(0), b"");
+    p.send(RST | ACK, SeqNum(5000), SeqNum(9), b"");
+    assert!(p.recv().is_empty());
+    let (_l, _h) = p.established_passive();
+    p.send(RST, p.seq + 100_000_000, SeqNum(0), b"");
+    assert!(p.recv().is_empty(), "out-of-window RST: silently dropped");
+}
+
+#[test]
+fn listen_ack_draws_rst() {
+    let mut p = Peer::new();
+    p.i.tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT), 8)
+        .unwrap();
+    p.send(ACK, SeqNum(5000), SeqNum(4242), b"");
+    let r = p.recv_one();
+    assert!(r.is(RST));
+    assert_eq!(r.seq, SeqNum(4242));
+}
+
+#[test]
+fn passive_open_three_way_handshake_with_mss_option() {
+    let mut p = Peer::new();
+    let l =
+        p.i.tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT), 8)
+            .unwrap();
+    p.send_next(SYN, b"");
+    let synack = p.recv_one();
+    assert!(synack.is(SYN | ACK));
+    assert_eq!(synack.options.mss, Some(1460), "MTU 1500 - 40");
+    assert_eq!(
+        synack.options.window_scale, None,
+        "no scaling unless the SYN offered it"
+    );
+    assert!(
+        p.i.tcp_accept(l).is_none(),
+        "not accepted before the handshake completes"
+    );
+    p.ack = synack.seq + 1;
+    p.send_next(ACK, b"");
+    let (h, _) = p.i.tcp_accept(l).unwrap();
+    assert_eq!(p.i.tcp_state(h), State::Established);
+}
+
+#[test]
+fn peer_without_mss_option_gets_536_byte_segments() {
+    let mut p = Peer::new();
+    let (_l, h) = p.established_passive();
+    p.i.tcp_set_nodelay(h, true);
+    p.i.tcp_send(p.now, h, &[7u8; 2000]).unwrap();
+    let segs = p.recv();
+    assert!(
+        segs.iter().all(|s| s.payload.len() <= 536),
+        "{:?}",
+        segs.iter().map(|s| s.payload.len()).collect::<Vec<_>>()
+    );
+    assert_eq!(segs.iter().map(|s| s.payload.len()).sum::<usize>(), 2000);
+}
+
+#[test]
+fn active_open_handshake_and_data() {
+    let mut p = Peer::new();
+    let h = p.established_active();
+    p.i.tcp_send(p.now, h, b"hello").unwrap();
+    let d = p.recv_one();
+    assert_eq!(d.payload, b"hello");
+    assert_eq!(d.ack, p.seq);
+}
+
+#[test]
+fn syn_sent_rst_with_acceptable_ack_is_connection_refused() {
+    let mut p = Peer::new();
+    let h =
+        p.i.tcp_connect(p.now, SocketAddrV4::new(HOST, PEER_PORT), PORT)
+            .unwrap();
+    let syn = p.recv_one();
+    p.send(RST | ACK, SeqNum(0), syn.seq + 1, b"");
+    assert_eq!(p.i.tcp_state(h), State::Closed);
+    assert_eq!(p.i.tcp_error(h), Some(ConnError::Refused));
+}
+
+#[test]
+fn syn_sent_rst_with_bad_ack_is_ignored_and_bad_ack_draws_rst() {
+    let mut p = Peer::new();
+    let h =
+        p.i.tcp_connect(p.now, SocketAddrV4::new(HOST, PEER_PORT), PORT)
+            .unwrap();
+    let syn = p.recv_one();
+    p.send(RST | ACK, SeqNum(0), syn.seq + 5, b"");
+    assert_eq!(p.i.tcp_state(h), State::SynSent);
+    p.send(SYN | ACK, SeqNum(9), syn.seq + 5, b"");
+    let r = p.recv_one();
+    assert!(r.is(RST));
+    assert_eq!(r.seq, syn.seq + 5);
+    assert_eq!(p.i.tcp_state(h), State::SynSent);
+}
+
+#[test]
+fn simultaneous_open_goes_through_syn_received() {
+    let mut p = Peer::new();
+    let h =
+        p.i.tcp_connect(p.now, SocketAddrV4::new(HOST, PEER_PORT), PORT)
+            .unwrap();
+    let syn = p.recv_one();
+    p.send_next(SYN, b"");
+    assert_eq!(p.i.tcp_state(h), State::SynReceived);
+    let synack = p.recv_one();
+    assert!(synack.is(SYN | ACK));
+    assert_eq!(synack.seq, syn.seq);
+    p.ack = syn.seq + 1;
+    p.send_next(ACK, b"");
+    assert_eq!(p.i.tcp_state(h), State::Established);
+}
+
+#[test]
+fn rfc5961_rst_at_exactly_rcv_nxt_resets() {
+    let mut p = Peer::new();
+    let (_l, h) = p.established_passive();
+    let seq = p.seq;
+    p.send(RST, seq, SeqNum(0), b"");
+    assert_eq!(p.i.tcp_state(h), State::Closed);
+    assert_eq!(p.i.tcp_error(h), Some(ConnError::Reset));
+}
+
+#[test]
+fn rfc5961_rst_in_window_draws_challenge_ack() {
+    let mut p = Peer::new();
+    let (_l, h) = p.established_passive();
+    let seq = p.seq + 100;
+    p.send(RST, seq, SeqNum(0), b"");
+    let c = p.recv_one();
+    assert!(c.is(ACK));
+    assert_eq!((c.seq, c.ack), (p.ack, p.seq), "challenge ACK names RCV.NXT");
+    assert_eq!(p.i.tcp_state(h), State::Established);
+    assert_eq!(p.i.stats().tcp_challenge_acks, 1);
+}
+
+#[test]
+fn rfc5961_syn_on_established_draws_challenge_ack() {
+    let mut p = Peer::new();
+    let (_l, h) = p.established_passive();
+    for seq in [p.seq, p.seq + 5000, SeqNum(1)] {
+        p.advance(Duration::from_secs(1));
+        p.send(SYN, seq, SeqNum(0), b"");
+        let c = p.recv_one();
+        assert!(c.is(ACK), "{c:?}");
+        assert_eq!(c.ack, p.seq);
+    }
+    assert_eq!(p.i.tcp_state(h), State::Established);
+}
+
+#[test]
+fn rfc5961_ack_for_data_never_sent_is_answered_and_dropped() {
+    let mut p = Peer::new();
+    let (_l, h) = p.established_passive();
+    let (seq, bogus) = (p.seq, p.ack + 100_000);
+    p.send(ACK, seq, bogus, b"data");
+    let a = p.recv_one();
+    assert!(a.is(ACK));
+    assert_eq!(a.ack, p.seq, "the data was not taken");
+    assert_eq!(p.i.tcp_recv_queue(h), 0);
+    assert_eq!(p.i.stats().tcp_ack_too_new, 1);
+}
+
+#[test]
+fn rfc5961_challenge_acks_are_rate_limited() {
+    let mut p = Peer::new();
+    let (_l, _h) = p.established_passive();
+    for n in 0..10 {
+        let seq = p.seq + 10 + n;
+        p.send(RST, seq, SeqNum(0), b"");
+    }
+    assert_eq!(p.recv().len(), 1, "one per 500 ms per connection");
+    p.advance(Duration::from_millis(600));
+    let seq = p.seq + 10;
+    p.send(RST, seq, SeqNum(0), b"");
+    assert_eq!(p.recv().len(), 1);
+    assert_eq!(p.i.stats().tcp_challenge_acks_limited, 9);
+}
+
+#[test]
+fn out_of_window_data_draws_ack_and_is_dropped() {
+    let mut p = Peer::new();
+    let (_l, h) = p.established_passive();
+    let (seq, ack) = (p.seq + 2_000_000, p.ack);
+    p.send(ACK, seq, ack, b"far away");
+    let a = p.recv_one();
+    assert!(a.is(ACK));
+    assert_eq!(a.ack, p.seq);
+    assert_eq!(p.i.tcp_recv_queue(h), 0);
+}
+
+#[test]
+fn syn_received_with_bad_ack_draws_rst() {
+    let mut p = Peer::new();
+    let l =
+        p.i.tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT), 8)
+            .unwrap();
+    p.send_next(SYN, b"");
+    let synack = p.recv_one();
+    p.send(ACK, p.seq, synack.seq + 1000, b"");
+    let r = p.recv_one();
+    assert!(r.is(RST));
+    assert_eq!(r.seq, synack.seq + 1000);
+    assert!(p.i.tcp_accept(l).is_none());
+    // The right ACK still completes the handshake.
+    p.send(ACK, p.seq, synack.seq + 1, b"");
+    assert!(p.i.tcp_accept(l).is_some());
+}
+
+#[test]
+fn syn_received_retransmits_syn_ack_for_a_repeated_syn() {
+    let mut p = Peer::new();
+    p.i.tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT), 8)
+        .unwrap();
+    p.send(SYN, SeqNum(1000), SeqNum(0), b"");
+    let a = p.recv_one();
+    p.send(SYN, SeqNum(1000), SeqNum(0), b"");
+    let b = p.recv_one();
+    assert!(b.is(SYN | ACK));
+    assert_eq!(a.seq, b.seq);
+}
+
+#[test]
+fn active_close_passes_time_wait_which_reacks_a_retransmitted_fin() {
+    let mut p = Peer::new();
+    let (_l, h) = p.established_passive();
+    p.i.tcp_close(p.now, h, false);
+    let fin = p.recv_one();
+    assert!(fin.is(FIN | ACK));
+    p.ack = fin.seq + 1;
+    p.send_next(ACK, b"");
+    assert!(p.recv().is_empty());
+    p.send_next(FIN | ACK, b"");
+    let a = p.recv_one();
+    assert!(a.is(ACK));
+    assert_eq!(a.ack, p.seq);
+    let states: Vec<State> = p.i.tcp_sockets().iter().map(|s| s.state).collect();
+    assert!(states.contains(&State::TimeWait), "{states:?}");
+    // The peer lost our ACK and sends FIN again: it is acknowledged again.
+    p.advance(Duration::from_millis(500));
+    let (seq, ack) = (p.seq - 1, p.ack);
+    p.send(FIN | ACK, seq, ack, b"");
+    let again = p.recv_one();
+    assert!(again.is(ACK));
+    assert_eq!(again.ack, p.seq);
+    // TIME-WAIT lasts 2×MSL (2 s here) from the last FIN.
+    p.advance(Duration::from_millis(1900));
+    assert_eq!(p.i.tcp_connection_count(), 1);
+    p.advance(Duration::from_millis(200));
+    assert_eq!(p.i.tcp_connection_count(), 0, "released after 2×MSL");
+}
+
+#[test]
+fn passive_close_goes_close_wait_last_ack_closed() {
+    let mut p = Peer::new();
+    let (_l, h) = p.established_passive();
+    p.send_next(FIN | ACK, b"");
+    assert_eq!(p.i.tcp_state(h), State::CloseWait);
+    assert_eq!(p.recv_one().ack, p.seq);
+    assert_eq!(p.read_all(h), b"", "end of stream");
+    p.i.tcp_close(p.now, h, false);
+    let fin = p.recv_one();
+    assert!(fin.is(FIN | ACK));
+    p.ack = fin.seq + 1;
+    p.send_next(ACK, b"");
+    assert_eq!(p.i.tcp_connection_count(), 0);
+}
+
+#[test]
+fn simultaneous_close_goes_through_closing() {
+    let mut p = Peer::new();
+    let (_l, h) = p.established_passive();
+    p.i.tcp_shutdown(p.now, h, Shutdown::Write).unwrap();
+    let fin = p.recv_one();
+    // Our FIN crosses the peer's FIN.
+    p.send_next(FIN | ACK, b"");
+    assert_eq!(p.i.tcp_state(h), State::Closing);
+    let a = p.recv_one();
+    assert_eq!(a.ack, p.seq);
+    p.ack = fin.seq + 1;
+    p.send_next(ACK, b"");
+    assert_eq!(p.i.tcp_state(h), State::TimeWait);
+}
+
+#[test]
+fn half_close_still_receives() {
+    let mut p = Peer::new();
+    let (_l, h) = p.established_passive();
+    p.i.tcp_shutdown(p.now, h, Shutdown::Write).unwrap();
+    let fin = p.recv_one();
+    p.ack = fin.seq + 1;
+    p.send_next(ACK, b"more data");
+    assert_eq!(p.i.tcp_state(h), State::FinWait2);
+    assert_eq!(p.read_all(h), b"more data");
+    assert_eq!(p.i.tcp_send(p.now, h, b"x"), Err(IoError::BrokenPipe));
+}
+
+#[test]
+fn out_of_order_segment_draws_immediate_duplicate_ack_then_reassembles() {
+    let mut p = Peer::new();
+    let (_l, h) = p.established_passive();
+    let (base, ack) = (p.seq, p.ack);
+    p.send(ACK, base + 10, ack, b"klmnopqrst");
+    let d1 = p.recv_one();
+    assert_eq!(d1.ack, base, "duplicate ACK for the hole");
+    p.send(ACK, base + 30, ack, b"EFG");
+    assert_eq!(p.recv_one().ack, base);
+    p.send(ACK, base, ack, b"abcdefghij");
+    let a = p.recv_one();
+    assert_eq!(a.ack, base + 20, "hole filled: immediate ACK");
+    p.send(ACK, base + 20, ack, b"uvwxyzABCD");
+    assert_eq!(p.recv_one().ack, base + 33);
+    assert_eq!(p.read_all(h), b"abcdefghijklmnopqrstuvwxyzABCDEFG");
+    assert!(p.i.stats().tcp_rx_out_of_order >= 2);
+}
+
+#[test]
+fn delayed_ack_waits_at_most_40ms_but_every_second_full_segment_is_acked() {
+    let mut p = Peer::new();
+    let (_l, _h) = p.established_passive();
+    p.send_next(ACK, b"small");
+    assert!(p.recv().is_empty(), "one small segment: ACK delayed");
+    p.advance(Duration::from_millis(39));
+    assert!(p.recv().is_empty());
+    p.advance(Duration::from_millis(1));
+    assert_eq!(p.recv_one().ack, p.seq);
+    p.send_next(ACK, &[1u8; 1460]);
+    assert!(p.recv().is_empty());
+    p.send_next(ACK, &[2u8; 1460]);
+    assert_eq!(p.recv_one().ack, p.seq, "second full-sized segment: ACK now");
+}
+
+#[test]
+fn nagle_holds_small_writes_while_data_is_unacknowledged() {
+    let mut p = Peer::new();
+    let (_l, h) = p.established_passive();
+    p.i.tcp_send(p.now, h, b"a").unwrap();
+    assert_eq!(p.recv_one().payload, b"a");
+    p.i.tcp_send(p.now, h, b"b").unwrap();
+    p.i.tcp_send(p.now, h, b"c").unwrap();
+    assert!(p.recv().is_empty(), "Nagle: wait for the ACK");
+    p.ack += 1;
+    p.send_next(ACK, b"");
+    assert_eq!(p.recv_one().payload, b"bc", "coalesced");
+    p.i.tcp_set_nodelay(h, true);
+    p.i.tcp_send(p.now, h, b"d").unwrap();
+    p.i.tcp_send(p.now, h, b"e").unwrap();
+    assert_eq!(p.recv().len(), 2, "nodelay: sent at once");
+}
+
+#[test]
+fn retransmission_timeout_backs_off_and_gives_up() {
+    let mut p = Peer::with(|c| c.tcp.retries = 3);
+    let (_l, h) = p.established_passive();
+    p.i.tcp_send(p.now, h, b"lost").unwrap();
+    let first = p.recv_one();
+    let mut gaps = Vec::new();
+    let mut last = p.now;
+    for _ in 0..3 {
+        // Step until the retransmission appears.
+        let mut segs = Vec::new();
+        for _ in 0..20_000 {
+            p.advance(Duration::from_millis(10));
+            segs = p.recv();
+            if !segs.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(segs.len(), 1);
+        assert_eq!((segs[0].seq, segs[0].payload.as_slice()), (first.seq, &b"lost"[..]));
+        gaps.push(p.now - last);
+        last = p.now;
+    }
+    assert!(
+        gaps[1] >= gaps[0] * 2 - Duration::from_millis(20),
+        "exponential backoff: {gaps:?}"
+    );
+    assert!(
+        gaps[2] >= gaps[1] * 2 - Duration::from_millis(20),
+        "exponential backoff: {gaps:?}"
+    );
+    p.advance(Duration::from_secs(60));
+    assert_eq!(p.i.tcp_state(h), State::Closed);
+    assert_eq!(p.i.tcp_error(h), Some(ConnError::TimedOut));
+}
+
+#[test]
+fn three_duplicate_acks_trigger_fast_retransmit() {
+    let mut p = Peer::new();
+    let h = p.established_active();
+    p.i.tcp_set_nodelay(h, true);
+    let data = vec![9u8; 5 * 1460];
+    p.i.tcp_send(p.now, h, &data).unwrap();
+    let segs = p.recv();
+    assert_eq!(segs.len(), 5);
+    // The first segment was lost: three duplicate ACKs for it.
+    let lost = segs[0].seq;
+    for _ in 0..3 {
+        p.send(ACK, p.seq, lost, b"");
+    }
+    let r = p.recv_one();
+    assert_eq!((r.seq, r.payload.len()), (lost, 1460));
+    assert_eq!(p.i.stats().tcp_fast_retransmits, 1);
+}
+
+#[test]
+fn zero_window_is_probed_with_backoff_and_reopens() {
+    let mut p = Peer::new();
+    let h = p.established_active();
+    p.i.tcp_set_nodelay(h, true);
+    // The peer closes its window.
+    let (seq, ack) = (p.seq, p.ack);
+    p.send_opts(ACK, seq, ack, 0, TcpOptions::default(), b"");
+    p.i.tcp_send(p.now, h, b"blocked").unwrap();
+    assert!(p.recv().is_empty(), "nothing may be sent into a zero window");
+    let mut probes = Vec::new();
+    for _ in 0..2000 {
+        p.advance(Duration::from_millis(10));
+        for s in p.recv() {
+            assert!(s.payload.is_empty());
+            assert_eq!(s.seq, p.ack - 1, "probe below SND.UNA forces an ACK");
+            probes.push(p.now);
+        }
+        if probes.len() == 3 {
+            break;
+        }
+    }
+    assert_eq!(probes.len(), 3, "probes keep coming");
+    assert!(probes[2] - probes[1] > probes[1] - probes[0], "with backoff");
+    assert_eq!(p.i.stats().tcp_window_probes, 3);
+    // The window opens: the data goes.
+    let (seq, ack) = (p.seq, p.ack);
+    p.send_opts(ACK, seq, ack, 65535, TcpOptions::default(), b"");
+    assert_eq!(p.recv_one().payload, b"blocked");
+}
+
+#[test]
+fn window_never_shrinks_as_data_arrives_unread() {
+    let mut p = Peer::with(|c| c.tcp.recv_buffer = 8192);
+    let (_l, h) = p.established_passive();
+    let mut right_edge = SeqNum(0);
+    for n in 0..12 {
+        p.send_next(ACK | PSH, &[n as u8; 1000]);
+        p.advance(Duration::from_millis(50));
+        for s in p.recv() {
+            let edge = s.ack + u32::from(s.window);
+            assert!(edge.ge(right_edge), "window shrank: {edge:?} < {right_edge:?}");
+            right_edge = edge;
+        }
+    }
+    assert_eq!(p.i.tcp_recv_queue(h), 8192, "filled exactly to the buffer");
+    // Reading opens the window again, with an update.
+    let mut buf = vec![0u8; 8192];
+    p.i.tcp_recv(p.now, h, &mut buf).unwrap();
+    let upd = p.recv_one();
+    assert!(upd.window as usize >= 4096, "{upd:?}");
+}
+
+#[test]
+fn sequence_numbers_wrap_across_2_pow_32_during_a_transfer() {
+    let mut p = Peer::new();
+    p.seq = SeqNum(u32::MAX - 3000);
+    let (_l, h) = p.established_passive();
+    let data: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+    for chunk in data.chunks(1000) {
+        p.send_next(ACK, chunk);
+    }
+    p.advance(Duration::from_millis(50));
+    let acks = p.recv();
+    assert_eq!(acks.last().unwrap().ack, p.seq);
+    assert!(p.seq.0 < 10_000, "the peer's sequence numbers wrapped");
+    assert_eq!(p.read_all(h), data);
+}
+
+#[test]
+fn backlog_full_drops_further_syns() {
+    let mut p = Peer::new();
+    let l =
+        p.i.tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT), 1)
+            .unwrap();
+    // Linux lets backlog + 1 connections wait.
+    for port in [50001, 50002] {
+        p.port = port;
+        p.seq = SeqNum(1000);
+        p.send_next(SYN, b"");
+        let sa = p.recv_one();
+        p.ack = sa.seq + 1;
+        p.send_next(ACK, b"");
+    }
+    p.port = 50003;
+    p.seq = SeqNum(1000);
+    p.send_next(SYN, b"");
+    assert!(p.recv().is_empty(), "accept queue full: SYN dropped");
+    assert_eq!(p.i.stats().tcp_listen_drops, 1);
+    assert!(p.i.tcp_accept(l).is_some());
+    p.advance(Duration::from_secs(1));
+    p.send(SYN, SeqNum(1000), SeqNum(0), b"");
+    assert!(p.recv_one().is(SYN | ACK), "room again after accept");
+}
+
+#[test]
+fn listener_close_resets_connections_never_accepted() {
+    let mut p = Peer::new();
+    let l =
+        p.i.tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT), 8)
+            .unwrap();
+    p.send_next(SYN, b"");
+    let sa = p.recv_one();
+    p.ack = sa.seq + 1;
+    p.send_next(ACK, b"");
+    p.i.tcp_close_listener(p.now, l);
+    let r = p.recv_one();
+    assert!(r.is(RST | ACK));
+    assert_eq!(r.seq, p.ack);
+    assert_eq!(p.i.tcp_connection_count(), 0);
+    // And the port is closed now.
+    p.port = 50009;
+    p.send(SYN, SeqNum(1), SeqNum(0), b"");
+    assert!(p.recv_one().is(RST | ACK));
+}
+
+#[test]
+fn close_with_unread_data_sends_rst() {
+    let mut p = Peer::new();
+    let (_l, h) = p.established_passive();
+    p.send_next(ACK | PSH, b"never read");
+    p.recv();
+    p.i.tcp_close(p.now, h, false);
+    let r = p.recv_one();
+    assert!(r.is(RST | ACK));
+    assert_eq!(p.i.tcp_connection_count(), 0);
+}
+
+#[test]
+fn linger_zero_close_sends_rst() {
+    let mut p = Peer::new();
+    let (_l, h) = p.established_passive();
+    p.i.tcp_close(p.now, h, true);
+    assert!(p.recv_one().is(RST | ACK));
+}
+
+#[test]
+fn rst_in_every_synchronized_state_closes_the_connection() {
+    type Setup = fn(&mut Peer, TcpHandle);
+    let cases: [(State, Setup); 5] = [
+        (State::Established, |_, _| {}),
+        (State::CloseWait, |p, _| p.send_next(FIN | ACK, b"")),
+        (State::FinWait1, |p, h| {
+            p.i.tcp_shutdown(p.now, h, Shutdown::Write).unwrap()
+        }),
+        (State::FinWait2, |p, h| {
+            p.i.tcp_shutdown(p.now, h, Shutdown::Write).unwrap();
+            let fin = p.recv().pop().unwrap();
+            p.ack = fin.seq + 1;
+            p.send_next(ACK, b"");
+        }),
+        (State::LastAck, |p, h| {
+            p.send_next(FIN | ACK, b"");
+            p.i.tcp_shutdown(p.now, h, Shutdown::Write).unwrap();
+        }),
+    ];
+    for (state, setup) in cases {
+        let mut p = Peer::new();
+        let (_l, h) = p.established_passive();
+        setup(&mut p, h);
+        assert_eq!(p.i.tcp_state(h), state);
+        p.recv();
+        let seq = p.seq;
+        p.send(RST, seq, SeqNum(0), b"");
+        assert_eq!(p.i.tcp_state(h), State::Closed, "RST in {state}");
+        assert!(p.recv().is_empty(), "no answer to an accepted RST in {state}");
+    }
+}
+
+#[test]
+fn rst_in_syn_received_drops_the_half_open_connection() {
+    let mut p = Peer::new();
+    let l =
+        p.i.tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT), 8)
+            .unwrap();
+    p.send_next(SYN, b"");
+    p.recv_one();
+    let seq = p.seq;
+    p.send(RST, seq, SeqNum(0), b"");
+    assert_eq!(p.i.tcp_connection_count(), 0);
+    assert!(p.i.tcp_accept(l).is_none());
+}
+
+#[test]
+fn syn_retransmits_then_connect_times_out() {
+    let mut p = Peer::with(|c| c.tcp.syn_retries = 2);
+    let h =
+        p.i.tcp_connect(p.now, SocketAddrV4::new(HOST, PEER_PORT), PORT)
+            .unwrap();
+    let mut syns = p.recv().len();
+    for _ in 0..1000 {
+        p.advance(Duration::from_millis(100));
+        syns += p.recv().iter().filter(|s| s.is(SYN)).count();
+    }
+    assert_eq!(syns, 3, "SYN and two retransmissions");
+    assert_eq!(p.i.tcp_error(h), Some(ConnError::TimedOut));
+}
+
+#[test]
+fn keepalive_probes_an_idle_peer_and_gives_up() {
+    let mut p = Peer::with(|c| {
+        c.tcp.keepalive_interval = Duration::from_secs(1);
+        c.tcp.keepalive_probes = 3;
+    });
+    let (_l, h) = p.established_passive();
+    p.i.tcp_set_keepalive(p.now, h, Some(Duration::from_secs(10)));
+    p.advance(Duration::from_secs(10));
+    let probe = p.recv_one();
+    assert_eq!(probe.seq, p.ack - 1);
+    // An answer resets the count.
+    p.send_next(ACK, b"");
+    for _ in 0..20 {
+        p.advance(Duration::from_secs(1));
+        p.recv();
+    }
+    assert_eq!(p.i.tcp_state(h), State::Closed);
+    assert_eq!(p.i.tcp_error(h), Some(ConnError::TimedOut));
+}
+
+#[test]
+fn new_syn_may_reopen_a_time_wait_tuple() {
+    let mut p = Peer::new();
+    let (l, h) = p.established_passive();
+    p.i.tcp_close(p.now, h, false);
+    let fin = p.recv_one();
+    p.ack = fin.seq + 1;
+    p.send_next(FIN | ACK, b"");
+    p.recv();
+    p.seq += 100_000;
+    p.send_next(SYN, b"");
+    assert!(p.recv_one().is(SYN | ACK));
+    let _ = l;
+}

@@ -152,8 +152,22 @@ fn run(args: Args) -> io::Result<()> {
     Ok(())
 }
 
+/// Prints the counters and a census of sockets, one line each.
 fn print_stats(stack: &Stack) {
     println!("stats: {}", stack.stats());
+    let (tcp, udp) = stack.with_interface(|i| (i.tcp_sockets(), i.udp_sockets().count()));
+    let mut states: Vec<(&str, usize)> = Vec::new();
+    for s in &tcp {
+        match states.iter_mut().find(|(n, _)| *n == s.state.name()) {
+            Some((_, c)) => *c += 1,
+            None => states.push((s.state.name(), 1)),
+        }
+    }
+    let states: Vec<String> = states
+        .iter()
+        .map(|(n, c)| format!("tcp_{}={c}", n.to_lowercase()))
+        .collect();
+    println!("sockets: tcp={} udp={udp} {}", tcp.len(), states.join(" "));
     let _ = io::stdout().flush();
 }
 
