@@ -65,6 +65,37 @@ pub(crate) fn check_timeout(t: Option<Duration>) -> io::Result<()> {
     Ok(())
 }
 
+/// A socket's blocking options, settable through `&self`.
+#[derive(Debug, Default)]
+pub(crate) struct Options(std::sync::Mutex<Blocking>);
+
+impl Options {
+    pub fn get(&self) -> Blocking {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Blocking)) {
+        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        check_timeout(t)?;
+        self.update(|b| b.read_timeout = t);
+        Ok(())
+    }
+
+    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        check_timeout(t)?;
+        self.update(|b| b.write_timeout = t);
+        Ok(())
+    }
+
+    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        self.update(|b| b.nonblocking = on);
+        Ok(())
+    }
+}
+
 /// Runs `attempt` under the lock until it returns `Some`, sleeping on `cv`
 /// between tries; `WouldBlock` when non-blocking or once `timeout` passes.
 pub(crate) fn block_on<T>(

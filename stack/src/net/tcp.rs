@@ -1,6 +1,6 @@
 //! `TcpListener` and `TcpStream`, shaped like `std::net`'s.
 
-use super::{Blocking, block_on, check_timeout, errno, network_down, resolve_v4};
+use super::{Options, block_on, check_timeout, errno, network_down, resolve_v4};
 use crate::iface::SocketEvent;
 use crate::runtime::Stack;
 use crate::tcp::tcb::{ConnError, State};
@@ -8,7 +8,7 @@ use crate::tcp::{ConnectError, IoError, ListenError, ListenerHandle, Shutdown, T
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar};
 use std::time::Duration;
 
 /// The backlog `TcpListener::bind` uses, as std's (128).
@@ -37,7 +37,7 @@ pub struct TcpListener {
     stack: Stack,
     handle: ListenerHandle,
     ready: Arc<Condvar>,
-    blocking: Mutex<Blocking>,
+    options: Options,
 }
 
 impl TcpListener {
@@ -63,13 +63,13 @@ impl TcpListener {
             stack: stack.clone(),
             handle,
             ready,
-            blocking: Mutex::new(Blocking::default()),
+            options: Options::default(),
         })
     }
 
     /// Waits for and returns the next connection.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let b = *self.blocking.lock().expect("options");
+        let b = self.options.get();
         let (h, remote) = block_on(&self.stack, &self.ready, b.nonblocking, None, |core| {
             core.iface.tcp_accept(self.handle).map(Ok)
         })?;
@@ -89,8 +89,7 @@ impl TcpListener {
 
     /// In non-blocking mode `accept` returns `WouldBlock` instead of waiting.
     pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
-        self.blocking.lock().expect("options").nonblocking = on;
-        Ok(())
+        self.options.set_nonblocking(on)
     }
 }
 
@@ -124,7 +123,7 @@ pub struct TcpStream {
     stack: Stack,
     handle: TcpHandle,
     ready: Arc<Condvar>,
-    blocking: Mutex<Blocking>,
+    options: Options,
     abort_on_drop: AtomicBool,
 }
 
@@ -135,7 +134,7 @@ impl TcpStream {
             stack: stack.clone(),
             handle,
             ready,
-            blocking: Mutex::new(Blocking::default()),
+            options: Options::default(),
             abort_on_drop: AtomicBool::new(false),
         }
     }
@@ -187,12 +186,8 @@ impl TcpStream {
         }
     }
 
-    fn options(&self) -> Blocking {
-        *self.blocking.lock().expect("options")
-    }
-
     fn read_inner(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let b = self.options();
+        let b = self.options.get();
         block_on(&self.stack, &self.ready, b.nonblocking, b.read_timeout, |core| {
             let now = self.stack.now();
             match core.iface.tcp_recv(now, self.handle, buf) {
@@ -204,7 +199,7 @@ impl TcpStream {
     }
 
     fn write_inner(&self, buf: &[u8]) -> io::Result<usize> {
-        let b = self.options();
+        let b = self.options.get();
         block_on(&self.stack, &self.ready, b.nonblocking, b.write_timeout, |core| {
             let now = self.stack.now();
             match core.iface.tcp_send(now, self.handle, buf) {
@@ -262,32 +257,27 @@ impl TcpStream {
 
     /// Bounds how long reads block. Zero is refused.
     pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        check_timeout(t)?;
-        self.blocking.lock().expect("options").read_timeout = t;
-        Ok(())
+        self.options.set_read_timeout(t)
     }
 
     /// Bounds how long writes block. Zero is refused.
     pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        check_timeout(t)?;
-        self.blocking.lock().expect("options").write_timeout = t;
-        Ok(())
+        self.options.set_write_timeout(t)
     }
 
     /// The read timeout.
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.options().read_timeout)
+        Ok(self.options.get().read_timeout)
     }
 
     /// The write timeout.
     pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.options().write_timeout)
+        Ok(self.options.get().write_timeout)
     }
 
     /// In non-blocking mode reads and writes return `WouldBlock` instead of waiting.
     pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
-        self.blocking.lock().expect("options").nonblocking = on;
-        Ok(())
+        self.options.set_nonblocking(on)
     }
 
     /// Like `SO_LINGER`: `Some(Duration::ZERO)` makes dropping the stream

@@ -1,12 +1,12 @@
 //! `UdpSocket`, shaped like `std::net::UdpSocket`.
 
-use super::{Blocking, block_on, check_timeout, errno, network_down, resolve_v4};
+use super::{Options, block_on, errno, network_down, resolve_v4};
 use crate::iface::SocketEvent;
 use crate::runtime::Stack;
 use crate::udp::{BindError, ConnectError, RecvError, RecvLimits, SendError, SocketError, UdpHandle};
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4, ToSocketAddrs};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar};
 use std::time::Duration;
 
 /// The errno Linux reports for an ICMP-derived socket error.
@@ -57,7 +57,7 @@ pub struct UdpSocket {
     stack: Stack,
     handle: UdpHandle,
     readable: Arc<Condvar>,
-    blocking: Mutex<Blocking>,
+    options: Options,
 }
 
 impl UdpSocket {
@@ -78,12 +78,8 @@ impl UdpSocket {
             stack: stack.clone(),
             handle,
             readable,
-            blocking: Mutex::new(Blocking::default()),
+            options: Options::default(),
         })
-    }
-
-    fn blocking(&self) -> Blocking {
-        *self.blocking.lock().expect("blocking options")
     }
 
     /// Sets the default peer; only its datagrams are received afterwards.
@@ -115,7 +111,7 @@ impl UdpSocket {
     }
 
     fn send_inner(&self, buf: &[u8], dst: Option<SocketAddrV4>, ttl: Option<u8>) -> io::Result<usize> {
-        let b = self.blocking();
+        let b = self.options.get();
         block_on(
             &self.stack,
             self.stack.tx_space(),
@@ -138,7 +134,7 @@ impl UdpSocket {
     }
 
     fn recv_inner(&self, buf: &mut [u8], peek: bool) -> io::Result<RecvMeta> {
-        let b = self.blocking();
+        let b = self.options.get();
         block_on(
             &self.stack,
             &self.readable,
@@ -201,32 +197,27 @@ impl UdpSocket {
 
     /// Bounds how long receives block (`None`: forever). Zero is refused.
     pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        check_timeout(t)?;
-        self.blocking.lock().expect("blocking options").read_timeout = t;
-        Ok(())
+        self.options.set_read_timeout(t)
     }
 
     /// Bounds how long sends block on a full transmit queue. Zero is refused.
     pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        check_timeout(t)?;
-        self.blocking.lock().expect("blocking options").write_timeout = t;
-        Ok(())
+        self.options.set_write_timeout(t)
     }
 
     /// The receive timeout.
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.blocking().read_timeout)
+        Ok(self.options.get().read_timeout)
     }
 
     /// The send timeout.
     pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.blocking().write_timeout)
+        Ok(self.options.get().write_timeout)
     }
 
     /// In non-blocking mode calls return `WouldBlock` instead of waiting.
     pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
-        self.blocking.lock().expect("blocking options").nonblocking = on;
-        Ok(())
+        self.options.set_nonblocking(on)
     }
 
     /// Allows sending to broadcast addresses (`SO_BROADCAST`).

@@ -121,12 +121,24 @@ impl Peer {
         segs.remove(0)
     }
 
+    /// A listener on PORT.
+    fn listen(&mut self, backlog: usize) -> ListenerHandle {
+        self.i
+            .tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT), backlog)
+            .unwrap()
+    }
+
+    /// Shuts down our sending side and returns our FIN, unacknowledged.
+    fn our_fin(&mut self, h: TcpHandle) -> Seg {
+        self.i.tcp_shutdown(self.now, h, Shutdown::Write).unwrap();
+        let fin = self.recv_one();
+        assert!(fin.is(FIN | ACK), "{fin:?}");
+        fin
+    }
+
     /// A listener on PORT and a connection accepted from it, handshake done.
     fn established_passive(&mut self) -> (ListenerHandle, TcpHandle) {
-        let l = self
-            .i
-            .tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT), 8)
-            .unwrap();
+        let l = self.listen(8);
         let h = self.handshake_to(l);
         (l, h)
     }
@@ -219,8 +231,7 @@ fn rst_is_never_answered_with_rst() {
 #[test]
 fn listen_ack_draws_rst() {
     let mut p = Peer::new();
-    p.i.tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT), 8)
-        .unwrap();
+    p.listen(8);
     p.send(ACK, SeqNum(5000), SeqNum(4242), b"");
     let r = p.recv_one();
     assert!(r.is(RST));
@@ -230,9 +241,7 @@ fn listen_ack_draws_rst() {
 #[test]
 fn passive_open_three_way_handshake_with_mss_option() {
     let mut p = Peer::new();
-    let l =
-        p.i.tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT), 8)
-            .unwrap();
+    let l = p.listen(8);
     p.send_next(SYN, b"");
     let synack = p.recv_one();
     assert!(synack.is(SYN | ACK));
@@ -402,9 +411,7 @@ fn out_of_window_data_draws_ack_and_is_dropped() {
 #[test]
 fn syn_received_with_bad_ack_draws_rst() {
     let mut p = Peer::new();
-    let l =
-        p.i.tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT), 8)
-            .unwrap();
+    let l = p.listen(8);
     p.send_next(SYN, b"");
     let synack = p.recv_one();
     p.send(ACK, p.seq, synack.seq + 1000, b"");
@@ -420,8 +427,7 @@ fn syn_received_with_bad_ack_draws_rst() {
 #[test]
 fn syn_received_retransmits_syn_ack_for_a_repeated_syn() {
     let mut p = Peer::new();
-    p.i.tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT), 8)
-        .unwrap();
+    p.listen(8);
     p.send(SYN, SeqNum(1000), SeqNum(0), b"");
     let a = p.recv_one();
     p.send(SYN, SeqNum(1000), SeqNum(0), b"");
@@ -480,8 +486,7 @@ fn passive_close_goes_close_wait_last_ack_closed() {
 fn simultaneous_close_goes_through_closing() {
     let mut p = Peer::new();
     let (_l, h) = p.established_passive();
-    p.i.tcp_shutdown(p.now, h, Shutdown::Write).unwrap();
-    let fin = p.recv_one();
+    let fin = p.our_fin(h);
     // Our FIN crosses the peer's FIN.
     p.send_next(FIN | ACK, b"");
     assert_eq!(p.i.tcp_state(h), State::Closing);
@@ -496,8 +501,7 @@ fn simultaneous_close_goes_through_closing() {
 fn half_close_still_receives() {
     let mut p = Peer::new();
     let (_l, h) = p.established_passive();
-    p.i.tcp_shutdown(p.now, h, Shutdown::Write).unwrap();
-    let fin = p.recv_one();
+    let fin = p.our_fin(h);
     p.ack = fin.seq + 1;
     p.send_next(ACK, b"more data");
     assert_eq!(p.i.tcp_state(h), State::FinWait2);
@@ -685,9 +689,7 @@ fn sequence_numbers_wrap_across_2_pow_32_during_a_transfer() {
 #[test]
 fn backlog_full_drops_further_syns() {
     let mut p = Peer::new();
-    let l =
-        p.i.tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT), 1)
-            .unwrap();
+    let l = p.listen(1);
     // Linux lets backlog + 1 connections wait.
     for port in [50001, 50002] {
         p.port = port;
@@ -711,9 +713,7 @@ fn backlog_full_drops_further_syns() {
 #[test]
 fn listener_close_resets_connections_never_accepted() {
     let mut p = Peer::new();
-    let l =
-        p.i.tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT), 8)
-            .unwrap();
+    let l = p.listen(8);
     p.send_next(SYN, b"");
     let sa = p.recv_one();
     p.ack = sa.seq + 1;
@@ -759,8 +759,7 @@ fn rst_in_every_synchronized_state_closes_the_connection() {
             p.i.tcp_shutdown(p.now, h, Shutdown::Write).unwrap()
         }),
         (State::FinWait2, |p, h| {
-            p.i.tcp_shutdown(p.now, h, Shutdown::Write).unwrap();
-            let fin = p.recv().pop().unwrap();
+            let fin = p.our_fin(h);
             p.ack = fin.seq + 1;
             p.send_next(ACK, b"");
         }),
@@ -785,9 +784,7 @@ fn rst_in_every_synchronized_state_closes_the_connection() {
 #[test]
 fn rst_in_syn_received_drops_the_half_open_connection() {
     let mut p = Peer::new();
-    let l =
-        p.i.tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT), 8)
-            .unwrap();
+    let l = p.listen(8);
     p.send_next(SYN, b"");
     p.recv_one();
     let seq = p.seq;
