@@ -11,4 +11,5 @@
 pub mod inject;
 pub mod netns;
 pub mod process;
+pub mod sim;
 pub mod sockopt;

@@ -158,10 +158,13 @@ impl Tcb {
         None
     }
 
-    /// A pure ACK at SND.NXT.
+    /// A pure ACK. Its sequence number is the highest ever sent (RFC 9293's
+    /// SND.NXT, our `snd_max`): after a retransmission timeout rewinds
+    /// `snd_nxt`, a lower number would fall below the peer's RCV.NXT and the
+    /// peer would discard the ACK unread (BSD uses snd_max here too).
     fn ack_plan(&self) -> Plan {
         Plan {
-            seq: self.snd_nxt,
+            seq: self.snd_max,
             flags: flags::ACK,
             data_offset: 0,
             data_len: 0,
@@ -239,9 +242,10 @@ impl Interface {
     pub(crate) fn tcp_retransmit_first(&mut self, now: Instant, h: Handle) {
         let Some(t) = self.tcp.conns.get_mut(h) else { return };
         let start = t.snd_una;
-        let data_end = t.data_end();
-        let avail = if start.lt(data_end) {
-            data_end.wrapping_distance_from(start) as usize
+        // Only what was sent before: never bytes beyond SND.MAX.
+        let sent_end = if t.fin_sent() { t.data_end() } else { t.snd_max };
+        let avail = if start.lt(sent_end) {
+            sent_end.wrapping_distance_from(start) as usize
         } else {
             0
         };
@@ -295,7 +299,7 @@ impl Interface {
         if matches!(t.state, State::Closed | State::SynSent | State::TimeWait) {
             return;
         }
-        let (local, remote, seq, ack) = (t.local, t.remote, t.snd_nxt, t.rcv_nxt);
+        let (local, remote, seq, ack) = (t.local, t.remote, t.snd_max, t.rcv_nxt);
         self.tcp_send_raw(FourTuple { local, remote }, seq, Some(ack), flags::RST);
     }
 

@@ -43,7 +43,13 @@ impl Interface {
                     State::SynReceived => cfg.synack_retries,
                     _ => cfg.retries,
                 };
-                if t.backoff >= limit {
+                // A zero window is not a dead peer: while it keeps answering,
+                // timeouts turn into probes and do not count (as Linux,
+                // RFC 9293 §3.8.6.1). Only silence longer than the maximum
+                // RTO ends the connection.
+                let window_closed = t.state.synchronized() && t.snd_wnd == 0;
+                let heard_lately = now.saturating_duration_since(t.last_heard) < cfg.max_rto;
+                if t.backoff >= limit && !(window_closed && heard_lately) {
                     log::debug!(
                         "tcp {} -> {}: gave up after {} retransmissions",
                         t.local,
@@ -66,7 +72,13 @@ impl Interface {
                 let rto = t.rtt.backed_off(t.backoff);
                 t.set_timer(Timer::Retransmit, Some(now + rto));
                 self.stats.tcp_rto_retransmits += 1;
-                self.tcp_output(now, h);
+                if window_closed {
+                    // RFC 6298 §5.4: resend the earliest unacknowledged segment,
+                    // even into a closed window; the answer carries the real window.
+                    self.tcp_retransmit_first(now, h);
+                } else {
+                    self.tcp_output(now, h);
+                }
             }
             Timer::Persist => {
                 t.backoff = (t.backoff + 1).min(16);
