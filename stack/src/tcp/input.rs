@@ -92,7 +92,8 @@ impl Interface {
             self.tcp_send_raw(tuple(local, remote), seg.ack, None, flags::RST);
             return;
         }
-        if !seg.has(flags::SYN) {
+        // A SYN that also carries FIN is nonsense; Linux discards it too.
+        if !seg.has(flags::SYN) || seg.has(flags::FIN) {
             return;
         }
         if self.tcp_accept_queue_full(lh) {
@@ -106,7 +107,7 @@ impl Interface {
             log::debug!("tcp {local}: SYN queue full, SYN from {remote} dropped");
             return;
         }
-        let iss = self.tcp.isn.isn(now, local, remote);
+        let iss = self.tcp.choose_isn(now, local, remote);
         let mut t = Tcb::new(&self.tcp.config, local, remote, iss, now, self.config.mtu);
         t.listener = Some(lh);
         t.set_state(State::Listen);

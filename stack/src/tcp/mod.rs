@@ -199,6 +199,9 @@ pub(crate) struct TcpLayer {
     listeners: Slab<Listener>,
     listen_ports: HashMap<u16, Handle, SeededState>,
     pub isn: IsnGenerator,
+    /// Tests pin our ISN to exercise sequence wrap-around on the send side.
+    #[cfg(test)]
+    pub isn_override: Option<seq::SeqNum>,
     pub challenge_limiter: RateLimiter,
     /// Connection deadlines, earliest first; entries that no longer match
     /// their connection's `scheduled` are stale and skipped.
@@ -214,9 +217,20 @@ impl TcpLayer {
             listeners: Slab::default(),
             listen_ports: HashMap::with_hasher(SeededState::from_rng(rng)),
             isn: IsnGenerator::new(KeyedHasher::from_rng(rng)),
+            #[cfg(test)]
+            isn_override: None,
             challenge_limiter: RateLimiter::new(config.challenge_ack_limit, config.challenge_ack_limit),
             heap: BinaryHeap::new(),
         }
+    }
+
+    /// Our initial sequence number for a new connection (RFC 6528).
+    pub fn choose_isn(&self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4) -> seq::SeqNum {
+        #[cfg(test)]
+        if let Some(iss) = self.isn_override {
+            return iss;
+        }
+        self.isn.isn(now, local, remote)
     }
 
     /// Re-files `h`'s earliest deadline in the heap if it moved earlier.
@@ -408,7 +422,7 @@ impl Interface {
         if self.tcp.by_tuple.contains_key(&FourTuple { local, remote }) {
             return Err(ConnectError::AddrInUse);
         }
-        let iss = self.tcp.isn.isn(now, local, remote);
+        let iss = self.tcp.choose_isn(now, local, remote);
         let mut t = Tcb::new(&self.tcp.config, local, remote, iss, now, self.config.mtu);
         t.set_state(State::SynSent);
         let h = self.tcp.conns.insert(t);

@@ -843,3 +843,37 @@ fn new_syn_may_reopen_a_time_wait_tuple() {
     assert!(p.recv_one().is(SYN | ACK));
     let _ = l;
 }
+
+#[test]
+fn our_sequence_numbers_wrap_across_2_pow_32_while_sending() {
+    let mut p = Peer::new();
+    p.i.tcp.isn_override = Some(SeqNum(u32::MAX - 2000));
+    let (_l, h) = p.established_passive();
+    p.i.tcp_set_nodelay(h, true);
+    let data: Vec<u8> = (0..8000u32).map(|i| (i % 241) as u8).collect();
+    assert_eq!(p.i.tcp_send(p.now, h, &data).unwrap(), data.len());
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        for s in p.recv() {
+            if s.payload.is_empty() {
+                continue;
+            }
+            assert_eq!(s.seq, p.ack, "in order");
+            p.ack += s.payload.len() as u32;
+            got.extend_from_slice(&s.payload);
+        }
+        p.send_next(ACK, b"");
+    }
+    assert_eq!(got, data);
+    assert!(p.ack.0 < 8000, "our sequence numbers wrapped");
+    assert_eq!(p.i.tcp_send_queue(h), 0, "everything acknowledged across the wrap");
+}
+
+#[test]
+fn syn_with_fin_to_a_listener_is_discarded() {
+    let mut p = Peer::new();
+    p.listen(8);
+    p.send_next(SYN | FIN, b"");
+    assert!(p.recv().is_empty());
+    assert_eq!(p.i.tcp_connection_count(), 0);
+}
