@@ -2,10 +2,15 @@
 //!
 //! A [`Device`] moves whole IPv4 packets. [`tun::TunDevice`] is a Linux TUN
 //! interface; [`memory::MemoryLink`] joins two endpoints in memory for tests.
+//! Wrappers add behaviour to any device: [`pcap::PcapDevice`] records the
+//! traffic, [`impair::ImpairedDevice`] loses, delays, reorders, duplicates,
+//! corrupts and rate-limits it.
 //! All `unsafe` code of the crate (a handful of ioctls and `poll(2)`) lives in
 //! [`sys`].
 
+pub mod impair;
 pub mod memory;
+pub mod pcap;
 pub mod sys;
 pub mod tun;
 
@@ -25,4 +30,37 @@ pub trait Device {
     /// A file descriptor that becomes readable when a packet is waiting, for
     /// `poll(2)`; `None` for devices that are polled by other means.
     fn readable_fd(&self) -> Option<RawFd>;
+
+    /// When the device next needs [`flush`](Self::flush) or has a delayed
+    /// packet for [`recv`](Self::recv) (impairment queues); `None`: never.
+    fn next_deadline(&self) -> Option<std::time::Instant> {
+        None
+    }
+
+    /// Sends what is due and flushes buffered output (pcap); called every turn.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<D: Device + ?Sized> Device for Box<D> {
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (**self).recv(buf)
+    }
+
+    fn send(&mut self, packet: &[u8]) -> io::Result<()> {
+        (**self).send(packet)
+    }
+
+    fn readable_fd(&self) -> Option<RawFd> {
+        (**self).readable_fd()
+    }
+
+    fn next_deadline(&self) -> Option<std::time::Instant> {
+        (**self).next_deadline()
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        (**self).flush()
+    }
 }

@@ -293,9 +293,20 @@ fn stack_thread<D: Device>(shared: &Shared, mut device: D, mut wake_rx: UnixStre
                 log::debug!("device send failed: {e}");
             }
         }
+        if let Err(e) = device.flush() {
+            log::debug!("device flush failed: {e}");
+        }
         if stop {
             return Ok(());
         }
+        // The device may hold delayed packets (impairment) that are due sooner.
+        let wait = match (wait, device.next_deadline()) {
+            (w, Some(d)) => {
+                let until = d.saturating_duration_since(std::time::Instant::now());
+                Some(w.map_or(until, |w| w.min(until)))
+            }
+            (w, None) => w,
+        };
         let mut fds = [wake_rx.as_raw_fd(), -1];
         let nfds = match device.readable_fd() {
             Some(fd) => {

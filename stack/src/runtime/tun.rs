@@ -1,6 +1,9 @@
 //! Starting a stack on a TUN interface: create, configure the host side, run.
 
 use super::Stack;
+use crate::device::Device;
+use crate::device::impair::{Direction, ImpairConfig, ImpairedDevice};
+use crate::device::pcap::PcapDevice;
 use crate::device::tun::TunDevice;
 use crate::iface::{Config, Interface};
 use crate::ip::Ipv4Cidr;
@@ -25,6 +28,10 @@ pub struct TunConfig {
     pub answer_broadcast_echo: bool,
     /// TCP maximum segment lifetime (TIME-WAIT lasts twice this).
     pub msl: std::time::Duration,
+    /// Record every packet in and out to this pcap file.
+    pub pcap: Option<std::path::PathBuf>,
+    /// Impair the link (loss, delay, ...) in the given direction(s).
+    pub impair: Option<(ImpairConfig, Direction)>,
 }
 
 impl Default for TunConfig {
@@ -38,6 +45,8 @@ impl Default for TunConfig {
             seed: None,
             answer_broadcast_echo: true,
             msl: std::time::Duration::from_secs(30),
+            pcap: None,
+            impair: None,
         }
     }
 }
@@ -79,6 +88,16 @@ impl Stack {
         config.answer_broadcast_echo = cfg.answer_broadcast_echo;
         config.tcp.msl = cfg.msl;
         let name = device.name().to_owned();
-        Ok((Stack::start(Interface::new(config), device)?, name))
+        // The capture sees what crosses the TUN: inside the impairment, so a
+        // lost packet appears once (as sent by the host) and never again.
+        let mut dev: Box<dyn Device + Send> = Box::new(device);
+        if let Some(path) = &cfg.pcap {
+            dev = Box::new(PcapDevice::create(dev, path)?);
+        }
+        if let Some((imp, dir)) = cfg.impair.filter(|(i, _)| i.is_active()) {
+            log::info!("impairing {name} ({dir:?}): {imp:?}");
+            dev = Box::new(ImpairedDevice::new(dev, imp, dir, config.seed ^ 0x1312_d00d));
+        }
+        Ok((Stack::start(Interface::new(config), dev)?, name))
     }
 }

@@ -9,6 +9,7 @@ use signal_hook::iterator::Signals;
 use std::io::{self, Write};
 use std::process::ExitCode;
 use tunstack::Ipv4Cidr;
+use tunstack::device::impair::{Direction, ImpairConfig};
 use tunstack::runtime::{Stack, TunConfig};
 use tunstack_tools::services;
 
@@ -79,6 +80,78 @@ struct Args {
     /// TCP maximum segment lifetime in seconds; TIME-WAIT lasts twice this.
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     msl: f64,
+
+    /// Write every packet in and out to FILE as pcap (read it with tcpdump -r or Wireshark).
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<std::path::PathBuf>,
+
+    #[command(flatten)]
+    impair: ImpairArgs,
+}
+
+/// Link impairment, done by the daemon itself (this needs no netem).
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Impairment")]
+struct ImpairArgs {
+    /// Probability of dropping a packet (0 to 1).
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    loss: f64,
+    /// Probability of sending a packet twice.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    duplicate: f64,
+    /// Probability of holding a packet back so later ones overtake it.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    reorder: f64,
+    /// Probability of flipping a bit in a packet.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    corrupt: f64,
+    /// Delay added to every packet, in milliseconds.
+    #[arg(long, default_value_t = 0.0, value_name = "MS")]
+    delay: f64,
+    /// Extra random delay up to this many milliseconds.
+    #[arg(long, default_value_t = 0.0, value_name = "MS")]
+    jitter: f64,
+    /// Link rate in megabits per second (0: unlimited).
+    #[arg(long, default_value_t = 0.0, value_name = "MBIT")]
+    rate: f64,
+    /// Which packets are impaired: in (host to stack), out (stack to host) or both.
+    #[arg(long, default_value = "both", value_parser = ["in", "out", "both"])]
+    impair_direction: String,
+}
+
+fn probability(s: &str) -> Result<f64, String> {
+    let p: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..=1.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err("must be between 0 and 1".into())
+    }
+}
+
+fn millis(ms: f64, what: &str) -> io::Result<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(ms / 1000.0)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("--{what}: {e}")))
+}
+
+impl ImpairArgs {
+    fn config(&self) -> io::Result<(ImpairConfig, Direction)> {
+        let cfg = ImpairConfig {
+            loss: self.loss,
+            duplicate: self.duplicate,
+            reorder: self.reorder,
+            corrupt: self.corrupt,
+            delay: millis(self.delay, "delay")?,
+            jitter: millis(self.jitter, "jitter")?,
+            rate_bps: (self.rate > 0.0).then_some((self.rate * 1e6) as u64),
+            ..ImpairConfig::default()
+        };
+        let dir = match self.impair_direction.as_str() {
+            "in" => Direction::In,
+            "out" => Direction::Out,
+            _ => Direction::Both,
+        };
+        Ok((cfg, dir))
+    }
 }
 
 fn run(args: Args) -> io::Result<()> {
@@ -99,6 +172,8 @@ fn run(args: Args) -> io::Result<()> {
         answer_broadcast_echo: !args.ignore_broadcast_ping,
         msl: std::time::Duration::try_from_secs_f64(args.msl)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("--msl: {e}")))?,
+        pcap: args.pcap.clone(),
+        impair: Some(args.impair.config()?),
     };
     // Register signals before anything runs, so none is missed.
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGUSR1])?;
