@@ -161,8 +161,10 @@ impl Default for RecvLimits {
 }
 
 /// What `netstat` shows of a UDP socket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UdpSocketInfo {
+    /// Who uses it: a service name or pid/program, if the application said.
+    pub owner: Option<std::sync::Arc<str>>,
     /// The socket.
     pub handle: UdpHandle,
     /// Local address and port.
@@ -194,6 +196,7 @@ struct UdpSocket {
     rx_dropped: u64,
     /// An event is queued for the runtime and not yet taken.
     event_pending: bool,
+    owner: Option<std::sync::Arc<str>>,
 }
 
 /// All UDP sockets of an interface.
@@ -272,6 +275,7 @@ impl Interface {
             tx_datagrams: 0,
             rx_dropped: 0,
             event_pending: false,
+            owner: None,
         });
         self.udp.ports.entry(port).or_default().push(h);
         log::debug!("udp {local}: bound");
@@ -334,6 +338,11 @@ impl Interface {
     /// Whether sending to broadcast addresses is allowed.
     pub fn udp_broadcast(&self, h: UdpHandle) -> bool {
         self.udp.socket(h).broadcast
+    }
+
+    /// Labels the socket with its user, for netstat.
+    pub fn udp_set_owner(&mut self, h: UdpHandle, owner: Option<std::sync::Arc<str>>) {
+        self.udp.socket_mut(h).owner = owner;
     }
 
     /// Sets the TTL of datagrams this socket sends (`IP_TTL`).
@@ -453,6 +462,7 @@ impl Interface {
     /// Every UDP socket, for `netstat`.
     pub fn udp_sockets(&self) -> impl Iterator<Item = UdpSocketInfo> + '_ {
         self.udp.sockets.iter().map(|(h, s)| UdpSocketInfo {
+            owner: s.owner.clone(),
             handle: UdpHandle(h),
             local: s.local,
             remote: s.remote,

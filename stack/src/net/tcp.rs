@@ -77,6 +77,15 @@ impl TcpListener {
         Ok((stream, SocketAddr::V4(remote)))
     }
 
+    /// Like `accept`, but gives up with `WouldBlock` after `timeout`.
+    pub fn accept_timeout(&self, timeout: Duration) -> io::Result<(TcpStream, SocketAddr)> {
+        check_timeout(Some(timeout))?;
+        let (h, remote) = block_on(&self.stack, &self.ready, false, Some(timeout), |core| {
+            core.iface.tcp_accept(self.handle).map(Ok)
+        })?;
+        Ok((TcpStream::from_handle(&self.stack, h), SocketAddr::V4(remote)))
+    }
+
     /// An endless iterator over accepted connections.
     pub fn incoming(&self) -> Incoming<'_> {
         Incoming { listener: self }
@@ -85,6 +94,14 @@ impl TcpListener {
     /// The local address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(SocketAddr::V4(self.stack.lock().iface.tcp_listener_addr(self.handle)))
+    }
+
+    /// Names the listener's user for netstat (connections it accepts inherit it).
+    pub fn set_owner(&self, owner: &str) {
+        self.stack
+            .lock()
+            .iface
+            .tcp_listener_set_owner(self.handle, Some(owner.into()));
     }
 
     /// In non-blocking mode `accept` returns `WouldBlock` instead of waiting.
@@ -298,6 +315,11 @@ impl TcpStream {
         }
         self.stack.kick(core);
         Ok(())
+    }
+
+    /// Names the connection's user for netstat.
+    pub fn set_owner(&self, owner: &str) {
+        self.stack.lock().iface.tcp_set_owner(self.handle, Some(owner.into()));
     }
 
     /// The connection's state, as `netstat` would show it.

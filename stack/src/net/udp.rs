@@ -258,6 +258,11 @@ impl UdpSocket {
         Ok(self.stack.lock().iface.udp_take_error(self.handle).map(socket_errno))
     }
 
+    /// Names the socket's user for netstat.
+    pub fn set_owner(&self, owner: &str) {
+        self.stack.lock().iface.udp_set_owner(self.handle, Some(owner.into()));
+    }
+
     /// The stack this socket lives on.
     pub fn stack(&self) -> &Stack {
         &self.stack

@@ -123,6 +123,10 @@ impl SendBuffer {
     }
 }
 
+/// Out-of-order islands kept at most; a segment that would start one more
+/// is dropped (and acknowledged, so the sender learns what is missing).
+pub const MAX_HOLES: usize = 64;
+
 /// Received bytes: an in-order part the application can read, and
 /// out-of-order pieces beyond it, kept until the holes fill.
 #[derive(Debug)]
@@ -185,6 +189,13 @@ impl RecvBuffer {
             return 0;
         }
         let data = &data[..data.len().min(room - offset)];
+        let end = offset + data.len();
+        let joins = offset == 0 || self.ooo.iter().any(|r| r.0 <= end && r.1 >= offset);
+        if !joins && self.ooo.len() >= MAX_HOLES {
+            // Bounded work per segment: a peer cannot make us juggle
+            // thousands of islands (Linux prunes its out-of-order queue too).
+            return 0;
+        }
         self.ring.reserve(self.len + offset + data.len(), self.limit);
         self.ring.write(self.len + offset, data);
         self.add_range(offset, offset + data.len());
@@ -277,6 +288,19 @@ mod tests {
         assert_eq!(b.read(&mut out), 4);
         assert_eq!(&out, b"abcd");
         assert_eq!(b.window(), 4);
+    }
+
+    #[test]
+    fn out_of_order_islands_are_bounded() {
+        let mut b = RecvBuffer::new(1 << 20);
+        for i in 0..200 {
+            b.write_at(10 + i * 2, b"x");
+        }
+        assert_eq!(b.out_of_order().len(), MAX_HOLES);
+        // Data that joins an existing island is still taken, and so is in-order data.
+        assert_eq!(b.write_at(11, b"y"), 0);
+        assert_eq!(b.out_of_order().len(), MAX_HOLES - 1);
+        assert_eq!(b.write_at(0, &[7u8; 10]), 13, "up to the first gap");
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub trait CongestionControl: Debug + Send {
     fn on_recovery_exit(&mut self, flight: usize, mss: usize);
     /// The retransmission timer fired with `flight` bytes outstanding.
     fn on_rto(&mut self, flight: usize, mss: usize);
+    /// It fired again for the same segment: the window restarts, but the
+    /// threshold stays (RFC 5681 §3.1, equation 4 applies once).
+    fn on_rto_again(&mut self, mss: usize);
 }
 
 /// NewReno (RFC 5681 with RFC 6582's recovery).
@@ -89,6 +92,11 @@ impl CongestionControl for NewReno {
 
     fn on_rto(&mut self, flight: usize, mss: usize) {
         self.ssthresh = (flight / 2).max(2 * mss);
+        self.cwnd = mss;
+        self.acked_in_ca = 0;
+    }
+
+    fn on_rto_again(&mut self, mss: usize) {
         self.cwnd = mss;
         self.acked_in_ca = 0;
     }

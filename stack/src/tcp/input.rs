@@ -9,7 +9,7 @@ use super::FourTuple;
 use super::congestion::NewReno;
 use super::output::tuple;
 use super::seq::SeqNum;
-use super::tcb::{ConnError, State, Tcb, Timer, window_scale_for};
+use super::tcb::{ConnError, State, Tcb, Timer};
 use crate::icmp::ErrorContext;
 use crate::iface::{Delivery, Interface};
 use crate::socket::Handle;
@@ -110,6 +110,7 @@ impl Interface {
         let iss = self.tcp.choose_isn(now, local, remote);
         let mut t = Tcb::new(&self.tcp.config, local, remote, iss, now, self.config.mtu);
         t.listener = Some(lh);
+        t.owner = self.tcp.listeners.get(lh).and_then(|l| l.owner.clone());
         t.set_state(State::Listen);
         t.set_state(State::SynReceived);
         accept_syn(&mut t, seg);
@@ -153,7 +154,8 @@ impl Interface {
             let t = self.tcp.conns.get_mut(h).expect("live");
             t.last_heard = now;
             t.keepalive_probes = 0;
-            if let Some(idle) = t.keepalive.filter(|_| t.state.synchronized()) {
+            t.probes_unanswered = 0;
+            if let Some(idle) = t.keepalive.filter(|_| t.state.keepalive_applies()) {
                 t.set_timer(Timer::Keepalive, Some(now + idle));
             }
             self.tcp_output(now, h);
@@ -196,6 +198,7 @@ impl Interface {
             t.max_snd_wnd = t.snd_wnd;
             t.snd_wl1 = seg.seq;
             t.snd_wl2 = seg.ack;
+            restart_window_after_syn_loss(t);
             t.set_state(State::Established);
             t.ack_now = true;
         } else {
@@ -212,11 +215,27 @@ impl Interface {
 
         // A retransmitted SYN for a half-open connection: our SYN-ACK was lost.
         if t.state == State::SynReceived && seg.flags & (flags::SYN | flags::ACK) == flags::SYN && seg.seq == t.irs {
-            t.snd_nxt = t.iss;
+            if !self.tcp_oow_limited(now, h) {
+                self.tcp.conns.get_mut(h).expect("live").snd_nxt = self.tcp.conns.get(h).expect("live").iss;
+            }
             return;
         }
-        // TIME-WAIT: a retransmitted FIN is acknowledged again and restarts 2×MSL.
-        if t.state == State::TimeWait && seg.has(flags::FIN) && !seg.has(flags::RST) && !seg.has(flags::SYN) {
+        // Simultaneous open (RFC 9293 figure 8): the peer's SYN-ACK acknowledges
+        // our SYN in SYN-RECEIVED; its SYN is old news, its ACK completes the handshake.
+        let simultaneous_syn_ack = t.state == State::SynReceived
+            && seg.has(flags::SYN | flags::ACK)
+            && !seg.has(flags::RST)
+            && seg.seq == t.irs
+            && seg.ack.gt(t.snd_una)
+            && seg.ack.le(t.snd_max);
+        // TIME-WAIT: the peer's FIN again (our last ACK was lost) is acknowledged
+        // again and restarts 2×MSL; anything else takes the rate-limited path.
+        if t.state == State::TimeWait
+            && seg.has(flags::FIN)
+            && !seg.has(flags::RST)
+            && !seg.has(flags::SYN)
+            && seg.seq + seg.payload.len() as u32 + 1 == t.rcv_nxt
+        {
             t.ack_now = true;
             t.set_timer(Timer::Linger, Some(now + self.tcp.config.msl * 2));
             return;
@@ -235,7 +254,7 @@ impl Interface {
         };
         // With a zero window, ACK and RST information at RCV.NXT still counts (§3.10.7.4).
         let zero_window_probe = !acceptable && rcv_wnd == 0 && seg.seq == t.rcv_nxt;
-        if !acceptable && !zero_window_probe {
+        if !acceptable && !zero_window_probe && !simultaneous_syn_ack {
             if !seg.has(flags::RST) {
                 self.stats.tcp_out_of_window += 1;
                 // Data segments always get their duplicate ACK; others are rate-limited (as Linux).
@@ -265,7 +284,7 @@ impl Interface {
         }
 
         // Fourth: SYN on a synchronized connection (RFC 5961 §4.2).
-        if seg.has(flags::SYN) {
+        if seg.has(flags::SYN) && !simultaneous_syn_ack {
             self.tcp_challenge_ack(now, h);
             return;
         }
@@ -300,7 +319,13 @@ impl Interface {
             t.max_snd_wnd = t.snd_wnd;
             t.snd_wl1 = seg.seq;
             t.snd_wl2 = seg.ack;
-            t.set_state(State::Established);
+            restart_window_after_syn_loss(t);
+            // A close that came during the handshake takes effect now.
+            t.set_state(if t.fin_queued() {
+                State::FinWait1
+            } else {
+                State::Established
+            });
             if t.listener.is_some() {
                 self.tcp_enqueue_accept(h);
             }
@@ -412,6 +437,9 @@ impl Interface {
                 }
             }
             t.backoff = 0;
+            if t.rto_high_water.is_some_and(|hw| seg.ack.gt(hw)) {
+                t.rto_high_water = None;
+            }
             match t.recover {
                 Some(rec) if seg.ack.ge(rec) => {
                     t.recover = None;
@@ -442,7 +470,7 @@ impl Interface {
             self.stats.tcp_dup_acks += 1;
             if t.recover.is_some() {
                 t.cc.on_recovery_dupack(mss);
-            } else if t.dupacks == 3 {
+            } else if t.dupacks == 3 && t.rto_high_water.is_none_or(|hw| seg.ack.gt(hw)) {
                 let flight = t.flight();
                 t.cc.on_fast_retransmit(flight, mss);
                 t.recover = Some(t.snd_max);
@@ -488,12 +516,18 @@ fn accept_syn(t: &mut Tcb, seg: &TcpSegment<'_>) {
             t.wscale_ok = false;
         }
     }
-    if t.state == State::SynReceived {
-        t.snd_wnd = u32::from(seg.window);
-        t.max_snd_wnd = t.snd_wnd;
-        t.snd_wl1 = seg.seq;
+    t.snd_wnd = u32::from(seg.window);
+    t.max_snd_wnd = t.snd_wnd;
+    t.snd_wl1 = seg.seq;
+}
+
+/// RFC 5681 §3.1: if the SYN or SYN-ACK had to be retransmitted, the
+/// initial window is one segment.
+fn restart_window_after_syn_loss(t: &mut Tcb) {
+    if t.retransmits > 0 {
+        let mss = t.snd_mss;
+        t.cc.on_rto_again(mss);
     }
-    let _ = window_scale_for;
 }
 
 /// Stores in-window data and decides how soon to acknowledge it.
@@ -504,11 +538,18 @@ fn receive_text(
     now: Instant,
     stats: &mut crate::stats::Stats,
 ) {
+    // Nothing counts past the peer's FIN (a later, longer FIN is bogus).
+    let payload = match t.fin_seq {
+        Some(f) if (seg.seq + seg.payload.len() as u32).gt(f) => {
+            &seg.payload[..f.wrapping_distance_from(seg.seq).min(seg.payload.len() as u32) as usize]
+        }
+        _ => seg.payload,
+    };
     let (data, offset) = if seg.seq.lt(t.rcv_nxt) {
         let skip = t.rcv_nxt.wrapping_distance_from(seg.seq) as usize;
-        (&seg.payload[skip.min(seg.payload.len())..], 0usize)
+        (&payload[skip.min(payload.len())..], 0usize)
     } else {
-        (seg.payload, seg.seq.wrapping_distance_from(t.rcv_nxt) as usize)
+        (payload, seg.seq.wrapping_distance_from(t.rcv_nxt) as usize)
     };
     if data.is_empty() {
         t.ack_now = true;

@@ -29,6 +29,7 @@ use isn::IsnGenerator;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
 use tcb::{ConnError, State, Tcb, Timer};
 
 /// TCP settings; defaults follow Linux.
@@ -143,8 +144,10 @@ pub enum Shutdown {
 }
 
 /// What `netstat` shows of a TCP connection or listener.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TcpInfo {
+    /// Who uses it: a service name or pid/program, if the application said.
+    pub owner: Option<Arc<str>>,
     /// State (LISTEN for listeners).
     pub state: State,
     /// Local address.
@@ -181,6 +184,7 @@ pub(crate) struct Listener {
     /// Connections in SYN-RECEIVED.
     half_open: usize,
     event_pending: bool,
+    owner: Option<Arc<str>>,
 }
 
 /// Connection lookup key.
@@ -334,6 +338,7 @@ impl Interface {
             accept_queue: VecDeque::new(),
             half_open: 0,
             event_pending: false,
+            owner: None,
         });
         self.tcp.listen_ports.insert(port, h);
         log::debug!("tcp {local}: LISTEN (backlog {backlog})");
@@ -546,7 +551,10 @@ impl Interface {
             return;
         }
         match t.state {
-            State::SynReceived | State::Established => {
+            // RFC 9293 §3.10.4: in SYN-RECEIVED the FIN waits for ESTABLISHED;
+            // the SYN-ACK must stay retransmittable until then.
+            State::SynReceived => t.queue_fin(),
+            State::Established => {
                 t.queue_fin();
                 t.set_state(State::FinWait1);
             }
@@ -601,6 +609,18 @@ impl Interface {
         self.tcp_release(now, h.0, None);
     }
 
+    /// Labels the connection with its user, for netstat.
+    pub fn tcp_set_owner(&mut self, h: TcpHandle, owner: Option<Arc<str>>) {
+        self.tcb_mut(h).owner = owner;
+    }
+
+    /// Labels the listener (and the connections it will accept) with its user.
+    pub fn tcp_listener_set_owner(&mut self, h: ListenerHandle, owner: Option<Arc<str>>) {
+        if let Some(l) = self.tcp.listeners.get_mut(h.0) {
+            l.owner = owner;
+        }
+    }
+
     /// Turns Nagle's algorithm off (`TCP_NODELAY`) or on.
     pub fn tcp_set_nodelay(&mut self, h: TcpHandle, on: bool) {
         self.tcb_mut(h).nodelay = on;
@@ -630,6 +650,7 @@ impl Interface {
             .listeners
             .iter()
             .map(|(_, l)| TcpInfo {
+                owner: l.owner.clone(),
                 state: State::Listen,
                 local: l.local,
                 remote: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
@@ -650,6 +671,7 @@ impl Interface {
                 .iter()
                 .filter(|(_, t)| t.state != State::Closed)
                 .map(|(_, t)| TcpInfo {
+                    owner: t.owner.clone(),
                     state: t.state,
                     local: t.local,
                     remote: t.remote,

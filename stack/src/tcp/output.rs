@@ -37,9 +37,7 @@ impl Tcb {
         }
         let candidate = self.rcv_nxt + self.free_window() as u32;
         let threshold = (self.recv.limit() / 2).min(self.rcv_mss) as u32;
-        if candidate.gt(self.rcv_adv)
-            && (candidate.wrapping_distance_from(self.rcv_adv) >= threshold || self.rcv_adv.le(self.rcv_nxt))
-        {
+        if candidate.gt(self.rcv_adv) && candidate.wrapping_distance_from(self.rcv_adv) >= threshold {
             self.rcv_adv = candidate;
         }
         let open = self.rcv_wnd();

@@ -64,6 +64,11 @@ impl State {
             State::Closed | State::Listen | State::SynSent | State::SynReceived
         )
     }
+
+    /// States where keepalive probing makes sense (as Linux: not while closing).
+    pub fn keepalive_applies(self) -> bool {
+        matches!(self, State::Established | State::CloseWait | State::FinWait2)
+    }
 }
 
 impl fmt::Display for State {
@@ -181,10 +186,17 @@ pub struct Tcb {
     pub nodelay: bool,
     pub keepalive: Option<Duration>,
     pub keepalive_probes: u32,
+    /// Zero-window probes sent since the peer last said anything.
+    pub probes_unanswered: u32,
+    /// After a timeout, duplicate ACKs below this do not start fast
+    /// retransmit (RFC 6582 §3.2: `recover` set to the highest sequence sent).
+    pub rto_high_water: Option<SeqNum>,
     pub last_heard: Instant,
 
     pub error: Option<ConnError>,
     pub event_pending: bool,
+    /// Who uses the connection, for netstat (a service name, or pid/program).
+    pub owner: Option<std::sync::Arc<str>>,
 
     // Counters for netstat -i.
     pub retransmits: u64,
@@ -247,9 +259,12 @@ impl Tcb {
             nodelay: false,
             keepalive: None,
             keepalive_probes: 0,
+            probes_unanswered: 0,
+            rto_high_water: None,
             last_heard: now,
             error: None,
             event_pending: false,
+            owner: None,
             retransmits: 0,
             bytes_in: 0,
             bytes_out: 0,

@@ -877,3 +877,82 @@ fn syn_with_fin_to_a_listener_is_discarded() {
     assert!(p.recv().is_empty());
     assert_eq!(p.i.tcp_connection_count(), 0);
 }
+
+#[test]
+fn simultaneous_open_completes_on_the_peers_syn_ack() {
+    let mut p = Peer::new();
+    let h =
+        p.i.tcp_connect(p.now, SocketAddrV4::new(HOST, PEER_PORT), PORT)
+            .unwrap();
+    let syn = p.recv_one();
+    p.send_next(SYN, b"");
+    assert_eq!(p.i.tcp_state(h), State::SynReceived);
+    p.recv();
+    // The peer's SYN-ACK (its SYN again, with the ACK of ours) completes it at once.
+    p.send(SYN | ACK, p.seq - 1, syn.seq + 1, b"");
+    assert_eq!(p.i.tcp_state(h), State::Established);
+}
+
+#[test]
+fn close_in_syn_received_waits_for_established_then_sends_fin() {
+    let mut p = Peer::new();
+    let h =
+        p.i.tcp_connect(p.now, SocketAddrV4::new(HOST, PEER_PORT), PORT)
+            .unwrap();
+    let syn = p.recv_one();
+    p.send_next(SYN, b"");
+    p.recv();
+    p.i.tcp_close(p.now, h, false);
+    assert!(p.recv().iter().all(|s| !s.is(FIN | ACK)), "no FIN before ESTABLISHED");
+    // Retransmissions still carry the SYN (no panic on the offsets).
+    p.advance(Duration::from_secs(3));
+    assert!(p.recv().iter().any(|s| s.is(SYN | ACK)));
+    p.ack = syn.seq + 1;
+    p.send_next(ACK, b"");
+    let fin = p.recv_one();
+    assert!(fin.is(FIN | ACK));
+    assert_eq!(fin.seq, syn.seq + 1);
+}
+
+#[test]
+fn data_beyond_an_out_of_order_fin_is_ignored_and_eof_arrives() {
+    let mut p = Peer::new();
+    let (_l, h) = p.established_passive();
+    let (base, ack) = (p.seq, p.ack);
+    p.send(FIN | ACK, base + 100, ack, b"");
+    p.recv();
+    p.send(ACK, base, ack, &[5u8; 200]);
+    let a = p.recv_one();
+    assert_eq!(a.ack, base + 101, "100 bytes and the FIN");
+    assert_eq!(p.read_all(h), vec![5u8; 100]);
+    assert_eq!(p.i.tcp_state(h), State::CloseWait);
+}
+
+#[test]
+fn time_wait_ignores_a_fin_at_a_wrong_sequence_number() {
+    let mut p = Peer::new();
+    let (_l, h) = p.established_passive();
+    let fin = p.our_fin(h);
+    p.ack = fin.seq + 1;
+    p.send_next(FIN | ACK, b"");
+    p.recv();
+    p.advance(Duration::from_millis(1500));
+    let (seq, ack) = (p.seq + 5000, p.ack);
+    p.send(FIN | ACK, seq, ack, b"");
+    p.advance(Duration::from_millis(600));
+    assert_eq!(p.i.tcp_state(h), State::Closed, "a stray FIN did not restart 2×MSL");
+}
+
+#[test]
+fn unanswered_zero_window_probes_end_the_connection() {
+    let mut p = Peer::with(|c| c.tcp.retries = 3);
+    let h = p.established_active();
+    let (seq, ack) = (p.seq, p.ack);
+    p.send_opts(ACK, seq, ack, 0, TcpOptions::default(), b"");
+    p.i.tcp_send(p.now, h, b"stuck").unwrap();
+    for _ in 0..400 {
+        p.advance(Duration::from_secs(1));
+        p.recv();
+    }
+    assert_eq!(p.i.tcp_error(h), Some(ConnError::TimedOut));
+}

@@ -48,7 +48,8 @@ impl Interface {
                 // RFC 9293 §3.8.6.1). Only silence longer than the maximum
                 // RTO ends the connection.
                 let window_closed = t.state.synchronized() && t.snd_wnd == 0;
-                let heard_lately = now.saturating_duration_since(t.last_heard) < cfg.max_rto;
+                // An orphan gets no such patience (the FIN-WAIT-1 zero-window attack).
+                let heard_lately = now.saturating_duration_since(t.last_heard) < cfg.max_rto && !t.orphaned;
                 if t.backoff >= limit && !(window_closed && heard_lately) {
                     log::debug!(
                         "tcp {} -> {}: gave up after {} retransmissions",
@@ -60,11 +61,16 @@ impl Interface {
                     self.tcp_release(now, h, Some(ConnError::TimedOut));
                     return;
                 }
-                t.backoff += 1;
                 if t.state.synchronized() {
                     let (flight, mss) = (t.flight(), t.snd_mss);
-                    t.cc.on_rto(flight, mss);
+                    if t.backoff == 0 {
+                        t.cc.on_rto(flight, mss);
+                    } else {
+                        t.cc.on_rto_again(mss);
+                    }
+                    t.rto_high_water = Some(t.snd_max);
                 }
+                t.backoff += 1;
                 t.recover = None;
                 t.dupacks = 0;
                 t.rtt_probe = None; // Karn: never time a retransmitted segment.
@@ -81,6 +87,17 @@ impl Interface {
                 }
             }
             Timer::Persist => {
+                // Probes the peer never answers end the connection (as Linux's
+                // tcp_retries2; an orphan gets fewer, like tcp_orphan_retries).
+                let limit = if t.orphaned { 8 } else { cfg.retries };
+                if t.probes_unanswered >= limit {
+                    log::debug!("tcp {} -> {}: zero-window probes unanswered", t.local, t.remote);
+                    self.stats.tcp_timeouts += 1;
+                    self.tcp_release(now, h, Some(ConnError::TimedOut));
+                    self.tcp_reap_if_done(h);
+                    return;
+                }
+                t.probes_unanswered += 1;
                 t.backoff = (t.backoff + 1).min(16);
                 let rto = t.rtt.backed_off(t.backoff);
                 let waiting = t.snd_wnd == 0 && !t.send.is_empty();
@@ -96,7 +113,7 @@ impl Interface {
             }
             Timer::Keepalive => {
                 let Some(idle) = t.keepalive else { return };
-                if !t.state.synchronized() {
+                if !t.state.keepalive_applies() {
                     return;
                 }
                 if t.keepalive_probes >= cfg.keepalive_probes {
