@@ -123,7 +123,13 @@ pub struct Interface {
     pub(crate) tcp: TcpLayer,
     pub(crate) rng: Rng,
     pub(crate) events: Vec<SocketEvent>,
+    /// Datagrams we sent to our own address, delivered on the next
+    /// `handle_timeout` (the loopback path: they never touch the link).
+    pub(crate) loopback: std::collections::VecDeque<Vec<u8>>,
 }
+
+/// Datagrams the loopback queue holds at most.
+const LOOPBACK_LIMIT: usize = 4096;
 
 impl Interface {
     /// An interface with a connected route for its subnet and, if configured,
@@ -146,6 +152,7 @@ impl Interface {
             udp: UdpLayer::new(SeededState::from_rng(&mut rng)),
             tcp: TcpLayer::new(config.tcp, &mut rng),
             events: Vec::new(),
+            loopback: std::collections::VecDeque::new(),
             rng,
             routes,
             stats: Stats::default(),
@@ -190,6 +197,11 @@ impl Interface {
     pub fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
         self.stats.link_rx_packets += 1;
         self.stats.link_rx_bytes += packet.len() as u64;
+        self.input(now, packet, false);
+    }
+
+    /// IPv4 input, from the link or (`looped`) from ourselves.
+    fn input(&mut self, now: Instant, packet: &[u8], looped: bool) {
         let pkt = match Ipv4Packet::parse(packet) {
             Ok(p) => p,
             Err(e) => {
@@ -199,7 +211,8 @@ impl Interface {
             }
         };
         let src = pkt.src();
-        if is_martian_source(src) || src == self.config.address.addr() || Some(src) == self.config.address.broadcast() {
+        let ours = src == self.config.address.addr() && !looped;
+        if is_martian_source(src) || ours || Some(src) == self.config.address.broadcast() {
             self.stats.ip_bad_source += 1;
             log::trace!("dropped packet from martian source {src}");
             return;
@@ -259,8 +272,16 @@ impl Interface {
         }
     }
 
-    /// Runs timers that are due: reassembly expiry and TCP timers.
+    /// Runs timers that are due (reassembly expiry, TCP timers) and delivers
+    /// datagrams we sent to ourselves.
     pub fn handle_timeout(&mut self, now: Instant) {
+        // Only what was queued before: loopback traffic this produces waits a turn.
+        for _ in 0..self.loopback.len() {
+            let Some(p) = self.loopback.pop_front() else { break };
+            self.stats.ip_loopback += 1;
+            self.input(now, &p, true);
+            self.tx.recycle(p);
+        }
         for timed_out in self.reassembler.expire(now, &mut self.stats) {
             self.send_reassembly_timeout(now, timed_out.src, &timed_out.quote);
         }
@@ -269,6 +290,9 @@ impl Interface {
 
     /// When [`handle_timeout`](Self::handle_timeout) next has work, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if !self.loopback.is_empty() {
+            return Some(Instant::ZERO);
+        }
         match (self.reassembler.next_deadline(), self.tcp.next_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -285,6 +309,28 @@ impl Interface {
             self.stats.frag_tx_fragments += 1;
         }
         Some(w.len)
+    }
+
+    /// Queues a datagram for our own address on the loopback path.
+    fn send_to_self(&mut self, fields: &HeaderFields, payload: Vec<u8>) -> Result<(), SendError> {
+        if payload.len() + crate::wire::ipv4::HEADER_LEN > ip::MAX_DATAGRAM {
+            self.stats.ip_tx_too_big += 1;
+            self.tx.recycle(payload);
+            return Err(SendError::TooBig);
+        }
+        if self.loopback.len() >= LOOPBACK_LIMIT {
+            self.stats.link_tx_queue_full += 1;
+            self.tx.recycle(payload);
+            return Err(SendError::QueueFull);
+        }
+        let mut p = self.tx.buffer();
+        p.resize(crate::wire::ipv4::HEADER_LEN, 0);
+        crate::wire::ipv4::write_header(&mut p, fields, payload.len(), 0, false);
+        p.extend_from_slice(&payload);
+        self.tx.recycle(payload);
+        self.loopback.push_back(p);
+        self.stats.ip_tx_datagrams += 1;
+        Ok(())
     }
 
     /// Sockets whose state changed since the last call, appended to `out`.
@@ -328,6 +374,9 @@ impl Interface {
             ident: self.ident.next(src, dst, protocol),
             dont_fragment,
         };
+        if dst == src {
+            return self.send_to_self(&fields, payload);
+        }
         match self.tx.push(fields, payload) {
             Ok(()) => {
                 self.stats.ip_tx_datagrams += 1;

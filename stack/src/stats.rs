@@ -69,6 +69,8 @@ counters! {
         ip_unknown_protocol,
         /// Datagrams the stack sent (before fragmentation).
         ip_tx_datagrams,
+        /// Datagrams we sent to ourselves, delivered on the loopback path.
+        ip_loopback,
         /// Outgoing datagrams with no route to their destination.
         ip_tx_no_route,
         /// Outgoing datagrams too large for IPv4 or needing fragmentation with DF set.

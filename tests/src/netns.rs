@@ -83,8 +83,17 @@ fn remove_stale() {
     }
 }
 
-/// Kills every process in namespace `name`, then deletes it.
+/// Kills every process in namespace `name`, then deletes it (and control
+/// sockets a daemon in it may have left in /run/tunstack).
 fn destroy(name: &str) {
+    if let Ok(m) = std::fs::metadata(format!("/run/netns/{name}")) {
+        let suffix = format!("-netns{}.sock", std::os::unix::fs::MetadataExt::ino(&m));
+        for entry in std::fs::read_dir("/run/tunstack").into_iter().flatten().flatten() {
+            if entry.file_name().to_string_lossy().ends_with(&suffix) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
     for _ in 0..50 {
         let pids = ip(&["netns", "pids", name]).stdout;
         let pids: Vec<&str> = pids.split_whitespace().collect();
@@ -259,8 +268,12 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+            // SIGTERM first so the daemon cleans up (its control socket file), then SIGKILL.
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            if process::wait_timeout(&mut c, Duration::from_secs(5)).is_none() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
         }
     }
 }

@@ -15,6 +15,7 @@ const REFLECTING_PORTS: [u16; 5] = [7, 13, 17, 19, 37];
 /// Returns once the socket is bound; the service runs until the stack stops.
 pub fn udp_echo(stack: &Stack, port: u16) -> io::Result<JoinHandle<()>> {
     let sock = UdpSocket::bind(stack, (Ipv4Addr::UNSPECIFIED, port))?;
+    sock.set_owner("echo");
     log::info!("udp echo listening on {}", sock.local_addr()?);
     std::thread::Builder::new()
         .name(format!("udp-echo-{port}"))
@@ -53,6 +54,7 @@ fn tcp_service(
     serve: fn(TcpStream) -> io::Result<()>,
 ) -> io::Result<JoinHandle<()>> {
     let listener = TcpListener::bind(stack, (Ipv4Addr::UNSPECIFIED, port))?;
+    listener.set_owner(name);
     log::info!("tcp {name} listening on {}", listener.local_addr()?);
     std::thread::Builder::new()
         .name(format!("tcp-{name}-{port}"))

@@ -74,6 +74,10 @@ impl Tcb {
             }
             let answering = (self.state == State::SynReceived).then_some(self.snd_wscale_offered());
             let options = self.syn_options(answering);
+            if self.retransmits == 0 && self.backoff == 0 {
+                // Time the handshake: the first RTT sample (never a retransmitted SYN, per Karn).
+                self.rtt_probe = Some((self.iss + 1, now));
+            }
             self.snd_nxt = self.iss + 1;
             self.snd_max = self.snd_max.max(self.snd_nxt);
             if self.timer(Timer::Retransmit).is_none() {

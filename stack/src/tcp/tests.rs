@@ -956,3 +956,24 @@ fn unanswered_zero_window_probes_end_the_connection() {
     }
     assert_eq!(p.i.tcp_error(h), Some(ConnError::TimedOut));
 }
+
+#[test]
+fn connecting_to_our_own_address_goes_over_loopback() {
+    let mut p = Peer::new();
+    let l = p.listen(8);
+    let c = p.i.tcp_connect(p.now, SocketAddrV4::new(US, PORT), 0).unwrap();
+    let spin = |p: &mut Peer| {
+        for _ in 0..20 {
+            p.i.handle_timeout(p.now);
+        }
+    };
+    spin(&mut p);
+    assert_eq!(p.i.tcp_state(c), State::Established);
+    let (s, from) = p.i.tcp_accept(l).expect("accepted over loopback");
+    assert_eq!(*from.ip(), US);
+    p.i.tcp_send(p.now, c, b"to myself").unwrap();
+    spin(&mut p);
+    assert_eq!(p.read_all(s), b"to myself");
+    assert!(p.recv().is_empty(), "nothing touched the link");
+    assert!(p.i.stats().ip_loopback >= 4);
+}

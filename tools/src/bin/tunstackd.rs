@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use tunstack::Ipv4Cidr;
 use tunstack::device::impair::{Direction, ImpairConfig};
 use tunstack::runtime::{Stack, TunConfig};
-use tunstack_tools::services;
+use tunstack_tools::{control, services};
 
 /// Run tunstack on a TUN interface: `ping 10.200.0.2` from the host once it starts.
 #[derive(Debug, Parser)]
@@ -80,6 +80,14 @@ struct Args {
     /// TCP maximum segment lifetime in seconds; TIME-WAIT lasts twice this.
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     msl: f64,
+
+    /// Path of the control socket (default: /run/tunstack/<interface>.sock).
+    #[arg(long, value_name = "PATH")]
+    control: Option<std::path::PathBuf>,
+
+    /// A group whose members may use the control socket too (default: only the daemon's user).
+    #[arg(long, value_name = "GROUP")]
+    control_group: Option<String>,
 
     /// Write every packet in and out to FILE as pcap (read it with tcpdump -r or Wireshark).
     #[arg(long, value_name = "FILE")]
@@ -179,6 +187,17 @@ fn run(args: Args) -> io::Result<()> {
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGUSR1])?;
     let (stack, name) = Stack::on_tun(&cfg)?;
 
+    let control = args.control.clone().unwrap_or_else(|| control::default_path(&name));
+    control::server::start(
+        &stack,
+        control::server::ControlConfig {
+            path: control.clone(),
+            group: args.control_group.clone(),
+            ifname: name.clone(),
+        },
+    )?;
+    log::info!("control socket at {}", control.display());
+
     let mut offered = Vec::new();
     if !args.no_udp_echo {
         services::udp_echo(&stack, args.udp_echo)?;
@@ -222,6 +241,7 @@ fn run(args: Args) -> io::Result<()> {
         }
     }
     stack.shutdown()?;
+    let _ = std::fs::remove_file(&control);
     print_stats(&stack);
     log::info!("stopped; {name} goes away with us");
     Ok(())
