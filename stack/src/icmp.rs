@@ -99,7 +99,7 @@ impl Interface {
     }
 
     /// Handles an ICMP message addressed to us.
-    pub(crate) fn icmp_input(&mut self, ctx: &ErrorContext<'_>) {
+    pub(crate) fn icmp_input(&mut self, now: Instant, ctx: &ErrorContext<'_>) {
         self.stats.icmp_rx_messages += 1;
         let msg = match IcmpMessage::parse(ctx.payload) {
             Ok(m) => m,
@@ -132,18 +132,22 @@ impl Interface {
                     self.stats.icmp_tx_echo_replies += 1;
                 }
             }
-            kind::ECHO_REPLY => self.stats.icmp_rx_echo_replies += 1,
+            kind::ECHO_REPLY => {
+                if !self.ping_reply_input(now, ctx, &msg) {
+                    self.stats.icmp_rx_echo_replies += 1;
+                }
+            }
             k if wire::is_error(k) => {
                 self.stats.icmp_rx_errors += 1;
                 log::debug!("icmp error type {} code {} from {}", msg.kind, msg.code, ctx.src);
-                self.icmp_error_input(&msg);
+                self.icmp_error_input(now, ctx.src, &msg);
             }
             _ => self.stats.icmp_rx_other += 1,
         }
     }
 
     /// Hands an ICMP error to the transport whose datagram it quotes.
-    fn icmp_error_input(&mut self, msg: &IcmpMessage<'_>) {
+    fn icmp_error_input(&mut self, now: Instant, from: Ipv4Addr, msg: &IcmpMessage<'_>) {
         // The quote: the original IP header, then at least 8 bytes of its payload.
         let q = msg.data;
         let Some(&first) = q.first() else { return };
@@ -161,8 +165,17 @@ impl Interface {
             u16::from_be_bytes([ports[0], ports[1]]),
             u16::from_be_bytes([ports[2], ports[3]]),
         );
-        if q[9] == ip::protocol::UDP {
-            self.udp_icmp_error(sport, std::net::SocketAddrV4::new(dst, dport), msg.kind, msg.code);
+        match q[9] {
+            ip::protocol::UDP => self.udp_icmp_error(
+                now,
+                from,
+                sport,
+                std::net::SocketAddrV4::new(dst, dport),
+                msg.kind,
+                msg.code,
+            ),
+            ip::protocol::ICMP => self.ping_error_input(now, from, msg, &q[ihl..]),
+            _ => {}
         }
     }
 

@@ -72,6 +72,8 @@ pub enum SocketEvent {
     Tcp(TcpHandle),
     /// A TCP listener with a connection to accept.
     Listener(ListenerHandle),
+    /// An ICMP echo socket with a reply or error.
+    Icmp(crate::ping::IcmpHandle),
 }
 
 /// Why a datagram could not be queued for sending.
@@ -121,6 +123,7 @@ pub struct Interface {
     pub(crate) icmp_error_limiter: RateLimiter,
     pub(crate) udp: UdpLayer,
     pub(crate) tcp: TcpLayer,
+    pub(crate) ping: crate::ping::PingLayer,
     pub(crate) rng: Rng,
     pub(crate) events: Vec<SocketEvent>,
     /// Datagrams we sent to our own address, delivered on the next
@@ -151,6 +154,7 @@ impl Interface {
             icmp_error_limiter: RateLimiter::new(config.icmp_error_rate, config.icmp_error_burst),
             udp: UdpLayer::new(SeededState::from_rng(&mut rng)),
             tcp: TcpLayer::new(config.tcp, &mut rng),
+            ping: crate::ping::PingLayer::default(),
             events: Vec::new(),
             loopback: std::collections::VecDeque::new(),
             rng,
@@ -254,7 +258,7 @@ impl Interface {
         match ctx.protocol {
             ip::protocol::ICMP => {
                 self.stats.ip_delivered += 1;
-                self.icmp_input(ctx);
+                self.icmp_input(now, ctx);
             }
             ip::protocol::UDP => {
                 self.stats.ip_delivered += 1;
@@ -341,6 +345,7 @@ impl Interface {
         for e in &out[start..] {
             match *e {
                 SocketEvent::Udp(h) => self.udp_event_taken(h),
+                SocketEvent::Icmp(h) => self.icmp_event_taken(h),
                 other => self.tcp_event_taken(other),
             }
         }

@@ -15,6 +15,7 @@ pub mod icmp;
 pub mod iface;
 pub mod ip;
 pub mod net;
+pub mod ping;
 pub mod rand;
 pub mod runtime;
 pub mod socket;

@@ -160,6 +160,24 @@ impl Default for RecvLimits {
     }
 }
 
+/// An ICMP error about a datagram this socket sent, as `IP_RECVERR` queues it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UdpIcmpError {
+    /// Who reported it (a router on the way, or the destination).
+    pub from: Ipv4Addr,
+    /// ICMP type.
+    pub kind: u8,
+    /// ICMP code.
+    pub code: u8,
+    /// Where the offending datagram was going.
+    pub dst: SocketAddrV4,
+    /// When the error arrived.
+    pub at: Instant,
+}
+
+/// Errors a socket's error queue holds at most.
+const ERROR_QUEUE_LIMIT: usize = 64;
+
 /// What `netstat` shows of a UDP socket.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UdpSocketInfo {
@@ -197,6 +215,9 @@ struct UdpSocket {
     /// An event is queued for the runtime and not yet taken.
     event_pending: bool,
     owner: Option<std::sync::Arc<str>>,
+    /// Collect every ICMP error about our datagrams (`IP_RECVERR`).
+    recv_errors: bool,
+    err_queue: VecDeque<UdpIcmpError>,
 }
 
 /// All UDP sockets of an interface.
@@ -276,6 +297,8 @@ impl Interface {
             rx_dropped: 0,
             event_pending: false,
             owner: None,
+            recv_errors: false,
+            err_queue: VecDeque::new(),
         });
         self.udp.ports.entry(port).or_default().push(h);
         log::debug!("udp {local}: bound");
@@ -338,6 +361,21 @@ impl Interface {
     /// Whether sending to broadcast addresses is allowed.
     pub fn udp_broadcast(&self, h: UdpHandle) -> bool {
         self.udp.socket(h).broadcast
+    }
+
+    /// Queues every ICMP error about this socket's datagrams, connected or
+    /// not (Linux's `IP_RECVERR`), for [`udp_recv_error`](Self::udp_recv_error).
+    pub fn udp_set_recv_errors(&mut self, h: UdpHandle, on: bool) {
+        let s = self.udp.socket_mut(h);
+        s.recv_errors = on;
+        if !on {
+            s.err_queue.clear();
+        }
+    }
+
+    /// The oldest queued ICMP error, if any.
+    pub fn udp_recv_error(&mut self, h: UdpHandle) -> Option<UdpIcmpError> {
+        self.udp.socket_mut(h).err_queue.pop_front()
     }
 
     /// Labels the socket with its user, for netstat.
@@ -574,8 +612,40 @@ impl Interface {
         self.send_icmp_error(now, kind::DEST_UNREACHABLE, unreachable::PORT, [0; 4], ctx);
     }
 
-    /// An ICMP error quoting a UDP datagram we sent from `local_port` to `remote`.
-    pub(crate) fn udp_icmp_error(&mut self, local_port: u16, remote: SocketAddrV4, kind_: u8, code: u8) {
+    /// An ICMP error from `from` quoting a UDP datagram we sent from
+    /// `local_port` to `remote`.
+    pub(crate) fn udp_icmp_error(
+        &mut self,
+        now: Instant,
+        from: Ipv4Addr,
+        local_port: u16,
+        remote: SocketAddrV4,
+        kind_: u8,
+        code: u8,
+    ) {
+        if let Some(hs) = self.udp.ports.get(&local_port) {
+            let queued: Vec<Handle> = hs
+                .iter()
+                .copied()
+                .filter(|h| {
+                    let s = self.udp.sockets.get(*h).expect("live");
+                    s.recv_errors && s.remote.is_none_or(|r| r == remote)
+                })
+                .collect();
+            for h in queued {
+                let s = self.udp.sockets.get_mut(h).expect("live");
+                if s.err_queue.len() < ERROR_QUEUE_LIMIT {
+                    s.err_queue.push_back(UdpIcmpError {
+                        from,
+                        kind: kind_,
+                        code,
+                        dst: remote,
+                        at: now,
+                    });
+                    self.udp_event(h);
+                }
+            }
+        }
         let Some((err, hard)) = SocketError::from_icmp(kind_, code) else {
             return;
         };

@@ -24,6 +24,8 @@ pub struct ImpairConfig {
     pub duplicate: f64,
     /// Probability a packet is held back so later ones overtake it.
     pub reorder: f64,
+    /// Longest extra delay of a held-back packet (uniform from 1 µs).
+    pub reorder_hold: Duration,
     /// Probability one byte of a packet is flipped.
     pub corrupt: f64,
     /// Delay added to every packet.
@@ -34,6 +36,8 @@ pub struct ImpairConfig {
     pub rate_bps: Option<u64>,
     /// Packets that may wait in the rate limiter's queue; more are dropped (tail drop).
     pub queue_limit: usize,
+    /// Instead of a packet count, bytes that may wait in the rate limiter's queue.
+    pub queue_limit_bytes: Option<usize>,
 }
 
 impl Default for ImpairConfig {
@@ -42,11 +46,13 @@ impl Default for ImpairConfig {
             loss: 0.0,
             duplicate: 0.0,
             reorder: 0.0,
+            reorder_hold: Duration::from_millis(5),
             corrupt: 0.0,
             delay: Duration::ZERO,
             jitter: Duration::ZERO,
             rate_bps: None,
             queue_limit: 1000,
+            queue_limit_bytes: None,
         }
     }
 }
@@ -119,7 +125,14 @@ impl Impairer {
             let tx_time = Duration::from_nanos((packet.len() as u64 * 8).saturating_mul(1_000_000_000) / bps);
             let queued = start.saturating_duration_since(now);
             let per_packet = tx_time.max(Duration::from_micros(1));
-            if queued > per_packet * self.cfg.queue_limit as u32 {
+            let full = match self.cfg.queue_limit_bytes {
+                Some(limit) => {
+                    let waiting = queued.as_nanos() * u128::from(bps) / 8_000_000_000;
+                    waiting + packet.len() as u128 > limit as u128
+                }
+                None => queued > per_packet * self.cfg.queue_limit as u32,
+            };
+            if full {
                 self.stats.queue_drops += 1;
                 return;
             }
@@ -135,7 +148,8 @@ impl Impairer {
         if reordered {
             // Held back long enough for the following packets to pass it.
             self.stats.reordered += 1;
-            let hold = Duration::from_millis(1) + Duration::from_micros(self.rng.below(4000));
+            let max = self.cfg.reorder_hold.as_micros().max(1) as u64;
+            let hold = Duration::from_micros(1 + self.rng.below(max));
             leave += hold;
         } else {
             leave = leave.max(self.last_departure);

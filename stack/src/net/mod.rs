@@ -6,9 +6,11 @@
 //! `WouldBlock`, ...). As with `std::net` on Linux, a receive that times out
 //! returns `WouldBlock` (EAGAIN), not `TimedOut`.
 
+mod icmp;
 mod tcp;
 mod udp;
 
+pub use icmp::IcmpSocket;
 pub use tcp::{DEFAULT_BACKLOG, Incoming, TcpListener, TcpStream};
 pub use udp::{RecvMeta, UdpSocket};
 

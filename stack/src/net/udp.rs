@@ -3,7 +3,7 @@
 use super::{Options, block_on, errno, network_down, resolve_v4};
 use crate::iface::SocketEvent;
 use crate::runtime::Stack;
-use crate::udp::{BindError, ConnectError, RecvError, RecvLimits, SendError, SocketError, UdpHandle};
+use crate::udp::{BindError, ConnectError, RecvError, RecvLimits, SendError, SocketError, UdpHandle, UdpIcmpError};
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4, ToSocketAddrs};
 use std::sync::{Arc, Condvar};
@@ -256,6 +256,22 @@ impl UdpSocket {
     /// Takes the pending error (`SO_ERROR`), e.g. a port unreachable on a connected socket.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         Ok(self.stack.lock().iface.udp_take_error(self.handle).map(socket_errno))
+    }
+
+    /// Queues every ICMP error about this socket's datagrams (`IP_RECVERR`),
+    /// for [`recv_error`](Self::recv_error): what traceroute reads.
+    pub fn set_recv_errors(&self, on: bool) -> io::Result<()> {
+        self.stack.lock().iface.udp_set_recv_errors(self.handle, on);
+        Ok(())
+    }
+
+    /// The next queued ICMP error, waiting up to `timeout` (`None`: forever);
+    /// `WouldBlock` when the time is up.
+    pub fn recv_error(&self, timeout: Option<Duration>) -> io::Result<UdpIcmpError> {
+        super::check_timeout(timeout)?;
+        block_on(&self.stack, &self.readable, false, timeout, |core| {
+            core.iface.udp_recv_error(self.handle).map(Ok)
+        })
     }
 
     /// Names the socket's user for netstat.

@@ -423,6 +423,7 @@ impl Interface {
         let mut retransmit_first = false;
         if seg.ack.gt(t.snd_una) {
             let acked = seg.ack.wrapping_distance_from(t.snd_una);
+            t.prev_una = t.snd_una;
             let fin_covered = t.snd_fin.is_some_and(|f| seg.ack.gt(f) && t.snd_una.le(f));
             let data_acked = (acked - u32::from(fin_covered)) as usize;
             t.send.consume(data_acked);
@@ -470,7 +471,7 @@ impl Interface {
             self.stats.tcp_dup_acks += 1;
             if t.recover.is_some() {
                 t.cc.on_recovery_dupack(mss);
-            } else if t.dupacks == 3 && t.rto_high_water.is_none_or(|hw| seg.ack.gt(hw)) {
+            } else if t.dupacks == 3 && fast_retransmit_allowed(t, seg.ack) {
                 let flight = t.flight();
                 t.cc.on_fast_retransmit(flight, mss);
                 t.recover = Some(t.snd_max);
@@ -492,6 +493,20 @@ impl Interface {
         if retransmit_first {
             self.tcp_retransmit_first(now, h);
         }
+    }
+}
+
+/// RFC 6582 §3.2 step 1 and §4.2: after a timeout, duplicate ACKs that do
+/// not cover everything sent before it usually come from our own go-back-N
+/// resends, so they start fast retransmit only when the ACK heuristic says a
+/// segment was lost: the window is above one segment and the last
+/// cumulative ACK advanced by at most four segments.
+fn fast_retransmit_allowed(t: &Tcb, ack: SeqNum) -> bool {
+    match t.rto_high_water {
+        Some(hw) if ack.le(hw) => {
+            t.cc.cwnd() > t.snd_mss && t.snd_una.wrapping_distance_from(t.prev_una) as usize <= 4 * t.snd_mss
+        }
+        _ => true,
     }
 }
 

@@ -311,7 +311,7 @@ impl Interface {
                     l.event_pending = false;
                 }
             }
-            SocketEvent::Udp(_) => {}
+            SocketEvent::Udp(_) | SocketEvent::Icmp(_) => {}
         }
     }
 

@@ -191,6 +191,8 @@ pub struct Tcb {
     /// After a timeout, duplicate ACKs below this do not start fast
     /// retransmit (RFC 6582 §3.2: `recover` set to the highest sequence sent).
     pub rto_high_water: Option<SeqNum>,
+    /// SND.UNA before the latest cumulative ACK moved it (RFC 6582's prev_highest_ack).
+    pub prev_una: SeqNum,
     pub last_heard: Instant,
 
     pub error: Option<ConnError>,
@@ -261,6 +263,7 @@ impl Tcb {
             keepalive_probes: 0,
             probes_unanswered: 0,
             rto_high_water: None,
+            prev_una: iss,
             last_heard: now,
             error: None,
             event_pending: false,

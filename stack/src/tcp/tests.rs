@@ -977,3 +977,48 @@ fn connecting_to_our_own_address_goes_over_loopback() {
     assert!(p.recv().is_empty(), "nothing touched the link");
     assert!(p.i.stats().ip_loopback >= 4);
 }
+
+#[test]
+fn pure_acks_after_an_rto_carry_the_highest_sequence_sent() {
+    let mut p = Peer::new();
+    let h = p.established_active();
+    p.i.tcp_set_nodelay(h, true);
+    p.i.tcp_send(p.now, h, &[1u8; 3000]).unwrap();
+    let sent = p.recv();
+    let highest = sent.last().map(|s| s.seq + s.payload.len() as u32).unwrap();
+    // Nothing is acknowledged: the RTO rewinds and resends from SND.UNA.
+    p.advance(Duration::from_millis(1100));
+    assert!(!p.recv().is_empty(), "retransmission");
+    // Data from the peer now draws a pure ACK: its sequence number must not fall
+    // below what the peer has already received.
+    p.send_next(ACK, b"x");
+    p.advance(Duration::from_millis(50));
+    let acks: Vec<Seg> = p.recv().into_iter().filter(|s| s.payload.is_empty()).collect();
+    assert!(!acks.is_empty());
+    assert!(acks.iter().all(|a| a.seq == highest), "{acks:?} vs {highest:?}");
+}
+
+#[test]
+fn a_timeout_with_a_zero_window_resends_the_first_segment_as_a_probe() {
+    let mut p = Peer::with(|c| c.tcp.retries = 2);
+    let h = p.established_active();
+    p.i.tcp_set_nodelay(h, true);
+    p.i.tcp_send(p.now, h, b"in flight").unwrap();
+    let first = p.recv_one();
+    // The peer's (stale) ACK says window 0 and acknowledges nothing.
+    let (seq, ack) = (p.seq, p.ack);
+    p.send_opts(ACK, seq, ack, 0, TcpOptions::default(), b"");
+    let mut resent = 0;
+    for _ in 0..100 {
+        p.advance(Duration::from_millis(500));
+        for s in p.recv() {
+            assert_eq!(s.seq, first.seq);
+            resent += 1;
+        }
+        // The peer keeps answering with window 0, so the connection stays.
+        let (seq, ack) = (p.seq, p.ack);
+        p.send_opts(ACK, seq, ack, 0, TcpOptions::default(), b"");
+    }
+    assert!(resent >= 3, "timeouts turned into probes ({resent})");
+    assert_ne!(p.i.tcp_state(h), State::Closed, "patience while the peer answers");
+}

@@ -3,6 +3,7 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::fmt;
+use tunstack::device::impair::{ImpairConfig, Impairer};
 use tunstack::rand::Rng;
 use tunstack::wire::ipv4::Ipv4Packet;
 use tunstack::wire::tcp::{TcpSegment, flags};
@@ -141,15 +142,16 @@ impl Ord for InFlight {
     }
 }
 
-/// A simulated point-to-point link with a virtual clock.
+/// A simulated point-to-point link with a virtual clock. What happens to
+/// each packet is decided by the same [`Impairer`] the daemon's impairment
+/// layer uses (one per direction), driven by virtual time.
 #[derive(Debug)]
 pub struct SimLink {
     cfg: LinkConfig,
-    rng: Rng,
+    impairers: [Impairer; 2],
     queue: BinaryHeap<InFlight>,
     next_seq: u64,
-    /// When each direction's transmitter is free again.
-    busy_until: [Instant; 2],
+    scratch: Vec<(Instant, Vec<u8>)>,
     /// What the link did.
     pub stats: LinkStats,
     /// Print each packet's fate.
@@ -159,12 +161,29 @@ pub struct SimLink {
 impl SimLink {
     /// A link whose every random choice comes from `seed`.
     pub fn new(cfg: LinkConfig, seed: u64) -> SimLink {
+        let impair = ImpairConfig {
+            loss: cfg.loss,
+            duplicate: cfg.duplicate,
+            reorder: cfg.reorder,
+            reorder_hold: cfg.reorder_delay,
+            corrupt: cfg.corrupt,
+            delay: cfg.latency,
+            jitter: Duration::ZERO,
+            rate_bps: cfg.bandwidth.filter(|b| *b > 0).map(|b| b * 8),
+            queue_limit: usize::MAX,
+            queue_limit_bytes: cfg.queue_limit,
+        };
+        let mut rng = Rng::new(seed);
+        let impairers = [
+            Impairer::new(impair, rng.next_u64()),
+            Impairer::new(impair, rng.next_u64()),
+        ];
         SimLink {
             cfg,
-            rng: Rng::new(seed),
+            impairers,
             queue: BinaryHeap::new(),
             next_seq: 0,
-            busy_until: [Instant::ZERO; 2],
+            scratch: Vec::new(),
             stats: LinkStats::default(),
             trace: false,
         }
@@ -179,62 +198,30 @@ impl SimLink {
     pub fn send(&mut self, now: Instant, from: Side, packet: Vec<u8>) {
         let dir = from.index();
         self.stats.sent[dir] += 1;
-        let start = now.max(self.busy_until[dir]);
-        let serialise = match self.cfg.bandwidth {
-            Some(bw) if bw > 0 => {
-                if let Some(limit) = self.cfg.queue_limit {
-                    let waiting = (start - now).as_micros() * u128::from(bw) / 1_000_000;
-                    if waiting + packet.len() as u128 > limit as u128 {
-                        self.stats.queue_drops += 1;
-                        if self.trace {
-                            println!(
-                                "{now} {from:?}->{:?} QUEUE DROP {}",
-                                from.peer(),
-                                describe_packet(&packet)
-                            );
-                        }
-                        return;
-                    }
-                }
-                Duration::from_micros((packet.len() as u64 * 1_000_000).div_ceil(bw))
+        let imp = &mut self.impairers[dir];
+        let before = imp.stats();
+        imp.admit(now, &packet, &mut self.scratch);
+        let after = imp.stats();
+        self.stats.lost += after.lost - before.lost;
+        self.stats.queue_drops += after.queue_drops - before.queue_drops;
+        self.stats.duplicated += after.duplicated - before.duplicated;
+        self.stats.reordered += after.reordered - before.reordered;
+        self.stats.corrupted += after.corrupted - before.corrupted;
+        if self.trace {
+            let fate = if after.lost > before.lost {
+                Some("LOST")
+            } else if after.queue_drops > before.queue_drops {
+                Some("QUEUE DROP")
+            } else if after.corrupted > before.corrupted {
+                Some("CORRUPTED")
+            } else {
+                None
+            };
+            if let Some(fate) = fate {
+                println!("{now} {from:?}->{:?} {fate} {}", from.peer(), describe_packet(&packet));
             }
-            _ => Duration::ZERO,
-        };
-        self.busy_until[dir] = start + serialise;
-        let base = self.busy_until[dir] + self.cfg.latency;
-        if self.rng.chance(self.cfg.loss) {
-            self.stats.lost += 1;
-            if self.trace {
-                println!("{now} {from:?}->{:?} LOST {}", from.peer(), describe_packet(&packet));
-            }
-            return;
         }
-        let copies = if self.rng.chance(self.cfg.duplicate) {
-            self.stats.duplicated += 1;
-            2
-        } else {
-            1
-        };
-        for _ in 0..copies {
-            let mut data = packet.clone();
-            let mut at = base;
-            if self.rng.chance(self.cfg.reorder) {
-                let max = self.cfg.reorder_delay.as_micros().max(1) as u64;
-                at += Duration::from_micros(1 + self.rng.below(max));
-                self.stats.reordered += 1;
-            }
-            if !data.is_empty() && self.rng.chance(self.cfg.corrupt) {
-                let i = self.rng.below(data.len() as u64) as usize;
-                data[i] ^= 1 + self.rng.below(255) as u8;
-                self.stats.corrupted += 1;
-                if self.trace {
-                    println!(
-                        "{now} {from:?}->{:?} CORRUPTED (byte {i}) {}",
-                        from.peer(),
-                        describe_packet(&packet)
-                    );
-                }
-            }
+        for (at, data) in self.scratch.drain(..) {
             self.queue.push(InFlight {
                 at,
                 seq: self.next_seq,

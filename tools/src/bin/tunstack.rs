@@ -54,6 +54,40 @@ enum Command {
         #[arg(short, long)]
         info: bool,
     },
+    /// Sends ICMP echo requests from the stack and prints replies like iputils ping.
+    Ping {
+        /// The host to ping.
+        host: String,
+        /// Stop after this many requests (default: until interrupted).
+        #[arg(short, long)]
+        count: Option<u32>,
+        /// Seconds between requests.
+        #[arg(short, long, default_value_t = 1.0)]
+        interval: f64,
+        /// Bytes of data per request.
+        #[arg(short, long, default_value_t = 56)]
+        size: usize,
+        /// IP time to live.
+        #[arg(short, long, default_value_t = 64)]
+        ttl: u8,
+    },
+    /// Shows the path to a host: UDP probes from the stack with rising TTL.
+    Traceroute {
+        /// The host to trace.
+        host: String,
+        /// Largest TTL tried.
+        #[arg(short, long, default_value_t = 30)]
+        max_hops: u8,
+        /// Probes per hop.
+        #[arg(short, long, default_value_t = 3)]
+        queries: u8,
+        /// First destination port.
+        #[arg(short, long, default_value_t = 33434)]
+        port: u16,
+        /// Seconds to wait for each probe's answer.
+        #[arg(short, long, default_value_t = 5.0)]
+        wait: f64,
+    },
     /// netcat over tunstack's stack: connect (or listen with -l), stdin to the
     /// network and the network to stdout; end of input is passed on as a half-close.
     Nc {
@@ -84,6 +118,20 @@ fn main() -> ExitCode {
             info,
         } => netstat(&path, *tcp, *udp, *listening, *all, *program, *info),
         Command::Nc { listen, udp, target } => nc(&path, *listen, *udp, target),
+        Command::Ping {
+            host,
+            count,
+            interval,
+            size,
+            ttl,
+        } => return ping(&path, host, *count, *interval, *size, *ttl),
+        Command::Traceroute {
+            host,
+            max_hops,
+            queries,
+            port,
+            wait,
+        } => traceroute(&path, host, *max_hops, *queries, *port, *wait),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -383,5 +431,205 @@ fn bridge_datagrams(c: Client, dst: Option<SocketAddrV4>) -> io::Result<()> {
             None => return Ok(()),
             Some(other) => return Err(io::Error::other(format!("unexpected frame {other}"))),
         }
+    }
+}
+
+fn resolve_host(host: &str) -> io::Result<std::net::Ipv4Addr> {
+    Ok(*resolve(host, "0")?.ip())
+}
+
+/// A time in microseconds as iputils prints it: 3 significant decimals at most.
+fn ping_ms(us: u64) -> String {
+    if us >= 100_000 {
+        format!("{}", us / 1000)
+    } else if us >= 10_000 {
+        format!("{}.{:01}", us / 1000, (us % 1000) / 100)
+    } else if us >= 1000 {
+        format!("{}.{:02}", us / 1000, (us % 1000) / 10)
+    } else {
+        format!("0.{us:03}")
+    }
+}
+
+/// ICMP error descriptions as iputils prints them.
+fn icmp_error_text(kind: &str, code: &str) -> String {
+    match (kind, code) {
+        ("11", "0") => "Time to live exceeded".into(),
+        ("11", _) => "Frag reassembly time exceeded".into(),
+        ("3", "0") => "Destination Net Unreachable".into(),
+        ("3", "1") => "Destination Host Unreachable".into(),
+        ("3", "2") => "Destination Protocol Unreachable".into(),
+        ("3", "3") => "Destination Port Unreachable".into(),
+        ("3", "4") => "Frag needed and DF set".into(),
+        (k, c) => format!("ICMP type {k} code {c}"),
+    }
+}
+
+/// Formats a number like C's %g (as iputils does for the loss percentage).
+fn percent(v: f64) -> String {
+    let s = format!("{v:.4}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+fn ping(path: &std::path::Path, host: &str, count: Option<u32>, interval: f64, size: usize, ttl: u8) -> ExitCode {
+    let run = || -> io::Result<bool> {
+        let dst = resolve_host(host)?;
+        let interval_ms = (interval * 1000.0).max(1.0) as u64;
+        let mut c = Client::connect(path)?;
+        c.request(&format!("PING {dst} {} {interval_ms} {size} {ttl}", count.unwrap_or(0)))?;
+        println!("PING {host} ({dst}) {size}({}) bytes of data.", size + 28);
+        let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, interrupted.clone());
+        let (mut reader, _writer) = c.into_parts();
+        reader
+            .get_ref()
+            .set_read_timeout(Some(std::time::Duration::from_millis(200)))?;
+        let started = std::time::Instant::now();
+        let (mut transmitted, mut elapsed_ms) = (0u64, None);
+        let (mut rtts, mut errors) = (Vec::<u64>::new(), 0u64);
+        let mut line = String::new();
+        loop {
+            if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            line.clear();
+            match io::BufRead::read_line(&mut reader, &mut line) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => continue,
+                Err(e) => return Err(e),
+            }
+            let (word, rest) = line.trim_end().split_once(' ').unwrap_or((line.trim_end(), ""));
+            let f = tunstack_tools::control::fields(rest);
+            match word {
+                "REPLY" => {
+                    let us: u64 = get(&f, "time_us").parse().unwrap_or(0);
+                    rtts.push(us);
+                    transmitted = transmitted.max(get(&f, "seq").parse().unwrap_or(0));
+                    println!(
+                        "{} bytes from {}: icmp_seq={} ttl={} time={} ms",
+                        get(&f, "bytes"),
+                        get(&f, "from"),
+                        get(&f, "seq"),
+                        get(&f, "ttl"),
+                        ping_ms(us)
+                    );
+                }
+                "ERROR" => {
+                    errors += 1;
+                    println!(
+                        "From {} icmp_seq={} {}",
+                        get(&f, "from"),
+                        get(&f, "seq"),
+                        icmp_error_text(get(&f, "type"), get(&f, "code"))
+                    );
+                }
+                "SENDERR" => eprintln!("ping: sendmsg: {}", get(&f, "error")),
+                "DONE" => {
+                    transmitted = get(&f, "transmitted").parse().unwrap_or(transmitted);
+                    elapsed_ms = get(&f, "elapsed_ms").parse::<u64>().ok();
+                    break;
+                }
+                _ => {}
+            }
+        }
+        if elapsed_ms.is_none() {
+            // Interrupted: everything sent so far counts, as with iputils' Ctrl-C.
+            transmitted = transmitted.max(started.elapsed().as_millis() as u64 / interval_ms.max(1) + 1);
+        }
+        let received = rtts.len() as u64;
+        let loss = if transmitted == 0 {
+            0.0
+        } else {
+            (transmitted - received.min(transmitted)) as f64 * 100.0 / transmitted as f64
+        };
+        let time = elapsed_ms.unwrap_or(started.elapsed().as_millis() as u64);
+        println!();
+        println!("--- {host} ping statistics ---");
+        let errs = if errors > 0 {
+            format!(", +{errors} errors")
+        } else {
+            String::new()
+        };
+        println!(
+            "{transmitted} packets transmitted, {received} received{errs}, {}% packet loss, time {time}ms",
+            percent(loss)
+        );
+        if received > 0 {
+            let n = rtts.len() as f64;
+            let min = *rtts.iter().min().expect("nonempty");
+            let max = *rtts.iter().max().expect("nonempty");
+            let avg = rtts.iter().sum::<u64>() as f64 / n;
+            let var = rtts.iter().map(|&t| (t as f64) * (t as f64)).sum::<f64>() / n - avg * avg;
+            let mdev = var.max(0.0).sqrt();
+            let ms = |us: f64| format!("{:.3}", us / 1000.0);
+            println!(
+                "rtt min/avg/max/mdev = {}/{}/{}/{} ms",
+                ms(min as f64),
+                ms(avg),
+                ms(max as f64),
+                ms(mdev)
+            );
+        }
+        Ok(received > 0)
+    };
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("tunstack ping: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn traceroute(path: &std::path::Path, host: &str, max_hops: u8, queries: u8, port: u16, wait: f64) -> io::Result<()> {
+    let dst = resolve_host(host)?;
+    let wait_ms = (wait * 1000.0).max(1.0) as u64;
+    let mut c = Client::connect(path)?;
+    c.request(&format!("TRACE {dst} {max_hops} {queries} {port} {wait_ms}"))?;
+    println!("traceroute to {host} ({dst}), {max_hops} hops max, 60 byte packets");
+    let mut current_ttl = 0u8;
+    let mut last_from = String::new();
+    let mut out = io::stdout().lock();
+    loop {
+        let line = c.read_line()?;
+        let (word, rest) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+        if word == "DONE" {
+            writeln!(out)?;
+            return Ok(());
+        }
+        if word != "HOP" {
+            continue;
+        }
+        let f = tunstack_tools::control::fields(rest);
+        let ttl: u8 = get(&f, "ttl").parse().unwrap_or(0);
+        if ttl != current_ttl {
+            if current_ttl != 0 {
+                writeln!(out)?;
+            }
+            write!(out, "{ttl:>2} ")?;
+            current_ttl = ttl;
+            last_from.clear();
+        }
+        if rest.ends_with("timeout") {
+            write!(out, " *")?;
+        } else {
+            let from = get(&f, "from");
+            if from != last_from {
+                write!(out, " {from}")?;
+                last_from = from.to_owned();
+            }
+            let us: u64 = get(&f, "time_us").parse().unwrap_or(0);
+            write!(out, "  {:.3} ms", us as f64 / 1000.0)?;
+            // traceroute's annotations for unreachables other than "port".
+            match (get(&f, "type"), get(&f, "code")) {
+                ("3", "0") => write!(out, " !N")?,
+                ("3", "1") => write!(out, " !H")?,
+                ("3", "2") => write!(out, " !P")?,
+                _ => {}
+            }
+        }
+        out.flush()?;
     }
 }

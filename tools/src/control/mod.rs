@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod frame;
+pub mod probe;
 pub mod server;
 
 use std::path::PathBuf;

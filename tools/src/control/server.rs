@@ -1,6 +1,6 @@
 //! The daemon side of the control socket.
 
-use super::{MAX_REQUEST, escape, frame};
+use super::{MAX_REQUEST, escape, frame, probe};
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4};
@@ -246,6 +246,40 @@ fn serve(stack: &Stack, client: UnixStream, ifname: &str, pending: &Pending, who
                     }
                 },
             },
+            "PING" => {
+                // PING <ip> <count> <interval_ms> <size> <ttl>
+                let w: Vec<&str> = words.collect();
+                let parsed = (|| -> Option<probe::PingSpec> {
+                    Some(probe::PingSpec {
+                        dst: w.first()?.parse().ok()?,
+                        count: w.get(1)?.parse().ok()?,
+                        interval: Duration::from_millis(w.get(2)?.parse::<u64>().ok()?.max(1)),
+                        size: w.get(3)?.parse::<usize>().ok().filter(|s| *s <= 65507)?,
+                        ttl: w.get(4)?.parse::<u8>().ok().filter(|t| *t > 0)?,
+                    })
+                })();
+                match parsed {
+                    None => Err("usage: PING IP COUNT INTERVAL_MS SIZE TTL".into()),
+                    Some(spec) => return probe::ping(stack, &mut out, spec),
+                }
+            }
+            "TRACE" => {
+                // TRACE <ip> <max_hops> <probes> <port> <wait_ms>
+                let w: Vec<&str> = words.collect();
+                let parsed = (|| -> Option<probe::TraceSpec> {
+                    Some(probe::TraceSpec {
+                        dst: w.first()?.parse().ok()?,
+                        max_hops: w.get(1)?.parse::<u8>().ok().filter(|h| *h > 0)?,
+                        probes: w.get(2)?.parse::<u8>().ok().filter(|p| (1..=10).contains(p))?,
+                        port: w.get(3)?.parse().ok()?,
+                        wait: Duration::from_millis(w.get(4)?.parse::<u64>().ok()?.clamp(1, 60_000)),
+                    })
+                })();
+                match parsed {
+                    None => Err("usage: TRACE IP MAX_HOPS PROBES PORT WAIT_MS".into()),
+                    Some(spec) => return probe::traceroute(stack, &mut out, spec),
+                }
+            }
             "" => Err("empty request".into()),
             other => Err(format!("unknown request {other:?}")),
         };

@@ -1,0 +1,167 @@
+//! Ping and traceroute run by the daemon on the stack, streaming results
+//! line by line to a control client (which formats them like iputils).
+
+use std::io::{self, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+use tunstack::net::{IcmpSocket, UdpSocket};
+use tunstack::ping::IcmpEvent;
+use tunstack::runtime::Stack;
+
+/// What a ping run asks for.
+#[derive(Clone, Copy, Debug)]
+pub struct PingSpec {
+    /// Destination.
+    pub dst: Ipv4Addr,
+    /// Echo requests to send; 0: until the client goes away.
+    pub count: u32,
+    /// Gap between requests.
+    pub interval: Duration,
+    /// Bytes of data in each request (56 as iputils).
+    pub size: usize,
+    /// IP TTL of the requests.
+    pub ttl: u8,
+}
+
+/// Runs `spec`, writing `REPLY`/`ERROR` lines and a final `DONE` line.
+pub fn ping(stack: &Stack, out: &mut UnixStream, spec: PingSpec) -> io::Result<()> {
+    let sock = IcmpSocket::bind(stack)?;
+    writeln!(out, "OK {}", sock.ident())?;
+    let start = Instant::now();
+    let mut sent: u32 = 0;
+    let mut next_send = Instant::now();
+    let mut sent_at: Vec<tunstack::Instant> = Vec::new();
+    let mut answered: u32 = 0;
+    let mut max_rtt = Duration::ZERO;
+    let data: Vec<u8> = (0..spec.size).map(|i| (i % 256) as u8).collect();
+    loop {
+        let now = Instant::now();
+        let all_sent = spec.count != 0 && sent >= spec.count;
+        if !all_sent && now >= next_send {
+            let seq = (sent + 1) as u16; // iputils counts from 1
+            sent_at.push(sock.now());
+            if let Err(e) = sock.send_echo(spec.dst, seq, &data, spec.ttl) {
+                writeln!(out, "SENDERR seq={seq} error={}", super::escape(&e.to_string()))?;
+            }
+            sent += 1;
+            next_send = now + spec.interval;
+            continue;
+        }
+        // After the last request, wait for stragglers: twice the slowest reply, at least a second.
+        let linger = (max_rtt * 2).max(Duration::from_secs(1));
+        let deadline = if all_sent {
+            next_send - spec.interval + linger
+        } else {
+            next_send
+        };
+        if all_sent && (answered >= sent || now >= deadline) {
+            break;
+        }
+        let wait = deadline.saturating_duration_since(now).max(Duration::from_millis(1));
+        match sock.recv(Some(wait)) {
+            Ok(IcmpEvent::Reply {
+                from,
+                seq,
+                ttl,
+                data,
+                at,
+            }) => {
+                let Some(t0) = sent_at.get(usize::from(seq).wrapping_sub(1)) else {
+                    continue;
+                };
+                let rtt = at.saturating_duration_since(*t0);
+                max_rtt = max_rtt.max(rtt);
+                answered += 1;
+                writeln!(
+                    out,
+                    "REPLY seq={seq} from={from} ttl={ttl} bytes={} time_us={}",
+                    data.len() + 8,
+                    rtt.as_micros()
+                )?;
+            }
+            Ok(IcmpEvent::Error {
+                from, kind, code, seq, ..
+            }) => {
+                writeln!(out, "ERROR seq={seq} from={from} type={kind} code={code}")?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    writeln!(
+        out,
+        "DONE transmitted={sent} elapsed_ms={}",
+        start.elapsed().as_millis()
+    )
+}
+
+/// What a traceroute run asks for.
+#[derive(Clone, Copy, Debug)]
+pub struct TraceSpec {
+    /// Destination.
+    pub dst: Ipv4Addr,
+    /// Largest TTL tried.
+    pub max_hops: u8,
+    /// Probes per hop.
+    pub probes: u8,
+    /// First destination port (each probe uses the next one).
+    pub port: u16,
+    /// How long to wait for each probe's answer.
+    pub wait: Duration,
+}
+
+/// Sends UDP probes with rising TTL and reports who answers each:
+/// `HOP ttl= probe= from= time_us= type= code=` or `HOP ttl= probe= timeout`,
+/// then `DONE`.
+pub fn traceroute(stack: &Stack, out: &mut UnixStream, spec: TraceSpec) -> io::Result<()> {
+    let sock = UdpSocket::bind(stack, "0.0.0.0:0")?;
+    sock.set_recv_errors(true)?;
+    let SocketAddr::V4(local) = sock.local_addr()? else {
+        unreachable!("IPv4 only")
+    };
+    writeln!(out, "OK {local}")?;
+    let payload = [0u8; 32]; // 60-byte probes, as traceroute's default
+    let mut port = spec.port;
+    for ttl in 1..=spec.max_hops {
+        let mut reached = false;
+        for probe in 0..spec.probes {
+            let dst = SocketAddrV4::new(spec.dst, port);
+            port = port.wrapping_add(1);
+            let sent = Instant::now();
+            let t0 = stack.now();
+            sock.send_to_with_ttl(&payload, dst, ttl)?;
+            let deadline = sent + spec.wait;
+            let answer = loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break None;
+                }
+                match sock.recv_error(Some(left)) {
+                    Ok(e) if e.dst == dst => break Some(e),
+                    Ok(_) => {} // an answer to an earlier probe, too late
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break None,
+                    Err(e) => return Err(e),
+                }
+            };
+            match answer {
+                Some(e) => {
+                    reached |= e.kind == 3;
+                    writeln!(
+                        out,
+                        "HOP ttl={ttl} probe={probe} from={} time_us={} type={} code={}",
+                        e.from,
+                        e.at.saturating_duration_since(t0).as_micros(),
+                        e.kind,
+                        e.code
+                    )?;
+                }
+                None => writeln!(out, "HOP ttl={ttl} probe={probe} timeout")?,
+            }
+        }
+        if reached {
+            break;
+        }
+    }
+    writeln!(out, "DONE")
+}
