@@ -2,4 +2,5 @@
 //! control socket (server in the daemon, client in the CLI).
 
 pub mod control;
+pub mod files;
 pub mod services;

@@ -81,6 +81,26 @@ struct Args {
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     msl: f64,
 
+    /// Serve the files under DIR: the downloader protocol and HTTP/1.1 (off by default).
+    #[arg(long, value_name = "DIR")]
+    files: Option<std::path::PathBuf>,
+
+    /// Port of the downloader protocol (with --files).
+    #[arg(long, default_value_t = 2000, value_name = "PORT")]
+    downloader_port: u16,
+
+    /// Port of the HTTP server (with --files).
+    #[arg(long, default_value_t = 80, value_name = "PORT")]
+    http_port: u16,
+
+    /// Connections one client address may hold at once to the file services.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    max_per_client: usize,
+
+    /// Seconds a file-service connection may sit idle before it is closed.
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+    idle_timeout: f64,
+
     /// Path of the control socket (default: /run/tunstack/<interface>.sock).
     #[arg(long, value_name = "PATH")]
     control: Option<std::path::PathBuf>,
@@ -210,6 +230,26 @@ fn run(args: Args) -> io::Result<()> {
     if !args.no_discard {
         services::tcp_discard(&stack, args.discard)?;
         offered.push(format!("discard :{}", args.discard));
+    }
+    if let Some(dir) = &args.files {
+        let idle = std::time::Duration::try_from_secs_f64(args.idle_timeout)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("--idle-timeout: {e}")))?;
+        tunstack_tools::files::start(
+            &stack,
+            tunstack_tools::files::FilesConfig {
+                root: dir.clone(),
+                downloader_port: args.downloader_port,
+                http_port: args.http_port,
+                per_client: args.max_per_client.max(1),
+                idle_timeout: idle,
+            },
+        )?;
+        offered.push(format!(
+            "files from {}: downloader :{}, http :{}",
+            dir.display(),
+            args.downloader_port,
+            args.http_port
+        ));
     }
     if !args.no_source {
         services::tcp_source(&stack, args.source)?;

@@ -1,0 +1,210 @@
+//! Live tests of the file services: the downloader protocol with nc, HTTP
+//! with curl, the safety rules, per-client limits and idle timeouts.
+
+use std::io::{Read, Write};
+use std::net::TcpStream as HostTcp;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tunstack_tests::netns::{Daemon, Sandbox, live_tests_possible};
+use tunstack_tests::process;
+
+const DAEMON: &str = env!("CARGO_BIN_EXE_tunstackd");
+
+/// A served directory with a few files, a link out, and a secret outside; removed on drop.
+struct Site {
+    base: PathBuf,
+}
+
+impl Site {
+    fn new(tag: &str, big: usize) -> Site {
+        let base = std::env::temp_dir().join(format!("tunstack-site-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let root = base.join("www");
+        std::fs::create_dir_all(root.join("small")).unwrap();
+        let mut rng = tunstack::rand::Rng::new(big as u64);
+        let data: Vec<u8> = (0..big).map(|_| rng.next_u32() as u8).collect();
+        std::fs::write(root.join("big.bin"), &data).unwrap();
+        for i in 0..100 {
+            std::fs::write(root.join(format!("small/f{i}.txt")), format!("small file {i}\n")).unwrap();
+        }
+        std::fs::write(base.join("secret.txt"), b"TOP SECRET CONTENT\n").unwrap();
+        std::os::unix::fs::symlink(base.join("secret.txt"), root.join("escape")).unwrap();
+        Site { base }
+    }
+    fn root(&self) -> String {
+        self.base.join("www").to_string_lossy().into_owned()
+    }
+    fn path(&self, name: &str) -> String {
+        self.base.join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
+
+fn start(site: &Site, extra: &[&str]) -> (Sandbox, Daemon) {
+    let sb = Sandbox::create();
+    let root = site.root();
+    let mut args = vec!["--files", root.as_str()];
+    args.extend_from_slice(extra);
+    let d = sb.start_daemon(DAEMON, &args);
+    (sb, d)
+}
+
+fn sha256(path: &str) -> String {
+    let mut c = std::process::Command::new("sha256sum");
+    c.arg(path);
+    let out = process::run(c, Duration::from_secs(60));
+    out.assert_success("sha256sum");
+    out.stdout.split_whitespace().next().unwrap().to_owned()
+}
+
+fn sh(sb: &Sandbox, script: &str) -> process::Finished {
+    let mut c = sb.command("sh");
+    c.args(["-c", script]);
+    process::run(c, Duration::from_secs(300))
+}
+
+#[test]
+fn a_64mib_file_comes_down_intact_by_nc_and_by_curl_and_keep_alive_reuses_one_connection() {
+    if !live_tests_possible("a_64mib_file_comes_down_intact_by_nc_and_by_curl_and_keep_alive_reuses_one_connection") {
+        return;
+    }
+    let site = Site::new("big", 64 << 20);
+    let (sb, _d) = start(&site, &[]);
+    let want = sha256(&format!("{}/big.bin", site.root()));
+    let by_nc = site.path("by-nc.bin");
+    sh(&sb, &format!("echo big.bin | nc -N 10.200.0.2 2000 > {by_nc}")).assert_success("nc download");
+    assert_eq!(sha256(&by_nc), want, "downloader protocol");
+    let by_curl = site.path("by-curl.bin");
+    sh(&sb, &format!("curl -sf -o {by_curl} http://10.200.0.2/big.bin")).assert_success("curl download");
+    assert_eq!(sha256(&by_curl), want, "HTTP");
+    // 100 small files over one keep-alive connection.
+    let urls: Vec<String> = (0..100).map(|i| format!("http://10.200.0.2/small/f{i}.txt")).collect();
+    let out = sh(&sb, &format!("curl -sfv {} 2>&1", urls.join(" ")));
+    out.assert_success("curl 100 files");
+    assert_eq!(
+        out.stdout.matches("Connected to 10.200.0.2").count(),
+        1,
+        "one TCP connection"
+    );
+    assert_eq!(out.stdout.matches("Re-using existing connection").count(), 99);
+    for i in [0, 42, 99] {
+        assert!(out.stdout.contains(&format!("small file {i}\n")));
+    }
+}
+
+#[test]
+fn missing_and_forbidden_paths_get_404_403_or_a_reset_and_leak_nothing() {
+    if !live_tests_possible("missing_and_forbidden_paths_get_404_403_or_a_reset_and_leak_nothing") {
+        return;
+    }
+    let site = Site::new("safety", 1000);
+    let (sb, _d) = start(&site, &[]);
+    for (path, code) in [
+        ("/missing.txt", "404"),
+        ("/../etc/passwd", "403"),
+        ("/%2e%2e/etc/passwd", "403"),
+        ("/small/..%2f..%2fsecret.txt", "403"),
+        ("/escape", "403"),
+    ] {
+        let out = sh(
+            &sb,
+            &format!("curl -s --path-as-is -w '\\n%{{http_code}}' http://10.200.0.2{path}"),
+        );
+        let status = out.stdout.lines().last().unwrap_or("");
+        assert_eq!(status, code, "{path}: {}", out.stdout);
+        assert!(
+            !out.stdout.contains("root:") && !out.stdout.contains("SECRET"),
+            "{path} leaked:\n{}",
+            out.stdout
+        );
+    }
+    // The downloader resets instead of sending anything.
+    for name in ["../etc/passwd", "/etc/passwd", "escape", "missing.txt"] {
+        let mut c = sb.enter(|| HostTcp::connect("10.200.0.2:2000").unwrap());
+        c.write_all(format!("{name}\n").as_bytes()).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut got = Vec::new();
+        let r = c.read_to_end(&mut got);
+        assert!(got.is_empty(), "{name}: {} bytes leaked", got.len());
+        assert_eq!(r.unwrap_err().kind(), std::io::ErrorKind::ConnectionReset, "{name}");
+    }
+}
+
+#[test]
+fn per_client_limit_refuses_the_fifth_and_serves_another_address_and_idle_connections_close() {
+    if !live_tests_possible("per_client_limit_refuses_the_fifth_and_serves_another_address_and_idle_connections_close")
+    {
+        return;
+    }
+    let site = Site::new("limits", 1000);
+    let (sb, _d) = start(&site, &["--max-per-client", "4", "--idle-timeout", "2"]);
+    sb.run(
+        "ip",
+        &["addr", "add", "10.200.0.3/24", "dev", "tun0"],
+        Duration::from_secs(10),
+    )
+    .assert_success("second host address");
+    let held: Vec<HostTcp> = sb.enter(|| (0..4).map(|_| HostTcp::connect("10.200.0.2:80").unwrap()).collect());
+    // The fifth from 10.200.0.1: refused with 503.
+    let out = sh(
+        &sb,
+        "curl -s --interface 10.200.0.1 -w '\\n%{http_code}' http://10.200.0.2/big.bin",
+    );
+    assert_eq!(out.stdout.lines().last(), Some("503"), "{}", out.stdout);
+    // The downloader shares the limit and refuses by reset.
+    let mut c = sb.enter(|| HostTcp::connect("10.200.0.2:2000").unwrap());
+    let _ = c.write_all(b"big.bin\n");
+    let mut buf = Vec::new();
+    assert!(
+        c.read_to_end(&mut buf).is_err() && buf.is_empty(),
+        "downloader over the limit must reset"
+    );
+    // A sixth from another address is served.
+    let out = sh(
+        &sb,
+        "curl -sf --interface 10.200.0.3 -o /dev/null -w '%{http_code}' http://10.200.0.2/big.bin",
+    );
+    assert_eq!(out.stdout, "200");
+    // Idle connections are closed after the idle timeout, freeing the slots.
+    let t = Instant::now();
+    for mut c in held {
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut b = [0u8; 16];
+        assert_eq!(c.read(&mut b).unwrap(), 0, "closed by the server");
+    }
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(20),
+        "{waited:?}"
+    );
+    let out = sh(
+        &sb,
+        "curl -sf --interface 10.200.0.1 -o /dev/null -w '%{http_code}' http://10.200.0.2/big.bin",
+    );
+    assert_eq!(out.stdout, "200", "slots freed");
+}
+
+#[test]
+fn two_hundred_concurrent_curl_downloads_of_a_1mib_file_are_all_intact() {
+    if !live_tests_possible("two_hundred_concurrent_curl_downloads_of_a_1mib_file_are_all_intact") {
+        return;
+    }
+    let site = Site::new("many", 1 << 20);
+    let (sb, _d) = start(&site, &["--max-per-client", "256"]);
+    let dir = site.path("many");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = format!(
+        "for i in $(seq 1 200); do curl -sf -o {dir}/$i.bin http://10.200.0.2/big.bin & done; fail=0; for j in $(jobs -p); do wait $j || fail=1; done; exit $fail"
+    );
+    sh(&sb, &script).assert_success("200 concurrent curls");
+    let want = sha256(&format!("{}/big.bin", site.root()));
+    let mut c = std::process::Command::new("sh");
+    c.args(["-c", &format!("sha256sum {dir}/*.bin | cut -d' ' -f1 | sort | uniq -c")]);
+    let out = process::run(c, Duration::from_secs(120));
+    assert_eq!(out.stdout.trim(), format!("200 {want}"), "{}", out.stdout);
+}
