@@ -3,4 +3,5 @@
 
 pub mod control;
 pub mod files;
+pub mod get;
 pub mod services;

@@ -208,3 +208,75 @@ fn two_hundred_concurrent_curl_downloads_of_a_1mib_file_are_all_intact() {
     let out = process::run(c, Duration::from_secs(120));
     assert_eq!(out.stdout.trim(), format!("200 {want}"), "{}", out.stdout);
 }
+
+const CLI: &str = env!("CARGO_BIN_EXE_tunstack");
+
+#[test]
+fn tunstack_get_downloads_from_a_host_http_server_and_resumes() {
+    if !live_tests_possible("tunstack_get_downloads_from_a_host_http_server_and_resumes") {
+        return;
+    }
+    let site = Site::new("get", 64 << 20);
+    let (sb, d) = start(&site, &[]);
+    // The host serves the same directory with Python's http.server.
+    let mut py = sb
+        .command("/usr/bin/python3")
+        .args([
+            "-m",
+            "http.server",
+            "8000",
+            "--bind",
+            "10.200.0.1",
+            "--directory",
+            &site.root(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 -m http.server");
+    let want = sha256(&format!("{}/big.bin", site.root()));
+    let out = site.path("got.bin");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = sb.run(
+            CLI,
+            &["get", "http://10.200.0.1:8000/big.bin", "-o", &out],
+            Duration::from_secs(300),
+        );
+        if r.status.success() {
+            break;
+        }
+        // Python may not be listening yet.
+        assert!(
+            r.stderr.contains("refused") && Instant::now() < deadline,
+            "{}",
+            r.stderr
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(sha256(&out), want, "64 MiB from the host's http.server");
+    // A truncated file resumes: from http.server (which ignores Range) and from ours (206).
+    for url in ["http://10.200.0.1:8000/big.bin", "http://10.200.0.2/big.bin"] {
+        let data = std::fs::read(&out).unwrap();
+        std::fs::write(&out, &data[..10_000_000]).unwrap();
+        sb.run(CLI, &["get", "-C", url, "-o", &out], Duration::from_secs(300))
+            .assert_success("get -C");
+        assert_eq!(sha256(&out), want, "resumed from {url}");
+    }
+    // Clear failures: a 404, and a reset from the downloader.
+    let r = sb.run(
+        CLI,
+        &["get", "http://10.200.0.2/missing", "-o", &site.path("x")],
+        Duration::from_secs(60),
+    );
+    assert!(!r.status.success() && r.stderr.contains("404"), "{}", r.stderr);
+    let r = sb.run(
+        CLI,
+        &["get", "tcp://10.200.0.2:2000/../secret.txt", "-o", &site.path("y")],
+        Duration::from_secs(60),
+    );
+    assert!(!r.status.success() && r.stderr.contains("reset"), "{}", r.stderr);
+    let _ = py.kill();
+    let _ = py.wait();
+    drop(d);
+}

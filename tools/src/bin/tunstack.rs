@@ -88,6 +88,18 @@ enum Command {
         #[arg(short, long, default_value_t = 5.0)]
         wait: f64,
     },
+    /// Downloads http://HOST[:PORT]/path or tcp://HOST:PORT/name (the
+    /// downloader protocol) over the stack, with progress on a terminal.
+    Get {
+        /// What to download.
+        url: String,
+        /// Where to write it ("-": standard output); default: the URL's last part.
+        #[arg(short, long)]
+        output: Option<String>,
+        /// Resume a partial file (HTTP Range).
+        #[arg(short = 'C', long = "continue")]
+        resume: bool,
+    },
     /// netcat over tunstack's stack: connect (or listen with -l), stdin to the
     /// network and the network to stdout; end of input is passed on as a half-close.
     Nc {
@@ -118,6 +130,7 @@ fn main() -> ExitCode {
             info,
         } => netstat(&path, *tcp, *udp, *listening, *all, *program, *info),
         Command::Nc { listen, udp, target } => nc(&path, *listen, *udp, target),
+        Command::Get { url, output, resume } => tunstack_tools::get::run(&path, url, output.as_deref(), *resume),
         Command::Ping {
             host,
             count,
