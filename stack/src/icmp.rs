@@ -54,6 +54,8 @@ pub(crate) struct ErrorContext<'a> {
     pub src: Ipv4Addr,
     pub dst: Ipv4Addr,
     pub delivery: Delivery,
+    /// The datagram came from ourselves over the loopback path.
+    pub looped: bool,
     /// Fragment offset of the packet (0 for a whole or reassembled datagram).
     pub frag_offset: usize,
     pub protocol: u8,
@@ -71,7 +73,7 @@ impl Interface {
             || is_martian_source(ctx.src)
             || ctx.src.is_unspecified()
             || Some(ctx.src) == self.config.address.broadcast()
-            || ctx.src == self.config.address.addr()
+            || (ctx.src == self.config.address.addr() && !ctx.looped)
     }
 
     /// Sends an ICMP error about a received datagram, if the rules and the rate limit allow.
@@ -188,6 +190,7 @@ impl Interface {
             src,
             dst: Ipv4Addr::new(quote[16], quote[17], quote[18], quote[19]),
             delivery: Delivery::Unicast,
+            looped: false,
             frag_offset: 0,
             protocol: quote[9],
         };

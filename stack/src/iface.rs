@@ -234,6 +234,7 @@ impl Interface {
                     src,
                     dst: pkt.dst(),
                     delivery,
+                    looped,
                     frag_offset: 0,
                     protocol: pkt.protocol(),
                 };
@@ -247,6 +248,7 @@ impl Interface {
             src,
             dst: pkt.dst(),
             delivery,
+            looped,
             frag_offset: 0,
             protocol: pkt.protocol(),
         };

@@ -214,7 +214,11 @@ pub fn run(control: &Path, url: &str, output: Option<&str>, resume: bool) -> io:
     let mut req = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: tunstack-get/{}\r\nAccept: */*\r\nConnection: close\r\n",
         url.path,
-        url.host,
+        if url.port == 80 {
+            url.host.clone()
+        } else {
+            format!("{}:{}", url.host, url.port)
+        },
         env!("CARGO_PKG_VERSION")
     );
     if have > 0 {
@@ -313,12 +317,51 @@ fn write_body(
     if to_stdout {
         return copy(body, &mut io::stdout().lock(), limit, bar);
     }
-    let mut f: File = if append {
-        OpenOptions::new().append(true).open(output)?
-    } else {
-        File::create(output)?
+    // The file is opened (and, unless appending, truncated) only once the
+    // first bytes arrive: a refused download leaves an existing file alone.
+    let mut out = LazyFile {
+        path: output,
+        append,
+        file: None,
     };
-    copy(body, &mut f, limit, bar)
+    let n = copy(body, &mut out, limit, bar)?;
+    if out.file.is_none() {
+        out.open()?; // an empty download is still a (new, empty) file
+    }
+    Ok(n)
+}
+
+/// A file created on first write.
+struct LazyFile<'a> {
+    path: &'a str,
+    append: bool,
+    file: Option<File>,
+}
+
+impl LazyFile<'_> {
+    fn open(&mut self) -> io::Result<&mut File> {
+        if self.file.is_none() {
+            let f = if self.append {
+                OpenOptions::new().append(true).open(self.path)?
+            } else {
+                File::create(self.path)?
+            };
+            self.file = Some(f);
+        }
+        Ok(self.file.as_mut().expect("just opened"))
+    }
+}
+
+impl Write for LazyFile<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.open()?.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self.file.as_mut() {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
 }
 
 fn explain_reset(e: io::Error, what: &str) -> io::Error {

@@ -315,3 +315,19 @@ fn events_announce_readable_sockets_once_until_taken() {
     i.take_events(&mut ev);
     assert_eq!(ev.len(), 1);
 }
+
+#[test]
+fn datagram_to_our_own_closed_port_is_refused_over_loopback() {
+    let mut i = iface();
+    let h = i.udp_bind(addr(ANY, 0)).unwrap();
+    i.udp_connect(h, addr(US, 9)).unwrap();
+    i.udp_send(t(0), h, b"anyone?").unwrap();
+    for _ in 0..4 {
+        i.handle_timeout(t(0));
+    }
+    assert_eq!(
+        i.udp_recv_from(h, &mut [0; 8], false),
+        Err(RecvError::Socket(SocketError::ConnectionRefused))
+    );
+    assert!(drain(&mut i).is_empty(), "nothing touched the link");
+}

@@ -549,6 +549,9 @@ fn ping(path: &std::path::Path, host: &str, count: Option<u32>, interval: f64, s
         if elapsed_ms.is_none() {
             // Interrupted: everything sent so far counts, as with iputils' Ctrl-C.
             transmitted = transmitted.max(started.elapsed().as_millis() as u64 / interval_ms.max(1) + 1);
+            if let Some(c) = count {
+                transmitted = transmitted.min(u64::from(c));
+            }
         }
         let received = rtts.len() as u64;
         let loss = if transmitted == 0 {

@@ -1,9 +1,10 @@
 //! Ping and traceroute run by the daemon on the stack, streaming results
 //! line by line to a control client (which formats them like iputils).
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tunstack::net::{IcmpSocket, UdpSocket};
 use tunstack::ping::IcmpEvent;
@@ -25,22 +26,44 @@ pub struct PingSpec {
 }
 
 /// Runs `spec`, writing `REPLY`/`ERROR` lines and a final `DONE` line.
+/// Stops early when the client goes away.
 pub fn ping(stack: &Stack, out: &mut UnixStream, spec: PingSpec) -> io::Result<()> {
     let sock = IcmpSocket::bind(stack)?;
     writeln!(out, "OK {}", sock.ident())?;
+    let gone = AtomicBool::new(false);
+    let watch = out.try_clone()?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // The client sends nothing more: its end of stream means it left.
+            let mut sink = [0u8; 64];
+            let mut r = &watch;
+            while matches!(r.read(&mut sink), Ok(n) if n > 0) {}
+            gone.store(true, Ordering::SeqCst);
+        });
+        let r = ping_loop(&sock, out, spec, &gone);
+        let _ = watch.shutdown(std::net::Shutdown::Both);
+        r
+    })
+}
+
+fn ping_loop(sock: &IcmpSocket, out: &mut UnixStream, spec: PingSpec, gone: &AtomicBool) -> io::Result<()> {
     let start = Instant::now();
-    let mut sent: u32 = 0;
+    let mut sent: u64 = 0;
     let mut next_send = Instant::now();
-    let mut sent_at: Vec<tunstack::Instant> = Vec::new();
-    let mut answered: u32 = 0;
+    // Send times by sequence number: a reply matches the latest request with its number, once.
+    let mut sent_at: Vec<Option<tunstack::Instant>> = vec![None; 1 << 16];
+    let mut answered: u64 = 0;
     let mut max_rtt = Duration::ZERO;
     let data: Vec<u8> = (0..spec.size).map(|i| (i % 256) as u8).collect();
     loop {
+        if gone.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         let now = Instant::now();
-        let all_sent = spec.count != 0 && sent >= spec.count;
+        let all_sent = spec.count != 0 && sent >= u64::from(spec.count);
         if !all_sent && now >= next_send {
-            let seq = (sent + 1) as u16; // iputils counts from 1
-            sent_at.push(sock.now());
+            let seq = ((sent + 1) % (1 << 16)) as u16; // iputils counts from 1
+            sent_at[usize::from(seq)] = Some(sock.now());
             if let Err(e) = sock.send_echo(spec.dst, seq, &data, spec.ttl) {
                 writeln!(out, "SENDERR seq={seq} error={}", super::escape(&e.to_string()))?;
             }
@@ -58,7 +81,10 @@ pub fn ping(stack: &Stack, out: &mut UnixStream, spec: PingSpec) -> io::Result<(
         if all_sent && (answered >= sent || now >= deadline) {
             break;
         }
-        let wait = deadline.saturating_duration_since(now).max(Duration::from_millis(1));
+        // Wake at least every 200 ms to notice a client that left.
+        let wait = deadline
+            .saturating_duration_since(now)
+            .clamp(Duration::from_millis(1), Duration::from_millis(200));
         match sock.recv(Some(wait)) {
             Ok(IcmpEvent::Reply {
                 from,
@@ -67,10 +93,10 @@ pub fn ping(stack: &Stack, out: &mut UnixStream, spec: PingSpec) -> io::Result<(
                 data,
                 at,
             }) => {
-                let Some(t0) = sent_at.get(usize::from(seq).wrapping_sub(1)) else {
+                let Some(t0) = sent_at[usize::from(seq)].take() else {
                     continue;
-                };
-                let rtt = at.saturating_duration_since(*t0);
+                }; // unknown or duplicate
+                let rtt = at.saturating_duration_since(t0);
                 max_rtt = max_rtt.max(rtt);
                 answered += 1;
                 writeln!(

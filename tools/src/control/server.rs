@@ -253,7 +253,7 @@ fn serve(stack: &Stack, client: UnixStream, ifname: &str, pending: &Pending, who
                     Some(probe::PingSpec {
                         dst: w.first()?.parse().ok()?,
                         count: w.get(1)?.parse().ok()?,
-                        interval: Duration::from_millis(w.get(2)?.parse::<u64>().ok()?.max(1)),
+                        interval: Duration::from_millis(w.get(2)?.parse::<u64>().ok()?.clamp(1, 3_600_000)),
                         size: w.get(3)?.parse::<usize>().ok().filter(|s| *s <= 65507)?,
                         ttl: w.get(4)?.parse::<u8>().ok().filter(|t| *t > 0)?,
                     })

@@ -142,6 +142,7 @@ fn reason(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         416 => "Range Not Satisfiable",
         431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "Error",
     }
@@ -196,15 +197,20 @@ fn parse_range(header: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()>
     let (start, end) = match (a.trim(), b.trim()) {
         ("", "") => return Ok(None),
         ("", n) => {
-            let n: u64 = n.parse().map_err(|_| ())?;
+            let Ok(n) = n.parse::<u64>() else { return Ok(None) };
             if n == 0 {
                 return Err(());
             }
             (len.saturating_sub(n), len.saturating_sub(1))
         }
-        (s, "") => (s.parse().map_err(|_| ())?, len.saturating_sub(1)),
+        (s, "") => {
+            let Ok(s) = s.parse::<u64>() else { return Ok(None) };
+            (s, len.saturating_sub(1))
+        }
         (s, e) => {
-            let (s, e): (u64, u64) = (s.parse().map_err(|_| ())?, e.parse().map_err(|_| ())?);
+            let (Ok(s), Ok(e)) = (s.parse::<u64>(), e.parse::<u64>()) else {
+                return Ok(None);
+            };
             if e < s {
                 return Ok(None); // invalid: ignore the header
             }
@@ -309,6 +315,24 @@ fn simple(
     Ok(())
 }
 
+/// Answers for a file or directory the server may not read: 403, or 500.
+fn unreadable(
+    w: &mut &TcpStream,
+    peer: SocketAddr,
+    path: &str,
+    e: &io::Error,
+    head_only: bool,
+    keep: bool,
+) -> io::Result<bool> {
+    log::info!("http: {peer}: {path:?} unreadable: {e}");
+    if e.kind() == io::ErrorKind::PermissionDenied {
+        simple(w, 403, &[], "403 Forbidden\n", !head_only, keep)?;
+    } else {
+        simple(w, 500, &[], "500 Internal Server Error\n", !head_only, keep)?;
+    }
+    Ok(keep)
+}
+
 impl Http {
     /// Answers one request; returns whether the connection stays open.
     fn answer(&self, w: &mut &TcpStream, req: &Request, peer: SocketAddr) -> io::Result<bool> {
@@ -329,13 +353,12 @@ impl Http {
             return Ok(false);
         }
         // Origin form, or absolute form (http://host/path); query and fragment are not part of the file name.
-        let target = match req
-            .target
-            .strip_prefix("http://")
-            .and_then(|t| t.find('/').map(|i| &t[i..]))
-        {
-            Some(p) => p,
-            None => req.target.as_str(),
+        // Absolute form (RFC 9112 §3.2.2): the scheme is case-insensitive; no path means "/".
+        let target = if req.target.len() >= 7 && req.target[..7].eq_ignore_ascii_case("http://") {
+            let rest = &req.target[7..];
+            rest.find('/').map_or("/", |i| &rest[i..])
+        } else {
+            req.target.as_str()
         };
         let raw_path = target.split(['?', '#']).next().unwrap_or("");
         let Some(path) = percent_decode(raw_path).filter(|p| p.starts_with('/')) else {
@@ -356,7 +379,10 @@ impl Http {
                     let loc = [("Location", format!("{raw_path}/"))];
                     simple(w, 301, &loc, "301 Moved Permanently\n", !head_only, keep)?;
                 } else {
-                    let page = listing(&dir, &path)?;
+                    let page = match listing(&dir, &path) {
+                        Ok(p) => p,
+                        Err(e) => return unreadable(w, peer, &path, &e, head_only, keep),
+                    };
                     let headers = [
                         ("Content-Type", "text/html; charset=utf-8".to_owned()),
                         ("Content-Length", page.len().to_string()),
@@ -368,8 +394,11 @@ impl Http {
                 }
             }
             Ok(Target::File(file_path)) => {
-                let mut file = File::open(&file_path)?;
-                let len = file.metadata()?.len();
+                let opened = File::open(&file_path).and_then(|f| f.metadata().map(|m| (f, m.len())));
+                let (mut file, len) = match opened {
+                    Ok(x) => x,
+                    Err(e) => return unreadable(w, peer, &path, &e, head_only, keep),
+                };
                 let ctype = content_type(&file_path).to_owned();
                 match parse_range(req.header("range"), len) {
                     Err(()) => {
@@ -428,11 +457,17 @@ impl Service for Http {
             false,
         );
         let _ = conn.shutdown(Shutdown::Write);
-        // Drain briefly so the 503 is not lost to a reset.
-        let _ = conn.set_read_timeout(Some(std::time::Duration::from_millis(500)));
-        let mut buf = [0u8; 4096];
+        // Drain briefly (a second, 64 KiB at most) so the 503 is not lost to a reset.
+        let _ = conn.set_read_timeout(Some(std::time::Duration::from_millis(250)));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        let (mut buf, mut drained) = ([0u8; 4096], 0usize);
         let mut r = &conn;
-        while matches!(r.read(&mut buf), Ok(n) if n > 0) {}
+        while std::time::Instant::now() < deadline && drained < 64 * 1024 {
+            match r.read(&mut buf) {
+                Ok(n) if n > 0 => drained += n,
+                _ => break,
+            }
+        }
     }
 
     fn serve(&self, conn: &TcpStream, peer: SocketAddr) -> io::Result<()> {
@@ -486,6 +521,8 @@ mod tests {
         assert_eq!(parse_range(Some("items=0-1"), 100), Ok(None));
         assert_eq!(parse_range(Some("bytes=5-2"), 100), Ok(None));
         assert_eq!(parse_range(Some("bytes=-0"), 100), Err(()));
+        assert_eq!(parse_range(Some("bytes=abc-"), 100), Ok(None), "invalid: ignored");
+        assert_eq!(parse_range(Some("bytes=99999999999999999999-"), 100), Ok(None));
     }
 
     #[test]

@@ -114,7 +114,11 @@ pub(crate) fn run<S: Service>(
             };
             let Some(slot) = limits.take(peer, per_client) else {
                 log::info!("{}: {peer} holds {per_client} connections already: refused", S::NAME);
-                service.refuse(conn);
+                // Never on the accept thread: a slow client must not hold up everyone else.
+                let service = service.clone();
+                let _ = std::thread::Builder::new()
+                    .name(format!("{} refuse", S::NAME))
+                    .spawn(move || service.refuse(conn));
                 continue;
             };
             let service = service.clone();

@@ -92,6 +92,21 @@ impl Root {
         let real = match joined.canonicalize() {
             Ok(r) => r,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Whether something is missing outside the root is none of the
+                // client's business: if the deepest existing ancestor already
+                // lies outside (through a link), the answer is "forbidden".
+                let mut probe = joined.as_path();
+                while let Some(parent) = probe.parent() {
+                    if let Ok(real) = parent.canonicalize() {
+                        if !real.starts_with(&self.canonical) {
+                            return Err(Denied::Forbidden(format!(
+                                "{name:?} leads outside the served directory"
+                            )));
+                        }
+                        break;
+                    }
+                    probe = parent;
+                }
                 // A dangling symlink is still a symlink: say whether it would leave.
                 return match std::fs::symlink_metadata(&joined) {
                     Ok(_) => Err(Denied::Forbidden(format!("{name:?} is a broken link"))),
@@ -148,6 +163,10 @@ mod tests {
             "a link that stays inside is fine"
         );
         assert_eq!(r.resolve("/missing"), Err(Denied::NotFound));
+        // Through a link to a directory outside, even missing names are forbidden (no probing).
+        std::os::unix::fs::symlink(&base, base.join("root/outside")).unwrap();
+        assert!(matches!(r.resolve("/outside/no-such-file"), Err(Denied::Forbidden(_))));
+        assert!(matches!(r.resolve("/outside/secret.txt"), Err(Denied::Forbidden(_))));
         for bad in ["/../secret.txt", "../secret.txt", "sub/../../secret.txt", "/escape"] {
             assert!(matches!(r.resolve(bad), Err(Denied::Forbidden(_))), "{bad}");
         }
