@@ -19,12 +19,7 @@ fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let server = args.next().unwrap_or_else(|| "10.201.0.1:9999".into());
     let message = args.next().unwrap_or_else(|| "hello from tunstack".into());
-    let cfg = TunConfig {
-        name: "tunex1".into(),
-        address: "10.201.0.2/24".parse().expect("valid"),
-        host_address: "10.201.0.1/24".parse().expect("valid"),
-        ..TunConfig::default()
-    };
+    let cfg = TunConfig::example("tunex1");
     let (stack, _) = Stack::on_tun(&cfg)?;
     let addr = server.parse().expect("SERVER must be IP:PORT");
     // Retry for a while: the host's server may start only once the TUN exists.

@@ -18,12 +18,7 @@ fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let server = args.next().unwrap_or_else(|| "10.201.0.1:9999".into());
     let message = args.next().unwrap_or_else(|| "hello from tunstack".into());
-    let cfg = TunConfig {
-        name: "tunex1".into(),
-        address: "10.201.0.2/24".parse().expect("valid"),
-        host_address: "10.201.0.1/24".parse().expect("valid"),
-        ..TunConfig::default()
-    };
+    let cfg = TunConfig::example("tunex1");
     let (stack, _) = Stack::on_tun(&cfg)?;
     let sock = UdpSocket::bind(&stack, "0.0.0.0:0")?;
     sock.set_read_timeout(Some(Duration::from_secs(30)))?;

@@ -17,12 +17,7 @@ fn main() -> std::io::Result<()> {
         .nth(1)
         .map_or(Ok(9999), |p| p.parse())
         .expect("PORT must be a number");
-    let cfg = TunConfig {
-        name: "tunex0".into(),
-        address: "10.201.0.2/24".parse().expect("valid"),
-        host_address: "10.201.0.1/24".parse().expect("valid"),
-        ..TunConfig::default()
-    };
+    let cfg = TunConfig::example("tunex0");
     let (stack, name) = Stack::on_tun(&cfg)?;
     let server = UdpSocket::bind(&stack, (Ipv4Addr::UNSPECIFIED, port))?;
     println!(

@@ -51,6 +51,19 @@ impl Default for TunConfig {
     }
 }
 
+impl TunConfig {
+    /// The examples' link: interface `name`, the stack at 10.201.0.2/24 and
+    /// the host at 10.201.0.1/24, clear of a tunstackd on the defaults.
+    pub fn example(name: &str) -> TunConfig {
+        TunConfig {
+            name: name.into(),
+            address: Ipv4Cidr::new([10, 201, 0, 2].into(), 24).expect("valid"),
+            host_address: Ipv4Cidr::new([10, 201, 0, 1].into(), 24).expect("valid"),
+            ..TunConfig::default()
+        }
+    }
+}
+
 /// A seed from the OS's random source.
 pub fn os_seed() -> io::Result<u64> {
     let mut b = [0u8; 8];
