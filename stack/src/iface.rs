@@ -1,20 +1,23 @@
-//! The interface: one IPv4 address on one link, and the sans-IO core behind it.
+//! The interface: one IPv4 address on one link, and the sans-IO core
+//! behind it. It composes the layers — IP below; ICMP, UDP, TCP and the
+//! echo sockets above it — dispatches each datagram to its protocol, and
+//! offers the driving loop and each layer's socket calls.
 
 #![forbid(unsafe_code)]
 
-use crate::icmp::{self, ErrorContext, RateLimiter};
-use crate::ip::ident::IdGenerator;
-use crate::ip::output::{QueueError, TxQueue};
-use crate::ip::reassembly::{Reassembler, ReassemblyConfig};
+use crate::icmp::{self, IcmpInput, IcmpLayer};
+use crate::ip::context::{Context, Datagram, IcmpErrorReport};
+use crate::ip::layer::{IpConfig, IpLayer};
+use crate::ip::reassembly::ReassemblyConfig;
 use crate::ip::route::RouteTable;
-use crate::ip::{self, Ipv4Cidr, is_martian_source};
+use crate::ip::{Ipv4Cidr, Sockets, protocol};
+use crate::ping::PingLayer;
 use crate::rand::{Rng, SeededState};
+use crate::socket::SocketEvent;
 use crate::stats::Stats;
-use crate::tcp::{ListenerHandle, TcpConfig, TcpHandle, TcpLayer};
+use crate::tcp::{TcpConfig, TcpLayer};
 use crate::time::Instant;
-use crate::udp::{UdpHandle, UdpLayer};
-use crate::wire::icmp::{kind, unreachable};
-use crate::wire::ipv4::{HeaderFields, Ipv4Packet};
+use crate::udp::UdpLayer;
 use std::net::Ipv4Addr;
 
 /// Settings of an [`Interface`]; [`Config::new`] gives Linux-like defaults.
@@ -63,39 +66,39 @@ impl Config {
     }
 }
 
-/// A socket whose state changed: it may now be readable (or have an error).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SocketEvent {
-    /// A UDP socket.
-    Udp(UdpHandle),
-    /// A TCP connection: data, space, a state change or an error.
-    Tcp(TcpHandle),
-    /// A TCP listener with a connection to accept.
-    Listener(ListenerHandle),
-    /// An ICMP echo socket with a reply or error.
-    Icmp(crate::ping::IcmpHandle),
+/// The protocols above IP, which the interface hands datagrams to.
+#[derive(Debug)]
+struct Transports {
+    icmp: IcmpLayer,
+    udp: UdpLayer,
+    tcp: TcpLayer,
+    ping: PingLayer,
 }
 
-/// Why a datagram could not be queued for sending.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SendError {
-    /// No route to the destination.
-    NoRoute,
-    /// The transmit queue is full.
-    QueueFull,
-    /// Too large for IPv4, or needing fragmentation with DF set.
-    TooBig,
-}
+impl Transports {
+    /// Hands a whole datagram to its protocol; false if we run none for it.
+    fn deliver(&mut self, cx: &mut Context<'_>, d: &Datagram<'_>) -> bool {
+        match d.header.protocol {
+            protocol::ICMP => match self.icmp.input(cx, d) {
+                Some(IcmpInput::EchoReply(msg)) => self.ping.echo_reply(cx, d.header.src, d.header.ttl, &msg),
+                Some(IcmpInput::Error(report)) => self.icmp_error(cx, &report),
+                None => {}
+            },
+            protocol::UDP => self.udp.input(cx, d),
+            protocol::TCP => self.tcp.input(cx, d),
+            _ => return false,
+        }
+        true
+    }
 
-/// How a received datagram was addressed to us.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Delivery {
-    /// To our own address.
-    Unicast,
-    /// To our subnet's directed broadcast address.
-    DirectedBroadcast,
-    /// To 255.255.255.255.
-    LimitedBroadcast,
+    /// An ICMP error goes to the protocol whose datagram it quotes.
+    fn icmp_error(&mut self, cx: &mut Context<'_>, report: &IcmpErrorReport<'_>) {
+        match report.quoted.protocol {
+            protocol::UDP => self.udp.icmp_error(cx, report),
+            protocol::ICMP => self.ping.icmp_error(cx, report),
+            _ => {}
+        }
+    }
 }
 
 /// The sans-IO core of one interface.
@@ -108,58 +111,49 @@ pub enum Delivery {
 ///    [`poll_timeout`](Self::poll_timeout) has come (calling it early is harmless).
 /// 3. Call [`poll_transmit`](Self::poll_transmit) until it returns `None`,
 ///    writing each packet to the device.
-/// 4. Sleep until a packet arrives or `poll_timeout()` is reached.
+/// 4. Pass [`take_events`](Self::take_events) on to the threads waiting on those sockets.
+/// 5. Sleep until a packet arrives or `poll_timeout()` is reached.
+///
+/// Sockets are used through [`udp`](Self::udp), [`tcp`](Self::tcp) and
+/// [`ping`](Self::ping), each of which lends one layer's socket calls for
+/// one call at a given time; [`udp_layer`](Self::udp_layer) and friends
+/// answer read-only queries.
 ///
 /// Every method does bounded work for its input, so a flood of packets
 /// cannot starve timers.
 #[derive(Debug)]
 pub struct Interface {
-    pub(crate) config: Config,
-    pub(crate) routes: RouteTable,
-    pub(crate) stats: Stats,
-    pub(crate) reassembler: Reassembler,
-    pub(crate) tx: TxQueue,
-    pub(crate) ident: IdGenerator,
-    pub(crate) icmp_error_limiter: RateLimiter,
-    pub(crate) udp: UdpLayer,
-    pub(crate) tcp: TcpLayer,
-    pub(crate) ping: crate::ping::PingLayer,
-    pub(crate) rng: Rng,
-    pub(crate) events: Vec<SocketEvent>,
-    /// Datagrams we sent to our own address, delivered on the next
-    /// `handle_timeout` (the loopback path: they never touch the link).
-    pub(crate) loopback: std::collections::VecDeque<Vec<u8>>,
+    config: Config,
+    ip: IpLayer,
+    transports: Transports,
 }
-
-/// Datagrams the loopback queue holds at most.
-const LOOPBACK_LIMIT: usize = 4096;
 
 impl Interface {
     /// An interface with a connected route for its subnet and, if configured,
     /// a default route through the gateway.
     pub fn new(config: Config) -> Interface {
-        let mut rng = Rng::new(config.seed);
-        let mut routes = RouteTable::new();
-        routes.add(config.address, None).expect("empty table");
-        if let Some(gw) = config.gateway {
-            let default = Ipv4Cidr::new(Ipv4Addr::UNSPECIFIED, 0).expect("valid");
-            if config.address.prefix_len() != 0 {
-                routes.add(default, Some(gw)).expect("distinct prefix");
-            }
-        }
+        let mut ip = IpLayer::new(
+            IpConfig {
+                address: config.address,
+                gateway: config.gateway,
+                mtu: config.mtu,
+                reassembly: config.reassembly,
+                icmp_error_rate: config.icmp_error_rate,
+                icmp_error_burst: config.icmp_error_burst,
+                tx_queue_limit: config.tx_queue_limit,
+            },
+            Rng::new(config.seed),
+        );
+        let udp = UdpLayer::new(SeededState::from_rng(ip.rng()));
+        let tcp = TcpLayer::new(config.tcp, ip.rng());
         Interface {
-            reassembler: Reassembler::new(config.reassembly, SeededState::from_rng(&mut rng)),
-            tx: TxQueue::new(config.mtu, config.tx_queue_limit),
-            ident: IdGenerator::new(&mut rng),
-            icmp_error_limiter: RateLimiter::new(config.icmp_error_rate, config.icmp_error_burst),
-            udp: UdpLayer::new(SeededState::from_rng(&mut rng)),
-            tcp: TcpLayer::new(config.tcp, &mut rng),
-            ping: crate::ping::PingLayer::default(),
-            events: Vec::new(),
-            loopback: std::collections::VecDeque::new(),
-            rng,
-            routes,
-            stats: Stats::default(),
+            transports: Transports {
+                icmp: IcmpLayer::new(config.answer_broadcast_echo),
+                udp,
+                tcp,
+                ping: PingLayer::default(),
+            },
+            ip,
             config,
         }
     }
@@ -171,135 +165,47 @@ impl Interface {
 
     /// Counters since creation.
     pub fn stats(&self) -> &Stats {
-        &self.stats
+        self.ip.stats()
+    }
+
+    /// Counts packets the device failed to read or refused to send.
+    pub fn count_device_errors(&mut self, rx_errors: u64, tx_errors: u64) {
+        let s = self.ip.stats_mut();
+        s.link_rx_errors += rx_errors;
+        s.link_tx_errors += tx_errors;
     }
 
     /// The route table.
     pub fn routes(&self) -> &RouteTable {
-        &self.routes
+        self.ip.routes()
     }
 
     /// The route table, to add or remove routes.
     pub fn routes_mut(&mut self) -> &mut RouteTable {
-        &mut self.routes
-    }
-
-    /// How `dst` addresses us, or `None` if the datagram is not for us.
-    fn classify(&self, dst: Ipv4Addr) -> Option<Delivery> {
-        if dst == self.config.address.addr() {
-            Some(Delivery::Unicast)
-        } else if Some(dst) == self.config.address.broadcast() {
-            Some(Delivery::DirectedBroadcast)
-        } else if dst.is_broadcast() {
-            Some(Delivery::LimitedBroadcast)
-        } else {
-            None
-        }
+        self.ip.routes_mut()
     }
 
     /// Processes one packet received from the link.
     pub fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
-        self.stats.link_rx_packets += 1;
-        self.stats.link_rx_bytes += packet.len() as u64;
-        self.input(now, packet, false);
-    }
-
-    /// IPv4 input, from the link or (`looped`) from ourselves.
-    fn input(&mut self, now: Instant, packet: &[u8], looped: bool) {
-        let pkt = match Ipv4Packet::parse(packet) {
-            Ok(p) => p,
-            Err(e) => {
-                log::trace!("dropped {} bytes: {e:?}", packet.len());
-                e.count(&mut self.stats);
-                return;
-            }
-        };
-        let src = pkt.src();
-        let ours = src == self.config.address.addr() && !looped;
-        if is_martian_source(src) || ours || Some(src) == self.config.address.broadcast() {
-            self.stats.ip_bad_source += 1;
-            log::trace!("dropped packet from martian source {src}");
-            return;
-        }
-        let Some(delivery) = self.classify(pkt.dst()) else {
-            self.stats.ip_not_for_us += 1;
-            log::trace!("dropped packet for {} (not ours)", pkt.dst());
-            return;
-        };
-        if pkt.is_fragment() {
-            if let Some(whole) = self.reassembler.insert(now, &pkt, &mut self.stats) {
-                let ctx = ErrorContext {
-                    header: &whole.header,
-                    payload: &whole.payload,
-                    src,
-                    dst: pkt.dst(),
-                    delivery,
-                    looped,
-                    frag_offset: 0,
-                    protocol: pkt.protocol(),
-                };
-                self.deliver(now, &ctx);
-            }
-            return;
-        }
-        let ctx = ErrorContext {
-            header: pkt.header_bytes(),
-            payload: pkt.payload(),
-            src,
-            dst: pkt.dst(),
-            delivery,
-            looped,
-            frag_offset: 0,
-            protocol: pkt.protocol(),
-        };
-        self.deliver(now, &ctx);
-    }
-
-    /// Hands a whole datagram to its protocol.
-    fn deliver(&mut self, now: Instant, ctx: &ErrorContext<'_>) {
-        match ctx.protocol {
-            ip::protocol::ICMP => {
-                self.stats.ip_delivered += 1;
-                self.icmp_input(now, ctx);
-            }
-            ip::protocol::UDP => {
-                self.stats.ip_delivered += 1;
-                self.udp_input(now, ctx, ctx.dst);
-            }
-            ip::protocol::TCP => {
-                self.stats.ip_delivered += 1;
-                self.tcp_input(now, ctx, ctx.dst);
-            }
-            other => {
-                self.stats.ip_unknown_protocol += 1;
-                log::trace!("protocol {other} from {} is not served", ctx.src);
-                self.send_icmp_error(now, kind::DEST_UNREACHABLE, unreachable::PROTOCOL, [0; 4], ctx);
-            }
-        }
+        let stats = self.ip.stats_mut();
+        stats.link_rx_packets += 1;
+        stats.link_rx_bytes += packet.len() as u64;
+        let transports = &mut self.transports;
+        self.ip
+            .input(now, packet, false, &mut |cx, d| transports.deliver(cx, d));
     }
 
     /// Runs timers that are due (reassembly expiry, TCP timers) and delivers
     /// datagrams we sent to ourselves.
     pub fn handle_timeout(&mut self, now: Instant) {
-        // Only what was queued before: loopback traffic this produces waits a turn.
-        for _ in 0..self.loopback.len() {
-            let Some(p) = self.loopback.pop_front() else { break };
-            self.stats.ip_loopback += 1;
-            self.input(now, &p, true);
-            self.tx.recycle(p);
-        }
-        for timed_out in self.reassembler.expire(now, &mut self.stats) {
-            self.send_reassembly_timeout(now, timed_out.src, &timed_out.quote);
-        }
-        self.tcp_handle_timeouts(now);
+        let transports = &mut self.transports;
+        self.ip.handle_timeout(now, &mut |cx, d| transports.deliver(cx, d));
+        self.transports.tcp.handle_timeouts(&mut self.ip.context(now));
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) next has work, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if !self.loopback.is_empty() {
-            return Some(Instant::ZERO);
-        }
-        match (self.reassembler.next_deadline(), self.tcp.next_deadline()) {
+        match (self.ip.next_deadline(), self.transports.tcp.next_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -308,96 +214,63 @@ impl Interface {
     /// Writes the next outgoing packet into `buf` (at least the MTU long) and
     /// returns its length, or `None` when nothing is waiting.
     pub fn poll_transmit(&mut self, _now: Instant, buf: &mut [u8]) -> Option<usize> {
-        let w = self.tx.pop_packet(buf)?;
-        self.stats.link_tx_packets += 1;
-        self.stats.link_tx_bytes += w.len as u64;
-        if w.fragment {
-            self.stats.frag_tx_fragments += 1;
-        }
-        Some(w.len)
-    }
-
-    /// Queues a datagram for our own address on the loopback path.
-    fn send_to_self(&mut self, fields: &HeaderFields, payload: Vec<u8>) -> Result<(), SendError> {
-        if payload.len() + crate::wire::ipv4::HEADER_LEN > ip::MAX_DATAGRAM {
-            self.stats.ip_tx_too_big += 1;
-            self.tx.recycle(payload);
-            return Err(SendError::TooBig);
-        }
-        if self.loopback.len() >= LOOPBACK_LIMIT {
-            self.stats.link_tx_queue_full += 1;
-            self.tx.recycle(payload);
-            return Err(SendError::QueueFull);
-        }
-        let mut p = self.tx.buffer();
-        p.resize(crate::wire::ipv4::HEADER_LEN, 0);
-        crate::wire::ipv4::write_header(&mut p, fields, payload.len(), 0, false);
-        p.extend_from_slice(&payload);
-        self.tx.recycle(payload);
-        self.loopback.push_back(p);
-        self.stats.ip_tx_datagrams += 1;
-        Ok(())
+        self.ip.poll_transmit(buf)
     }
 
     /// Sockets whose state changed since the last call, appended to `out`.
     /// The runtime wakes the threads waiting on them.
     pub fn take_events(&mut self, out: &mut Vec<SocketEvent>) {
         let start = out.len();
-        out.append(&mut self.events);
+        out.append(self.ip.events());
+        let t = &mut self.transports;
         for e in &out[start..] {
             match *e {
-                SocketEvent::Udp(h) => self.udp_event_taken(h),
-                SocketEvent::Icmp(h) => self.icmp_event_taken(h),
-                other => self.tcp_event_taken(other),
+                SocketEvent::Udp(h) => t.udp.event_taken(h),
+                SocketEvent::Icmp(h) => t.ping.event_taken(h),
+                SocketEvent::Tcp(_) | SocketEvent::Listener(_) => t.tcp.event_taken(*e),
             }
         }
     }
 
     /// Whether the transmit queue is empty (senders refused with a full queue may retry).
     pub fn tx_queue_is_empty(&self) -> bool {
-        self.tx.is_empty()
+        self.ip.tx_queue_is_empty()
     }
 
-    /// Queues a datagram from our address to `dst`; drops are counted.
-    pub(crate) fn send_datagram(
-        &mut self,
-        dst: Ipv4Addr,
-        protocol: u8,
-        ttl: u8,
-        dont_fragment: bool,
-        payload: Vec<u8>,
-    ) -> Result<(), SendError> {
-        if self.routes.lookup(dst).is_none() && !dst.is_broadcast() {
-            self.stats.ip_tx_no_route += 1;
-            self.tx.recycle(payload);
-            return Err(SendError::NoRoute);
-        }
-        let src = self.config.address.addr();
-        let fields = HeaderFields {
-            src,
-            dst,
-            protocol,
-            ttl,
-            ident: self.ident.next(src, dst, protocol),
-            dont_fragment,
-        };
-        if dst == src {
-            return self.send_to_self(&fields, payload);
-        }
-        match self.tx.push(fields, payload) {
-            Ok(()) => {
-                self.stats.ip_tx_datagrams += 1;
-                Ok(())
-            }
-            Err(QueueError::Full) => {
-                self.stats.link_tx_queue_full += 1;
-                Err(SendError::QueueFull)
-            }
-            Err(QueueError::TooBig) => {
-                self.stats.ip_tx_too_big += 1;
-                Err(SendError::TooBig)
-            }
-        }
+    /// UDP's socket calls, at `now`.
+    pub fn udp(&mut self, now: Instant) -> Sockets<'_, UdpLayer> {
+        Sockets::new(&mut self.transports.udp, self.ip.context(now))
+    }
+
+    /// UDP's sockets, for read-only queries.
+    pub fn udp_layer(&self) -> &UdpLayer {
+        &self.transports.udp
+    }
+
+    /// TCP's socket calls, at `now`.
+    pub fn tcp(&mut self, now: Instant) -> Sockets<'_, TcpLayer> {
+        Sockets::new(&mut self.transports.tcp, self.ip.context(now))
+    }
+
+    /// TCP's connections and listeners, for read-only queries.
+    pub fn tcp_layer(&self) -> &TcpLayer {
+        &self.transports.tcp
+    }
+
+    /// TCP's state, for tests that pin internals (the ISN).
+    #[cfg(test)]
+    pub(crate) fn tcp_layer_mut(&mut self) -> &mut TcpLayer {
+        &mut self.transports.tcp
+    }
+
+    /// The ICMP echo sockets' calls, at `now`.
+    pub fn ping(&mut self, now: Instant) -> Sockets<'_, PingLayer> {
+        Sockets::new(&mut self.transports.ping, self.ip.context(now))
+    }
+
+    /// The ICMP echo sockets, for read-only queries.
+    pub fn ping_layer(&self) -> &PingLayer {
+        &self.transports.ping
     }
 }
 

@@ -5,18 +5,15 @@
 
 #![forbid(unsafe_code)]
 
-use crate::icmp::ErrorContext;
-use crate::iface::{Interface, SendError as IpSendError, SocketEvent};
-use crate::ip;
-use crate::socket::{Handle, Slab};
+use crate::ip::context::{Context, IcmpErrorReport};
+use crate::ip::{OutputError, Sockets, protocol};
+use crate::socket::{Handle, Slab, SocketEvent};
 use crate::time::Instant;
-use crate::wire::icmp::{self as wire, IcmpMessage, kind};
+use crate::wire::icmp::{IcmpMessage, kind};
 use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
 
-/// Refers to one ICMP echo socket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct IcmpHandle(pub(crate) Handle);
+pub use crate::socket::IcmpHandle;
 
 /// Something that came back for an echo socket.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,6 +59,13 @@ pub enum PingError {
     TooBig,
 }
 
+error_messages!(PingError {
+    PermissionDenied => "echo requests to a broadcast address are not allowed",
+    NetUnreachable => "no route to the destination",
+    QueueFull => "transmit queue full",
+    TooBig => "echo data longer than 65507 bytes",
+});
+
 const QUEUE_LIMIT: usize = 256;
 
 #[derive(Debug)]
@@ -71,131 +75,128 @@ struct EchoSocket {
     event_pending: bool,
 }
 
-/// All echo sockets.
+/// The echo sockets of an interface.
 #[derive(Debug, Default)]
-pub(crate) struct PingLayer {
+pub struct PingLayer {
     sockets: Slab<EchoSocket>,
     by_ident: HashMap<u16, Handle>,
 }
 
-impl Interface {
-    /// Opens an echo socket with an unused random identifier.
-    pub fn icmp_bind(&mut self) -> IcmpHandle {
-        let ident = loop {
-            let id = self.rng.next_u32() as u16;
-            if !self.ping.by_ident.contains_key(&id) {
-                break id;
-            }
-        };
-        let h = self.ping.sockets.insert(EchoSocket {
-            ident,
-            queue: VecDeque::new(),
-            event_pending: false,
-        });
-        self.ping.by_ident.insert(ident, h);
-        IcmpHandle(h)
-    }
-
+impl PingLayer {
     /// The socket's echo identifier.
-    pub fn icmp_ident(&self, h: IcmpHandle) -> u16 {
-        self.ping.sockets.get(h.0).expect("echo handle is stale").ident
-    }
-
-    /// Closes an echo socket.
-    pub fn icmp_close(&mut self, h: IcmpHandle) {
-        if let Some(s) = self.ping.sockets.remove(h.0) {
-            self.ping.by_ident.remove(&s.ident);
-        }
-    }
-
-    /// Sends an echo request with `data` and IP TTL `ttl`.
-    pub fn icmp_send_echo(
-        &mut self,
-        h: IcmpHandle,
-        dst: Ipv4Addr,
-        seq: u16,
-        data: &[u8],
-        ttl: u8,
-    ) -> Result<(), PingError> {
-        if dst.is_broadcast() || Some(dst) == self.config.address.broadcast() {
-            return Err(PingError::PermissionDenied);
-        }
-        if data.len() > 65507 {
-            return Err(PingError::TooBig);
-        }
-        let ident = self.icmp_ident(h);
-        let mut rest = [0u8; 4];
-        rest[..2].copy_from_slice(&ident.to_be_bytes());
-        rest[2..].copy_from_slice(&seq.to_be_bytes());
-        let mut msg = self.tx.buffer();
-        wire::write_message(&mut msg, kind::ECHO_REQUEST, 0, rest, data);
-        match self.send_datagram(dst, ip::protocol::ICMP, ttl, false, msg) {
-            Ok(()) => Ok(()),
-            Err(IpSendError::NoRoute) => Err(PingError::NetUnreachable),
-            Err(IpSendError::QueueFull) => Err(PingError::QueueFull),
-            Err(IpSendError::TooBig) => Err(PingError::TooBig),
-        }
-    }
-
-    /// The next reply or error for the socket, if any.
-    pub fn icmp_recv(&mut self, h: IcmpHandle) -> Option<IcmpEvent> {
-        self.ping
-            .sockets
-            .get_mut(h.0)
-            .expect("echo handle is stale")
-            .queue
-            .pop_front()
+    pub fn ident(&self, h: IcmpHandle) -> u16 {
+        self.sockets.get(h.0).expect("echo handle is stale").ident
     }
 
     /// Marks a taken event as seen.
-    pub(crate) fn icmp_event_taken(&mut self, h: IcmpHandle) {
-        if let Some(s) = self.ping.sockets.get_mut(h.0) {
+    pub(crate) fn event_taken(&mut self, h: IcmpHandle) {
+        if let Some(s) = self.sockets.get_mut(h.0) {
             s.event_pending = false;
         }
     }
 
-    fn ping_deliver(&mut self, ident: u16, ev: IcmpEvent) -> bool {
-        let Some(&h) = self.ping.by_ident.get(&ident) else {
+    /// Queues `ev` for the socket with identifier `ident`; false if there is none.
+    fn deliver(&mut self, cx: &mut Context<'_>, ident: u16, ev: IcmpEvent) -> bool {
+        let Some(&h) = self.by_ident.get(&ident) else {
             return false;
         };
-        let s = self.ping.sockets.get_mut(h).expect("table and slab agree");
+        let s = self.sockets.get_mut(h).expect("table and slab agree");
         if s.queue.len() >= QUEUE_LIMIT {
             return true; // full: dropped, as a full socket buffer would
         }
         s.queue.push_back(ev);
         if !s.event_pending {
             s.event_pending = true;
-            self.events.push(SocketEvent::Icmp(IcmpHandle(h)));
+            cx.notify(SocketEvent::Icmp(IcmpHandle(h)));
         }
         true
     }
 
-    /// An echo reply for us: to the socket with its identifier, if any.
-    pub(crate) fn ping_reply_input(&mut self, now: Instant, ctx: &ErrorContext<'_>, msg: &IcmpMessage<'_>) -> bool {
+    /// An echo reply for us (`from`, with IP TTL `ttl`): to the socket with its identifier, if any.
+    pub(crate) fn echo_reply(&mut self, cx: &mut Context<'_>, from: Ipv4Addr, ttl: u8, msg: &IcmpMessage<'_>) {
         let ev = IcmpEvent::Reply {
-            from: ctx.src,
+            from,
             seq: msg.echo_seq(),
-            ttl: ctx.header.get(8).copied().unwrap_or(0),
+            ttl,
             data: msg.data.to_vec(),
-            at: now,
+            at: cx.now(),
         };
-        self.ping_deliver(msg.echo_ident(), ev)
+        if !self.deliver(cx, msg.echo_ident(), ev) {
+            cx.stats().icmp_rx_echo_replies += 1;
+        }
     }
 
-    /// An ICMP error quoting an echo request of ours (`quote_icmp`: the quoted ICMP header).
-    pub(crate) fn ping_error_input(&mut self, now: Instant, from: Ipv4Addr, msg: &IcmpMessage<'_>, quote_icmp: &[u8]) {
-        if quote_icmp.len() < 8 || quote_icmp[0] != kind::ECHO_REQUEST {
+    /// An ICMP error quoting an echo request of ours.
+    pub(crate) fn icmp_error(&mut self, cx: &mut Context<'_>, report: &IcmpErrorReport<'_>) {
+        let Some(request) = IcmpMessage::parse_quote(report.transport) else {
+            return;
+        };
+        if request.kind != kind::ECHO_REQUEST {
             return;
         }
-        let ident = u16::from_be_bytes([quote_icmp[4], quote_icmp[5]]);
-        let seq = u16::from_be_bytes([quote_icmp[6], quote_icmp[7]]);
         let ev = IcmpEvent::Error {
-            from,
-            kind: msg.kind,
-            code: msg.code,
-            seq,
-            at: now,
+            from: report.from,
+            kind: report.kind,
+            code: report.code,
+            seq: request.echo_seq(),
+            at: cx.now(),
         };
-        self.ping_deliver(ident, ev);
+        self.deliver(cx, request.echo_ident(), ev);
+    }
+}
+
+/// The socket calls.
+impl Sockets<'_, PingLayer> {
+    /// Opens an echo socket with an unused random identifier.
+    pub fn bind(&mut self) -> IcmpHandle {
+        let ident = loop {
+            let id = self.cx.rng().next_u32() as u16;
+            if !self.layer.by_ident.contains_key(&id) {
+                break id;
+            }
+        };
+        let h = self.layer.sockets.insert(EchoSocket {
+            ident,
+            queue: VecDeque::new(),
+            event_pending: false,
+        });
+        self.layer.by_ident.insert(ident, h);
+        IcmpHandle(h)
+    }
+
+    /// Closes an echo socket.
+    pub fn close(&mut self, h: IcmpHandle) {
+        if let Some(s) = self.layer.sockets.remove(h.0) {
+            self.layer.by_ident.remove(&s.ident);
+        }
+    }
+
+    /// Sends an echo request with `data` and IP TTL `ttl`.
+    pub fn send_echo(&mut self, h: IcmpHandle, dst: Ipv4Addr, seq: u16, data: &[u8], ttl: u8) -> Result<(), PingError> {
+        if self.cx.is_broadcast(dst) {
+            return Err(PingError::PermissionDenied);
+        }
+        if data.len() > 65507 {
+            return Err(PingError::TooBig);
+        }
+        let ident = self.layer.ident(h);
+        let mut msg = self.cx.buffer();
+        IcmpMessage::echo(kind::ECHO_REQUEST, ident, seq, data).emit(&mut msg);
+        match self.cx.send_datagram(dst, protocol::ICMP, ttl, false, msg) {
+            Ok(()) => Ok(()),
+            Err(OutputError::NoRoute) => Err(PingError::NetUnreachable),
+            Err(OutputError::QueueFull) => Err(PingError::QueueFull),
+            Err(OutputError::TooBig) => Err(PingError::TooBig),
+        }
+    }
+
+    /// The next reply or error for the socket, if any.
+    pub fn recv(&mut self, h: IcmpHandle) -> Option<IcmpEvent> {
+        self.layer
+            .sockets
+            .get_mut(h.0)
+            .expect("echo handle is stale")
+            .queue
+            .pop_front()
     }
 }

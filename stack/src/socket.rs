@@ -1,8 +1,11 @@
-//! Socket storage: a slab whose handles carry a generation, so a stale
-//! handle can never reach a socket that reused its slot.
+//! What every protocol layer shares about sockets: the generation-checked
+//! slab they live in (a stale handle can never reach a socket that reused
+//! its slot), the typed handles the API hands out, the events that wake
+//! waiting threads, and the ephemeral port range.
 
 #![forbid(unsafe_code)]
 
+use crate::rand::Rng;
 use core::fmt;
 
 /// A reference to a socket in a [`Slab`].
@@ -23,6 +26,57 @@ impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "#{}.{}", self.index, self.generation)
     }
+}
+
+/// Refers to one UDP socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UdpHandle(pub(crate) Handle);
+
+impl UdpHandle {
+    /// A small number identifying the socket while it lives.
+    pub fn id(&self) -> u32 {
+        self.0.index()
+    }
+}
+
+/// Refers to one TCP connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TcpHandle(pub(crate) Handle);
+
+/// Refers to one listening TCP socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ListenerHandle(pub(crate) Handle);
+
+/// Refers to one ICMP echo socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct IcmpHandle(pub(crate) Handle);
+
+/// A socket whose state changed: it may now be readable (or have an error).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SocketEvent {
+    /// A UDP socket.
+    Udp(UdpHandle),
+    /// A TCP connection: data, space, a state change or an error.
+    Tcp(TcpHandle),
+    /// A TCP listener with a connection to accept.
+    Listener(ListenerHandle),
+    /// An ICMP echo socket with a reply or error.
+    Icmp(IcmpHandle),
+}
+
+/// First port of the ephemeral range (IANA, RFC 6335), shared by UDP and TCP.
+pub const EPHEMERAL_FIRST: u16 = 49152;
+/// Last port of the ephemeral range.
+pub const EPHEMERAL_LAST: u16 = 65535;
+
+/// A free port from the ephemeral range: a random start (RFC 6056's
+/// "random port randomization"), then the next port `in_use` says is free.
+pub fn ephemeral_port(rng: &mut Rng, in_use: impl Fn(u16) -> bool) -> Option<u16> {
+    let span = u32::from(EPHEMERAL_LAST - EPHEMERAL_FIRST) + 1;
+    let start = rng.below(u64::from(span)) as u32;
+    (0..span)
+        .map(|i| EPHEMERAL_FIRST + ((start + i) % span) as u16)
+        .find(|p| !in_use(*p))
 }
 
 #[derive(Debug)]

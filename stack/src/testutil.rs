@@ -6,8 +6,8 @@ use crate::ip::{self, Ipv4Cidr};
 use crate::rand::{Rng, SeededState};
 use crate::stats::Stats;
 use crate::time::Instant;
-use crate::wire::icmp::{self as icmp_wire, kind};
-use crate::wire::ipv4::{HEADER_LEN, HeaderFields, Ipv4Packet, write_header};
+use crate::wire::icmp::{IcmpMessage, kind};
+use crate::wire::ipv4::{HEADER_LEN, Ipv4Header, Ipv4Packet};
 use std::net::Ipv4Addr;
 
 pub const US: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 2);
@@ -44,26 +44,18 @@ pub fn ip_fragment(
     offset: usize,
     more: bool,
 ) -> Vec<u8> {
-    let f = HeaderFields {
-        src,
-        dst,
-        protocol,
-        ttl: 64,
-        ident,
-        dont_fragment: false,
-    };
+    let mut h = Ipv4Header::new(src, dst, protocol, 64, ident, payload.len());
+    h.frag_offset = offset;
+    h.more_fragments = more;
     let mut v = vec![0u8; HEADER_LEN + payload.len()];
-    write_header(&mut v, &f, payload.len(), offset, more);
+    h.emit(&mut v);
     v[HEADER_LEN..].copy_from_slice(payload);
     v
 }
 
 pub fn echo_request(ident: u16, seq: u16, data: &[u8]) -> Vec<u8> {
-    let mut rest = [0u8; 4];
-    rest[..2].copy_from_slice(&ident.to_be_bytes());
-    rest[2..].copy_from_slice(&seq.to_be_bytes());
     let mut v = Vec::new();
-    icmp_wire::write_message(&mut v, kind::ECHO_REQUEST, 0, rest, data);
+    IcmpMessage::echo(kind::ECHO_REQUEST, ident, seq, data).emit(&mut v);
     v
 }
 
@@ -90,7 +82,7 @@ pub fn host_receive(pkts: &[Vec<u8>]) -> Vec<(Ipv4Packet<'static>, Vec<u8>)> {
     for p in pkts {
         let leaked: &'static [u8] = Box::leak(p.clone().into_boxed_slice());
         let pkt = Ipv4Packet::parse(leaked).expect("we send valid IPv4");
-        if pkt.is_fragment() {
+        if pkt.header.is_fragment() {
             if let Some(whole) = r.insert(Instant::ZERO, &pkt, &mut s) {
                 out.push((pkt, whole.payload));
             }
@@ -104,6 +96,24 @@ pub fn host_receive(pkts: &[Vec<u8>]) -> Vec<(Ipv4Packet<'static>, Vec<u8>)> {
 /// A UDP datagram from `src:sport` to `dst:dport`, checksum included, in an IPv4 packet.
 pub fn udp_packet(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, payload: &[u8]) -> Vec<u8> {
     let mut udp = Vec::new();
-    crate::wire::udp::write(&mut udp, src, sport, dst, dport, payload);
+    let d = crate::wire::udp::UdpDatagram {
+        src_port: sport,
+        dst_port: dport,
+        payload,
+    };
+    d.emit(&mut udp, src, dst);
     ip_packet(src, dst, ip::protocol::UDP, sport, &udp)
+}
+
+/// An ICMP error message quoting `offending` (an IPv4 packet), as a router would send it.
+pub fn icmp_error(kind: u8, code: u8, offending: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    IcmpMessage {
+        kind,
+        code,
+        rest: [0; 4],
+        data: &offending[..offending.len().min(crate::wire::icmp::MAX_QUOTE)],
+    }
+    .emit(&mut v);
+    v
 }

@@ -11,114 +11,20 @@
 
 #![forbid(unsafe_code)]
 
-use crate::icmp::ErrorContext;
-use crate::iface::{Delivery, Interface, SendError as IpSendError};
-use crate::ip::{self, protocol};
+use crate::ip::context::{Context, Datagram, Delivery, IcmpErrorReport};
+use crate::ip::{self, OutputError, Sockets, protocol};
 use crate::rand::SeededState;
-use crate::socket::{Handle, Slab};
+use crate::socket::{self as sock, Handle, Slab, SocketEvent};
 use crate::time::Instant;
 use crate::wire::icmp::{kind, unreachable};
+
+mod error;
 use crate::wire::udp::{self as wire, UdpDatagram};
+pub use error::{BindError, ConnectError, RecvError, SendError, SocketError};
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-/// First port of the ephemeral range (IANA, RFC 6335).
-pub const EPHEMERAL_FIRST: u16 = 49152;
-/// Last port of the ephemeral range.
-pub const EPHEMERAL_LAST: u16 = 65535;
-
-/// Refers to one UDP socket of an [`Interface`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct UdpHandle(pub(crate) Handle);
-
-impl UdpHandle {
-    /// A small number identifying the socket while it lives.
-    pub fn id(&self) -> u32 {
-        self.0.index()
-    }
-}
-
-/// An error reported to a socket because of an ICMP message (Linux's `icmp_err_convert`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SocketError {
-    /// Port unreachable: nobody listens there (ECONNREFUSED).
-    ConnectionRefused,
-    /// Protocol unreachable (ENOPROTOOPT).
-    ProtocolUnavailable,
-    /// Host unreachable, or TTL exceeded on the way (EHOSTUNREACH).
-    HostUnreachable,
-    /// Network unreachable (ENETUNREACH).
-    NetUnreachable,
-    /// Fragmentation needed but DF set (EMSGSIZE).
-    MessageTooBig,
-}
-
-impl SocketError {
-    /// Maps an ICMP error to a socket error and whether it is "hard"
-    /// (reported on a connected socket). Linux reports only hard errors
-    /// without `IP_RECVERR`.
-    pub fn from_icmp(kind_: u8, code: u8) -> Option<(SocketError, bool)> {
-        match (kind_, code) {
-            (kind::DEST_UNREACHABLE, unreachable::NET) => Some((SocketError::NetUnreachable, false)),
-            (kind::DEST_UNREACHABLE, unreachable::HOST) => Some((SocketError::HostUnreachable, false)),
-            (kind::DEST_UNREACHABLE, unreachable::PROTOCOL) => Some((SocketError::ProtocolUnavailable, true)),
-            (kind::DEST_UNREACHABLE, unreachable::PORT) => Some((SocketError::ConnectionRefused, true)),
-            (kind::DEST_UNREACHABLE, unreachable::FRAG_NEEDED) => Some((SocketError::MessageTooBig, false)),
-            (kind::DEST_UNREACHABLE, 6 | 9 | 11) => Some((SocketError::NetUnreachable, true)),
-            (kind::DEST_UNREACHABLE, 5 | 7 | 8 | 10 | 12 | 13 | 14 | 15) => Some((SocketError::HostUnreachable, true)),
-            (kind::TIME_EXCEEDED, _) => Some((SocketError::HostUnreachable, false)),
-            _ => None,
-        }
-    }
-}
-
-/// Why a bind failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BindError {
-    /// Another socket holds the address and port.
-    AddrInUse,
-    /// The address is not one of ours (nor 0.0.0.0 or a broadcast address).
-    AddrNotAvailable,
-}
-
-/// Why a connect failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConnectError {
-    /// Port 0 or address 0.0.0.0.
-    InvalidAddress,
-    /// A broadcast peer without the broadcast flag.
-    PermissionDenied,
-    /// No route to the peer.
-    NetUnreachable,
-}
-
-/// Why a send failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SendError {
-    /// `send` on a socket that is not connected.
-    NotConnected,
-    /// Port 0 or address 0.0.0.0.
-    InvalidAddress,
-    /// A broadcast destination without the broadcast flag.
-    PermissionDenied,
-    /// More than 65507 bytes.
-    MessageTooBig,
-    /// No route to the destination.
-    NetUnreachable,
-    /// The transmit queue is full: try again once it drains.
-    QueueFull,
-    /// An earlier ICMP error, reported now (and cleared).
-    Socket(SocketError),
-}
-
-/// Why a receive returned no datagram.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RecvError {
-    /// Nothing queued.
-    WouldBlock,
-    /// An earlier ICMP error, reported now (and cleared).
-    Socket(SocketError),
-}
+pub use crate::socket::UdpHandle;
 
 /// What a receive returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -220,9 +126,11 @@ struct UdpSocket {
     err_queue: VecDeque<UdpIcmpError>,
 }
 
-/// All UDP sockets of an interface.
+/// The UDP sockets of an interface. Read-only queries are here; socket
+/// calls that change state are on [`Sockets<UdpLayer>`](Sockets), from
+/// [`Interface::udp`](crate::iface::Interface::udp).
 #[derive(Debug)]
-pub(crate) struct UdpLayer {
+pub struct UdpLayer {
     sockets: Slab<UdpSocket>,
     ports: HashMap<u16, Vec<Handle>, SeededState>,
     /// Receive buffers for reuse, so steady state allocates nothing.
@@ -260,246 +168,36 @@ impl UdpLayer {
             })
         })
     }
-}
-
-/// Whether `ip` is a broadcast address for an interface on `cidr`.
-fn is_broadcast(iface: &Interface, ip: Ipv4Addr) -> bool {
-    ip.is_broadcast() || Some(ip) == iface.config.address.broadcast()
-}
-
-impl Interface {
-    /// Opens a UDP socket bound to `local`; port 0 picks a free ephemeral port.
-    pub fn udp_bind(&mut self, local: SocketAddrV4) -> Result<UdpHandle, BindError> {
-        let ip = *local.ip();
-        if !(ip.is_unspecified() || ip == self.config.address.addr() || is_broadcast(self, ip)) {
-            return Err(BindError::AddrNotAvailable);
-        }
-        let port = if local.port() == 0 {
-            self.udp_ephemeral_port(ip).ok_or(BindError::AddrInUse)?
-        } else {
-            local.port()
-        };
-        let local = SocketAddrV4::new(ip, port);
-        if self.udp.conflicts(local) {
-            return Err(BindError::AddrInUse);
-        }
-        let h = self.udp.sockets.insert(UdpSocket {
-            local,
-            remote: None,
-            broadcast: false,
-            ttl: ip::DEFAULT_TTL,
-            rx: VecDeque::new(),
-            rx_bytes: 0,
-            limits: RecvLimits::default(),
-            error: None,
-            rx_datagrams: 0,
-            tx_datagrams: 0,
-            rx_dropped: 0,
-            event_pending: false,
-            owner: None,
-            recv_errors: false,
-            err_queue: VecDeque::new(),
-        });
-        self.udp.ports.entry(port).or_default().push(h);
-        log::debug!("udp {local}: bound");
-        Ok(UdpHandle(h))
-    }
-
-    /// A free port from the ephemeral range: a random start, then the next free one.
-    fn udp_ephemeral_port(&mut self, ip: Ipv4Addr) -> Option<u16> {
-        let span = u32::from(EPHEMERAL_LAST - EPHEMERAL_FIRST) + 1;
-        let start = self.rng.below(u64::from(span)) as u32;
-        (0..span)
-            .map(|i| EPHEMERAL_FIRST + ((start + i) % span) as u16)
-            .find(|p| !self.udp.ports.contains_key(p) && !self.udp.conflicts(SocketAddrV4::new(ip, *p)))
-    }
-
-    /// Closes a socket; queued datagrams are discarded.
-    pub fn udp_close(&mut self, h: UdpHandle) {
-        let s = self
-            .udp
-            .sockets
-            .remove(h.0)
-            .expect("UDP handle is stale: the socket was closed");
-        if let Some(hs) = self.udp.ports.get_mut(&s.local.port()) {
-            hs.retain(|x| *x != h.0);
-            if hs.is_empty() {
-                self.udp.ports.remove(&s.local.port());
-            }
-        }
-        log::debug!("udp {}: closed", s.local);
-    }
-
-    /// Sets the default peer: `udp_send` goes there and only its datagrams are received.
-    pub fn udp_connect(&mut self, h: UdpHandle, remote: SocketAddrV4) -> Result<(), ConnectError> {
-        if remote.ip().is_unspecified() || remote.port() == 0 {
-            return Err(ConnectError::InvalidAddress);
-        }
-        if is_broadcast(self, *remote.ip()) && !self.udp.socket(h).broadcast {
-            return Err(ConnectError::PermissionDenied);
-        }
-        if self.routes.lookup(*remote.ip()).is_none() && !remote.ip().is_broadcast() {
-            return Err(ConnectError::NetUnreachable);
-        }
-        let our = self.config.address.addr();
-        let s = self.udp.socket_mut(h);
-        // Like Linux, a wildcard-bound socket takes the source address it will use.
-        if s.local.ip().is_unspecified() {
-            s.local.set_ip(our);
-        }
-        s.remote = Some(remote);
-        s.error = None;
-        log::debug!("udp {}: connected to {remote}", s.local);
-        Ok(())
-    }
-
-    /// Allows or forbids sending to broadcast addresses (`SO_BROADCAST`).
-    pub fn udp_set_broadcast(&mut self, h: UdpHandle, on: bool) {
-        self.udp.socket_mut(h).broadcast = on;
-    }
 
     /// Whether sending to broadcast addresses is allowed.
-    pub fn udp_broadcast(&self, h: UdpHandle) -> bool {
-        self.udp.socket(h).broadcast
-    }
-
-    /// Queues every ICMP error about this socket's datagrams, connected or
-    /// not (Linux's `IP_RECVERR`), for [`udp_recv_error`](Self::udp_recv_error).
-    pub fn udp_set_recv_errors(&mut self, h: UdpHandle, on: bool) {
-        let s = self.udp.socket_mut(h);
-        s.recv_errors = on;
-        if !on {
-            s.err_queue.clear();
-        }
-    }
-
-    /// The oldest queued ICMP error, if any.
-    pub fn udp_recv_error(&mut self, h: UdpHandle) -> Option<UdpIcmpError> {
-        self.udp.socket_mut(h).err_queue.pop_front()
-    }
-
-    /// Labels the socket with its user, for netstat.
-    pub fn udp_set_owner(&mut self, h: UdpHandle, owner: Option<std::sync::Arc<str>>) {
-        self.udp.socket_mut(h).owner = owner;
-    }
-
-    /// Sets the TTL of datagrams this socket sends (`IP_TTL`).
-    pub fn udp_set_ttl(&mut self, h: UdpHandle, ttl: u8) {
-        self.udp.socket_mut(h).ttl = ttl;
+    pub fn broadcast(&self, h: UdpHandle) -> bool {
+        self.socket(h).broadcast
     }
 
     /// The TTL of datagrams this socket sends.
-    pub fn udp_ttl(&self, h: UdpHandle) -> u8 {
-        self.udp.socket(h).ttl
-    }
-
-    /// Sets the receive-queue limits.
-    pub fn udp_set_recv_limits(&mut self, h: UdpHandle, limits: RecvLimits) {
-        self.udp.socket_mut(h).limits = limits;
+    pub fn ttl(&self, h: UdpHandle) -> u8 {
+        self.socket(h).ttl
     }
 
     /// The local address.
-    pub fn udp_local_addr(&self, h: UdpHandle) -> SocketAddrV4 {
-        self.udp.socket(h).local
+    pub fn local_addr(&self, h: UdpHandle) -> SocketAddrV4 {
+        self.socket(h).local
     }
 
     /// The peer, if connected.
-    pub fn udp_peer_addr(&self, h: UdpHandle) -> Option<SocketAddrV4> {
-        self.udp.socket(h).remote
-    }
-
-    /// Takes the pending ICMP-derived error, if any (`SO_ERROR`).
-    pub fn udp_take_error(&mut self, h: UdpHandle) -> Option<SocketError> {
-        self.udp.socket_mut(h).error.take()
+    pub fn peer_addr(&self, h: UdpHandle) -> Option<SocketAddrV4> {
+        self.socket(h).remote
     }
 
     /// Whether a receive would return at once (a datagram or an error waits).
-    pub fn udp_can_recv(&self, h: UdpHandle) -> bool {
-        let s = self.udp.socket(h);
+    pub fn can_recv(&self, h: UdpHandle) -> bool {
+        let s = self.socket(h);
         !s.rx.is_empty() || s.error.is_some()
     }
 
-    /// Sends to the connected peer.
-    pub fn udp_send(&mut self, now: Instant, h: UdpHandle, data: &[u8]) -> Result<(), SendError> {
-        let remote = self.udp.socket(h).remote.ok_or(SendError::NotConnected)?;
-        self.udp_send_to(now, h, remote, data, None)
-    }
-
-    /// Sends one datagram to `dst`, with the socket's TTL unless `ttl` is given.
-    pub fn udp_send_to(
-        &mut self,
-        _now: Instant,
-        h: UdpHandle,
-        dst: SocketAddrV4,
-        data: &[u8],
-        ttl: Option<u8>,
-    ) -> Result<(), SendError> {
-        let broadcast_dst = is_broadcast(self, *dst.ip());
-        let s = self.udp.socket_mut(h);
-        if let Some(e) = s.error.take() {
-            return Err(SendError::Socket(e));
-        }
-        if dst.port() == 0 || dst.ip().is_unspecified() {
-            return Err(SendError::InvalidAddress);
-        }
-        if data.len() > wire::MAX_PAYLOAD {
-            return Err(SendError::MessageTooBig);
-        }
-        if broadcast_dst && !s.broadcast {
-            return Err(SendError::PermissionDenied);
-        }
-        let ttl = ttl.unwrap_or(s.ttl);
-        let src_port = s.local.port();
-        let src = self.config.address.addr();
-        let mut payload = self.tx.buffer();
-        wire::write(&mut payload, src, src_port, *dst.ip(), dst.port(), data);
-        match self.send_datagram(*dst.ip(), protocol::UDP, ttl, false, payload) {
-            Ok(()) => {
-                self.stats.udp_tx_datagrams += 1;
-                self.udp.socket_mut(h).tx_datagrams += 1;
-                Ok(())
-            }
-            Err(IpSendError::NoRoute) => Err(SendError::NetUnreachable),
-            Err(IpSendError::QueueFull) => Err(SendError::QueueFull),
-            Err(IpSendError::TooBig) => Err(SendError::MessageTooBig),
-        }
-    }
-
-    /// Receives (or with `peek`, looks at) the next datagram, copying what
-    /// fits into `buf`; the rest of a longer datagram is dropped unless peeking.
-    pub fn udp_recv_from(&mut self, h: UdpHandle, buf: &mut [u8], peek: bool) -> Result<Received, RecvError> {
-        let s = self
-            .udp
-            .sockets
-            .get_mut(h.0)
-            .expect("UDP handle is stale: the socket was closed");
-        if let Some(e) = s.error.take() {
-            return Err(RecvError::Socket(e));
-        }
-        let d = s.rx.front().ok_or(RecvError::WouldBlock)?;
-        let len = d.data.len().min(buf.len());
-        buf[..len].copy_from_slice(&d.data[..len]);
-        let got = Received {
-            len,
-            full_len: d.data.len(),
-            from: d.from,
-            to: d.to,
-        };
-        if !peek {
-            let d = s.rx.pop_front().expect("front exists");
-            s.rx_bytes -= d.data.len();
-            if self.udp.pool.len() < POOL {
-                let mut b = d.data;
-                b.clear();
-                self.udp.pool.push(b);
-            }
-        }
-        Ok(got)
-    }
-
     /// Every UDP socket, for `netstat`.
-    pub fn udp_sockets(&self) -> impl Iterator<Item = UdpSocketInfo> + '_ {
-        self.udp.sockets.iter().map(|(h, s)| UdpSocketInfo {
+    pub fn sockets(&self) -> impl Iterator<Item = UdpSocketInfo> + '_ {
+        self.sockets.iter().map(|(h, s)| UdpSocketInfo {
             owner: s.owner.clone(),
             handle: UdpHandle(h),
             local: s.local,
@@ -511,58 +209,60 @@ impl Interface {
         })
     }
 
-    fn udp_event(&mut self, h: Handle) {
-        let s = self.udp.sockets.get_mut(h).expect("live socket");
+    fn event(&mut self, cx: &mut Context<'_>, h: Handle) {
+        let s = self.sockets.get_mut(h).expect("live socket");
         if !s.event_pending {
             s.event_pending = true;
-            self.events.push(crate::iface::SocketEvent::Udp(UdpHandle(h)));
+            cx.notify(SocketEvent::Udp(UdpHandle(h)));
         }
     }
 
     /// Marks a taken event as seen, so the next change queues a new one.
-    pub(crate) fn udp_event_taken(&mut self, h: UdpHandle) {
-        if let Some(s) = self.udp.sockets.get_mut(h.0) {
+    pub(crate) fn event_taken(&mut self, h: UdpHandle) {
+        if let Some(s) = self.sockets.get_mut(h.0) {
             s.event_pending = false;
         }
     }
 
     /// Queues a copy of `data` on socket `h`, or counts a drop.
-    fn udp_enqueue(&mut self, h: Handle, from: SocketAddrV4, to: Ipv4Addr, data: &[u8]) {
-        let mut buf = self.udp.pool.pop().unwrap_or_default();
-        let s = self.udp.sockets.get_mut(h).expect("live socket");
+    fn enqueue(&mut self, cx: &mut Context<'_>, h: Handle, from: SocketAddrV4, to: Ipv4Addr, data: &[u8]) {
+        let mut buf = self.pool.pop().unwrap_or_default();
+        let s = self.sockets.get_mut(h).expect("live socket");
         let over = s.rx_bytes + data.len() > s.limits.bytes || s.rx.len() >= s.limits.datagrams;
         if over && !s.rx.is_empty() {
             s.rx_dropped += 1;
-            self.stats.udp_rx_queue_full += 1;
-            self.udp.pool.push(buf);
+            cx.stats().udp_rx_queue_full += 1;
+            self.pool.push(buf);
             return;
         }
         buf.extend_from_slice(data);
         s.rx_bytes += data.len();
         s.rx_datagrams += 1;
         s.rx.push_back(RxDatagram { from, to, data: buf });
-        self.stats.udp_rx_datagrams += 1;
-        self.udp_event(h);
+        cx.stats().udp_rx_datagrams += 1;
+        self.event(cx, h);
     }
 
     /// Handles a UDP datagram addressed to us.
-    pub(crate) fn udp_input(&mut self, now: Instant, ctx: &ErrorContext<'_>, dst: Ipv4Addr) {
-        let d = match UdpDatagram::parse(ctx.payload, ctx.src, dst) {
+    pub(crate) fn input(&mut self, cx: &mut Context<'_>, dg: &Datagram<'_>) {
+        let (src, dst) = (dg.header.src, dg.header.dst);
+        let d = match UdpDatagram::parse(dg.payload, src, dst) {
             Ok(d) => d,
             Err(e) => {
+                let stats = cx.stats();
                 let c = match e {
-                    wire::UdpError::Truncated => &mut self.stats.udp_truncated,
-                    wire::UdpError::BadLength => &mut self.stats.udp_bad_length,
-                    wire::UdpError::BadChecksum => &mut self.stats.udp_bad_checksum,
+                    wire::UdpError::Truncated => &mut stats.udp_truncated,
+                    wire::UdpError::BadLength => &mut stats.udp_bad_length,
+                    wire::UdpError::BadChecksum => &mut stats.udp_bad_checksum,
                 };
                 *c += 1;
-                log::trace!("udp from {}: dropped ({e:?})", ctx.src);
+                log::trace!("udp from {src}: dropped ({e})");
                 return;
             }
         };
-        let from = SocketAddrV4::new(ctx.src, d.src_port);
-        let Some(candidates) = self.udp.ports.get(&d.dst_port) else {
-            self.udp_no_port(now, ctx);
+        let from = SocketAddrV4::new(src, d.src_port);
+        let Some(candidates) = self.ports.get(&d.dst_port) else {
+            no_port(cx, dg);
             return;
         };
         // Each candidate's fitness: None if it must not hear this datagram.
@@ -581,90 +281,285 @@ impl Interface {
             }
             Some(score)
         };
-        if ctx.delivery == Delivery::Unicast {
+        if dg.delivery == Delivery::Unicast {
             let best = candidates
                 .iter()
-                .filter_map(|h| score(self.udp.sockets.get(*h).expect("live")).map(|sc| (sc, *h)))
+                .filter_map(|h| score(self.sockets.get(*h).expect("live")).map(|sc| (sc, *h)))
                 .max_by_key(|(sc, _)| *sc)
                 .map(|(_, h)| h);
             match best {
-                Some(h) => self.udp_enqueue(h, from, dst, d.payload),
-                None => self.udp_no_port(now, ctx),
+                Some(h) => self.enqueue(cx, h, from, dst, d.payload),
+                None => no_port(cx, dg),
             }
         } else {
             // Broadcasts go to every socket that may hear them (never an ICMP error).
             let hearers: Vec<Handle> = candidates
                 .iter()
                 .copied()
-                .filter(|h| score(self.udp.sockets.get(*h).expect("live")).is_some())
+                .filter(|h| score(self.sockets.get(*h).expect("live")).is_some())
                 .collect();
             if hearers.is_empty() {
-                self.stats.udp_no_port += 1;
+                cx.stats().udp_no_port += 1;
             }
             for h in hearers {
-                self.udp_enqueue(h, from, dst, d.payload);
+                self.enqueue(cx, h, from, dst, d.payload);
             }
         }
     }
 
-    fn udp_no_port(&mut self, now: Instant, ctx: &ErrorContext<'_>) {
-        self.stats.udp_no_port += 1;
-        self.send_icmp_error(now, kind::DEST_UNREACHABLE, unreachable::PORT, [0; 4], ctx);
-    }
-
-    /// An ICMP error from `from` quoting a UDP datagram we sent from
-    /// `local_port` to `remote`.
-    pub(crate) fn udp_icmp_error(
-        &mut self,
-        now: Instant,
-        from: Ipv4Addr,
-        local_port: u16,
-        remote: SocketAddrV4,
-        kind_: u8,
-        code: u8,
-    ) {
-        if let Some(hs) = self.udp.ports.get(&local_port) {
+    /// An ICMP error quoting a UDP datagram we sent.
+    pub(crate) fn icmp_error(&mut self, cx: &mut Context<'_>, report: &IcmpErrorReport<'_>) {
+        let Some(sent) = UdpDatagram::parse_quote(report.transport) else {
+            return;
+        };
+        let local_port = sent.src_port;
+        let remote = SocketAddrV4::new(report.quoted.dst, sent.dst_port);
+        let (kind_, code) = (report.kind, report.code);
+        if let Some(hs) = self.ports.get(&local_port) {
             let queued: Vec<Handle> = hs
                 .iter()
                 .copied()
                 .filter(|h| {
-                    let s = self.udp.sockets.get(*h).expect("live");
+                    let s = self.sockets.get(*h).expect("live");
                     s.recv_errors && s.remote.is_none_or(|r| r == remote)
                 })
                 .collect();
             for h in queued {
-                let s = self.udp.sockets.get_mut(h).expect("live");
+                let s = self.sockets.get_mut(h).expect("live");
                 if s.err_queue.len() < ERROR_QUEUE_LIMIT {
                     s.err_queue.push_back(UdpIcmpError {
-                        from,
+                        from: report.from,
                         kind: kind_,
                         code,
                         dst: remote,
-                        at: now,
+                        at: cx.now(),
                     });
-                    self.udp_event(h);
+                    self.event(cx, h);
                 }
             }
         }
         let Some((err, hard)) = SocketError::from_icmp(kind_, code) else {
             return;
         };
-        let Some(hs) = self.udp.ports.get(&local_port) else {
+        let Some(hs) = self.ports.get(&local_port) else {
             return;
         };
         let target = hs
             .iter()
             .copied()
-            .find(|h| self.udp.sockets.get(*h).is_some_and(|s| s.remote == Some(remote)));
+            .find(|h| self.sockets.get(*h).is_some_and(|s| s.remote == Some(remote)));
         match target {
             Some(h) if hard => {
-                self.udp.sockets.get_mut(h).expect("live").error = Some(err);
-                self.stats.udp_icmp_errors += 1;
-                log::debug!("udp port {local_port}: {err:?} from {remote}");
-                self.udp_event(h);
+                self.sockets.get_mut(h).expect("live").error = Some(err);
+                cx.stats().udp_icmp_errors += 1;
+                log::debug!("udp port {local_port}: {err} from {remote}");
+                self.event(cx, h);
             }
             _ => log::trace!("udp port {local_port}: ICMP {kind_}/{code} about {remote} not reported"),
         }
+    }
+}
+
+/// No socket for a unicast datagram: ICMP port unreachable (RFC 1122 §4.1.3.1).
+fn no_port(cx: &mut Context<'_>, dg: &Datagram<'_>) {
+    cx.stats().udp_no_port += 1;
+    cx.send_icmp_error(kind::DEST_UNREACHABLE, unreachable::PORT, [0; 4], dg);
+}
+
+/// The socket calls.
+impl Sockets<'_, UdpLayer> {
+    /// Opens a UDP socket bound to `local`; port 0 picks a free ephemeral port.
+    pub fn bind(&mut self, local: SocketAddrV4) -> Result<UdpHandle, BindError> {
+        let ip = *local.ip();
+        if !(ip.is_unspecified() || ip == self.cx.addr() || self.cx.is_broadcast(ip)) {
+            return Err(BindError::AddrNotAvailable);
+        }
+        let layer = &mut *self.layer;
+        let port = if local.port() == 0 {
+            sock::ephemeral_port(self.cx.rng(), |p| {
+                layer.ports.contains_key(&p) || layer.conflicts(SocketAddrV4::new(ip, p))
+            })
+            .ok_or(BindError::AddrInUse)?
+        } else {
+            local.port()
+        };
+        let local = SocketAddrV4::new(ip, port);
+        if layer.conflicts(local) {
+            return Err(BindError::AddrInUse);
+        }
+        let h = layer.sockets.insert(UdpSocket {
+            local,
+            remote: None,
+            broadcast: false,
+            ttl: ip::DEFAULT_TTL,
+            rx: VecDeque::new(),
+            rx_bytes: 0,
+            limits: RecvLimits::default(),
+            error: None,
+            rx_datagrams: 0,
+            tx_datagrams: 0,
+            rx_dropped: 0,
+            event_pending: false,
+            owner: None,
+            recv_errors: false,
+            err_queue: VecDeque::new(),
+        });
+        layer.ports.entry(port).or_default().push(h);
+        log::debug!("udp {local}: bound");
+        Ok(UdpHandle(h))
+    }
+
+    /// Closes a socket; queued datagrams are discarded.
+    pub fn close(&mut self, h: UdpHandle) {
+        let layer = &mut *self.layer;
+        let s = layer
+            .sockets
+            .remove(h.0)
+            .expect("UDP handle is stale: the socket was closed");
+        if let Some(hs) = layer.ports.get_mut(&s.local.port()) {
+            hs.retain(|x| *x != h.0);
+            if hs.is_empty() {
+                layer.ports.remove(&s.local.port());
+            }
+        }
+        log::debug!("udp {}: closed", s.local);
+    }
+
+    /// Sets the default peer: `send` goes there and only its datagrams are received.
+    pub fn connect(&mut self, h: UdpHandle, remote: SocketAddrV4) -> Result<(), ConnectError> {
+        if remote.ip().is_unspecified() || remote.port() == 0 {
+            return Err(ConnectError::InvalidAddress);
+        }
+        if self.cx.is_broadcast(*remote.ip()) && !self.layer.broadcast(h) {
+            return Err(ConnectError::PermissionDenied);
+        }
+        if !self.cx.has_route(*remote.ip()) && !remote.ip().is_broadcast() {
+            return Err(ConnectError::NetUnreachable);
+        }
+        let our = self.cx.addr();
+        let s = self.layer.socket_mut(h);
+        // Like Linux, a wildcard-bound socket takes the source address it will use.
+        if s.local.ip().is_unspecified() {
+            s.local.set_ip(our);
+        }
+        s.remote = Some(remote);
+        s.error = None;
+        log::debug!("udp {}: connected to {remote}", s.local);
+        Ok(())
+    }
+
+    /// Allows or forbids sending to broadcast addresses (`SO_BROADCAST`).
+    pub fn set_broadcast(&mut self, h: UdpHandle, on: bool) {
+        self.layer.socket_mut(h).broadcast = on;
+    }
+
+    /// Queues every ICMP error about this socket's datagrams, connected or
+    /// not (Linux's `IP_RECVERR`), for [`recv_error`](Self::recv_error).
+    pub fn set_recv_errors(&mut self, h: UdpHandle, on: bool) {
+        let s = self.layer.socket_mut(h);
+        s.recv_errors = on;
+        if !on {
+            s.err_queue.clear();
+        }
+    }
+
+    /// The oldest queued ICMP error, if any.
+    pub fn recv_error(&mut self, h: UdpHandle) -> Option<UdpIcmpError> {
+        self.layer.socket_mut(h).err_queue.pop_front()
+    }
+
+    /// Labels the socket with its user, for netstat.
+    pub fn set_owner(&mut self, h: UdpHandle, owner: Option<std::sync::Arc<str>>) {
+        self.layer.socket_mut(h).owner = owner;
+    }
+
+    /// Sets the TTL of datagrams this socket sends (`IP_TTL`).
+    pub fn set_ttl(&mut self, h: UdpHandle, ttl: u8) {
+        self.layer.socket_mut(h).ttl = ttl;
+    }
+
+    /// Sets the receive-queue limits.
+    pub fn set_recv_limits(&mut self, h: UdpHandle, limits: RecvLimits) {
+        self.layer.socket_mut(h).limits = limits;
+    }
+
+    /// Takes the pending ICMP-derived error, if any (`SO_ERROR`).
+    pub fn take_error(&mut self, h: UdpHandle) -> Option<SocketError> {
+        self.layer.socket_mut(h).error.take()
+    }
+
+    /// Sends to the connected peer.
+    pub fn send(&mut self, h: UdpHandle, data: &[u8]) -> Result<(), SendError> {
+        let remote = self.layer.peer_addr(h).ok_or(SendError::NotConnected)?;
+        self.send_to(h, remote, data, None)
+    }
+
+    /// Sends one datagram to `dst`, with the socket's TTL unless `ttl` is given.
+    pub fn send_to(&mut self, h: UdpHandle, dst: SocketAddrV4, data: &[u8], ttl: Option<u8>) -> Result<(), SendError> {
+        let broadcast_dst = self.cx.is_broadcast(*dst.ip());
+        let s = self.layer.socket_mut(h);
+        if let Some(e) = s.error.take() {
+            return Err(SendError::Socket(e));
+        }
+        if dst.port() == 0 || dst.ip().is_unspecified() {
+            return Err(SendError::InvalidAddress);
+        }
+        if data.len() > wire::MAX_PAYLOAD {
+            return Err(SendError::MessageTooBig);
+        }
+        if broadcast_dst && !s.broadcast {
+            return Err(SendError::PermissionDenied);
+        }
+        let ttl = ttl.unwrap_or(s.ttl);
+        let datagram = UdpDatagram {
+            src_port: s.local.port(),
+            dst_port: dst.port(),
+            payload: data,
+        };
+        let mut payload = self.cx.buffer();
+        datagram.emit(&mut payload, self.cx.addr(), *dst.ip());
+        match self.cx.send_datagram(*dst.ip(), protocol::UDP, ttl, false, payload) {
+            Ok(()) => {
+                self.cx.stats().udp_tx_datagrams += 1;
+                self.layer.socket_mut(h).tx_datagrams += 1;
+                Ok(())
+            }
+            Err(OutputError::NoRoute) => Err(SendError::NetUnreachable),
+            Err(OutputError::QueueFull) => Err(SendError::QueueFull),
+            Err(OutputError::TooBig) => Err(SendError::MessageTooBig),
+        }
+    }
+
+    /// Receives (or with `peek`, looks at) the next datagram, copying what
+    /// fits into `buf`; the rest of a longer datagram is dropped unless peeking.
+    pub fn recv_from(&mut self, h: UdpHandle, buf: &mut [u8], peek: bool) -> Result<Received, RecvError> {
+        let layer = &mut *self.layer;
+        let s = layer
+            .sockets
+            .get_mut(h.0)
+            .expect("UDP handle is stale: the socket was closed");
+        if let Some(e) = s.error.take() {
+            return Err(RecvError::Socket(e));
+        }
+        let d = s.rx.front().ok_or(RecvError::WouldBlock)?;
+        let len = d.data.len().min(buf.len());
+        buf[..len].copy_from_slice(&d.data[..len]);
+        let got = Received {
+            len,
+            full_len: d.data.len(),
+            from: d.from,
+            to: d.to,
+        };
+        if !peek {
+            let d = s.rx.pop_front().expect("front exists");
+            s.rx_bytes -= d.data.len();
+            if layer.pool.len() < POOL {
+                let mut b = d.data;
+                b.clear();
+                layer.pool.push(b);
+            }
+        }
+        Ok(got)
     }
 }
 

@@ -51,12 +51,12 @@ fn smoltcp_pings_tunstack_with_small_and_fragmented_echoes() {
         for ms in 0..1000u64 {
             let now = (seq as u64) * 10_000 + ms;
             smol.poll(SmolInstant::from_millis(now as i64), &mut link, &mut sockets);
-            while let Ok(n) = ours.recv(&mut rx_buf) {
+            while let Ok(n) = ours.recv(Instant::from_millis(now), &mut rx_buf) {
                 stack.handle_packet(Instant::from_millis(now), &rx_buf[..n]);
             }
             stack.handle_timeout(Instant::from_millis(now));
             while let Some(n) = stack.poll_transmit(Instant::from_millis(now), &mut tx_buf) {
-                ours.send(&tx_buf[..n]).unwrap();
+                ours.send(Instant::from_millis(now), &tx_buf[..n]).unwrap();
             }
             smol.poll(SmolInstant::from_millis(now as i64), &mut link, &mut sockets);
             let s = sockets.get_mut::<icmp::Socket>(handle);

@@ -21,7 +21,7 @@ use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use tunstack::rand::Rng;
-use tunstack::tcp::tcb::State;
+use tunstack::tcp::State;
 use tunstack::{Duration, Instant};
 use tunstack_tests::sim::{
     ADDR_A, ADDR_B, Endpoint, Recv, TcpEndpoint, TransferReport, TransferSpec, TunstackEndpoint, run_transfer,

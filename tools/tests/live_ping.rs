@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 use tunstack::wire::checksum;
 use tunstack::wire::icmp::{self, kind};
-use tunstack::wire::ipv4::{HEADER_LEN, HeaderFields, write_header};
+use tunstack::wire::ipv4::{HEADER_LEN, Ipv4Header};
 use tunstack_tests::inject::PacketSocket;
 use tunstack_tests::netns::{Daemon, Sandbox, live_tests_possible};
 
@@ -109,17 +109,17 @@ fn broadcast_ping_can_be_ignored() {
 /// A well-formed echo request from the host side to the stack.
 fn echo_request_packet(seq: u16) -> Vec<u8> {
     let mut msg = Vec::new();
-    icmp::write_message(&mut msg, kind::ECHO_REQUEST, 0, [0x12, 0x34, 0, seq as u8], b"crafted!");
-    let f = HeaderFields {
-        src: Ipv4Addr::new(10, 200, 0, 1),
-        dst: Ipv4Addr::new(10, 200, 0, 2),
-        protocol: 1,
-        ttl: 64,
-        ident: seq,
-        dont_fragment: false,
-    };
+    icmp::IcmpMessage::echo(kind::ECHO_REQUEST, 0x1234, seq, b"crafted!").emit(&mut msg);
+    let h = Ipv4Header::new(
+        Ipv4Addr::new(10, 200, 0, 1),
+        Ipv4Addr::new(10, 200, 0, 2),
+        1,
+        64,
+        seq,
+        msg.len(),
+    );
     let mut p = vec![0u8; HEADER_LEN + msg.len()];
-    write_header(&mut p, &f, msg.len(), 0, false);
+    h.emit(&mut p);
     p[HEADER_LEN..].copy_from_slice(&msg);
     p
 }

@@ -175,11 +175,7 @@ fn stack_connects_out_and_transfers_20mb_both_ways_with_half_closes() {
     let mut got = Vec::new();
     conn.read_to_end(&mut got).unwrap();
     assert!(got == to_stack, "bytes from the host differ ({} received)", got.len());
-    assert_eq!(
-        conn.state(),
-        tunstack::tcp::tcb::State::CloseWait,
-        "the host half-closed"
-    );
+    assert_eq!(conn.state(), tunstack::tcp::State::CloseWait, "the host half-closed");
     conn.write_all(&to_host).unwrap();
     conn.shutdown(Shutdown::Write).unwrap();
     nc.join().unwrap().assert_success("nc -l");

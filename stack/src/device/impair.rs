@@ -214,7 +214,6 @@ pub struct ImpairedDevice<D> {
     outbound: Option<Impairer>,
     in_q: Delayed,
     out_q: Delayed,
-    epoch: std::time::Instant,
     scratch: Vec<(Instant, Vec<u8>)>,
 }
 
@@ -228,13 +227,8 @@ impl<D: Device> ImpairedDevice<D> {
             outbound: if direction != Direction::In { mk(0x0d) } else { None },
             in_q: Delayed::default(),
             out_q: Delayed::default(),
-            epoch: std::time::Instant::now(),
             scratch: Vec::new(),
         }
-    }
-
-    fn now(&self) -> Instant {
-        Instant::from_micros(self.epoch.elapsed().as_micros() as u64)
     }
 
     /// What the impairers did, inbound and outbound.
@@ -247,15 +241,14 @@ impl<D: Device> ImpairedDevice<D> {
 }
 
 impl<D: Device> Device for ImpairedDevice<D> {
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let now = self.now();
+    fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             if let Some(p) = self.in_q.pop_due(now) {
                 let n = p.len().min(buf.len());
                 buf[..n].copy_from_slice(&p[..n]);
                 return Ok(n);
             }
-            let n = self.inner.recv(buf)?; // WouldBlock ends the loop
+            let n = self.inner.recv(now, buf)?; // WouldBlock ends the loop
             match self.inbound.as_mut() {
                 None => return Ok(n),
                 Some(imp) => {
@@ -268,42 +261,39 @@ impl<D: Device> Device for ImpairedDevice<D> {
         }
     }
 
-    fn send(&mut self, packet: &[u8]) -> io::Result<()> {
+    fn send(&mut self, now: Instant, packet: &[u8]) -> io::Result<()> {
         let Some(imp) = self.outbound.as_mut() else {
-            return self.inner.send(packet);
+            return self.inner.send(now, packet);
         };
-        let now = Instant::from_micros(self.epoch.elapsed().as_micros() as u64);
         imp.admit(now, packet, &mut self.scratch);
         for (at, p) in self.scratch.drain(..) {
             self.out_q.push(at, p);
         }
-        self.flush()
+        self.flush(now)
     }
 
     fn readable_fd(&self) -> Option<RawFd> {
         self.inner.readable_fd()
     }
 
-    fn next_deadline(&self) -> Option<std::time::Instant> {
-        let next = match (self.in_q.next(), self.out_q.next()) {
+    fn next_deadline(&self) -> Option<Instant> {
+        let mine = match (self.in_q.next(), self.out_q.next()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let mine = next.map(|t| self.epoch + std::time::Duration::from_micros(t.total_micros()));
         match (mine, self.inner.next_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        let now = self.now();
+    fn flush(&mut self, now: Instant) -> io::Result<()> {
         while let Some(p) = self.out_q.pop_due(now) {
-            if let Err(e) = self.inner.send(&p) {
+            if let Err(e) = self.inner.send(now, &p) {
                 log::debug!("impaired send failed: {e}");
             }
         }
-        self.inner.flush()
+        self.inner.flush(now)
     }
 }
 

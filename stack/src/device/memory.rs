@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 use super::Device;
+use crate::time::Instant;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixDatagram;
@@ -27,11 +28,11 @@ impl MemoryLink {
 }
 
 impl Device for MemoryLink {
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    fn recv(&mut self, _now: Instant, buf: &mut [u8]) -> io::Result<usize> {
         self.sock.recv(buf)
     }
 
-    fn send(&mut self, packet: &[u8]) -> io::Result<()> {
+    fn send(&mut self, _now: Instant, packet: &[u8]) -> io::Result<()> {
         self.sock.send(packet).map(|_| ())
     }
 
@@ -47,24 +48,27 @@ mod tests {
     #[test]
     fn what_one_end_sends_the_other_receives_in_order() {
         let (mut a, mut b) = MemoryLink::pair().unwrap();
-        a.send(b"one").unwrap();
-        a.send(b"two").unwrap();
-        b.send(b"back").unwrap();
+        a.send(Instant::ZERO, b"one").unwrap();
+        a.send(Instant::ZERO, b"two").unwrap();
+        b.send(Instant::ZERO, b"back").unwrap();
         let mut buf = [0u8; 16];
-        let n = b.recv(&mut buf).unwrap();
+        let n = b.recv(Instant::ZERO, &mut buf).unwrap();
         assert_eq!(&buf[..n], b"one");
-        let n = b.recv(&mut buf).unwrap();
+        let n = b.recv(Instant::ZERO, &mut buf).unwrap();
         assert_eq!(&buf[..n], b"two");
-        assert_eq!(b.recv(&mut buf).unwrap_err().kind(), io::ErrorKind::WouldBlock);
-        let n = a.recv(&mut buf).unwrap();
+        assert_eq!(
+            b.recv(Instant::ZERO, &mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        let n = a.recv(Instant::ZERO, &mut buf).unwrap();
         assert_eq!(&buf[..n], b"back");
     }
 
     #[test]
     fn largest_ip_packet_fits() {
         let (mut a, mut b) = MemoryLink::pair().unwrap();
-        a.send(&[7u8; 65535]).unwrap();
+        a.send(Instant::ZERO, &[7u8; 65535]).unwrap();
         let mut buf = vec![0u8; 65536];
-        assert_eq!(b.recv(&mut buf).unwrap(), 65535);
+        assert_eq!(b.recv(Instant::ZERO, &mut buf).unwrap(), 65535);
     }
 }

@@ -14,18 +14,25 @@ pub mod pcap;
 pub mod sys;
 pub mod tun;
 
+use crate::time::Instant;
 use std::io;
 use std::os::fd::RawFd;
 
 /// A link that carries raw IPv4 packets.
+///
+/// Devices keep the stack's clock: every call that may need the time is
+/// handed the runtime's `now`, and deadlines are in the same [`Instant`]s,
+/// so the core, the devices and the simulation all run on one clock that
+/// only the runtime reads from the OS. (The pcap writer is the exception
+/// that proves it: its file format records wall-clock time.)
 pub trait Device {
     /// Reads one packet into `buf`; `Err(WouldBlock)` when none is waiting.
     /// A packet longer than `buf` is truncated.
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<usize>;
 
     /// Sends one packet. `Err(WouldBlock)` means the link is busy and the
     /// packet was not sent; the caller drops it, as a full NIC queue would.
-    fn send(&mut self, packet: &[u8]) -> io::Result<()>;
+    fn send(&mut self, now: Instant, packet: &[u8]) -> io::Result<()>;
 
     /// A file descriptor that becomes readable when a packet is waiting, for
     /// `poll(2)`; `None` for devices that are polled by other means.
@@ -33,34 +40,35 @@ pub trait Device {
 
     /// When the device next needs [`flush`](Self::flush) or has a delayed
     /// packet for [`recv`](Self::recv) (impairment queues); `None`: never.
-    fn next_deadline(&self) -> Option<std::time::Instant> {
+    fn next_deadline(&self) -> Option<Instant> {
         None
     }
 
     /// Sends what is due and flushes buffered output (pcap); called every turn.
-    fn flush(&mut self) -> io::Result<()> {
+    fn flush(&mut self, now: Instant) -> io::Result<()> {
+        let _ = now;
         Ok(())
     }
 }
 
 impl<D: Device + ?Sized> Device for Box<D> {
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (**self).recv(buf)
+    fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<usize> {
+        (**self).recv(now, buf)
     }
 
-    fn send(&mut self, packet: &[u8]) -> io::Result<()> {
-        (**self).send(packet)
+    fn send(&mut self, now: Instant, packet: &[u8]) -> io::Result<()> {
+        (**self).send(now, packet)
     }
 
     fn readable_fd(&self) -> Option<RawFd> {
         (**self).readable_fd()
     }
 
-    fn next_deadline(&self) -> Option<std::time::Instant> {
+    fn next_deadline(&self) -> Option<Instant> {
         (**self).next_deadline()
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        (**self).flush()
+    fn flush(&mut self, now: Instant) -> io::Result<()> {
+        (**self).flush(now)
     }
 }

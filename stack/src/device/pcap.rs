@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 use super::Device;
+use crate::time::Instant;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::os::fd::RawFd;
@@ -84,6 +85,7 @@ impl<D: Device> PcapDevice<D> {
         if self.failed {
             return;
         }
+        // pcap files record wall-clock time, the one clock the stack does not own.
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         if let Err(e) = self.pcap.record(now, packet) {
             // A full disk must not take the stack down: stop recording, say so once.
@@ -94,33 +96,33 @@ impl<D: Device> PcapDevice<D> {
 }
 
 impl<D: Device> Device for PcapDevice<D> {
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.recv(buf)?;
+    fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.recv(now, buf)?;
         self.record(&buf[..n]);
         Ok(n)
     }
 
-    fn send(&mut self, packet: &[u8]) -> io::Result<()> {
+    fn send(&mut self, now: Instant, packet: &[u8]) -> io::Result<()> {
         self.record(packet);
-        self.inner.send(packet)
+        self.inner.send(now, packet)
     }
 
     fn readable_fd(&self) -> Option<RawFd> {
         self.inner.readable_fd()
     }
 
-    fn next_deadline(&self) -> Option<std::time::Instant> {
+    fn next_deadline(&self) -> Option<Instant> {
         self.inner.next_deadline()
     }
 
-    fn flush(&mut self) -> io::Result<()> {
+    fn flush(&mut self, now: Instant) -> io::Result<()> {
         if !self.failed {
             if let Err(e) = self.pcap.flush() {
                 log::error!("pcap: flushing failed, capture stops: {e}");
                 self.failed = true;
             }
         }
-        self.inner.flush()
+        self.inner.flush(now)
     }
 }
 

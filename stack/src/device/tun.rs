@@ -4,6 +4,7 @@
 
 use super::{Device, sys};
 use crate::ip::Ipv4Cidr;
+use crate::time::Instant;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
@@ -49,11 +50,11 @@ impl TunDevice {
 }
 
 impl Device for TunDevice {
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    fn recv(&mut self, _now: Instant, buf: &mut [u8]) -> io::Result<usize> {
         self.iface.recv(buf)
     }
 
-    fn send(&mut self, packet: &[u8]) -> io::Result<()> {
+    fn send(&mut self, _now: Instant, packet: &[u8]) -> io::Result<()> {
         self.iface.send(packet).map(|_| ())
     }
 

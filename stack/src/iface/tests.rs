@@ -5,8 +5,9 @@ use crate::rand::Rng;
 use crate::testutil::*;
 use crate::time::Duration;
 use crate::wire::checksum;
-use crate::wire::icmp::{self as icmp_wire, IcmpMessage, time_exceeded};
+use crate::wire::icmp::{IcmpMessage, kind, time_exceeded, unreachable};
 use crate::wire::ipv4::HEADER_LEN;
+use crate::wire::ipv4::Ipv4Packet;
 
 #[test]
 fn echo_request_gets_a_reply_with_ttl_64_and_copied_fields() {
@@ -15,7 +16,7 @@ fn echo_request_gets_a_reply_with_ttl_64_and_copied_fields() {
     let got = host_receive(&drain(&mut i));
     assert_eq!(got.len(), 1);
     let (hdr, payload) = &got[0];
-    assert_eq!((hdr.src(), hdr.dst(), hdr.ttl()), (US, HOST, 64));
+    assert_eq!((hdr.header.src, hdr.header.dst, hdr.header.ttl), (US, HOST, 64));
     let m = IcmpMessage::parse(payload).unwrap();
     assert_eq!((m.kind, m.code), (kind::ECHO_REPLY, 0));
     assert_eq!((m.echo_ident(), m.echo_seq()), (0x77, 5));
@@ -30,7 +31,7 @@ fn echo_to_directed_and_limited_broadcast_is_answered_from_our_address() {
     i.handle_packet(t(0), &ping_packet(Ipv4Addr::BROADCAST, 2, b"b"));
     let got = host_receive(&drain(&mut i));
     assert_eq!(got.len(), 2);
-    assert!(got.iter().all(|(h, _)| h.src() == US && h.dst() == HOST));
+    assert!(got.iter().all(|(h, _)| h.header.src == US && h.header.dst == HOST));
 }
 
 #[test]
@@ -213,7 +214,13 @@ fn never_an_icmp_error_about_an_icmp_error() {
     let mut i = iface();
     // A fragmented ICMP error (destination unreachable) that never completes.
     let mut err = Vec::new();
-    icmp_wire::write_message(&mut err, kind::DEST_UNREACHABLE, 3, [0; 4], &[0u8; 100]);
+    IcmpMessage {
+        kind: kind::DEST_UNREACHABLE,
+        code: 3,
+        rest: [0; 4],
+        data: &[0u8; 100],
+    }
+    .emit(&mut err);
     i.handle_packet(t(0), &first_fragment(1, 600, &err[..96]));
     i.handle_timeout(t(31_000));
     assert!(drain(&mut i).is_empty());
@@ -241,8 +248,8 @@ fn ip_ids_differ_between_consecutive_replies() {
     i.handle_packet(t(0), &ping_packet(US, 1, b"a"));
     i.handle_packet(t(0), &ping_packet(US, 2, b"a"));
     let sent = drain(&mut i);
-    let a = Ipv4Packet::parse(&sent[0]).unwrap().ident();
-    let b = Ipv4Packet::parse(&sent[1]).unwrap().ident();
+    let a = Ipv4Packet::parse(&sent[0]).unwrap().header.ident;
+    let b = Ipv4Packet::parse(&sent[1]).unwrap().header.ident;
     assert_ne!(a, b);
 }
 

@@ -1,11 +1,17 @@
-//! IPv4: addressing, validation on input, reassembly, routing, and output with fragmentation.
+//! IPv4: addressing, validation on input, reassembly, routing, and output
+//! with fragmentation; and the [`Context`](context::Context) through which
+//! ICMP, UDP, TCP and echo sockets use it.
 
 #![forbid(unsafe_code)]
 
+pub(crate) mod context;
 pub mod ident;
+pub(crate) mod layer;
 pub mod output;
 pub mod reassembly;
 pub mod route;
+
+pub use context::{Delivery, OutputError, Sockets};
 
 use core::fmt;
 use core::str::FromStr;
@@ -14,11 +20,11 @@ use std::net::Ipv4Addr;
 /// IP protocol numbers the stack knows.
 pub mod protocol {
     /// Internet Control Message Protocol.
-    pub const ICMP: u8 = 1;
+    pub const ICMP: u8 = crate::wire::icmp::PROTOCOL;
     /// Transmission Control Protocol.
-    pub const TCP: u8 = 6;
+    pub const TCP: u8 = crate::wire::tcp::PROTOCOL;
     /// User Datagram Protocol.
-    pub const UDP: u8 = 17;
+    pub const UDP: u8 = crate::wire::udp::PROTOCOL;
 }
 
 /// Default TTL of datagrams we originate (as Linux's `ip_default_ttl`).

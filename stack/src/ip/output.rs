@@ -7,13 +7,14 @@
 
 #![forbid(unsafe_code)]
 
-use crate::wire::ipv4::{HEADER_LEN, HeaderFields, write_header};
+use crate::wire::ipv4::{HEADER_LEN, Ipv4Header};
 use std::collections::VecDeque;
 
 /// A datagram waiting to be sent.
 #[derive(Debug)]
 struct Queued {
-    fields: HeaderFields,
+    /// The datagram's header; each packet's length, offset and MF flag are set as it leaves.
+    header: Ipv4Header,
     payload: Vec<u8>,
     /// Payload bytes already sent as fragments.
     sent: usize,
@@ -82,9 +83,9 @@ impl TxQueue {
     }
 
     /// Queues a datagram; on error the buffer is recycled.
-    pub fn push(&mut self, fields: HeaderFields, payload: Vec<u8>) -> Result<(), QueueError> {
+    pub fn push(&mut self, header: Ipv4Header, payload: Vec<u8>) -> Result<(), QueueError> {
         let too_big = payload.len() + HEADER_LEN > crate::ip::MAX_DATAGRAM
-            || (fields.dont_fragment && payload.len() + HEADER_LEN > self.mtu);
+            || (header.dont_fragment && payload.len() + HEADER_LEN > self.mtu);
         let err = if too_big {
             Some(QueueError::TooBig)
         } else if self.bytes + payload.len() > self.limit && !self.queue.is_empty() {
@@ -98,7 +99,7 @@ impl TxQueue {
         }
         self.bytes += payload.len();
         self.queue.push_back(Queued {
-            fields,
+            header,
             payload,
             sent: 0,
         });
@@ -127,7 +128,11 @@ impl TxQueue {
             (room & !7, true)
         };
         let fragment = more || q.sent > 0;
-        write_header(buf, &q.fields, chunk, q.sent, more);
+        let mut h = q.header;
+        h.payload_len = chunk;
+        h.frag_offset = q.sent;
+        h.more_fragments = more;
+        h.emit(buf);
         buf[HEADER_LEN..HEADER_LEN + chunk].copy_from_slice(&q.payload[q.sent..q.sent + chunk]);
         q.sent += chunk;
         if !more {
@@ -148,15 +153,10 @@ mod tests {
     use crate::wire::ipv4::Ipv4Packet;
     use std::net::Ipv4Addr;
 
-    fn fields(df: bool) -> HeaderFields {
-        HeaderFields {
-            src: Ipv4Addr::new(10, 200, 0, 2),
-            dst: Ipv4Addr::new(10, 200, 0, 1),
-            protocol: 1,
-            ttl: 64,
-            ident: 42,
-            dont_fragment: df,
-        }
+    fn fields(df: bool) -> Ipv4Header {
+        let mut h = Ipv4Header::new(Ipv4Addr::new(10, 200, 0, 2), Ipv4Addr::new(10, 200, 0, 1), 1, 64, 42, 0);
+        h.dont_fragment = df;
+        h
     }
 
     fn drain(q: &mut TxQueue) -> Vec<Vec<u8>> {
@@ -177,7 +177,7 @@ mod tests {
         let pkts = drain(&mut q);
         assert_eq!(pkts.len(), 1);
         let p = Ipv4Packet::parse(&pkts[0]).unwrap();
-        assert!(!p.is_fragment());
+        assert!(!p.header.is_fragment());
         assert_eq!(p.payload().len(), 1480);
     }
 
@@ -192,10 +192,10 @@ mod tests {
         for (i, raw) in pkts.iter().enumerate() {
             assert!(raw.len() <= 1500);
             let p = Ipv4Packet::parse(raw).unwrap();
-            assert_eq!(p.ident(), 42);
-            assert_eq!(p.more_fragments(), i + 1 < pkts.len());
-            assert_eq!(p.frag_offset() % 8, 0);
-            rebuilt[p.frag_offset()..p.frag_offset() + p.payload().len()].copy_from_slice(p.payload());
+            assert_eq!(p.header.ident, 42);
+            assert_eq!(p.header.more_fragments, i + 1 < pkts.len());
+            assert_eq!(p.header.frag_offset % 8, 0);
+            rebuilt[p.header.frag_offset..p.header.frag_offset + p.payload().len()].copy_from_slice(p.payload());
         }
         assert_eq!(rebuilt, data);
         assert!(q.is_empty());

@@ -164,13 +164,13 @@ impl Reassembler {
     pub fn insert(&mut self, now: Instant, pkt: &Ipv4Packet<'_>, stats: &mut Stats) -> Option<Reassembled> {
         stats.frag_rx_fragments += 1;
         let key = Key {
-            src: pkt.src(),
-            dst: pkt.dst(),
-            protocol: pkt.protocol(),
-            ident: pkt.ident(),
+            src: pkt.header.src,
+            dst: pkt.header.dst,
+            protocol: pkt.header.protocol,
+            ident: pkt.header.ident,
         };
-        let offset = pkt.frag_offset();
-        let last = !pkt.more_fragments();
+        let offset = pkt.header.frag_offset;
+        let last = !pkt.header.more_fragments;
         let mut len = pkt.payload().len();
         if !last {
             len &= !7; // RFC 791: non-final fragments carry multiples of 8 bytes; trim as Linux does.
@@ -298,7 +298,7 @@ impl Reassembler {
 mod tests {
     use super::*;
     use crate::rand::Rng;
-    use crate::wire::ipv4::{HEADER_LEN, HeaderFields, write_header};
+    use crate::wire::ipv4::{HEADER_LEN, Ipv4Header};
 
     const SRC: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
     const DST: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 2);
@@ -317,16 +317,11 @@ mod tests {
 
     /// One fragment of datagram `ident`, carrying `data[offset..end]`.
     fn frag(ident: u16, data: &[u8], offset: usize, end: usize, more: bool) -> Vec<u8> {
-        let f = HeaderFields {
-            src: SRC,
-            dst: DST,
-            protocol: 1,
-            ttl: 64,
-            ident,
-            dont_fragment: false,
-        };
+        let mut h = Ipv4Header::new(SRC, DST, 1, 64, ident, end - offset);
+        h.frag_offset = offset;
+        h.more_fragments = more;
         let mut v = vec![0u8; HEADER_LEN + end - offset];
-        write_header(&mut v, &f, end - offset, offset, more);
+        h.emit(&mut v);
         v[HEADER_LEN..].copy_from_slice(&data[offset..end]);
         v
     }

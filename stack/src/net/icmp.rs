@@ -1,9 +1,9 @@
 //! `IcmpSocket`: an ICMP echo socket, like Linux's ping sockets.
 
 use super::{block_on, check_timeout, errno, network_down};
-use crate::iface::SocketEvent;
 use crate::ping::{IcmpEvent, IcmpHandle, PingError};
 use crate::runtime::Stack;
+use crate::socket::SocketEvent;
 use std::io;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Condvar};
@@ -24,7 +24,7 @@ impl IcmpSocket {
         if core.stopped() {
             return Err(network_down());
         }
-        let handle = core.iface.icmp_bind();
+        let handle = core.iface.ping(stack.now()).bind();
         let ready = core.waiter(SocketEvent::Icmp(handle));
         Ok(IcmpSocket {
             stack: stack.clone(),
@@ -35,7 +35,7 @@ impl IcmpSocket {
 
     /// The echo identifier replies must carry.
     pub fn ident(&self) -> u16 {
-        self.stack.lock().iface.icmp_ident(self.handle)
+        self.stack.lock().iface.ping_layer().ident(self.handle)
     }
 
     /// Sends an echo request.
@@ -43,7 +43,8 @@ impl IcmpSocket {
         let mut core = self.stack.lock();
         let r = core
             .iface
-            .icmp_send_echo(self.handle, dst, seq, data, ttl)
+            .ping(self.stack.now())
+            .send_echo(self.handle, dst, seq, data, ttl)
             .map_err(|e| match e {
                 PingError::PermissionDenied => errno(libc::EACCES),
                 PingError::NetUnreachable => errno(libc::ENETUNREACH),
@@ -59,7 +60,7 @@ impl IcmpSocket {
     pub fn recv(&self, timeout: Option<Duration>) -> io::Result<IcmpEvent> {
         check_timeout(timeout)?;
         block_on(&self.stack, &self.ready, false, timeout, |core| {
-            core.iface.icmp_recv(self.handle).map(Ok)
+            core.iface.ping(self.stack.now()).recv(self.handle).map(Ok)
         })
     }
 
@@ -72,7 +73,7 @@ impl IcmpSocket {
 impl Drop for IcmpSocket {
     fn drop(&mut self) {
         let mut core = self.stack.lock();
-        core.iface.icmp_close(self.handle);
+        core.iface.ping(self.stack.now()).close(self.handle);
         core.forget(SocketEvent::Icmp(self.handle));
     }
 }

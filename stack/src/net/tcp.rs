@@ -1,8 +1,8 @@
 //! `TcpListener` and `TcpStream`, shaped like `std::net`'s.
 
 use super::{Options, block_on, check_timeout, errno, network_down, resolve_v4};
-use crate::iface::SocketEvent;
 use crate::runtime::Stack;
+use crate::socket::SocketEvent;
 use crate::tcp::tcb::{ConnError, State};
 use crate::tcp::{ConnectError, IoError, ListenError, ListenerHandle, Shutdown, TcpHandle};
 use std::io::{self, Read, Write};
@@ -54,10 +54,14 @@ impl TcpListener {
         if core.stopped() {
             return Err(network_down());
         }
-        let handle = core.iface.tcp_listen(local, backlog).map_err(|e| match e {
-            ListenError::AddrInUse => errno(libc::EADDRINUSE),
-            ListenError::AddrNotAvailable => errno(libc::EADDRNOTAVAIL),
-        })?;
+        let handle = core
+            .iface
+            .tcp(stack.now())
+            .listen(local, backlog)
+            .map_err(|e| match e {
+                ListenError::AddrInUse => errno(libc::EADDRINUSE),
+                ListenError::AddrNotAvailable => errno(libc::EADDRNOTAVAIL),
+            })?;
         let ready = core.waiter(SocketEvent::Listener(handle));
         Ok(TcpListener {
             stack: stack.clone(),
@@ -71,7 +75,7 @@ impl TcpListener {
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let b = self.options.get();
         let (h, remote) = block_on(&self.stack, &self.ready, b.nonblocking, None, |core| {
-            core.iface.tcp_accept(self.handle).map(Ok)
+            core.iface.tcp(self.stack.now()).accept(self.handle).map(Ok)
         })?;
         let stream = TcpStream::from_handle(&self.stack, h);
         Ok((stream, SocketAddr::V4(remote)))
@@ -81,7 +85,7 @@ impl TcpListener {
     pub fn accept_timeout(&self, timeout: Duration) -> io::Result<(TcpStream, SocketAddr)> {
         check_timeout(Some(timeout))?;
         let (h, remote) = block_on(&self.stack, &self.ready, false, Some(timeout), |core| {
-            core.iface.tcp_accept(self.handle).map(Ok)
+            core.iface.tcp(self.stack.now()).accept(self.handle).map(Ok)
         })?;
         Ok((TcpStream::from_handle(&self.stack, h), SocketAddr::V4(remote)))
     }
@@ -93,7 +97,9 @@ impl TcpListener {
 
     /// The local address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(SocketAddr::V4(self.stack.lock().iface.tcp_listener_addr(self.handle)))
+        Ok(SocketAddr::V4(
+            self.stack.lock().iface.tcp_layer().listener_addr(self.handle),
+        ))
     }
 
     /// Names the listener's user for netstat (connections it accepts inherit it).
@@ -101,7 +107,8 @@ impl TcpListener {
         self.stack
             .lock()
             .iface
-            .tcp_listener_set_owner(self.handle, Some(owner.into()));
+            .tcp(self.stack.now())
+            .set_listener_owner(self.handle, Some(owner.into()));
     }
 
     /// In non-blocking mode `accept` returns `WouldBlock` instead of waiting.
@@ -114,7 +121,7 @@ impl Drop for TcpListener {
     fn drop(&mut self) {
         let mut core = self.stack.lock();
         let now = self.stack.now();
-        core.iface.tcp_close_listener(now, self.handle);
+        core.iface.tcp(now).close_listener(self.handle);
         core.forget(SocketEvent::Listener(self.handle));
         self.stack.kick(core);
     }
@@ -175,7 +182,7 @@ impl TcpStream {
                 return Err(network_down());
             }
             let now = stack.now();
-            let h = core.iface.tcp_connect(now, remote, 0).map_err(|e| match e {
+            let h = core.iface.tcp(now).connect(remote, 0).map_err(|e| match e {
                 ConnectError::InvalidAddress => errno(libc::EINVAL),
                 ConnectError::NetUnreachable => errno(libc::ENETUNREACH),
                 ConnectError::AddrInUse => errno(libc::EADDRNOTAVAIL),
@@ -187,12 +194,12 @@ impl TcpStream {
         // Dropping the stream on failure releases the connection.
         let stream = TcpStream::from_handle(stack, handle);
         let r = block_on(stack, &stream.ready, false, timeout, |core| {
-            if !core.iface.tcp_connect_done(handle) {
+            if !core.iface.tcp_layer().connect_done(handle) {
                 return None;
             }
-            Some(match core.iface.tcp_error(handle) {
+            Some(match core.iface.tcp_layer().error(handle) {
                 Some(e) => Err(conn_errno(e)),
-                None if core.iface.tcp_state(handle) == State::Closed => Err(errno(libc::ECONNREFUSED)),
+                None if core.iface.tcp_layer().state(handle) == State::Closed => Err(errno(libc::ECONNREFUSED)),
                 None => Ok(()),
             })
         });
@@ -207,7 +214,7 @@ impl TcpStream {
         let b = self.options.get();
         block_on(&self.stack, &self.ready, b.nonblocking, b.read_timeout, |core| {
             let now = self.stack.now();
-            match core.iface.tcp_recv(now, self.handle, buf) {
+            match core.iface.tcp(now).recv(self.handle, buf) {
                 Ok(n) => Some(Ok(n)),
                 Err(IoError::WouldBlock) => None,
                 Err(e) => Some(Err(io_errno(e))),
@@ -219,7 +226,7 @@ impl TcpStream {
         let b = self.options.get();
         block_on(&self.stack, &self.ready, b.nonblocking, b.write_timeout, |core| {
             let now = self.stack.now();
-            match core.iface.tcp_send(now, self.handle, buf) {
+            match core.iface.tcp(now).send(self.handle, buf) {
                 Ok(n) => Some(Ok(n)),
                 Err(IoError::WouldBlock) => None,
                 Err(e) => Some(Err(io_errno(e))),
@@ -236,7 +243,7 @@ impl TcpStream {
         };
         let mut core = self.stack.lock();
         let now = self.stack.now();
-        let r = core.iface.tcp_shutdown(now, self.handle, how).map_err(io_errno);
+        let r = core.iface.tcp(now).shutdown(self.handle, how).map_err(io_errno);
         self.stack.kick(core);
         self.ready.notify_all();
         r
@@ -244,30 +251,34 @@ impl TcpStream {
 
     /// The peer's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        Ok(SocketAddr::V4(self.stack.lock().iface.tcp_addrs(self.handle).1))
+        Ok(SocketAddr::V4(self.stack.lock().iface.tcp_layer().addrs(self.handle).1))
     }
 
     /// The local address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(SocketAddr::V4(self.stack.lock().iface.tcp_addrs(self.handle).0))
+        Ok(SocketAddr::V4(self.stack.lock().iface.tcp_layer().addrs(self.handle).0))
     }
 
     /// Turns Nagle's algorithm off (true) or on (`TCP_NODELAY`).
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
-        self.stack.lock().iface.tcp_set_nodelay(self.handle, on);
+        self.stack
+            .lock()
+            .iface
+            .tcp(self.stack.now())
+            .set_nodelay(self.handle, on);
         Ok(())
     }
 
     /// Whether Nagle's algorithm is off.
     pub fn nodelay(&self) -> io::Result<bool> {
-        Ok(self.stack.lock().iface.tcp_nodelay(self.handle))
+        Ok(self.stack.lock().iface.tcp_layer().nodelay(self.handle))
     }
 
     /// Probes the peer after `idle` without traffic (`SO_KEEPALIVE` + `TCP_KEEPIDLE`); `None` turns it off.
     pub fn set_keepalive(&self, idle: Option<Duration>) -> io::Result<()> {
         let mut core = self.stack.lock();
         let now = self.stack.now();
-        core.iface.tcp_set_keepalive(now, self.handle, idle);
+        core.iface.tcp(now).set_keepalive(self.handle, idle);
         self.stack.kick(core);
         Ok(())
     }
@@ -310,8 +321,8 @@ impl TcpStream {
         self.abort_on_drop.store(true, Ordering::Relaxed);
         let mut core = self.stack.lock();
         let now = self.stack.now();
-        if core.iface.tcp_state(self.handle) != State::Closed {
-            core.iface.tcp_abort(now, self.handle);
+        if core.iface.tcp_layer().state(self.handle) != State::Closed {
+            core.iface.tcp(now).abort(self.handle);
         }
         self.stack.kick(core);
         Ok(())
@@ -319,12 +330,16 @@ impl TcpStream {
 
     /// Names the connection's user for netstat.
     pub fn set_owner(&self, owner: &str) {
-        self.stack.lock().iface.tcp_set_owner(self.handle, Some(owner.into()));
+        self.stack
+            .lock()
+            .iface
+            .tcp(self.stack.now())
+            .set_owner(self.handle, Some(owner.into()));
     }
 
     /// The connection's state, as `netstat` would show it.
     pub fn state(&self) -> State {
-        self.stack.lock().iface.tcp_state(self.handle)
+        self.stack.lock().iface.tcp_layer().state(self.handle)
     }
 
     /// The stack this stream lives on.
@@ -368,7 +383,7 @@ impl Drop for TcpStream {
         let mut core = self.stack.lock();
         let now = self.stack.now();
         let abort = self.abort_on_drop.load(Ordering::Relaxed);
-        core.iface.tcp_close(now, self.handle, abort);
+        core.iface.tcp(now).close(self.handle, abort);
         core.forget(SocketEvent::Tcp(self.handle));
         self.stack.kick(core);
     }

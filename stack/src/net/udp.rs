@@ -1,8 +1,8 @@
 //! `UdpSocket`, shaped like `std::net::UdpSocket`.
 
 use super::{Options, block_on, errno, network_down, resolve_v4};
-use crate::iface::SocketEvent;
 use crate::runtime::Stack;
+use crate::socket::SocketEvent;
 use crate::udp::{BindError, ConnectError, RecvError, RecvLimits, SendError, SocketError, UdpHandle, UdpIcmpError};
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4, ToSocketAddrs};
@@ -68,7 +68,7 @@ impl UdpSocket {
         if core.stopped() {
             return Err(network_down());
         }
-        let handle = core.iface.udp_bind(local).map_err(|e| match e {
+        let handle = core.iface.udp(stack.now()).bind(local).map_err(|e| match e {
             BindError::AddrInUse => errno(libc::EADDRINUSE),
             BindError::AddrNotAvailable => errno(libc::EADDRNOTAVAIL),
         })?;
@@ -86,11 +86,14 @@ impl UdpSocket {
     pub fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
         let remote = resolve_v4(addr)?;
         let mut core = self.stack.lock();
-        core.iface.udp_connect(self.handle, remote).map_err(|e| match e {
-            ConnectError::InvalidAddress => errno(libc::EINVAL),
-            ConnectError::PermissionDenied => errno(libc::EACCES),
-            ConnectError::NetUnreachable => errno(libc::ENETUNREACH),
-        })
+        core.iface
+            .udp(self.stack.now())
+            .connect(self.handle, remote)
+            .map_err(|e| match e {
+                ConnectError::InvalidAddress => errno(libc::EINVAL),
+                ConnectError::PermissionDenied => errno(libc::EACCES),
+                ConnectError::NetUnreachable => errno(libc::ENETUNREACH),
+            })
     }
 
     /// Sends `buf` to the connected peer.
@@ -120,8 +123,8 @@ impl UdpSocket {
             |core| {
                 let now = self.stack.now();
                 let r = match dst {
-                    Some(d) => core.iface.udp_send_to(now, self.handle, d, buf, ttl),
-                    None => core.iface.udp_send(now, self.handle, buf),
+                    Some(d) => core.iface.udp(now).send_to(self.handle, d, buf, ttl),
+                    None => core.iface.udp(now).send(self.handle, buf),
                 };
                 match r {
                     Ok(()) => Some(Ok(buf.len())),
@@ -140,7 +143,7 @@ impl UdpSocket {
             &self.readable,
             b.nonblocking,
             b.read_timeout,
-            |core| match core.iface.udp_recv_from(self.handle, buf, peek) {
+            |core| match core.iface.udp(self.stack.now()).recv_from(self.handle, buf, peek) {
                 Ok(r) => Some(Ok(RecvMeta {
                     len: r.len,
                     full_len: r.full_len,
@@ -182,7 +185,9 @@ impl UdpSocket {
 
     /// The local address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(SocketAddr::V4(self.stack.lock().iface.udp_local_addr(self.handle)))
+        Ok(SocketAddr::V4(
+            self.stack.lock().iface.udp_layer().local_addr(self.handle),
+        ))
     }
 
     /// The connected peer; `NotConnected` if there is none.
@@ -190,7 +195,8 @@ impl UdpSocket {
         self.stack
             .lock()
             .iface
-            .udp_peer_addr(self.handle)
+            .udp_layer()
+            .peer_addr(self.handle)
             .map(SocketAddr::V4)
             .ok_or_else(|| errno(libc::ENOTCONN))
     }
@@ -222,13 +228,17 @@ impl UdpSocket {
 
     /// Allows sending to broadcast addresses (`SO_BROADCAST`).
     pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
-        self.stack.lock().iface.udp_set_broadcast(self.handle, on);
+        self.stack
+            .lock()
+            .iface
+            .udp(self.stack.now())
+            .set_broadcast(self.handle, on);
         Ok(())
     }
 
     /// Whether sending to broadcast addresses is allowed.
     pub fn broadcast(&self) -> io::Result<bool> {
-        Ok(self.stack.lock().iface.udp_broadcast(self.handle))
+        Ok(self.stack.lock().iface.udp_layer().broadcast(self.handle))
     }
 
     /// Sets the IP TTL of datagrams sent (`IP_TTL`), 1 to 255.
@@ -237,31 +247,45 @@ impl UdpSocket {
             .ok()
             .filter(|t| *t > 0)
             .ok_or_else(|| errno(libc::EINVAL))?;
-        self.stack.lock().iface.udp_set_ttl(self.handle, ttl);
+        self.stack.lock().iface.udp(self.stack.now()).set_ttl(self.handle, ttl);
         Ok(())
     }
 
     /// The IP TTL of datagrams sent.
     pub fn ttl(&self) -> io::Result<u32> {
-        Ok(u32::from(self.stack.lock().iface.udp_ttl(self.handle)))
+        Ok(u32::from(self.stack.lock().iface.udp_layer().ttl(self.handle)))
     }
 
     /// Bounds the receive queue: payload bytes and datagrams (like `SO_RCVBUF`).
     pub fn set_recv_limits(&self, bytes: usize, datagrams: usize) -> io::Result<()> {
         let limits = RecvLimits { bytes, datagrams };
-        self.stack.lock().iface.udp_set_recv_limits(self.handle, limits);
+        self.stack
+            .lock()
+            .iface
+            .udp(self.stack.now())
+            .set_recv_limits(self.handle, limits);
         Ok(())
     }
 
     /// Takes the pending error (`SO_ERROR`), e.g. a port unreachable on a connected socket.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        Ok(self.stack.lock().iface.udp_take_error(self.handle).map(socket_errno))
+        Ok(self
+            .stack
+            .lock()
+            .iface
+            .udp(self.stack.now())
+            .take_error(self.handle)
+            .map(socket_errno))
     }
 
     /// Queues every ICMP error about this socket's datagrams (`IP_RECVERR`),
     /// for [`recv_error`](Self::recv_error): what traceroute reads.
     pub fn set_recv_errors(&self, on: bool) -> io::Result<()> {
-        self.stack.lock().iface.udp_set_recv_errors(self.handle, on);
+        self.stack
+            .lock()
+            .iface
+            .udp(self.stack.now())
+            .set_recv_errors(self.handle, on);
         Ok(())
     }
 
@@ -270,13 +294,17 @@ impl UdpSocket {
     pub fn recv_error(&self, timeout: Option<Duration>) -> io::Result<UdpIcmpError> {
         super::check_timeout(timeout)?;
         block_on(&self.stack, &self.readable, false, timeout, |core| {
-            core.iface.udp_recv_error(self.handle).map(Ok)
+            core.iface.udp(self.stack.now()).recv_error(self.handle).map(Ok)
         })
     }
 
     /// Names the socket's user for netstat.
     pub fn set_owner(&self, owner: &str) {
-        self.stack.lock().iface.udp_set_owner(self.handle, Some(owner.into()));
+        self.stack
+            .lock()
+            .iface
+            .udp(self.stack.now())
+            .set_owner(self.handle, Some(owner.into()));
     }
 
     /// The stack this socket lives on.
@@ -288,7 +316,7 @@ impl UdpSocket {
 impl Drop for UdpSocket {
     fn drop(&mut self) {
         let mut core = self.stack.lock();
-        core.iface.udp_close(self.handle);
+        core.iface.udp(self.stack.now()).close(self.handle);
         core.forget(SocketEvent::Udp(self.handle));
     }
 }

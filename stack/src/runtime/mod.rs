@@ -14,7 +14,8 @@ mod tun;
 pub use tun::TunConfig;
 
 use crate::device::{Device, sys};
-use crate::iface::{Interface, SocketEvent};
+use crate::iface::Interface;
+use crate::socket::SocketEvent;
 use crate::stats::Stats;
 use crate::time::{Duration, Instant};
 use std::collections::HashMap;
@@ -252,8 +253,8 @@ fn stack_thread<D: Device>(shared: &Shared, mut device: D, mut wake_rx: UnixStre
             let mut core = shared.core.lock().unwrap_or_else(|p| p.into_inner());
             let core = &mut *core;
             core.sleeping = false;
-            core.iface.stats.link_rx_errors += std::mem::take(&mut rx_errors);
-            core.iface.stats.link_tx_errors += std::mem::take(&mut tx_errors);
+            core.iface
+                .count_device_errors(std::mem::take(&mut rx_errors), std::mem::take(&mut tx_errors));
             let now = shared.now();
             for p in rx.packets() {
                 core.iface.handle_packet(now, p);
@@ -287,13 +288,14 @@ fn stack_thread<D: Device>(shared: &Shared, mut device: D, mut wake_rx: UnixStre
             core.sleeping = !busy;
             (wait, core.stopped)
         };
+        let now = shared.now();
         for p in tx.packets() {
-            if let Err(e) = device.send(p) {
+            if let Err(e) = device.send(now, p) {
                 tx_errors += 1;
                 log::debug!("device send failed: {e}");
             }
         }
-        if let Err(e) = device.flush() {
+        if let Err(e) = device.flush(now) {
             log::debug!("device flush failed: {e}");
         }
         if stop {
@@ -302,7 +304,7 @@ fn stack_thread<D: Device>(shared: &Shared, mut device: D, mut wake_rx: UnixStre
         // The device may hold delayed packets (impairment) that are due sooner.
         let wait = match (wait, device.next_deadline()) {
             (w, Some(d)) => {
-                let until = d.saturating_duration_since(std::time::Instant::now());
+                let until = d.saturating_duration_since(now);
                 Some(w.map_or(until, |w| w.min(until)))
             }
             (w, None) => w,
@@ -321,8 +323,9 @@ fn stack_thread<D: Device>(shared: &Shared, mut device: D, mut wake_rx: UnixStre
             while matches!(wake_rx.read(&mut sink), Ok(n) if n > 0) {}
         }
         rx.count = 0;
+        let now = shared.now();
         while !rx.full() {
-            match device.recv(&mut rx.bufs[rx.count]) {
+            match device.recv(now, &mut rx.bufs[rx.count]) {
                 Ok(n) => {
                     rx.lens[rx.count] = n;
                     rx.count += 1;
@@ -361,7 +364,7 @@ mod tests {
         config.seed = 3;
         let stack = Stack::start(Interface::new(config), link).unwrap();
         let ping = crate::testutil::ping_packet(crate::testutil::US, 1, b"over the link");
-        peer.send(&ping).unwrap();
+        peer.send(Instant::ZERO, &ping).unwrap();
         let mut buf = vec![0u8; 2000];
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let n = loop {
@@ -372,13 +375,13 @@ mod tests {
                 &mut ready,
             )
             .unwrap();
-            match peer.recv(&mut buf) {
+            match peer.recv(Instant::ZERO, &mut buf) {
                 Ok(n) => break n,
                 Err(_) => assert!(std::time::Instant::now() < deadline, "no reply"),
             }
         };
         let reply = crate::wire::ipv4::Ipv4Packet::parse(&buf[..n]).unwrap();
-        assert_eq!(reply.dst(), crate::testutil::HOST);
+        assert_eq!(reply.header.dst, crate::testutil::HOST);
         assert_eq!(stack.stats().icmp_tx_echo_replies, 1);
         stack.shutdown().unwrap();
     }

@@ -11,6 +11,7 @@ struct Ring {
 }
 
 impl Ring {
+    #[cfg(test)]
     fn capacity(&self) -> usize {
         self.buf.len()
     }
@@ -59,7 +60,7 @@ impl Ring {
 
 /// Bytes the application wrote that the peer has not acknowledged yet.
 #[derive(Debug)]
-pub struct SendBuffer {
+pub(crate) struct SendBuffer {
     ring: Ring,
     len: usize,
     limit: usize,
@@ -67,7 +68,7 @@ pub struct SendBuffer {
 
 impl SendBuffer {
     /// An empty buffer that may hold up to `limit` bytes.
-    pub fn new(limit: usize) -> SendBuffer {
+    pub(crate) fn new(limit: usize) -> SendBuffer {
         SendBuffer {
             ring: Ring::default(),
             len: 0,
@@ -76,27 +77,28 @@ impl SendBuffer {
     }
 
     /// Bytes held (sent-but-unacknowledged and not yet sent).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
     /// Whether nothing is held.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Room for more bytes.
-    pub fn free(&self) -> usize {
+    pub(crate) fn free(&self) -> usize {
         self.limit - self.len
     }
 
     /// Bytes of memory allocated.
-    pub fn allocated(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn allocated(&self) -> usize {
         self.ring.capacity()
     }
 
     /// Appends as much of `data` as fits; returns how much.
-    pub fn push(&mut self, data: &[u8]) -> usize {
+    pub(crate) fn push(&mut self, data: &[u8]) -> usize {
         let n = data.len().min(self.free());
         if n == 0 {
             return 0;
@@ -108,7 +110,7 @@ impl SendBuffer {
     }
 
     /// Copies bytes starting `offset` bytes past the oldest unacknowledged one.
-    pub fn peek(&self, offset: usize, out: &mut [u8]) {
+    pub(crate) fn peek(&self, offset: usize, out: &mut [u8]) {
         assert!(offset + out.len() <= self.len, "peek beyond the buffered data");
         if !out.is_empty() {
             self.ring.read(offset, out);
@@ -116,7 +118,7 @@ impl SendBuffer {
     }
 
     /// Forgets the oldest `n` bytes (they were acknowledged).
-    pub fn consume(&mut self, n: usize) {
+    pub(crate) fn consume(&mut self, n: usize) {
         let n = n.min(self.len);
         self.ring.advance(n);
         self.len -= n;
@@ -125,12 +127,12 @@ impl SendBuffer {
 
 /// Out-of-order islands kept at most; a segment that would start one more
 /// is dropped (and acknowledged, so the sender learns what is missing).
-pub const MAX_HOLES: usize = 64;
+pub(crate) const MAX_HOLES: usize = 64;
 
 /// Received bytes: an in-order part the application can read, and
 /// out-of-order pieces beyond it, kept until the holes fill.
 #[derive(Debug)]
-pub struct RecvBuffer {
+pub(crate) struct RecvBuffer {
     ring: Ring,
     /// In-order bytes ready to read.
     len: usize,
@@ -142,7 +144,7 @@ pub struct RecvBuffer {
 
 impl RecvBuffer {
     /// An empty buffer that may hold up to `limit` bytes.
-    pub fn new(limit: usize) -> RecvBuffer {
+    pub(crate) fn new(limit: usize) -> RecvBuffer {
         RecvBuffer {
             ring: Ring::default(),
             len: 0,
@@ -152,38 +154,39 @@ impl RecvBuffer {
     }
 
     /// In-order bytes ready to read.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
     /// Whether nothing is ready to read.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// The buffer's limit.
-    pub fn limit(&self) -> usize {
+    pub(crate) fn limit(&self) -> usize {
         self.limit
     }
 
     /// Room past RCV.NXT: the receive window this buffer can back.
-    pub fn window(&self) -> usize {
+    pub(crate) fn window(&self) -> usize {
         self.limit - self.len
     }
 
     /// Bytes of memory allocated.
-    pub fn allocated(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn allocated(&self) -> usize {
         self.ring.capacity()
     }
 
     /// Out-of-order ranges held, as offsets from RCV.NXT.
-    pub fn out_of_order(&self) -> &[(usize, usize)] {
+    pub(crate) fn out_of_order(&self) -> &[(usize, usize)] {
         &self.ooo
     }
 
     /// Stores `data` that starts `offset` bytes past RCV.NXT (clipped to the
     /// window). Returns how far the in-order part advanced (RCV.NXT moves by that).
-    pub fn write_at(&mut self, offset: usize, data: &[u8]) -> usize {
+    pub(crate) fn write_at(&mut self, offset: usize, data: &[u8]) -> usize {
         let room = self.window();
         if offset >= room || data.is_empty() {
             return 0;
@@ -227,7 +230,7 @@ impl RecvBuffer {
     }
 
     /// Reads in-order bytes into `out`; returns how many.
-    pub fn read(&mut self, out: &mut [u8]) -> usize {
+    pub(crate) fn read(&mut self, out: &mut [u8]) -> usize {
         let n = out.len().min(self.len);
         if n > 0 {
             self.ring.read(0, &mut out[..n]);
@@ -246,6 +249,7 @@ mod tests {
     fn send_buffer_grows_wraps_and_consumes() {
         let mut b = SendBuffer::new(10_000);
         assert_eq!(b.allocated(), 0, "idle buffers allocate nothing");
+        assert_eq!(RecvBuffer::new(10_000).allocated(), 0, "idle buffers allocate nothing");
         let data: Vec<u8> = (0..=255u8).cycle().take(9000).collect();
         assert_eq!(b.push(&data), 9000);
         assert_eq!(b.push(&data), 1000, "limited");

@@ -5,7 +5,7 @@
 use core::fmt::Debug;
 
 /// A congestion controller: decides how many bytes may be in flight.
-pub trait CongestionControl: Debug + Send {
+pub(crate) trait CongestionControl: Debug + Send {
     /// The congestion window in bytes.
     fn cwnd(&self) -> usize;
     /// The slow-start threshold in bytes.
@@ -29,7 +29,7 @@ pub trait CongestionControl: Debug + Send {
 
 /// NewReno (RFC 5681 with RFC 6582's recovery).
 #[derive(Clone, Debug)]
-pub struct NewReno {
+pub(crate) struct NewReno {
     cwnd: usize,
     ssthresh: usize,
     /// Bytes acknowledged toward the next congestion-avoidance increase.
@@ -38,7 +38,7 @@ pub struct NewReno {
 
 impl NewReno {
     /// Initial window of 10 segments (RFC 6928, as Linux), no threshold yet.
-    pub fn new(mss: usize) -> NewReno {
+    pub(crate) fn new(mss: usize) -> NewReno {
         NewReno {
             cwnd: 10 * mss,
             ssthresh: usize::MAX,

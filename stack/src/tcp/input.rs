@@ -2,84 +2,108 @@
 //! hit RCV.NXT exactly, an in-window RST or any SYN on a synchronized
 //! connection draws a (rate-limited) challenge ACK, and an ACK for data
 //! never sent is answered and dropped.
+//!
+//! The layer finds the connection (`TcpLayer::input`); the connection
+//! processes the segment (`Tcb::synchronized_input` and friends) and says
+//! what the layer must do about it in an [`Outcome`]: put it in its
+//! listener's accept queue, or release it.
 
 #![forbid(unsafe_code)]
 
-use super::FourTuple;
 use super::congestion::NewReno;
-use super::output::tuple;
-use super::seq::SeqNum;
+use super::output::send_raw;
 use super::tcb::{ConnError, State, Tcb, Timer};
-use crate::icmp::ErrorContext;
-use crate::iface::{Delivery, Interface};
+use super::{FourTuple, TcpConfig, TcpLayer};
+use crate::ip::Delivery;
+use crate::ip::context::{Context, Datagram};
+use crate::ratelimit::RateLimiter;
 use crate::socket::Handle;
 use crate::time::{Duration, Instant};
+use crate::wire::seq::SeqNum;
 use crate::wire::tcp::{TcpError, TcpSegment, flags};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 
 /// Linux's `tcp_invalid_ratelimit`: one out-of-window or challenge ACK per 500 ms per connection.
 const OOW_ACK_INTERVAL: Duration = Duration::from_millis(500);
 
-impl Interface {
+/// What a segment did to its connection that the layer must act on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Outcome {
+    /// The handshake of a connection from a listener completed: it joins the accept queue.
+    established: bool,
+    /// The connection ends, with this error for the application.
+    release: Option<Option<ConnError>>,
+}
+
+impl Outcome {
+    fn release(error: Option<ConnError>) -> Outcome {
+        Outcome {
+            established: false,
+            release: Some(error),
+        }
+    }
+}
+
+/// What a connection's input needs from its layer.
+struct Env<'a> {
+    config: &'a TcpConfig,
+    /// The stack-wide challenge ACK budget (RFC 5961 §7).
+    challenge_limiter: &'a mut RateLimiter,
+    /// The connection's listener has no room in its accept queue.
+    accept_queue_full: bool,
+}
+
+impl TcpLayer {
     /// Handles a TCP segment addressed to us.
-    pub(crate) fn tcp_input(&mut self, now: Instant, ctx: &ErrorContext<'_>, dst: Ipv4Addr) {
-        if ctx.delivery != Delivery::Unicast {
-            self.stats.tcp_not_unicast += 1;
+    pub(crate) fn input(&mut self, cx: &mut Context<'_>, d: &Datagram<'_>) {
+        if d.delivery != Delivery::Unicast {
+            cx.stats().tcp_not_unicast += 1;
             return;
         }
-        let seg = match TcpSegment::parse(ctx.payload, ctx.src, dst) {
+        let (src, dst) = (d.header.src, d.header.dst);
+        let seg = match TcpSegment::parse(d.payload, src, dst) {
             Ok(s) => s,
             Err(e) => {
+                let stats = cx.stats();
                 let c = match e {
-                    TcpError::Truncated | TcpError::BadOffset => &mut self.stats.tcp_malformed,
-                    TcpError::BadChecksum => &mut self.stats.tcp_bad_checksum,
+                    TcpError::Truncated | TcpError::BadOffset => &mut stats.tcp_malformed,
+                    TcpError::BadChecksum => &mut stats.tcp_bad_checksum,
                 };
                 *c += 1;
+                log::trace!("tcp from {src}: dropped ({e})");
                 return;
             }
         };
-        self.stats.tcp_rx_segments += 1;
+        cx.stats().tcp_rx_segments += 1;
         let local = SocketAddrV4::new(dst, seg.dst_port);
-        let remote = SocketAddrV4::new(ctx.src, seg.src_port);
-        if let Some(&h) = self.tcp.by_tuple.get(&FourTuple { local, remote }) {
-            let t = self.tcp.conns.get(h).expect("table and slab agree");
+        let remote = SocketAddrV4::new(src, seg.src_port);
+        if let Some(&h) = self.by_tuple.get(&FourTuple { local, remote }) {
+            let t = self.conns.get(h).expect("table and slab agree");
             // RFC 9293 §3.10.7.4 / RFC 6191: a new SYN beyond the old connection's
             // sequence space may reopen a TIME-WAIT 4-tuple, if someone listens.
             let reopen = t.state == State::TimeWait
                 && seg.flags & (flags::SYN | flags::ACK | flags::RST) == flags::SYN
                 && seg.seq.gt(t.rcv_nxt)
-                && self.tcp.listener_for(local).is_some();
+                && self.listener_for(local).is_some();
             if !reopen {
-                self.tcp_segment_arrives(now, h, &seg);
+                self.segment_arrives(cx, h, &seg);
                 return;
             }
             log::debug!("tcp {local} -> {remote}: new SYN reopens TIME-WAIT");
-            self.tcp_release(now, h, None);
+            self.release(cx, h, None);
         }
-        if let Some(lh) = self.tcp.listener_for(local) {
-            self.tcp_listen_input(now, lh, &seg, local, remote);
+        if let Some(lh) = self.listener_for(local) {
+            self.listen_input(cx, lh, &seg, local, remote);
             return;
         }
-        self.stats.tcp_no_socket += 1;
-        self.tcp_reset_unknown(&seg, tuple(local, remote));
-    }
-
-    /// RFC 9293 §3.10.7.1: the reply to a segment for no connection.
-    fn tcp_reset_unknown(&mut self, seg: &TcpSegment<'_>, t: FourTuple) {
-        if seg.has(flags::RST) {
-            return;
-        }
-        if seg.has(flags::ACK) {
-            self.tcp_send_raw(t, seg.ack, None, flags::RST);
-        } else {
-            self.tcp_send_raw(t, SeqNum(0), Some(seg.seq + seg.seg_len()), flags::RST);
-        }
+        cx.stats().tcp_no_socket += 1;
+        reset_unknown(cx, &seg, FourTuple { local, remote });
     }
 
     /// RFC 9293 §3.10.7.2: a segment for a listening socket.
-    fn tcp_listen_input(
+    fn listen_input(
         &mut self,
-        now: Instant,
+        cx: &mut Context<'_>,
         lh: Handle,
         seg: &TcpSegment<'_>,
         local: SocketAddrV4,
@@ -89,331 +113,364 @@ impl Interface {
             return;
         }
         if seg.has(flags::ACK) {
-            self.tcp_send_raw(tuple(local, remote), seg.ack, None, flags::RST);
+            send_raw(cx, FourTuple { local, remote }, seg.ack, None, flags::RST);
             return;
         }
         // A SYN that also carries FIN is nonsense; Linux discards it too.
         if !seg.has(flags::SYN) || seg.has(flags::FIN) {
             return;
         }
-        if self.tcp_accept_queue_full(lh) {
-            self.stats.tcp_listen_drops += 1;
+        if self.accept_queue_full(lh) {
+            cx.stats().tcp_listen_drops += 1;
             log::debug!("tcp {local}: accept queue full, SYN from {remote} dropped");
             return;
         }
-        let half_open = self.tcp.listeners.get(lh).map_or(0, |l| l.half_open);
-        if half_open >= self.tcp.config.syn_backlog {
-            self.stats.tcp_syn_queue_full += 1;
+        let half_open = self.listeners.get(lh).map_or(0, |l| l.half_open);
+        if half_open >= self.config.syn_backlog {
+            cx.stats().tcp_syn_queue_full += 1;
             log::debug!("tcp {local}: SYN queue full, SYN from {remote} dropped");
             return;
         }
-        let iss = self.tcp.choose_isn(now, local, remote);
-        let mut t = Tcb::new(&self.tcp.config, local, remote, iss, now, self.config.mtu);
+        let now = cx.now();
+        let iss = self.choose_isn(now, local, remote);
+        let mut t = Tcb::new(&self.config, local, remote, iss, now, cx.mtu());
         t.listener = Some(lh);
-        t.owner = self.tcp.listeners.get(lh).and_then(|l| l.owner.clone());
+        t.owner = self.listeners.get(lh).and_then(|l| l.owner.clone());
         t.set_state(State::Listen);
         t.set_state(State::SynReceived);
         accept_syn(&mut t, seg);
-        let h = self.tcp.conns.insert(t);
-        self.tcp.by_tuple.insert(tuple(local, remote), h);
-        if let Some(l) = self.tcp.listeners.get_mut(lh) {
+        let h = self.conns.insert(t);
+        self.by_tuple.insert(FourTuple { local, remote }, h);
+        if let Some(l) = self.listeners.get_mut(lh) {
             l.half_open += 1;
         }
-        self.tcp_output(now, h);
-    }
-
-    /// Sends a challenge ACK (RFC 5961 §3.2, §4.2), within both rate limits.
-    fn tcp_challenge_ack(&mut self, now: Instant, h: Handle) {
-        if self.tcp_oow_limited(now, h) || !self.tcp.challenge_limiter.allow(now) {
-            self.stats.tcp_challenge_acks_limited += 1;
-            return;
-        }
-        self.stats.tcp_challenge_acks += 1;
-        self.tcp_send_ack(h);
-    }
-
-    /// Per-connection limit on ACKs for out-of-window segments; true if limited now.
-    fn tcp_oow_limited(&mut self, now: Instant, h: Handle) -> bool {
-        let t = self.tcp.conns.get_mut(h).expect("live");
-        if t.last_oow_ack.is_some_and(|last| now < last + OOW_ACK_INTERVAL) {
-            return true;
-        }
-        t.last_oow_ack = Some(now);
-        false
+        self.output(cx, h);
     }
 
     /// Processes a segment for an existing connection.
-    fn tcp_segment_arrives(&mut self, now: Instant, h: Handle, seg: &TcpSegment<'_>) {
-        let state = self.tcp.conns.get(h).expect("live").state;
-        if state == State::SynSent {
-            self.tcp_syn_sent_input(now, h, seg);
+    fn segment_arrives(&mut self, cx: &mut Context<'_>, h: Handle, seg: &TcpSegment<'_>) {
+        let listener = self.conns.get(h).and_then(|t| t.listener);
+        let accept_queue_full = listener.is_some_and(|l| self.accept_queue_full(l));
+        let TcpLayer {
+            conns,
+            config,
+            challenge_limiter,
+            ..
+        } = self;
+        let t = conns.get_mut(h).expect("table and slab agree");
+        let outcome = if t.state == State::SynSent {
+            t.syn_sent_input(cx, seg)
         } else {
-            self.tcp_synchronized_input(now, h, seg);
+            let mut env = Env {
+                config,
+                challenge_limiter,
+                accept_queue_full,
+            };
+            t.synchronized_input(cx, &mut env, seg)
+        };
+        if outcome.established {
+            self.enqueue_accept(cx, h);
         }
-        if self.tcp.conns.get(h).is_some() {
-            let t = self.tcp.conns.get_mut(h).expect("live");
+        if let Some(error) = outcome.release {
+            self.release(cx, h, error);
+        }
+        if let Some(t) = self.conns.get_mut(h) {
+            let now = cx.now();
             t.last_heard = now;
             t.keepalive_probes = 0;
             t.probes_unanswered = 0;
             if let Some(idle) = t.keepalive.filter(|_| t.state.keepalive_applies()) {
                 t.set_timer(Timer::Keepalive, Some(now + idle));
             }
-            self.tcp_output(now, h);
-            self.tcp_event(h);
+            self.output(cx, h);
+            self.notify(cx, h);
         }
+    }
+}
+
+/// RFC 9293 §3.10.7.1: the reply to a segment for no connection.
+fn reset_unknown(cx: &mut Context<'_>, seg: &TcpSegment<'_>, t: FourTuple) {
+    if seg.has(flags::RST) {
+        return;
+    }
+    if seg.has(flags::ACK) {
+        send_raw(cx, t, seg.ack, None, flags::RST);
+    } else {
+        send_raw(cx, t, SeqNum(0), Some(seg.seq + seg.seg_len()), flags::RST);
+    }
+}
+
+impl Tcb {
+    fn tuple(&self) -> FourTuple {
+        FourTuple {
+            local: self.local,
+            remote: self.remote,
+        }
+    }
+
+    /// Sends a challenge ACK (RFC 5961 §3.2, §4.2), within both rate limits.
+    fn challenge_ack(&mut self, cx: &mut Context<'_>, limiter: &mut RateLimiter) {
+        if self.oow_limited(cx.now()) || !limiter.allow(cx.now()) {
+            cx.stats().tcp_challenge_acks_limited += 1;
+            return;
+        }
+        cx.stats().tcp_challenge_acks += 1;
+        self.send_ack(cx);
+    }
+
+    /// Per-connection limit on ACKs for out-of-window segments; true if limited now.
+    fn oow_limited(&mut self, now: Instant) -> bool {
+        if self.last_oow_ack.is_some_and(|last| now < last + OOW_ACK_INTERVAL) {
+            return true;
+        }
+        self.last_oow_ack = Some(now);
+        false
     }
 
     /// RFC 9293 §3.10.7.3: SYN-SENT.
-    fn tcp_syn_sent_input(&mut self, now: Instant, h: Handle, seg: &TcpSegment<'_>) {
-        let t = self.tcp.conns.get_mut(h).expect("live");
-        let ack_ok = seg.has(flags::ACK) && seg.ack.gt(t.iss) && seg.ack.le(t.snd_max);
+    fn syn_sent_input(&mut self, cx: &mut Context<'_>, seg: &TcpSegment<'_>) -> Outcome {
+        let ack_ok = seg.has(flags::ACK) && seg.ack.gt(self.iss) && seg.ack.le(self.snd_max);
         if seg.has(flags::ACK) && !ack_ok {
             if !seg.has(flags::RST) {
-                let tu = tuple(t.local, t.remote);
-                self.tcp_send_raw(tu, seg.ack, None, flags::RST);
+                send_raw(cx, self.tuple(), seg.ack, None, flags::RST);
             }
-            return;
+            return Outcome::default();
         }
         if seg.has(flags::RST) {
             if ack_ok {
-                log::debug!("tcp {} -> {}: connection refused", t.local, t.remote);
-                self.tcp_release(now, h, Some(ConnError::Refused));
+                log::debug!("tcp {} -> {}: connection refused", self.local, self.remote);
+                return Outcome::release(Some(ConnError::Refused));
             }
-            return;
+            return Outcome::default();
         }
         if !seg.has(flags::SYN) {
-            return;
+            return Outcome::default();
         }
-        accept_syn(t, seg);
+        accept_syn(self, seg);
         if ack_ok {
-            t.snd_una = seg.ack;
-            if let Some((s, at)) = t.rtt_probe.take() {
-                if seg.ack.ge(s) && t.backoff == 0 {
-                    t.rtt.sample(now - at);
+            self.snd_una = seg.ack;
+            if let Some((s, at)) = self.rtt_probe.take() {
+                if seg.ack.ge(s) && self.backoff == 0 {
+                    self.rtt.sample(cx.now() - at);
                 }
             }
-            t.backoff = 0;
-            t.set_timer(Timer::Retransmit, None);
-            t.snd_wnd = u32::from(seg.window);
-            t.max_snd_wnd = t.snd_wnd;
-            t.snd_wl1 = seg.seq;
-            t.snd_wl2 = seg.ack;
-            restart_window_after_syn_loss(t);
-            t.set_state(State::Established);
-            t.ack_now = true;
+            self.backoff = 0;
+            self.set_timer(Timer::Retransmit, None);
+            self.snd_wnd = u32::from(seg.window);
+            self.max_snd_wnd = self.snd_wnd;
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = seg.ack;
+            restart_window_after_syn_loss(self);
+            self.set_state(State::Established);
+            self.ack_now = true;
         } else {
             // Simultaneous open (RFC 9293 §3.5, figure 8): answer with SYN-ACK.
-            t.set_state(State::SynReceived);
-            t.snd_nxt = t.iss;
-            t.set_timer(Timer::Retransmit, None);
+            self.set_state(State::SynReceived);
+            self.snd_nxt = self.iss;
+            self.set_timer(Timer::Retransmit, None);
         }
+        Outcome::default()
     }
 
     /// RFC 9293 §3.10.7.4: every state after SYN-SENT.
-    fn tcp_synchronized_input(&mut self, now: Instant, h: Handle, seg: &TcpSegment<'_>) {
-        let t = self.tcp.conns.get_mut(h).expect("live");
+    fn synchronized_input(&mut self, cx: &mut Context<'_>, env: &mut Env<'_>, seg: &TcpSegment<'_>) -> Outcome {
+        let now = cx.now();
+        let mut outcome = Outcome::default();
 
         // A retransmitted SYN for a half-open connection: our SYN-ACK was lost.
-        if t.state == State::SynReceived && seg.flags & (flags::SYN | flags::ACK) == flags::SYN && seg.seq == t.irs {
-            if !self.tcp_oow_limited(now, h) {
-                self.tcp.conns.get_mut(h).expect("live").snd_nxt = self.tcp.conns.get(h).expect("live").iss;
+        if self.state == State::SynReceived
+            && seg.flags & (flags::SYN | flags::ACK) == flags::SYN
+            && seg.seq == self.irs
+        {
+            if !self.oow_limited(now) {
+                self.snd_nxt = self.iss;
             }
-            return;
+            return outcome;
         }
         // Simultaneous open (RFC 9293 figure 8): the peer's SYN-ACK acknowledges
         // our SYN in SYN-RECEIVED; its SYN is old news, its ACK completes the handshake.
-        let simultaneous_syn_ack = t.state == State::SynReceived
+        let simultaneous_syn_ack = self.state == State::SynReceived
             && seg.has(flags::SYN | flags::ACK)
             && !seg.has(flags::RST)
-            && seg.seq == t.irs
-            && seg.ack.gt(t.snd_una)
-            && seg.ack.le(t.snd_max);
+            && seg.seq == self.irs
+            && seg.ack.gt(self.snd_una)
+            && seg.ack.le(self.snd_max);
         // TIME-WAIT: the peer's FIN again (our last ACK was lost) is acknowledged
         // again and restarts 2×MSL; anything else takes the rate-limited path.
-        if t.state == State::TimeWait
+        if self.state == State::TimeWait
             && seg.has(flags::FIN)
             && !seg.has(flags::RST)
             && !seg.has(flags::SYN)
-            && seg.seq + seg.payload.len() as u32 + 1 == t.rcv_nxt
+            && seg.seq + seg.payload.len() as u32 + 1 == self.rcv_nxt
         {
-            t.ack_now = true;
-            t.set_timer(Timer::Linger, Some(now + self.tcp.config.msl * 2));
-            return;
+            self.ack_now = true;
+            self.set_timer(Timer::Linger, Some(now + env.config.msl * 2));
+            return outcome;
         }
 
         // First: is the segment acceptable (the four cases of §3.10.7.4)?
-        let rcv_wnd = t.rcv_wnd();
+        let rcv_wnd = self.rcv_wnd();
         let seg_len = seg.seg_len();
         let acceptable = match (seg_len == 0, rcv_wnd == 0) {
-            (true, true) => seg.seq == t.rcv_nxt,
-            (true, false) => seg.seq.in_window(t.rcv_nxt, rcv_wnd),
+            (true, true) => seg.seq == self.rcv_nxt,
+            (true, false) => seg.seq.in_window(self.rcv_nxt, rcv_wnd),
             (false, true) => false,
             (false, false) => {
-                seg.seq.in_window(t.rcv_nxt, rcv_wnd) || (seg.seq + (seg_len - 1)).in_window(t.rcv_nxt, rcv_wnd)
+                seg.seq.in_window(self.rcv_nxt, rcv_wnd) || (seg.seq + (seg_len - 1)).in_window(self.rcv_nxt, rcv_wnd)
             }
         };
         // With a zero window, ACK and RST information at RCV.NXT still counts (§3.10.7.4).
-        let zero_window_probe = !acceptable && rcv_wnd == 0 && seg.seq == t.rcv_nxt;
+        let zero_window_probe = !acceptable && rcv_wnd == 0 && seg.seq == self.rcv_nxt;
         if !acceptable && !zero_window_probe && !simultaneous_syn_ack {
             if !seg.has(flags::RST) {
-                self.stats.tcp_out_of_window += 1;
+                cx.stats().tcp_out_of_window += 1;
                 // Data segments always get their duplicate ACK; others are rate-limited (as Linux).
-                if !seg.payload.is_empty() && !seg.has(flags::SYN) || !self.tcp_oow_limited(now, h) {
-                    self.tcp_send_ack(h);
+                if !seg.payload.is_empty() && !seg.has(flags::SYN) || !self.oow_limited(now) {
+                    self.send_ack(cx);
                 }
             }
-            return;
+            return outcome;
         }
 
         // Second: RST (RFC 5961 §3.2).
         if seg.has(flags::RST) {
-            if seg.seq == t.rcv_nxt {
-                let err = match t.state {
-                    State::SynReceived if t.listener.is_some() => None,
+            if seg.seq == self.rcv_nxt {
+                let err = match self.state {
+                    State::SynReceived if self.listener.is_some() => None,
                     State::SynReceived => Some(ConnError::Refused),
                     State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => Some(ConnError::Reset),
                     _ => None,
                 };
-                log::debug!("tcp {} -> {}: reset by peer", t.local, t.remote);
-                self.stats.tcp_rx_resets += 1;
-                self.tcp_release(now, h, err);
-            } else {
-                self.tcp_challenge_ack(now, h);
+                log::debug!("tcp {} -> {}: reset by peer", self.local, self.remote);
+                cx.stats().tcp_rx_resets += 1;
+                return Outcome::release(err);
             }
-            return;
+            self.challenge_ack(cx, env.challenge_limiter);
+            return outcome;
         }
 
         // Fourth: SYN on a synchronized connection (RFC 5961 §4.2).
         if seg.has(flags::SYN) && !simultaneous_syn_ack {
-            self.tcp_challenge_ack(now, h);
-            return;
+            self.challenge_ack(cx, env.challenge_limiter);
+            return outcome;
         }
 
         // Fifth: ACK.
         if !seg.has(flags::ACK) {
-            return;
+            return outcome;
         }
-        if t.state == State::SynReceived {
-            if !(seg.ack.gt(t.snd_una) && seg.ack.le(t.snd_max)) {
-                let tu = tuple(t.local, t.remote);
-                self.tcp_send_raw(tu, seg.ack, None, flags::RST);
-                return;
+        if self.state == State::SynReceived {
+            if !(seg.ack.gt(self.snd_una) && seg.ack.le(self.snd_max)) {
+                send_raw(cx, self.tuple(), seg.ack, None, flags::RST);
+                return outcome;
             }
-            if let Some(lh) = t.listener {
-                if self.tcp_accept_queue_full(lh) {
-                    // As Linux: keep the half-open connection; our SYN-ACK retransmits.
-                    self.stats.tcp_listen_overflows += 1;
-                    return;
-                }
+            if self.listener.is_some() && env.accept_queue_full {
+                // As Linux: keep the half-open connection; our SYN-ACK retransmits.
+                cx.stats().tcp_listen_overflows += 1;
+                return outcome;
             }
-            let t = self.tcp.conns.get_mut(h).expect("live");
-            t.snd_una = seg.ack;
-            t.backoff = 0;
-            t.set_timer(Timer::Retransmit, None);
-            if let Some((s, at)) = t.rtt_probe.take() {
+            self.snd_una = seg.ack;
+            self.backoff = 0;
+            self.set_timer(Timer::Retransmit, None);
+            if let Some((s, at)) = self.rtt_probe.take() {
                 if seg.ack.ge(s) {
-                    t.rtt.sample(now - at);
+                    self.rtt.sample(now - at);
                 }
             }
-            t.snd_wnd = u32::from(seg.window) << t.snd_wscale;
-            t.max_snd_wnd = t.snd_wnd;
-            t.snd_wl1 = seg.seq;
-            t.snd_wl2 = seg.ack;
-            restart_window_after_syn_loss(t);
+            self.snd_wnd = u32::from(seg.window) << self.snd_wscale;
+            self.max_snd_wnd = self.snd_wnd;
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = seg.ack;
+            restart_window_after_syn_loss(self);
             // A close that came during the handshake takes effect now.
-            t.set_state(if t.fin_queued() {
+            self.set_state(if self.fin_queued() {
                 State::FinWait1
             } else {
                 State::Established
             });
-            if t.listener.is_some() {
-                self.tcp_enqueue_accept(h);
-            }
+            outcome.established = self.listener.is_some();
         }
-        let t = self.tcp.conns.get_mut(h).expect("live");
-        if seg.ack.gt(t.snd_max) {
+        if seg.ack.gt(self.snd_max) {
             // RFC 5961 §5.2 / RFC 9293: an ACK for something not yet sent.
-            self.stats.tcp_ack_too_new += 1;
-            if !self.tcp_oow_limited(now, h) {
-                self.tcp_send_ack(h);
+            cx.stats().tcp_ack_too_new += 1;
+            if !self.oow_limited(now) {
+                self.send_ack(cx);
             }
-            return;
+            return outcome;
         }
-        if seg.ack.lt(t.snd_una - t.max_snd_wnd.max(1)) {
-            self.stats.tcp_ack_too_old += 1;
-            if !self.tcp_oow_limited(now, h) {
-                self.tcp_send_ack(h);
+        if seg.ack.lt(self.snd_una - self.max_snd_wnd.max(1)) {
+            cx.stats().tcp_ack_too_old += 1;
+            if !self.oow_limited(now) {
+                self.send_ack(cx);
             }
-            return;
+            return outcome;
         }
-        self.tcp_process_ack(now, h, seg);
-        let Some(t) = self.tcp.conns.get_mut(h) else { return };
-        match t.state {
-            State::FinWait1 if t.fin_acked() => {
-                t.set_state(State::FinWait2);
-                if t.orphaned {
-                    t.set_timer(Timer::Linger, Some(now + self.tcp.config.fin_timeout));
+        self.process_ack(cx, seg);
+        match self.state {
+            State::FinWait1 if self.fin_acked() => {
+                self.set_state(State::FinWait2);
+                if self.orphaned {
+                    self.set_timer(Timer::Linger, Some(now + env.config.fin_timeout));
                 }
             }
-            State::Closing if t.fin_acked() => enter_time_wait(t, now, self.tcp.config.msl),
-            State::LastAck if t.fin_acked() => {
-                self.tcp_release(now, h, None);
-                return;
+            State::Closing if self.fin_acked() => enter_time_wait(self, now, env.config.msl),
+            State::LastAck if self.fin_acked() => {
+                outcome.release = Some(None);
+                return outcome;
             }
             _ => {}
         }
 
         // Seventh: segment text.
-        let t = self.tcp.conns.get_mut(h).expect("live");
         if !seg.payload.is_empty() && !zero_window_probe {
-            if matches!(t.state, State::Established | State::FinWait1 | State::FinWait2) {
-                if t.orphaned {
+            if matches!(self.state, State::Established | State::FinWait1 | State::FinWait2) {
+                if self.orphaned {
                     // Data for a socket the application closed: nobody will read it (Linux resets).
-                    log::debug!("tcp {} -> {}: data after close, resetting", t.local, t.remote);
-                    self.tcp_send_rst_for(h);
-                    self.tcp_release(now, h, None);
-                    return;
+                    log::debug!("tcp {} -> {}: data after close, resetting", self.local, self.remote);
+                    self.send_rst(cx);
+                    outcome.release = Some(None);
+                    return outcome;
                 }
-                receive_text(t, seg, self.tcp.config.delayed_ack, now, &mut self.stats);
+                receive_text(self, seg, env.config.delayed_ack, now, cx.stats());
             }
         } else if zero_window_probe {
-            t.ack_now = true;
+            self.ack_now = true;
         }
 
         // Eighth: FIN (possibly recorded earlier, out of order).
-        let t = self.tcp.conns.get_mut(h).expect("live");
         if seg.has(flags::FIN)
             && matches!(
-                t.state,
+                self.state,
                 State::SynReceived | State::Established | State::FinWait1 | State::FinWait2
             )
         {
             let at = seg.seq + seg.payload.len() as u32;
-            if t.fin_seq.is_none() && at.ge(t.rcv_nxt) {
-                t.fin_seq = Some(at);
+            if self.fin_seq.is_none() && at.ge(self.rcv_nxt) {
+                self.fin_seq = Some(at);
             }
-            if at.gt(t.rcv_nxt) {
-                t.ack_now = true;
+            if at.gt(self.rcv_nxt) {
+                self.ack_now = true;
             }
         }
-        if t.fin_seq == Some(t.rcv_nxt) && !t.rcv_closed {
-            t.rcv_nxt += 1;
-            t.rcv_closed = true;
-            t.ack_now = true;
-            match t.state {
-                State::SynReceived | State::Established => t.set_state(State::CloseWait),
-                State::FinWait1 if t.fin_acked() => enter_time_wait(t, now, self.tcp.config.msl),
-                State::FinWait1 => t.set_state(State::Closing),
-                State::FinWait2 => enter_time_wait(t, now, self.tcp.config.msl),
+        if self.fin_seq == Some(self.rcv_nxt) && !self.rcv_closed {
+            self.rcv_nxt += 1;
+            self.rcv_closed = true;
+            self.ack_now = true;
+            match self.state {
+                State::SynReceived | State::Established => self.set_state(State::CloseWait),
+                State::FinWait1 if self.fin_acked() => enter_time_wait(self, now, env.config.msl),
+                State::FinWait1 => self.set_state(State::Closing),
+                State::FinWait2 => enter_time_wait(self, now, env.config.msl),
                 _ => {}
             }
         }
+        outcome
     }
-
     /// ACK processing for a synchronized connection (RFC 9293 §3.10.7.4
     /// fifth, RFC 5681 and RFC 6582 for duplicate ACKs and recovery).
-    fn tcp_process_ack(&mut self, now: Instant, h: Handle, seg: &TcpSegment<'_>) {
-        let t = self.tcp.conns.get_mut(h).expect("live");
+    fn process_ack(&mut self, cx: &mut Context<'_>, seg: &TcpSegment<'_>) {
+        let now = cx.now();
+        let t = self;
         let new_wnd = if t.state == State::SynReceived {
             u32::from(seg.window)
         } else {
@@ -468,14 +525,14 @@ impl Interface {
             && t.snd_max.gt(t.snd_una)
         {
             t.dupacks += 1;
-            self.stats.tcp_dup_acks += 1;
+            cx.stats().tcp_dup_acks += 1;
             if t.recover.is_some() {
                 t.cc.on_recovery_dupack(mss);
             } else if t.dupacks == 3 && fast_retransmit_allowed(t, seg.ack) {
                 let flight = t.flight();
                 t.cc.on_fast_retransmit(flight, mss);
                 t.recover = Some(t.snd_max);
-                self.stats.tcp_fast_retransmits += 1;
+                cx.stats().tcp_fast_retransmits += 1;
                 retransmit_first = true;
             }
         }
@@ -491,7 +548,7 @@ impl Interface {
             }
         }
         if retransmit_first {
-            self.tcp_retransmit_first(now, h);
+            t.retransmit_first(cx);
         }
     }
 }

@@ -4,25 +4,25 @@
 
 #![forbid(unsafe_code)]
 
-use super::seq::SeqNum;
 use crate::rand::KeyedHasher;
 use crate::time::Instant;
+use crate::wire::seq::SeqNum;
 use std::net::SocketAddrV4;
 
 /// Chooses ISNs.
 #[derive(Clone, Copy, Debug)]
-pub struct IsnGenerator {
+pub(crate) struct IsnGenerator {
     secret: KeyedHasher,
 }
 
 impl IsnGenerator {
     /// A generator with a secret key.
-    pub fn new(secret: KeyedHasher) -> IsnGenerator {
+    pub(crate) fn new(secret: KeyedHasher) -> IsnGenerator {
         IsnGenerator { secret }
     }
 
     /// The ISN for a connection from `local` to `remote` at `now`.
-    pub fn isn(&self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4) -> SeqNum {
+    pub(crate) fn isn(&self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4) -> SeqNum {
         let mut key = [0u8; 12];
         key[..4].copy_from_slice(&local.ip().octets());
         key[4..6].copy_from_slice(&local.port().to_be_bytes());

@@ -1,36 +1,87 @@
 //! TCP (RFC 9293): connections, listeners with real backlogs, and the
-//! calls the runtime's `TcpListener` / `TcpStream` are built on.
+//! socket calls `TcpListener` / `TcpStream` are built on.
 //!
-//! Files by concern: [`seq`] sequence numbers, [`tcb`] the connection block,
-//! `input` segment arrival (RFC 9293 §3.10.7, RFC 5961), `output` what to
-//! send and when (Nagle, silly-window avoidance, window updates), `timer`
-//! retransmission, persist, delayed ACK, keepalive and TIME-WAIT,
-//! [`buffer`] send/receive buffers with reassembly, [`rtt`] RFC 6298,
-//! [`congestion`] NewReno behind a trait, [`isn`] RFC 6528.
+//! Files by concern: [`tcb`] the connection block and its states, `input`
+//! segment arrival (RFC 9293 §3.10.7, RFC 5961), `output` what to send and
+//! when (Nagle, silly-window avoidance, window updates), `timer`
+//! retransmission, persist, delayed ACK, keepalive and TIME-WAIT, `api` the
+//! socket calls, [`buffer`] send/receive buffers with reassembly, [`rtt`]
+//! RFC 6298, [`congestion`] NewReno behind a trait, [`isn`] RFC 6528.
+//! Sequence numbers ([`SeqNum`]) live with the wire format, in `wire::seq`.
+//!
+//! # The path of a segment
+//!
+//! In, from the TUN to `TcpStream::read`:
+//!
+//! 1. The runtime's stack thread (`runtime::stack_thread`) reads a batch of
+//!    packets from the device and hands each to [`Interface::handle_packet`].
+//! 2. IP (`ip::layer::IpLayer::input`) validates the header, checks the
+//!    source and destination, reassembles fragments, and hands the whole
+//!    datagram to the interface's protocol dispatch with a `Context`.
+//! 3. [`TcpLayer::input`] (`input.rs`) parses the segment
+//!    ([`TcpSegment::parse`](crate::wire::tcp::TcpSegment::parse): checksum,
+//!    options), finds the connection by its 4-tuple (or a listener), and
+//!    runs RFC 9293's "segment arrives" steps on its [`Tcb`](tcb::Tcb):
+//!    acceptability, RST, SYN, ACK (`process_ack`), data (`receive_text`
+//!    writes into the [`RecvBuffer`](buffer::RecvBuffer), in order or as an
+//!    island), FIN.
+//! 4. The connection answers at once if it must (`Tcb::output`) and raises
+//!    a [`SocketEvent::Tcp`]; the runtime wakes the threads waiting on it.
+//! 5. `net::TcpStream::read` (in `net/tcp.rs`) locks the stack, calls
+//!    [`Sockets::recv`](Sockets), which copies from the receive buffer and
+//!    may announce a window that opened.
+//!
+//! Out, from `TcpStream::write` to the TUN:
+//!
+//! 1. `net::TcpStream::write` calls [`Sockets::send`](Sockets), which
+//!    appends to the connection's [`SendBuffer`](buffer::SendBuffer).
+//! 2. `Tcb::output` (`output.rs`) asks `next_segment` what may leave now
+//!    (flow and congestion windows, Nagle, sender SWS) and `transmit`
+//!    writes each segment with
+//!    [`TcpSegment::emit_with`](crate::wire::tcp::TcpSegment::emit_with),
+//!    the payload copied once, straight from the send buffer.
+//! 3. `Context::send_datagram` puts an IPv4 header on it and queues it
+//!    (`ip::output::TxQueue`), fragmenting at the MTU if it must.
+//! 4. The stack thread drains [`Interface::poll_transmit`] into a batch and
+//!    writes the batch to the device, outside the lock.
+//!
+//! Timers (retransmission, delayed ACK, ...) fire from
+//! [`Interface::handle_timeout`] through `TcpLayer::handle_timeouts` (`timer.rs`).
+//!
+//! [`Interface::handle_packet`]: crate::iface::Interface::handle_packet
+//! [`Interface::handle_timeout`]: crate::iface::Interface::handle_timeout
+//! [`Interface::poll_transmit`]: crate::iface::Interface::poll_transmit
+//! [`SocketEvent::Tcp`]: crate::socket::SocketEvent::Tcp
 
 #![forbid(unsafe_code)]
 
-pub mod buffer;
-pub mod congestion;
+mod api;
+pub(crate) mod buffer;
+pub(crate) mod congestion;
+mod error;
 mod input;
-pub mod isn;
+pub(crate) mod isn;
 mod output;
-pub mod rtt;
-pub mod seq;
-pub mod tcb;
+pub(crate) mod rtt;
+pub(crate) mod tcb;
 mod timer;
 
-use crate::icmp::RateLimiter;
-use crate::iface::{Interface, SocketEvent};
+use crate::ip::context::Context;
 use crate::rand::{KeyedHasher, Rng, SeededState};
-use crate::socket::{Handle, Slab};
+use crate::ratelimit::RateLimiter;
+use crate::socket::{Handle, Slab, SocketEvent};
 use crate::time::{Duration, Instant};
+use crate::wire::seq::SeqNum;
 use isn::IsnGenerator;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
-use tcb::{ConnError, State, Tcb, Timer};
+use tcb::Tcb;
+
+pub use crate::socket::{ListenerHandle, TcpHandle};
+pub use error::{ConnError, ConnectError, IoError, ListenError};
+pub use tcb::State;
 
 /// TCP settings; defaults follow Linux.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,49 +138,6 @@ impl Default for TcpConfig {
             keepalive_probes: 9,
         }
     }
-}
-
-/// Refers to one TCP connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct TcpHandle(pub(crate) Handle);
-
-/// Refers to one listening socket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ListenerHandle(pub(crate) Handle);
-
-/// Why `listen` failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ListenError {
-    /// The port is taken.
-    AddrInUse,
-    /// Not one of our addresses.
-    AddrNotAvailable,
-}
-
-/// Why `connect` failed at once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConnectError {
-    /// Port 0, address 0.0.0.0, or a broadcast address.
-    InvalidAddress,
-    /// No route to the peer.
-    NetUnreachable,
-    /// No free local port, or the 4-tuple is in use.
-    AddrInUse,
-    /// The local address is not ours.
-    AddrNotAvailable,
-}
-
-/// Why a send or receive did not happen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IoError {
-    /// Nothing can be done now; wait for an event.
-    WouldBlock,
-    /// Not connected (yet, or any more).
-    NotConnected,
-    /// Writing was shut down, or the connection is closing (EPIPE).
-    BrokenPipe,
-    /// The connection failed.
-    Failed(ConnError),
 }
 
 /// Which directions `shutdown` closes.
@@ -194,26 +202,28 @@ pub(crate) struct FourTuple {
     pub remote: SocketAddrV4,
 }
 
-/// All TCP state of an interface.
+/// The TCP connections and listeners of an interface. Read-only queries
+/// are here; socket calls that change state are on
+/// [`Sockets<TcpLayer>`](Sockets), from [`Interface::tcp`](crate::iface::Interface::tcp).
 #[derive(Debug)]
-pub(crate) struct TcpLayer {
-    pub config: TcpConfig,
-    pub conns: Slab<Tcb>,
-    pub by_tuple: HashMap<FourTuple, Handle, SeededState>,
+pub struct TcpLayer {
+    config: TcpConfig,
+    conns: Slab<Tcb>,
+    by_tuple: HashMap<FourTuple, Handle, SeededState>,
     listeners: Slab<Listener>,
     listen_ports: HashMap<u16, Handle, SeededState>,
-    pub isn: IsnGenerator,
+    isn: IsnGenerator,
     /// Tests pin our ISN to exercise sequence wrap-around on the send side.
     #[cfg(test)]
-    pub isn_override: Option<seq::SeqNum>,
-    pub challenge_limiter: RateLimiter,
+    isn_override: Option<SeqNum>,
+    challenge_limiter: RateLimiter,
     /// Connection deadlines, earliest first; entries that no longer match
     /// their connection's `scheduled` are stale and skipped.
     heap: BinaryHeap<Reverse<(Instant, Handle)>>,
 }
 
 impl TcpLayer {
-    pub fn new(config: TcpConfig, rng: &mut Rng) -> TcpLayer {
+    pub(crate) fn new(config: TcpConfig, rng: &mut Rng) -> TcpLayer {
         TcpLayer {
             config,
             conns: Slab::default(),
@@ -228,8 +238,25 @@ impl TcpLayer {
         }
     }
 
+    /// The settings in use.
+    pub fn config(&self) -> &TcpConfig {
+        &self.config
+    }
+
+    fn tcb(&self, h: TcpHandle) -> &Tcb {
+        self.conns
+            .get(h.0)
+            .expect("TCP handle is stale: the connection was released")
+    }
+
+    fn tcb_mut(&mut self, h: TcpHandle) -> &mut Tcb {
+        self.conns
+            .get_mut(h.0)
+            .expect("TCP handle is stale: the connection was released")
+    }
+
     /// Our initial sequence number for a new connection (RFC 6528).
-    pub fn choose_isn(&self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4) -> seq::SeqNum {
+    fn choose_isn(&self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4) -> SeqNum {
         #[cfg(test)]
         if let Some(iss) = self.isn_override {
             return iss;
@@ -237,8 +264,14 @@ impl TcpLayer {
         self.isn.isn(now, local, remote)
     }
 
+    /// Pins our ISN for every new connection (tests of sequence wrap-around).
+    #[cfg(test)]
+    pub(crate) fn pin_isn(&mut self, iss: SeqNum) {
+        self.isn_override = Some(iss);
+    }
+
     /// Re-files `h`'s earliest deadline in the heap if it moved earlier.
-    pub fn reschedule(&mut self, h: Handle) {
+    fn reschedule(&mut self, h: Handle) {
         let Some(t) = self.conns.get_mut(h) else { return };
         let Some(next) = t.next_deadline() else { return };
         if t.scheduled.is_none_or(|s| next < s) {
@@ -247,8 +280,16 @@ impl TcpLayer {
         }
     }
 
+    /// Sends whatever connection `h` has to send now, and files its timers.
+    fn output(&mut self, cx: &mut Context<'_>, h: Handle) {
+        if let Some(t) = self.conns.get_mut(h) {
+            t.output(cx);
+        }
+        self.reschedule(h);
+    }
+
     /// The earliest deadline of any connection.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.heap.peek().map(|Reverse((t, _))| *t)
     }
 
@@ -262,52 +303,36 @@ impl TcpLayer {
     fn port_in_use(&self, port: u16) -> bool {
         self.listen_ports.contains_key(&port) || self.conns.iter().any(|(_, t)| t.local.port() == port)
     }
-}
-
-impl Interface {
-    fn tcb(&self, h: TcpHandle) -> &Tcb {
-        self.tcp
-            .conns
-            .get(h.0)
-            .expect("TCP handle is stale: the connection was released")
-    }
-
-    fn tcb_mut(&mut self, h: TcpHandle) -> &mut Tcb {
-        self.tcp
-            .conns
-            .get_mut(h.0)
-            .expect("TCP handle is stale: the connection was released")
-    }
 
     /// Queues an event for connection `h`.
-    pub(crate) fn tcp_event(&mut self, h: Handle) {
-        if let Some(t) = self.tcp.conns.get_mut(h) {
+    fn notify(&mut self, cx: &mut Context<'_>, h: Handle) {
+        if let Some(t) = self.conns.get_mut(h) {
             if !t.event_pending {
                 t.event_pending = true;
-                self.events.push(SocketEvent::Tcp(TcpHandle(h)));
+                cx.notify(SocketEvent::Tcp(TcpHandle(h)));
             }
         }
     }
 
-    fn listener_event(&mut self, h: Handle) {
-        if let Some(l) = self.tcp.listeners.get_mut(h) {
+    fn notify_listener(&mut self, cx: &mut Context<'_>, h: Handle) {
+        if let Some(l) = self.listeners.get_mut(h) {
             if !l.event_pending {
                 l.event_pending = true;
-                self.events.push(SocketEvent::Listener(ListenerHandle(h)));
+                cx.notify(SocketEvent::Listener(ListenerHandle(h)));
             }
         }
     }
 
     /// Marks a taken TCP event as seen.
-    pub(crate) fn tcp_event_taken(&mut self, e: SocketEvent) {
+    pub(crate) fn event_taken(&mut self, e: SocketEvent) {
         match e {
             SocketEvent::Tcp(h) => {
-                if let Some(t) = self.tcp.conns.get_mut(h.0) {
+                if let Some(t) = self.conns.get_mut(h.0) {
                     t.event_pending = false;
                 }
             }
             SocketEvent::Listener(h) => {
-                if let Some(l) = self.tcp.listeners.get_mut(h.0) {
+                if let Some(l) = self.listeners.get_mut(h.0) {
                     l.event_pending = false;
                 }
             }
@@ -315,338 +340,126 @@ impl Interface {
         }
     }
 
-    /// Starts listening on `local` (port 0: an ephemeral port); `backlog`
-    /// bounds established connections waiting for `accept` (as Linux, up to
-    /// `backlog + 1` may wait).
-    pub fn tcp_listen(&mut self, local: SocketAddrV4, backlog: usize) -> Result<ListenerHandle, ListenError> {
-        let ip = *local.ip();
-        if !(ip.is_unspecified() || ip == self.config.address.addr()) {
-            return Err(ListenError::AddrNotAvailable);
+    /// Moves a connection to CLOSED: it leaves the lookup table, its timers
+    /// stop, `error` is recorded for the application, and the block is freed
+    /// once nobody holds it.
+    fn release(&mut self, cx: &mut Context<'_>, h: Handle, error: Option<ConnError>) {
+        let Some(t) = self.conns.get_mut(h) else { return };
+        let was_half_open = t.state == State::SynReceived;
+        t.set_state(State::Closed);
+        t.timers = [None; tcb::TIMERS];
+        if error.is_some() && t.error.is_none() {
+            t.error = error;
         }
-        let port = if local.port() == 0 {
-            self.tcp_ephemeral_port().ok_or(ListenError::AddrInUse)?
+        let (local, remote, listener, queued, orphaned) = (t.local, t.remote, t.listener, t.queued, t.orphaned);
+        if self.by_tuple.get(&FourTuple { local, remote }) == Some(&h) {
+            self.by_tuple.remove(&FourTuple { local, remote });
+        }
+        if let Some(l) = listener.and_then(|l| self.listeners.get_mut(l)) {
+            if was_half_open {
+                l.half_open = l.half_open.saturating_sub(1);
+            }
+            if queued {
+                l.accept_queue.retain(|c| *c != h);
+            }
+        }
+        if orphaned || listener.is_some() {
+            self.conns.remove(h);
         } else {
-            local.port()
+            self.notify(cx, h);
+        }
+    }
+
+    /// A connection finished its handshake: it joins its listener's accept queue.
+    fn enqueue_accept(&mut self, cx: &mut Context<'_>, h: Handle) {
+        let Some(lh) = self.conns.get(h).and_then(|t| t.listener) else {
+            return;
         };
-        if self.tcp.port_in_use(port) {
-            return Err(ListenError::AddrInUse);
-        }
-        let local = SocketAddrV4::new(ip, port);
-        let h = self.tcp.listeners.insert(Listener {
-            local,
-            backlog,
-            accept_queue: VecDeque::new(),
-            half_open: 0,
-            event_pending: false,
-            owner: None,
-        });
-        self.tcp.listen_ports.insert(port, h);
-        log::debug!("tcp {local}: LISTEN (backlog {backlog})");
-        Ok(ListenerHandle(h))
-    }
-
-    fn tcp_ephemeral_port(&mut self) -> Option<u16> {
-        let (first, last) = (crate::udp::EPHEMERAL_FIRST, crate::udp::EPHEMERAL_LAST);
-        let span = u32::from(last - first) + 1;
-        let start = self.rng.below(u64::from(span)) as u32;
-        let used: std::collections::HashSet<u16> = self
-            .tcp
-            .conns
-            .iter()
-            .map(|(_, t)| t.local.port())
-            .chain(self.tcp.listen_ports.keys().copied())
-            .collect();
-        (0..span)
-            .map(|i| first + ((start + i) % span) as u16)
-            .find(|p| !used.contains(p))
-    }
-
-    /// The listener's local address.
-    pub fn tcp_listener_addr(&self, h: ListenerHandle) -> SocketAddrV4 {
-        self.tcp.listeners.get(h.0).expect("listener handle is stale").local
-    }
-
-    /// Takes the oldest established connection from the accept queue.
-    pub fn tcp_accept(&mut self, h: ListenerHandle) -> Option<(TcpHandle, SocketAddrV4)> {
-        let l = self.tcp.listeners.get_mut(h.0).expect("listener handle is stale");
-        let c = l.accept_queue.pop_front()?;
-        let t = self.tcp.conns.get_mut(c).expect("queued connections live");
-        t.listener = None;
-        t.queued = false;
-        Some((TcpHandle(c), t.remote))
-    }
-
-    /// Whether `accept` would return a connection now.
-    pub fn tcp_can_accept(&self, h: ListenerHandle) -> bool {
-        self.tcp.listeners.get(h.0).is_some_and(|l| !l.accept_queue.is_empty())
-    }
-
-    /// Stops listening. Connections never accepted are reset (RFC 9293 §3.10.4).
-    pub fn tcp_close_listener(&mut self, now: Instant, h: ListenerHandle) {
-        let l = self.tcp.listeners.remove(h.0).expect("listener handle is stale");
-        self.tcp.listen_ports.remove(&l.local.port());
-        let orphans: Vec<Handle> = self
-            .tcp
-            .conns
-            .iter()
-            .filter(|(_, t)| t.listener == Some(h.0))
-            .map(|(c, _)| c)
-            .collect();
-        for c in orphans {
-            self.tcp_send_rst_for(c);
-            self.tcp_release(now, c, None);
-        }
-        log::debug!("tcp {}: listener closed", l.local);
-    }
-
-    /// Opens a connection to `remote` (SYN now); `local_port` 0 picks an ephemeral port.
-    pub fn tcp_connect(
-        &mut self,
-        now: Instant,
-        remote: SocketAddrV4,
-        local_port: u16,
-    ) -> Result<TcpHandle, ConnectError> {
-        let rip = *remote.ip();
-        if rip.is_unspecified()
-            || remote.port() == 0
-            || rip.is_broadcast()
-            || rip.is_multicast()
-            || Some(rip) == self.config.address.broadcast()
-        {
-            return Err(ConnectError::InvalidAddress);
-        }
-        if self.routes.lookup(rip).is_none() {
-            return Err(ConnectError::NetUnreachable);
-        }
-        let port = if local_port == 0 {
-            self.tcp_ephemeral_port().ok_or(ConnectError::AddrInUse)?
-        } else {
-            local_port
+        let Some(l) = self.listeners.get_mut(lh) else {
+            return;
         };
-        let local = SocketAddrV4::new(self.config.address.addr(), port);
-        if self.tcp.by_tuple.contains_key(&FourTuple { local, remote }) {
-            return Err(ConnectError::AddrInUse);
-        }
-        let iss = self.tcp.choose_isn(now, local, remote);
-        let mut t = Tcb::new(&self.tcp.config, local, remote, iss, now, self.config.mtu);
-        t.set_state(State::SynSent);
-        let h = self.tcp.conns.insert(t);
-        self.tcp.by_tuple.insert(FourTuple { local, remote }, h);
-        self.tcp_output(now, h);
-        Ok(TcpHandle(h))
+        l.half_open = l.half_open.saturating_sub(1);
+        l.accept_queue.push_back(h);
+        self.conns.get_mut(h).expect("live").queued = true;
+        self.notify_listener(cx, lh);
+    }
+
+    /// Whether the listener's accept queue is full (Linux: more than `backlog` waiting).
+    fn accept_queue_full(&self, lh: Handle) -> bool {
+        self.listeners.get(lh).is_none_or(|l| l.accept_queue.len() > l.backlog)
     }
 
     /// The connection's state.
-    pub fn tcp_state(&self, h: TcpHandle) -> State {
+    pub fn state(&self, h: TcpHandle) -> State {
         self.tcb(h).state
     }
 
     /// Local and remote addresses.
-    pub fn tcp_addrs(&self, h: TcpHandle) -> (SocketAddrV4, SocketAddrV4) {
+    pub fn addrs(&self, h: TcpHandle) -> (SocketAddrV4, SocketAddrV4) {
         let t = self.tcb(h);
         (t.local, t.remote)
     }
 
     /// The error that ended the connection, if one did.
-    pub fn tcp_error(&self, h: TcpHandle) -> Option<ConnError> {
+    pub fn error(&self, h: TcpHandle) -> Option<ConnError> {
         self.tcb(h).error
     }
 
     /// Whether a connect has finished (either way): not in SYN-SENT / SYN-RECEIVED.
-    pub fn tcp_connect_done(&self, h: TcpHandle) -> bool {
+    pub fn connect_done(&self, h: TcpHandle) -> bool {
         !matches!(self.tcb(h).state, State::SynSent | State::SynReceived)
     }
 
-    /// Queues `data` for sending; returns how much fit in the send buffer.
-    pub fn tcp_send(&mut self, now: Instant, h: TcpHandle, data: &[u8]) -> Result<usize, IoError> {
-        let t = self.tcb_mut(h);
-        if let Some(e) = t.error {
-            return Err(IoError::Failed(e));
-        }
-        match t.state {
-            State::SynSent | State::SynReceived => return Err(IoError::WouldBlock),
-            State::Established | State::CloseWait => {}
-            State::Closed | State::Listen => return Err(IoError::NotConnected),
-            _ => return Err(IoError::BrokenPipe),
-        }
-        if t.fin_queued() {
-            return Err(IoError::BrokenPipe);
-        }
-        let n = t.send.push(data);
-        if n == 0 && !data.is_empty() {
-            return Err(IoError::WouldBlock);
-        }
-        self.tcp_output(now, h.0);
-        Ok(n)
-    }
-
     /// Bytes the send buffer can take now.
-    pub fn tcp_send_space(&self, h: TcpHandle) -> usize {
+    pub fn send_space(&self, h: TcpHandle) -> usize {
         self.tcb(h).send.free()
     }
 
     /// Bytes queued but not yet acknowledged.
-    pub fn tcp_send_queue(&self, h: TcpHandle) -> usize {
+    pub fn send_queue(&self, h: TcpHandle) -> usize {
         self.tcb(h).send.len()
     }
 
-    /// Reads received bytes; `Ok(0)` is end of stream (FIN, or shut down for reading).
-    pub fn tcp_recv(&mut self, now: Instant, h: TcpHandle, buf: &mut [u8]) -> Result<usize, IoError> {
-        let t = self.tcb_mut(h);
-        if !t.recv.is_empty() && !buf.is_empty() {
-            let old_window = t.rcv_wnd();
-            let n = t.recv.read(buf);
-            // Announce a window that opened by a useful amount (receiver SWS avoidance).
-            let threshold = (t.recv.limit() / 2).min(t.rcv_mss);
-            if t.state.synchronized() && t.free_window() >= old_window as usize + threshold {
-                t.ack_now = true;
-                self.tcp_output(now, h.0);
-            }
-            return Ok(n);
-        }
-        if let Some(e) = t.error {
-            return Err(IoError::Failed(e));
-        }
-        if t.rcv_closed || t.shut_rd || buf.is_empty() {
-            return Ok(0);
-        }
-        match t.state {
-            State::Closed | State::Listen => Err(IoError::NotConnected),
-            _ => Err(IoError::WouldBlock),
-        }
-    }
-
     /// Bytes ready to read.
-    pub fn tcp_recv_queue(&self, h: TcpHandle) -> usize {
+    pub fn recv_queue(&self, h: TcpHandle) -> usize {
         self.tcb(h).recv.len()
     }
 
     /// Whether a receive would return at once (data, end of stream, or an error).
-    pub fn tcp_can_recv(&self, h: TcpHandle) -> bool {
+    pub fn can_recv(&self, h: TcpHandle) -> bool {
         let t = self.tcb(h);
         !t.recv.is_empty() || t.rcv_closed || t.shut_rd || t.error.is_some() || t.state == State::Closed
     }
 
-    /// Shuts down one or both directions. Shutting down writing sends FIN
-    /// after the queued data; shutting down reading discards what arrives.
-    pub fn tcp_shutdown(&mut self, now: Instant, h: TcpHandle, how: Shutdown) -> Result<(), IoError> {
-        let t = self.tcb_mut(h);
-        if matches!(t.state, State::Closed | State::Listen | State::SynSent) && t.error.is_none() {
-            return Err(IoError::NotConnected);
-        }
-        if matches!(how, Shutdown::Read | Shutdown::Both) {
-            t.shut_rd = true;
-        }
-        if matches!(how, Shutdown::Write | Shutdown::Both) {
-            self.tcp_queue_fin(now, h.0);
-        }
-        self.tcp_event(h.0);
-        Ok(())
-    }
-
-    /// Queues FIN after the data and moves to FIN-WAIT-1 or LAST-ACK.
-    fn tcp_queue_fin(&mut self, now: Instant, h: Handle) {
-        let t = self.tcp.conns.get_mut(h).expect("live");
-        if t.fin_queued() {
-            return;
-        }
-        match t.state {
-            // RFC 9293 §3.10.4: in SYN-RECEIVED the FIN waits for ESTABLISHED;
-            // the SYN-ACK must stay retransmittable until then.
-            State::SynReceived => t.queue_fin(),
-            State::Established => {
-                t.queue_fin();
-                t.set_state(State::FinWait1);
-            }
-            State::CloseWait => {
-                t.queue_fin();
-                t.set_state(State::LastAck);
-            }
-            _ => return,
-        }
-        self.tcp_output(now, h);
-    }
-
-    /// The application is done with the connection. With unread data (or
-    /// `abort`), the connection is reset (RFC 2525 §2.17, as Linux);
-    /// otherwise FIN goes after the queued data and the core finishes the
-    /// close on its own (FIN-WAIT, TIME-WAIT).
-    pub fn tcp_close(&mut self, now: Instant, h: TcpHandle, abort: bool) {
-        let t = self.tcb_mut(h);
-        t.orphaned = true;
-        let unread = !t.recv.is_empty();
-        match t.state {
-            State::Closed => self.tcp_release(now, h.0, None),
-            State::SynSent => self.tcp_release(now, h.0, None),
-            _ if abort || unread => {
-                if t.state != State::TimeWait {
-                    log::debug!(
-                        "tcp {} -> {}: reset on close ({})",
-                        t.local,
-                        t.remote,
-                        if abort { "abort" } else { "unread data" }
-                    );
-                    self.tcp_send_rst_for(h.0);
-                }
-                self.tcp_release(now, h.0, None);
-            }
-            _ => {
-                t.shut_rd = true;
-                self.tcp_queue_fin(now, h.0);
-                let fin_timeout = self.tcp.config.fin_timeout;
-                let t = self.tcb_mut(h);
-                if t.state == State::FinWait2 {
-                    t.set_timer(Timer::Linger, Some(now + fin_timeout));
-                    self.tcp.reschedule(h.0);
-                }
-            }
-        }
-    }
-
-    /// Resets the connection now (RST to the peer); later calls see `NotConnected`.
-    pub fn tcp_abort(&mut self, now: Instant, h: TcpHandle) {
-        self.tcp_send_rst_for(h.0);
-        self.tcp_release(now, h.0, None);
-    }
-
-    /// Labels the connection with its user, for netstat.
-    pub fn tcp_set_owner(&mut self, h: TcpHandle, owner: Option<Arc<str>>) {
-        self.tcb_mut(h).owner = owner;
-    }
-
-    /// Labels the listener (and the connections it will accept) with its user.
-    pub fn tcp_listener_set_owner(&mut self, h: ListenerHandle, owner: Option<Arc<str>>) {
-        if let Some(l) = self.tcp.listeners.get_mut(h.0) {
-            l.owner = owner;
-        }
-    }
-
-    /// Turns Nagle's algorithm off (`TCP_NODELAY`) or on.
-    pub fn tcp_set_nodelay(&mut self, h: TcpHandle, on: bool) {
-        self.tcb_mut(h).nodelay = on;
-    }
-
     /// Whether Nagle's algorithm is off.
-    pub fn tcp_nodelay(&self, h: TcpHandle) -> bool {
+    pub fn nodelay(&self, h: TcpHandle) -> bool {
         self.tcb(h).nodelay
     }
 
-    /// Turns keepalive on after `idle` without traffic, or off.
-    pub fn tcp_set_keepalive(&mut self, now: Instant, h: TcpHandle, idle: Option<Duration>) {
-        let t = self.tcb_mut(h);
-        t.keepalive = idle;
-        t.keepalive_probes = 0;
-        t.set_timer(
-            Timer::Keepalive,
-            idle.filter(|_| t.state.synchronized()).map(|i| now + i),
-        );
-        self.tcp.reschedule(h.0);
+    /// The listener's local address.
+    pub fn listener_addr(&self, h: ListenerHandle) -> SocketAddrV4 {
+        self.listeners.get(h.0).expect("listener handle is stale").local
+    }
+
+    /// Whether `accept` would return a connection now.
+    pub fn can_accept(&self, h: ListenerHandle) -> bool {
+        self.listeners.get(h.0).is_some_and(|l| !l.accept_queue.is_empty())
+    }
+
+    /// Connections in the table (any state but released), for tests and tools.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Whether the connection's block still exists (it goes once the
+    /// application closed it and the core finished with it).
+    pub fn exists(&self, h: TcpHandle) -> bool {
+        self.conns.get(h.0).is_some()
     }
 
     /// Every connection and listener, for `netstat`.
-    pub fn tcp_sockets(&self) -> Vec<TcpInfo> {
+    pub fn sockets(&self) -> Vec<TcpInfo> {
         let mut out: Vec<TcpInfo> = self
-            .tcp
             .listeners
             .iter()
             .map(|(_, l)| TcpInfo {
@@ -666,8 +479,7 @@ impl Interface {
             })
             .collect();
         out.extend(
-            self.tcp
-                .conns
+            self.conns
                 .iter()
                 .filter(|(_, t)| t.state != State::Closed)
                 .map(|(_, t)| TcpInfo {
@@ -689,70 +501,24 @@ impl Interface {
         out
     }
 
-    /// Connections in the table (any state but released), for tests and tools.
-    pub fn tcp_connection_count(&self) -> usize {
-        self.tcp.conns.len()
-    }
-
-    /// Moves a connection to CLOSED: it leaves the lookup table, its timers
-    /// stop, `error` is recorded for the application, and the block is freed
-    /// once nobody holds it.
-    pub(crate) fn tcp_release(&mut self, _now: Instant, h: Handle, error: Option<ConnError>) {
-        let Some(t) = self.tcp.conns.get_mut(h) else { return };
-        let was_half_open = t.state == State::SynReceived;
-        t.set_state(State::Closed);
-        t.timers = [None; tcb::TIMERS];
-        if error.is_some() && t.error.is_none() {
-            t.error = error;
-        }
-        let (local, remote, listener, queued, orphaned) = (t.local, t.remote, t.listener, t.queued, t.orphaned);
-        if self.tcp.by_tuple.get(&FourTuple { local, remote }) == Some(&h) {
-            self.tcp.by_tuple.remove(&FourTuple { local, remote });
-        }
-        if let Some(l) = listener.and_then(|l| self.tcp.listeners.get_mut(l)) {
-            if was_half_open {
-                l.half_open = l.half_open.saturating_sub(1);
-            }
-            if queued {
-                l.accept_queue.retain(|c| *c != h);
+    /// Checks that every live connection can be found by its 4-tuple.
+    #[cfg(test)]
+    pub(crate) fn assert_tables_consistent(&self) {
+        for (h, t) in self.conns.iter() {
+            if t.state != State::Closed {
+                let key = FourTuple {
+                    local: t.local,
+                    remote: t.remote,
+                };
+                assert_eq!(
+                    self.by_tuple.get(&key),
+                    Some(&h),
+                    "{} -> {} missing from the lookup table",
+                    t.local,
+                    t.remote
+                );
             }
         }
-        if orphaned || listener.is_some() {
-            self.tcp.conns.remove(h);
-        } else {
-            self.tcp_event(h);
-        }
-    }
-
-    /// Frees a connection the application has closed and that reached CLOSED.
-    pub(crate) fn tcp_reap_if_done(&mut self, h: Handle) {
-        if let Some(t) = self.tcp.conns.get(h) {
-            if t.state == State::Closed && (t.orphaned || t.listener.is_some()) {
-                self.tcp.conns.remove(h);
-            }
-        }
-    }
-
-    /// A connection finished its handshake: it joins its listener's accept queue.
-    fn tcp_enqueue_accept(&mut self, h: Handle) {
-        let Some(lh) = self.tcp.conns.get(h).and_then(|t| t.listener) else {
-            return;
-        };
-        let Some(l) = self.tcp.listeners.get_mut(lh) else {
-            return;
-        };
-        l.half_open = l.half_open.saturating_sub(1);
-        l.accept_queue.push_back(h);
-        self.tcp.conns.get_mut(h).expect("live").queued = true;
-        self.listener_event(lh);
-    }
-
-    /// Whether the listener's accept queue is full (Linux: more than `backlog` waiting).
-    fn tcp_accept_queue_full(&self, lh: Handle) -> bool {
-        self.tcp
-            .listeners
-            .get(lh)
-            .is_none_or(|l| l.accept_queue.len() > l.backlog)
     }
 }
 

@@ -5,14 +5,12 @@
 #![forbid(unsafe_code)]
 
 use super::FourTuple;
-use super::seq::SeqNum;
 use super::tcb::{State, Tcb, Timer};
-use crate::iface::Interface;
-use crate::ip::protocol;
-use crate::socket::Handle;
+use crate::ip::context::Context;
+use crate::ip::{DEFAULT_TTL, protocol};
 use crate::time::Instant;
-use crate::wire::tcp::{self as wire, SegmentFields, TcpOptions, flags};
-use std::net::SocketAddrV4;
+use crate::wire::seq::SeqNum;
+use crate::wire::tcp::{TcpOptions, TcpSegment, flags};
 
 /// One segment to send: what goes in it.
 struct Plan {
@@ -200,133 +198,130 @@ impl Tcb {
     }
 }
 
-impl Interface {
-    /// Sends whatever connection `h` has to send now.
-    pub(crate) fn tcp_output(&mut self, now: Instant, h: Handle) {
+impl Tcb {
+    /// Sends whatever the connection has to send now.
+    pub(super) fn output(&mut self, cx: &mut Context<'_>) {
         loop {
-            let Some(t) = self.tcp.conns.get_mut(h) else { return };
-            let rto = t.rtt.backed_off(t.backoff);
-            let Some(plan) = t.next_segment(now, rto) else { break };
-            self.tcp_transmit(h, &plan);
+            let rto = self.rtt.backed_off(self.backoff);
+            let Some(plan) = self.next_segment(cx.now(), rto) else {
+                break;
+            };
+            self.transmit(cx, &plan);
         }
-        self.tcp.reschedule(h);
     }
 
-    /// Builds and queues one planned segment of connection `h`.
-    fn tcp_transmit(&mut self, h: Handle, plan: &Plan) {
-        let mut buf = self.tx.buffer();
-        let t = self.tcp.conns.get_mut(h).expect("live");
-        let window = if plan.flags & flags::RST != 0 { 0 } else { t.advertise() };
-        let fields = SegmentFields {
-            src_port: t.local.port(),
-            dst_port: t.remote.port(),
+    /// Builds and queues one planned segment.
+    fn transmit(&mut self, cx: &mut Context<'_>, plan: &Plan) {
+        let mut buf = cx.buffer();
+        let window = if plan.flags & flags::RST != 0 {
+            0
+        } else {
+            self.advertise()
+        };
+        let seg = TcpSegment {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
             seq: plan.seq,
-            ack: t.rcv_nxt,
+            ack: self.rcv_nxt,
             flags: plan.flags,
             window,
             options: plan.options,
+            payload: &[],
         };
         if plan.flags & flags::ACK != 0 {
-            t.ack_now = false;
-            t.bytes_unacked = 0;
-            t.set_timer(Timer::DelayedAck, None);
+            self.ack_now = false;
+            self.bytes_unacked = 0;
+            self.set_timer(Timer::DelayedAck, None);
         }
-        let send = &t.send;
-        wire::write_with(&mut buf, *t.local.ip(), *t.remote.ip(), &fields, plan.data_len, |out| {
+        let send = &self.send;
+        seg.emit_with(&mut buf, *self.local.ip(), *self.remote.ip(), plan.data_len, |out| {
             send.peek(plan.data_offset, out)
         });
-        let dst = *t.remote.ip();
-        self.stats.tcp_tx_segments += 1;
-        let _ = self.send_datagram(dst, protocol::TCP, crate::ip::DEFAULT_TTL, true, buf);
+        cx.stats().tcp_tx_segments += 1;
+        let _ = cx.send_datagram(*self.remote.ip(), protocol::TCP, DEFAULT_TTL, true, buf);
     }
 
     /// Retransmits one segment at SND.UNA (fast retransmit, NewReno partial ACK).
-    pub(crate) fn tcp_retransmit_first(&mut self, now: Instant, h: Handle) {
-        let Some(t) = self.tcp.conns.get_mut(h) else { return };
-        let start = t.snd_una;
+    pub(super) fn retransmit_first(&mut self, cx: &mut Context<'_>) {
+        let start = self.snd_una;
         // Only what was sent before: never bytes beyond SND.MAX.
-        let sent_end = if t.fin_sent() { t.data_end() } else { t.snd_max };
+        let sent_end = if self.fin_sent() { self.data_end() } else { self.snd_max };
         let avail = if start.lt(sent_end) {
             sent_end.wrapping_distance_from(start) as usize
         } else {
             0
         };
-        let len = avail.min(t.snd_mss);
+        let len = avail.min(self.snd_mss);
         let mut f = flags::ACK;
-        if len == avail && t.fin_sent() {
+        if len == avail && self.fin_sent() {
             f |= flags::FIN;
         }
         if len == 0 && f & flags::FIN == 0 {
             return;
         }
-        t.retransmits += 1;
-        t.rtt_probe = None;
-        let rto = t.rtt.backed_off(t.backoff);
-        t.set_timer(Timer::Retransmit, Some(now + rto));
+        self.retransmits += 1;
+        self.rtt_probe = None;
+        let rto = self.rtt.backed_off(self.backoff);
+        self.set_timer(Timer::Retransmit, Some(cx.now() + rto));
         let plan = Plan {
             seq: start,
             flags: f,
-            data_offset: start.wrapping_distance_from(t.data_start()) as usize,
+            data_offset: start.wrapping_distance_from(self.data_start()) as usize,
             data_len: len,
             options: TcpOptions::default(),
         };
-        self.tcp_transmit(h, &plan);
-        self.tcp.reschedule(h);
+        self.transmit(cx, &plan);
     }
 
-    /// Sends an ACK now, for connection `h` (challenge ACKs, duplicate ACKs).
-    pub(crate) fn tcp_send_ack(&mut self, h: Handle) {
-        let Some(t) = self.tcp.conns.get(h) else { return };
-        let plan = t.ack_plan();
-        self.tcp_transmit(h, &plan);
+    /// Sends an ACK now (challenge ACKs, duplicate ACKs).
+    pub(super) fn send_ack(&mut self, cx: &mut Context<'_>) {
+        let plan = self.ack_plan();
+        self.transmit(cx, &plan);
     }
 
     /// Sends a probe: an ACK one below SND.UNA, which the peer must answer
     /// with its current window (zero-window and keepalive probes, as Linux).
-    pub(crate) fn tcp_send_probe(&mut self, h: Handle) {
-        let Some(t) = self.tcp.conns.get(h) else { return };
+    pub(super) fn send_probe(&mut self, cx: &mut Context<'_>) {
         let plan = Plan {
-            seq: t.snd_una - 1,
+            seq: self.snd_una - 1,
             flags: flags::ACK,
             data_offset: 0,
             data_len: 0,
             options: TcpOptions::default(),
         };
-        self.tcp_transmit(h, &plan);
+        self.transmit(cx, &plan);
     }
 
-    /// Resets connection `h`'s peer: RST at SND.NXT (with ACK once synchronized).
-    pub(crate) fn tcp_send_rst_for(&mut self, h: Handle) {
-        let Some(t) = self.tcp.conns.get(h) else { return };
-        if matches!(t.state, State::Closed | State::SynSent | State::TimeWait) {
+    /// Resets the peer: RST at SND.NXT (with ACK once synchronized).
+    pub(super) fn send_rst(&self, cx: &mut Context<'_>) {
+        if matches!(self.state, State::Closed | State::SynSent | State::TimeWait) {
             return;
         }
-        let (local, remote, seq, ack) = (t.local, t.remote, t.snd_max, t.rcv_nxt);
-        self.tcp_send_raw(FourTuple { local, remote }, seq, Some(ack), flags::RST);
-    }
-
-    /// Sends a segment that belongs to no connection (RSTs), window 0.
-    pub(crate) fn tcp_send_raw(&mut self, tuple: FourTuple, seq: SeqNum, ack: Option<SeqNum>, f: u8) {
-        let mut buf = self.tx.buffer();
-        let fields = SegmentFields {
-            src_port: tuple.local.port(),
-            dst_port: tuple.remote.port(),
-            seq,
-            ack: ack.unwrap_or(SeqNum(0)),
-            flags: f | if ack.is_some() { flags::ACK } else { 0 },
-            window: 0,
-            options: TcpOptions::default(),
+        let tuple = FourTuple {
+            local: self.local,
+            remote: self.remote,
         };
-        wire::write_with(&mut buf, *tuple.local.ip(), *tuple.remote.ip(), &fields, 0, |_| {});
-        if f & flags::RST != 0 {
-            self.stats.tcp_tx_resets += 1;
-        }
-        self.stats.tcp_tx_segments += 1;
-        let _ = self.send_datagram(*tuple.remote.ip(), protocol::TCP, crate::ip::DEFAULT_TTL, true, buf);
+        send_raw(cx, tuple, self.snd_max, Some(self.rcv_nxt), flags::RST);
     }
 }
 
-/// The 4-tuple of a connection from `local` to `remote`.
-pub(crate) fn tuple(local: SocketAddrV4, remote: SocketAddrV4) -> FourTuple {
-    FourTuple { local, remote }
+/// Sends a segment that belongs to no connection (RSTs), window 0.
+pub(super) fn send_raw(cx: &mut Context<'_>, tuple: FourTuple, seq: SeqNum, ack: Option<SeqNum>, f: u8) {
+    let mut buf = cx.buffer();
+    let seg = TcpSegment {
+        src_port: tuple.local.port(),
+        dst_port: tuple.remote.port(),
+        seq,
+        ack: ack.unwrap_or(SeqNum(0)),
+        flags: f | if ack.is_some() { flags::ACK } else { 0 },
+        window: 0,
+        options: TcpOptions::default(),
+        payload: &[],
+    };
+    seg.emit(&mut buf, *tuple.local.ip(), *tuple.remote.ip());
+    if f & flags::RST != 0 {
+        cx.stats().tcp_tx_resets += 1;
+    }
+    cx.stats().tcp_tx_segments += 1;
+    let _ = cx.send_datagram(*tuple.remote.ip(), protocol::TCP, DEFAULT_TTL, true, buf);
 }

@@ -9,7 +9,7 @@ const GRANULARITY: Duration = Duration::from_millis(1);
 
 /// SRTT, RTTVAR and RTO of one connection.
 #[derive(Clone, Copy, Debug)]
-pub struct RttEstimator {
+pub(crate) struct RttEstimator {
     srtt: Option<Duration>,
     rttvar: Duration,
     rto: Duration,
@@ -19,7 +19,7 @@ pub struct RttEstimator {
 
 impl RttEstimator {
     /// Before any sample the RTO is `initial` (1 s, RFC 6298 §2.1).
-    pub fn new(initial: Duration, min_rto: Duration, max_rto: Duration) -> RttEstimator {
+    pub(crate) fn new(initial: Duration, min_rto: Duration, max_rto: Duration) -> RttEstimator {
         RttEstimator {
             srtt: None,
             rttvar: Duration::ZERO,
@@ -30,7 +30,7 @@ impl RttEstimator {
     }
 
     /// Folds in one measurement (RFC 6298 §2.2, §2.3).
-    pub fn sample(&mut self, r: Duration) {
+    pub(crate) fn sample(&mut self, r: Duration) {
         match self.srtt {
             None => {
                 self.srtt = Some(r);
@@ -47,22 +47,23 @@ impl RttEstimator {
     }
 
     /// The current RTO, before backoff.
-    pub fn rto(&self) -> Duration {
+    pub(crate) fn rto(&self) -> Duration {
         self.rto
     }
 
     /// The RTO after `backoff` doublings (RFC 6298 §5.5), at most the maximum.
-    pub fn backed_off(&self, backoff: u32) -> Duration {
+    pub(crate) fn backed_off(&self, backoff: u32) -> Duration {
         self.rto.saturating_mul(1u32 << backoff.min(16)).min(self.max_rto)
     }
 
     /// The smoothed RTT, once measured.
-    pub fn srtt(&self) -> Option<Duration> {
+    pub(crate) fn srtt(&self) -> Option<Duration> {
         self.srtt
     }
 
     /// The RTT variation.
-    pub fn rttvar(&self) -> Duration {
+    #[cfg(test)]
+    pub(crate) fn rttvar(&self) -> Duration {
         self.rttvar
     }
 }

@@ -6,9 +6,9 @@ use super::TcpConfig;
 use super::buffer::{RecvBuffer, SendBuffer};
 use super::congestion::{CongestionControl, NewReno};
 use super::rtt::RttEstimator;
-use super::seq::SeqNum;
 use crate::socket::Handle;
 use crate::time::{Duration, Instant};
+use crate::wire::seq::SeqNum;
 use core::fmt;
 use std::net::SocketAddrV4;
 
@@ -77,20 +77,11 @@ impl fmt::Display for State {
     }
 }
 
-/// Why a connection ended abnormally, as the application will hear it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConnError {
-    /// RST in answer to our SYN (ECONNREFUSED).
-    Refused,
-    /// RST on an open connection (ECONNRESET).
-    Reset,
-    /// Retransmissions or keepalives went unanswered (ETIMEDOUT).
-    TimedOut,
-}
+pub(crate) use super::error::ConnError;
 
 /// The connection's timers; each is off or due at an instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Timer {
+pub(crate) enum Timer {
     /// Retransmission of SYN, data or FIN (RFC 6298).
     Retransmit = 0,
     /// Zero-window probing (RFC 9293 §3.8.6.1).
@@ -104,10 +95,10 @@ pub enum Timer {
 }
 
 /// Number of [`Timer`] kinds.
-pub const TIMERS: usize = 5;
+pub(crate) const TIMERS: usize = 5;
 
 /// All kinds, for iteration.
-pub const ALL_TIMERS: [Timer; TIMERS] = [
+pub(crate) const ALL_TIMERS: [Timer; TIMERS] = [
     Timer::Retransmit,
     Timer::Persist,
     Timer::DelayedAck,
@@ -117,98 +108,98 @@ pub const ALL_TIMERS: [Timer; TIMERS] = [
 
 /// One connection.
 #[derive(Debug)]
-pub struct Tcb {
-    pub state: State,
-    pub local: SocketAddrV4,
-    pub remote: SocketAddrV4,
+pub(crate) struct Tcb {
+    pub(crate) state: State,
+    pub(crate) local: SocketAddrV4,
+    pub(crate) remote: SocketAddrV4,
     /// The listener that created this connection, until it is accepted.
-    pub listener: Option<Handle>,
+    pub(crate) listener: Option<Handle>,
     /// Whether the connection waits in its listener's accept queue.
-    pub queued: bool,
+    pub(crate) queued: bool,
     /// The application closed its handle: the core finishes the connection alone.
-    pub orphaned: bool,
+    pub(crate) orphaned: bool,
 
     // Send sequence space (RFC 9293 §3.3.1).
-    pub iss: SeqNum,
-    pub snd_una: SeqNum,
-    pub snd_nxt: SeqNum,
+    pub(crate) iss: SeqNum,
+    pub(crate) snd_una: SeqNum,
+    pub(crate) snd_nxt: SeqNum,
     /// The highest sequence number sent (SND.NXT before any rewind for retransmission).
-    pub snd_max: SeqNum,
-    pub snd_wnd: u32,
-    pub max_snd_wnd: u32,
-    pub snd_wl1: SeqNum,
-    pub snd_wl2: SeqNum,
-    pub send: SendBuffer,
+    pub(crate) snd_max: SeqNum,
+    pub(crate) snd_wnd: u32,
+    pub(crate) max_snd_wnd: u32,
+    pub(crate) snd_wl1: SeqNum,
+    pub(crate) snd_wl2: SeqNum,
+    pub(crate) send: SendBuffer,
     /// Where our FIN goes, once the application will send no more.
-    pub snd_fin: Option<SeqNum>,
+    pub(crate) snd_fin: Option<SeqNum>,
     /// Largest segment we send.
-    pub snd_mss: usize,
+    pub(crate) snd_mss: usize,
     /// Shift applied to windows the peer sends us.
-    pub snd_wscale: u8,
+    pub(crate) snd_wscale: u8,
     /// Shift applied to windows we send.
-    pub rcv_wscale: u8,
+    pub(crate) rcv_wscale: u8,
     /// Both sides agreed to window scaling (RFC 7323 §2.2).
-    pub wscale_ok: bool,
+    pub(crate) wscale_ok: bool,
 
     // Receive sequence space.
-    pub irs: SeqNum,
-    pub rcv_nxt: SeqNum,
-    pub recv: RecvBuffer,
+    pub(crate) irs: SeqNum,
+    pub(crate) rcv_nxt: SeqNum,
+    pub(crate) recv: RecvBuffer,
     /// The right edge of the window we last advertised; never moves left.
-    pub rcv_adv: SeqNum,
+    pub(crate) rcv_adv: SeqNum,
     /// Largest segment we expect (our advertised MSS).
-    pub rcv_mss: usize,
+    pub(crate) rcv_mss: usize,
     /// Where the peer's FIN sits, once seen (it may arrive out of order).
-    pub fin_seq: Option<SeqNum>,
+    pub(crate) fin_seq: Option<SeqNum>,
     /// The peer's FIN has been consumed: reads end after the buffered data.
-    pub rcv_closed: bool,
+    pub(crate) rcv_closed: bool,
     /// The application shut down reading.
-    pub shut_rd: bool,
+    pub(crate) shut_rd: bool,
 
     // Acknowledgment generation.
-    pub ack_now: bool,
-    pub bytes_unacked: usize,
+    pub(crate) ack_now: bool,
+    pub(crate) bytes_unacked: usize,
     /// Last out-of-window or challenge ACK sent (rate limit, as Linux's tcp_invalid_ratelimit).
-    pub last_oow_ack: Option<Instant>,
+    pub(crate) last_oow_ack: Option<Instant>,
 
     // Timers, retransmission and congestion.
-    pub timers: [Option<Instant>; TIMERS],
+    pub(crate) timers: [Option<Instant>; TIMERS],
     /// The earliest deadline handed to the layer's timer heap.
-    pub scheduled: Option<Instant>,
-    pub backoff: u32,
-    pub rtt: RttEstimator,
+    pub(crate) scheduled: Option<Instant>,
+    pub(crate) backoff: u32,
+    pub(crate) rtt: RttEstimator,
     /// A segment being timed: (sequence number that acknowledges it, send time).
-    pub rtt_probe: Option<(SeqNum, Instant)>,
-    pub cc: Box<dyn CongestionControl>,
-    pub dupacks: u32,
+    pub(crate) rtt_probe: Option<(SeqNum, Instant)>,
+    pub(crate) cc: Box<dyn CongestionControl>,
+    pub(crate) dupacks: u32,
     /// In fast recovery until SND.UNA reaches this (RFC 6582's `recover`).
-    pub recover: Option<SeqNum>,
-    pub nodelay: bool,
-    pub keepalive: Option<Duration>,
-    pub keepalive_probes: u32,
+    pub(crate) recover: Option<SeqNum>,
+    pub(crate) nodelay: bool,
+    pub(crate) keepalive: Option<Duration>,
+    pub(crate) keepalive_probes: u32,
     /// Zero-window probes sent since the peer last said anything.
-    pub probes_unanswered: u32,
+    pub(crate) probes_unanswered: u32,
     /// After a timeout, duplicate ACKs below this do not start fast
     /// retransmit (RFC 6582 §3.2: `recover` set to the highest sequence sent).
-    pub rto_high_water: Option<SeqNum>,
+    pub(crate) rto_high_water: Option<SeqNum>,
     /// SND.UNA before the latest cumulative ACK moved it (RFC 6582's prev_highest_ack).
-    pub prev_una: SeqNum,
-    pub last_heard: Instant,
+    pub(crate) prev_una: SeqNum,
+    pub(crate) last_heard: Instant,
 
-    pub error: Option<ConnError>,
-    pub event_pending: bool,
+    pub(crate) error: Option<ConnError>,
+    pub(crate) event_pending: bool,
     /// Who uses the connection, for netstat (a service name, or pid/program).
-    pub owner: Option<std::sync::Arc<str>>,
+    pub(crate) owner: Option<std::sync::Arc<str>>,
 
     // Counters for netstat -i.
-    pub retransmits: u64,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
+    pub(crate) retransmits: u64,
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_out: u64,
 }
 
 impl Tcb {
     /// A fresh connection between `local` and `remote` with our ISN.
-    pub fn new(
+    pub(crate) fn new(
         cfg: &TcpConfig,
         local: SocketAddrV4,
         remote: SocketAddrV4,
@@ -275,22 +266,22 @@ impl Tcb {
     }
 
     /// Sets or clears a timer.
-    pub fn set_timer(&mut self, t: Timer, at: Option<Instant>) {
+    pub(crate) fn set_timer(&mut self, t: Timer, at: Option<Instant>) {
         self.timers[t as usize] = at;
     }
 
     /// When timer `t` fires, if armed.
-    pub fn timer(&self, t: Timer) -> Option<Instant> {
+    pub(crate) fn timer(&self, t: Timer) -> Option<Instant> {
         self.timers[t as usize]
     }
 
     /// The earliest armed timer.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.timers.iter().flatten().min().copied()
     }
 
     /// Sequence number of the first byte in the send buffer.
-    pub fn data_start(&self) -> SeqNum {
+    pub(crate) fn data_start(&self) -> SeqNum {
         match self.snd_fin {
             _ if self.snd_una == self.iss => self.iss + 1,
             Some(f) if self.snd_una.gt(f) => f,
@@ -299,46 +290,46 @@ impl Tcb {
     }
 
     /// Sequence number just past the buffered data (where FIN goes).
-    pub fn data_end(&self) -> SeqNum {
+    pub(crate) fn data_end(&self) -> SeqNum {
         self.snd_fin
             .unwrap_or_else(|| self.data_start() + self.send.len() as u32)
     }
 
     /// Whether the application shut down sending (FIN queued or sent).
-    pub fn fin_queued(&self) -> bool {
+    pub(crate) fn fin_queued(&self) -> bool {
         self.snd_fin.is_some()
     }
 
     /// Marks the end of the data: FIN goes after what is buffered now.
-    pub fn queue_fin(&mut self) {
+    pub(crate) fn queue_fin(&mut self) {
         if self.snd_fin.is_none() {
             self.snd_fin = Some(self.data_start() + self.send.len() as u32);
         }
     }
 
     /// Whether our FIN has been sent.
-    pub fn fin_sent(&self) -> bool {
+    pub(crate) fn fin_sent(&self) -> bool {
         self.snd_fin.is_some_and(|f| self.snd_max.gt(f))
     }
 
     /// Whether our FIN has been acknowledged.
-    pub fn fin_acked(&self) -> bool {
+    pub(crate) fn fin_acked(&self) -> bool {
         self.snd_fin.is_some_and(|f| self.snd_una.gt(f))
     }
 
     /// Bytes sent and not yet acknowledged.
-    pub fn flight(&self) -> usize {
+    pub(crate) fn flight(&self) -> usize {
         self.snd_nxt.wrapping_distance_from(self.snd_una) as usize
     }
 
     /// The window we could advertise now: free receive space.
-    pub fn free_window(&self) -> usize {
+    pub(crate) fn free_window(&self) -> usize {
         let max = 65535usize << self.rcv_wscale;
         self.recv.window().min(max)
     }
 
     /// The advertised window still open to the peer (RCV.WND).
-    pub fn rcv_wnd(&self) -> u32 {
+    pub(crate) fn rcv_wnd(&self) -> u32 {
         if self.rcv_adv.gt(self.rcv_nxt) {
             self.rcv_adv.wrapping_distance_from(self.rcv_nxt)
         } else {
@@ -347,7 +338,7 @@ impl Tcb {
     }
 
     /// Logs and performs a state change.
-    pub fn set_state(&mut self, to: State) {
+    pub(crate) fn set_state(&mut self, to: State) {
         if self.state != to {
             log::debug!("tcp {} -> {}: {} -> {}", self.local, self.remote, self.state, to);
             self.state = to;
@@ -356,7 +347,7 @@ impl Tcb {
 }
 
 /// The window-scale shift that lets a window of `buffer` bytes be advertised (RFC 7323 §2.3).
-pub fn window_scale_for(buffer: usize) -> u8 {
+pub(crate) fn window_scale_for(buffer: usize) -> u8 {
     let mut shift = 0u8;
     while shift < 14 && (65535usize << shift) < buffer {
         shift += 1;

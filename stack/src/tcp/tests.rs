@@ -3,10 +3,11 @@
 
 use super::tcb::{ConnError, State};
 use super::*;
+use crate::iface::Interface;
 use crate::testutil::{HOST, US, config, ip_packet};
 use crate::wire::ipv4::Ipv4Packet;
-use crate::wire::tcp::{SegmentFields, TcpOptions, TcpSegment, flags};
-use seq::SeqNum;
+use crate::wire::seq::SeqNum;
+use crate::wire::tcp::{TcpOptions, TcpSegment, flags};
 
 const PEER_PORT: u16 = 40000;
 const PORT: u16 = 7;
@@ -68,7 +69,7 @@ impl Peer {
     /// Sends a segment from the peer.
     fn send_opts(&mut self, f: u8, seq: SeqNum, ack: SeqNum, window: u16, options: TcpOptions, payload: &[u8]) {
         let mut tcp = Vec::new();
-        let fields = SegmentFields {
+        let seg = TcpSegment {
             src_port: self.port,
             dst_port: PORT,
             seq,
@@ -76,8 +77,9 @@ impl Peer {
             flags: f,
             window,
             options,
+            payload,
         };
-        crate::wire::tcp::write(&mut tcp, HOST, US, &fields, payload);
+        seg.emit(&mut tcp, HOST, US);
         let pkt = ip_packet(HOST, US, crate::ip::protocol::TCP, 1, &tcp);
         self.i.handle_packet(self.now, &pkt);
     }
@@ -99,10 +101,10 @@ impl Peer {
         let mut out = Vec::new();
         while let Some(n) = self.i.poll_transmit(self.now, &mut buf) {
             let p = Ipv4Packet::parse(&buf[..n]).expect("valid IP");
-            if p.protocol() != crate::ip::protocol::TCP {
+            if p.header.protocol != crate::ip::protocol::TCP {
                 continue;
             }
-            let s = TcpSegment::parse(p.payload(), p.src(), p.dst()).expect("valid TCP");
+            let s = TcpSegment::parse(p.payload(), p.header.src, p.header.dst).expect("valid TCP");
             out.push(Seg {
                 flags: s.flags,
                 seq: s.seq,
@@ -124,13 +126,14 @@ impl Peer {
     /// A listener on PORT.
     fn listen(&mut self, backlog: usize) -> ListenerHandle {
         self.i
-            .tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT), backlog)
+            .tcp(self.now)
+            .listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT), backlog)
             .unwrap()
     }
 
     /// Shuts down our sending side and returns our FIN, unacknowledged.
     fn our_fin(&mut self, h: TcpHandle) -> Seg {
-        self.i.tcp_shutdown(self.now, h, Shutdown::Write).unwrap();
+        self.i.tcp(self.now).shutdown(h, Shutdown::Write).unwrap();
         let fin = self.recv_one();
         assert!(fin.is(FIN | ACK), "{fin:?}");
         fin
@@ -152,7 +155,7 @@ impl Peer {
         self.ack = synack.seq + 1;
         self.send_next(ACK, b"");
         assert!(self.recv().is_empty());
-        let (h, remote) = self.i.tcp_accept(l).expect("accept queue has it");
+        let (h, remote) = self.i.tcp(self.now).accept(l).expect("accept queue has it");
         assert_eq!(remote, SocketAddrV4::new(HOST, self.port));
         h
     }
@@ -161,7 +164,8 @@ impl Peer {
     fn established_active(&mut self) -> TcpHandle {
         let h = self
             .i
-            .tcp_connect(self.now, SocketAddrV4::new(HOST, self.port), PORT)
+            .tcp(self.now)
+            .connect(SocketAddrV4::new(HOST, self.port), PORT)
             .unwrap();
         let syn = self.recv_one();
         assert!(syn.is(SYN));
@@ -181,14 +185,14 @@ impl Peer {
         self.seq += 1;
         let a = self.recv_one();
         assert!(a.is(ACK));
-        assert_eq!(self.i.tcp_state(h), State::Established);
+        assert_eq!(self.i.tcp_layer().state(h), State::Established);
         h
     }
 
     fn read_all(&mut self, h: TcpHandle) -> Vec<u8> {
         let mut out = Vec::new();
         let mut buf = [0u8; 4096];
-        while let Ok(n) = self.i.tcp_recv(self.now, h, &mut buf) {
+        while let Ok(n) = self.i.tcp(self.now).recv(h, &mut buf) {
             if n == 0 {
                 break;
             }
@@ -251,21 +255,21 @@ fn passive_open_three_way_handshake_with_mss_option() {
         "no scaling unless the SYN offered it"
     );
     assert!(
-        p.i.tcp_accept(l).is_none(),
+        p.i.tcp(p.now).accept(l).is_none(),
         "not accepted before the handshake completes"
     );
     p.ack = synack.seq + 1;
     p.send_next(ACK, b"");
-    let (h, _) = p.i.tcp_accept(l).unwrap();
-    assert_eq!(p.i.tcp_state(h), State::Established);
+    let (h, _) = p.i.tcp(p.now).accept(l).unwrap();
+    assert_eq!(p.i.tcp_layer().state(h), State::Established);
 }
 
 #[test]
 fn peer_without_mss_option_gets_536_byte_segments() {
     let mut p = Peer::new();
     let (_l, h) = p.established_passive();
-    p.i.tcp_set_nodelay(h, true);
-    p.i.tcp_send(p.now, h, &[7u8; 2000]).unwrap();
+    p.i.tcp(p.now).set_nodelay(h, true);
+    p.i.tcp(p.now).send(h, &[7u8; 2000]).unwrap();
     let segs = p.recv();
     assert!(
         segs.iter().all(|s| s.payload.len() <= 536),
@@ -279,7 +283,7 @@ fn peer_without_mss_option_gets_536_byte_segments() {
 fn active_open_handshake_and_data() {
     let mut p = Peer::new();
     let h = p.established_active();
-    p.i.tcp_send(p.now, h, b"hello").unwrap();
+    p.i.tcp(p.now).send(h, b"hello").unwrap();
     let d = p.recv_one();
     assert_eq!(d.payload, b"hello");
     assert_eq!(d.ack, p.seq);
@@ -289,45 +293,48 @@ fn active_open_handshake_and_data() {
 fn syn_sent_rst_with_acceptable_ack_is_connection_refused() {
     let mut p = Peer::new();
     let h =
-        p.i.tcp_connect(p.now, SocketAddrV4::new(HOST, PEER_PORT), PORT)
+        p.i.tcp(p.now)
+            .connect(SocketAddrV4::new(HOST, PEER_PORT), PORT)
             .unwrap();
     let syn = p.recv_one();
     p.send(RST | ACK, SeqNum(0), syn.seq + 1, b"");
-    assert_eq!(p.i.tcp_state(h), State::Closed);
-    assert_eq!(p.i.tcp_error(h), Some(ConnError::Refused));
+    assert_eq!(p.i.tcp_layer().state(h), State::Closed);
+    assert_eq!(p.i.tcp_layer().error(h), Some(ConnError::Refused));
 }
 
 #[test]
 fn syn_sent_rst_with_bad_ack_is_ignored_and_bad_ack_draws_rst() {
     let mut p = Peer::new();
     let h =
-        p.i.tcp_connect(p.now, SocketAddrV4::new(HOST, PEER_PORT), PORT)
+        p.i.tcp(p.now)
+            .connect(SocketAddrV4::new(HOST, PEER_PORT), PORT)
             .unwrap();
     let syn = p.recv_one();
     p.send(RST | ACK, SeqNum(0), syn.seq + 5, b"");
-    assert_eq!(p.i.tcp_state(h), State::SynSent);
+    assert_eq!(p.i.tcp_layer().state(h), State::SynSent);
     p.send(SYN | ACK, SeqNum(9), syn.seq + 5, b"");
     let r = p.recv_one();
     assert!(r.is(RST));
     assert_eq!(r.seq, syn.seq + 5);
-    assert_eq!(p.i.tcp_state(h), State::SynSent);
+    assert_eq!(p.i.tcp_layer().state(h), State::SynSent);
 }
 
 #[test]
 fn simultaneous_open_goes_through_syn_received() {
     let mut p = Peer::new();
     let h =
-        p.i.tcp_connect(p.now, SocketAddrV4::new(HOST, PEER_PORT), PORT)
+        p.i.tcp(p.now)
+            .connect(SocketAddrV4::new(HOST, PEER_PORT), PORT)
             .unwrap();
     let syn = p.recv_one();
     p.send_next(SYN, b"");
-    assert_eq!(p.i.tcp_state(h), State::SynReceived);
+    assert_eq!(p.i.tcp_layer().state(h), State::SynReceived);
     let synack = p.recv_one();
     assert!(synack.is(SYN | ACK));
     assert_eq!(synack.seq, syn.seq);
     p.ack = syn.seq + 1;
     p.send_next(ACK, b"");
-    assert_eq!(p.i.tcp_state(h), State::Established);
+    assert_eq!(p.i.tcp_layer().state(h), State::Established);
 }
 
 #[test]
@@ -336,8 +343,8 @@ fn rfc5961_rst_at_exactly_rcv_nxt_resets() {
     let (_l, h) = p.established_passive();
     let seq = p.seq;
     p.send(RST, seq, SeqNum(0), b"");
-    assert_eq!(p.i.tcp_state(h), State::Closed);
-    assert_eq!(p.i.tcp_error(h), Some(ConnError::Reset));
+    assert_eq!(p.i.tcp_layer().state(h), State::Closed);
+    assert_eq!(p.i.tcp_layer().error(h), Some(ConnError::Reset));
 }
 
 #[test]
@@ -349,7 +356,7 @@ fn rfc5961_rst_in_window_draws_challenge_ack() {
     let c = p.recv_one();
     assert!(c.is(ACK));
     assert_eq!((c.seq, c.ack), (p.ack, p.seq), "challenge ACK names RCV.NXT");
-    assert_eq!(p.i.tcp_state(h), State::Established);
+    assert_eq!(p.i.tcp_layer().state(h), State::Established);
     assert_eq!(p.i.stats().tcp_challenge_acks, 1);
 }
 
@@ -364,7 +371,7 @@ fn rfc5961_syn_on_established_draws_challenge_ack() {
         assert!(c.is(ACK), "{c:?}");
         assert_eq!(c.ack, p.seq);
     }
-    assert_eq!(p.i.tcp_state(h), State::Established);
+    assert_eq!(p.i.tcp_layer().state(h), State::Established);
 }
 
 #[test]
@@ -376,7 +383,7 @@ fn rfc5961_ack_for_data_never_sent_is_answered_and_dropped() {
     let a = p.recv_one();
     assert!(a.is(ACK));
     assert_eq!(a.ack, p.seq, "the data was not taken");
-    assert_eq!(p.i.tcp_recv_queue(h), 0);
+    assert_eq!(p.i.tcp_layer().recv_queue(h), 0);
     assert_eq!(p.i.stats().tcp_ack_too_new, 1);
 }
 
@@ -405,7 +412,7 @@ fn out_of_window_data_draws_ack_and_is_dropped() {
     let a = p.recv_one();
     assert!(a.is(ACK));
     assert_eq!(a.ack, p.seq);
-    assert_eq!(p.i.tcp_recv_queue(h), 0);
+    assert_eq!(p.i.tcp_layer().recv_queue(h), 0);
 }
 
 #[test]
@@ -418,10 +425,10 @@ fn syn_received_with_bad_ack_draws_rst() {
     let r = p.recv_one();
     assert!(r.is(RST));
     assert_eq!(r.seq, synack.seq + 1000);
-    assert!(p.i.tcp_accept(l).is_none());
+    assert!(p.i.tcp(p.now).accept(l).is_none());
     // The right ACK still completes the handshake.
     p.send(ACK, p.seq, synack.seq + 1, b"");
-    assert!(p.i.tcp_accept(l).is_some());
+    assert!(p.i.tcp(p.now).accept(l).is_some());
 }
 
 #[test]
@@ -440,7 +447,7 @@ fn syn_received_retransmits_syn_ack_for_a_repeated_syn() {
 fn active_close_passes_time_wait_which_reacks_a_retransmitted_fin() {
     let mut p = Peer::new();
     let (_l, h) = p.established_passive();
-    p.i.tcp_close(p.now, h, false);
+    p.i.tcp(p.now).close(h, false);
     let fin = p.recv_one();
     assert!(fin.is(FIN | ACK));
     p.ack = fin.seq + 1;
@@ -450,7 +457,7 @@ fn active_close_passes_time_wait_which_reacks_a_retransmitted_fin() {
     let a = p.recv_one();
     assert!(a.is(ACK));
     assert_eq!(a.ack, p.seq);
-    let states: Vec<State> = p.i.tcp_sockets().iter().map(|s| s.state).collect();
+    let states: Vec<State> = p.i.tcp_layer().sockets().iter().map(|s| s.state).collect();
     assert!(states.contains(&State::TimeWait), "{states:?}");
     // The peer lost our ACK and sends FIN again: it is acknowledged again.
     p.advance(Duration::from_millis(500));
@@ -461,9 +468,9 @@ fn active_close_passes_time_wait_which_reacks_a_retransmitted_fin() {
     assert_eq!(again.ack, p.seq);
     // TIME-WAIT lasts 2×MSL (2 s here) from the last FIN.
     p.advance(Duration::from_millis(1900));
-    assert_eq!(p.i.tcp_connection_count(), 1);
+    assert_eq!(p.i.tcp_layer().connection_count(), 1);
     p.advance(Duration::from_millis(200));
-    assert_eq!(p.i.tcp_connection_count(), 0, "released after 2×MSL");
+    assert_eq!(p.i.tcp_layer().connection_count(), 0, "released after 2×MSL");
 }
 
 #[test]
@@ -471,15 +478,15 @@ fn passive_close_goes_close_wait_last_ack_closed() {
     let mut p = Peer::new();
     let (_l, h) = p.established_passive();
     p.send_next(FIN | ACK, b"");
-    assert_eq!(p.i.tcp_state(h), State::CloseWait);
+    assert_eq!(p.i.tcp_layer().state(h), State::CloseWait);
     assert_eq!(p.recv_one().ack, p.seq);
     assert_eq!(p.read_all(h), b"", "end of stream");
-    p.i.tcp_close(p.now, h, false);
+    p.i.tcp(p.now).close(h, false);
     let fin = p.recv_one();
     assert!(fin.is(FIN | ACK));
     p.ack = fin.seq + 1;
     p.send_next(ACK, b"");
-    assert_eq!(p.i.tcp_connection_count(), 0);
+    assert_eq!(p.i.tcp_layer().connection_count(), 0);
 }
 
 #[test]
@@ -489,12 +496,12 @@ fn simultaneous_close_goes_through_closing() {
     let fin = p.our_fin(h);
     // Our FIN crosses the peer's FIN.
     p.send_next(FIN | ACK, b"");
-    assert_eq!(p.i.tcp_state(h), State::Closing);
+    assert_eq!(p.i.tcp_layer().state(h), State::Closing);
     let a = p.recv_one();
     assert_eq!(a.ack, p.seq);
     p.ack = fin.seq + 1;
     p.send_next(ACK, b"");
-    assert_eq!(p.i.tcp_state(h), State::TimeWait);
+    assert_eq!(p.i.tcp_layer().state(h), State::TimeWait);
 }
 
 #[test]
@@ -504,9 +511,9 @@ fn half_close_still_receives() {
     let fin = p.our_fin(h);
     p.ack = fin.seq + 1;
     p.send_next(ACK, b"more data");
-    assert_eq!(p.i.tcp_state(h), State::FinWait2);
+    assert_eq!(p.i.tcp_layer().state(h), State::FinWait2);
     assert_eq!(p.read_all(h), b"more data");
-    assert_eq!(p.i.tcp_send(p.now, h, b"x"), Err(IoError::BrokenPipe));
+    assert_eq!(p.i.tcp(p.now).send(h, b"x"), Err(IoError::BrokenPipe));
 }
 
 #[test]
@@ -548,17 +555,17 @@ fn delayed_ack_waits_at_most_40ms_but_every_second_full_segment_is_acked() {
 fn nagle_holds_small_writes_while_data_is_unacknowledged() {
     let mut p = Peer::new();
     let (_l, h) = p.established_passive();
-    p.i.tcp_send(p.now, h, b"a").unwrap();
+    p.i.tcp(p.now).send(h, b"a").unwrap();
     assert_eq!(p.recv_one().payload, b"a");
-    p.i.tcp_send(p.now, h, b"b").unwrap();
-    p.i.tcp_send(p.now, h, b"c").unwrap();
+    p.i.tcp(p.now).send(h, b"b").unwrap();
+    p.i.tcp(p.now).send(h, b"c").unwrap();
     assert!(p.recv().is_empty(), "Nagle: wait for the ACK");
     p.ack += 1;
     p.send_next(ACK, b"");
     assert_eq!(p.recv_one().payload, b"bc", "coalesced");
-    p.i.tcp_set_nodelay(h, true);
-    p.i.tcp_send(p.now, h, b"d").unwrap();
-    p.i.tcp_send(p.now, h, b"e").unwrap();
+    p.i.tcp(p.now).set_nodelay(h, true);
+    p.i.tcp(p.now).send(h, b"d").unwrap();
+    p.i.tcp(p.now).send(h, b"e").unwrap();
     assert_eq!(p.recv().len(), 2, "nodelay: sent at once");
 }
 
@@ -566,7 +573,7 @@ fn nagle_holds_small_writes_while_data_is_unacknowledged() {
 fn retransmission_timeout_backs_off_and_gives_up() {
     let mut p = Peer::with(|c| c.tcp.retries = 3);
     let (_l, h) = p.established_passive();
-    p.i.tcp_send(p.now, h, b"lost").unwrap();
+    p.i.tcp(p.now).send(h, b"lost").unwrap();
     let first = p.recv_one();
     let mut gaps = Vec::new();
     let mut last = p.now;
@@ -594,17 +601,17 @@ fn retransmission_timeout_backs_off_and_gives_up() {
         "exponential backoff: {gaps:?}"
     );
     p.advance(Duration::from_secs(60));
-    assert_eq!(p.i.tcp_state(h), State::Closed);
-    assert_eq!(p.i.tcp_error(h), Some(ConnError::TimedOut));
+    assert_eq!(p.i.tcp_layer().state(h), State::Closed);
+    assert_eq!(p.i.tcp_layer().error(h), Some(ConnError::TimedOut));
 }
 
 #[test]
 fn three_duplicate_acks_trigger_fast_retransmit() {
     let mut p = Peer::new();
     let h = p.established_active();
-    p.i.tcp_set_nodelay(h, true);
+    p.i.tcp(p.now).set_nodelay(h, true);
     let data = vec![9u8; 5 * 1460];
-    p.i.tcp_send(p.now, h, &data).unwrap();
+    p.i.tcp(p.now).send(h, &data).unwrap();
     let segs = p.recv();
     assert_eq!(segs.len(), 5);
     // The first segment was lost: three duplicate ACKs for it.
@@ -621,11 +628,11 @@ fn three_duplicate_acks_trigger_fast_retransmit() {
 fn zero_window_is_probed_with_backoff_and_reopens() {
     let mut p = Peer::new();
     let h = p.established_active();
-    p.i.tcp_set_nodelay(h, true);
+    p.i.tcp(p.now).set_nodelay(h, true);
     // The peer closes its window.
     let (seq, ack) = (p.seq, p.ack);
     p.send_opts(ACK, seq, ack, 0, TcpOptions::default(), b"");
-    p.i.tcp_send(p.now, h, b"blocked").unwrap();
+    p.i.tcp(p.now).send(h, b"blocked").unwrap();
     assert!(p.recv().is_empty(), "nothing may be sent into a zero window");
     let mut probes = Vec::new();
     for _ in 0..2000 {
@@ -662,10 +669,10 @@ fn window_never_shrinks_as_data_arrives_unread() {
             right_edge = edge;
         }
     }
-    assert_eq!(p.i.tcp_recv_queue(h), 8192, "filled exactly to the buffer");
+    assert_eq!(p.i.tcp_layer().recv_queue(h), 8192, "filled exactly to the buffer");
     // Reading opens the window again, with an update.
     let mut buf = vec![0u8; 8192];
-    p.i.tcp_recv(p.now, h, &mut buf).unwrap();
+    p.i.tcp(p.now).recv(h, &mut buf).unwrap();
     let upd = p.recv_one();
     assert!(upd.window as usize >= 4096, "{upd:?}");
 }
@@ -704,7 +711,7 @@ fn backlog_full_drops_further_syns() {
     p.send_next(SYN, b"");
     assert!(p.recv().is_empty(), "accept queue full: SYN dropped");
     assert_eq!(p.i.stats().tcp_listen_drops, 1);
-    assert!(p.i.tcp_accept(l).is_some());
+    assert!(p.i.tcp(p.now).accept(l).is_some());
     p.advance(Duration::from_secs(1));
     p.send(SYN, SeqNum(1000), SeqNum(0), b"");
     assert!(p.recv_one().is(SYN | ACK), "room again after accept");
@@ -718,11 +725,11 @@ fn listener_close_resets_connections_never_accepted() {
     let sa = p.recv_one();
     p.ack = sa.seq + 1;
     p.send_next(ACK, b"");
-    p.i.tcp_close_listener(p.now, l);
+    p.i.tcp(p.now).close_listener(l);
     let r = p.recv_one();
     assert!(r.is(RST | ACK));
     assert_eq!(r.seq, p.ack);
-    assert_eq!(p.i.tcp_connection_count(), 0);
+    assert_eq!(p.i.tcp_layer().connection_count(), 0);
     // And the port is closed now.
     p.port = 50009;
     p.send(SYN, SeqNum(1), SeqNum(0), b"");
@@ -735,17 +742,17 @@ fn close_with_unread_data_sends_rst() {
     let (_l, h) = p.established_passive();
     p.send_next(ACK | PSH, b"never read");
     p.recv();
-    p.i.tcp_close(p.now, h, false);
+    p.i.tcp(p.now).close(h, false);
     let r = p.recv_one();
     assert!(r.is(RST | ACK));
-    assert_eq!(p.i.tcp_connection_count(), 0);
+    assert_eq!(p.i.tcp_layer().connection_count(), 0);
 }
 
 #[test]
 fn linger_zero_close_sends_rst() {
     let mut p = Peer::new();
     let (_l, h) = p.established_passive();
-    p.i.tcp_close(p.now, h, true);
+    p.i.tcp(p.now).close(h, true);
     assert!(p.recv_one().is(RST | ACK));
 }
 
@@ -756,7 +763,7 @@ fn rst_in_every_synchronized_state_closes_the_connection() {
         (State::Established, |_, _| {}),
         (State::CloseWait, |p, _| p.send_next(FIN | ACK, b"")),
         (State::FinWait1, |p, h| {
-            p.i.tcp_shutdown(p.now, h, Shutdown::Write).unwrap()
+            p.i.tcp(p.now).shutdown(h, Shutdown::Write).unwrap()
         }),
         (State::FinWait2, |p, h| {
             let fin = p.our_fin(h);
@@ -765,18 +772,18 @@ fn rst_in_every_synchronized_state_closes_the_connection() {
         }),
         (State::LastAck, |p, h| {
             p.send_next(FIN | ACK, b"");
-            p.i.tcp_shutdown(p.now, h, Shutdown::Write).unwrap();
+            p.i.tcp(p.now).shutdown(h, Shutdown::Write).unwrap();
         }),
     ];
     for (state, setup) in cases {
         let mut p = Peer::new();
         let (_l, h) = p.established_passive();
         setup(&mut p, h);
-        assert_eq!(p.i.tcp_state(h), state);
+        assert_eq!(p.i.tcp_layer().state(h), state);
         p.recv();
         let seq = p.seq;
         p.send(RST, seq, SeqNum(0), b"");
-        assert_eq!(p.i.tcp_state(h), State::Closed, "RST in {state}");
+        assert_eq!(p.i.tcp_layer().state(h), State::Closed, "RST in {state}");
         assert!(p.recv().is_empty(), "no answer to an accepted RST in {state}");
     }
 }
@@ -789,15 +796,16 @@ fn rst_in_syn_received_drops_the_half_open_connection() {
     p.recv_one();
     let seq = p.seq;
     p.send(RST, seq, SeqNum(0), b"");
-    assert_eq!(p.i.tcp_connection_count(), 0);
-    assert!(p.i.tcp_accept(l).is_none());
+    assert_eq!(p.i.tcp_layer().connection_count(), 0);
+    assert!(p.i.tcp(p.now).accept(l).is_none());
 }
 
 #[test]
 fn syn_retransmits_then_connect_times_out() {
     let mut p = Peer::with(|c| c.tcp.syn_retries = 2);
     let h =
-        p.i.tcp_connect(p.now, SocketAddrV4::new(HOST, PEER_PORT), PORT)
+        p.i.tcp(p.now)
+            .connect(SocketAddrV4::new(HOST, PEER_PORT), PORT)
             .unwrap();
     let mut syns = p.recv().len();
     for _ in 0..1000 {
@@ -805,7 +813,7 @@ fn syn_retransmits_then_connect_times_out() {
         syns += p.recv().iter().filter(|s| s.is(SYN)).count();
     }
     assert_eq!(syns, 3, "SYN and two retransmissions");
-    assert_eq!(p.i.tcp_error(h), Some(ConnError::TimedOut));
+    assert_eq!(p.i.tcp_layer().error(h), Some(ConnError::TimedOut));
 }
 
 #[test]
@@ -815,7 +823,7 @@ fn keepalive_probes_an_idle_peer_and_gives_up() {
         c.tcp.keepalive_probes = 3;
     });
     let (_l, h) = p.established_passive();
-    p.i.tcp_set_keepalive(p.now, h, Some(Duration::from_secs(10)));
+    p.i.tcp(p.now).set_keepalive(h, Some(Duration::from_secs(10)));
     p.advance(Duration::from_secs(10));
     let probe = p.recv_one();
     assert_eq!(probe.seq, p.ack - 1);
@@ -825,15 +833,15 @@ fn keepalive_probes_an_idle_peer_and_gives_up() {
         p.advance(Duration::from_secs(1));
         p.recv();
     }
-    assert_eq!(p.i.tcp_state(h), State::Closed);
-    assert_eq!(p.i.tcp_error(h), Some(ConnError::TimedOut));
+    assert_eq!(p.i.tcp_layer().state(h), State::Closed);
+    assert_eq!(p.i.tcp_layer().error(h), Some(ConnError::TimedOut));
 }
 
 #[test]
 fn new_syn_may_reopen_a_time_wait_tuple() {
     let mut p = Peer::new();
     let (l, h) = p.established_passive();
-    p.i.tcp_close(p.now, h, false);
+    p.i.tcp(p.now).close(h, false);
     let fin = p.recv_one();
     p.ack = fin.seq + 1;
     p.send_next(FIN | ACK, b"");
@@ -847,11 +855,11 @@ fn new_syn_may_reopen_a_time_wait_tuple() {
 #[test]
 fn our_sequence_numbers_wrap_across_2_pow_32_while_sending() {
     let mut p = Peer::new();
-    p.i.tcp.isn_override = Some(SeqNum(u32::MAX - 2000));
+    p.i.tcp_layer_mut().pin_isn(SeqNum(u32::MAX - 2000));
     let (_l, h) = p.established_passive();
-    p.i.tcp_set_nodelay(h, true);
+    p.i.tcp(p.now).set_nodelay(h, true);
     let data: Vec<u8> = (0..8000u32).map(|i| (i % 241) as u8).collect();
-    assert_eq!(p.i.tcp_send(p.now, h, &data).unwrap(), data.len());
+    assert_eq!(p.i.tcp(p.now).send(h, &data).unwrap(), data.len());
     let mut got = Vec::new();
     for _ in 0..20 {
         for s in p.recv() {
@@ -866,7 +874,11 @@ fn our_sequence_numbers_wrap_across_2_pow_32_while_sending() {
     }
     assert_eq!(got, data);
     assert!(p.ack.0 < 8000, "our sequence numbers wrapped");
-    assert_eq!(p.i.tcp_send_queue(h), 0, "everything acknowledged across the wrap");
+    assert_eq!(
+        p.i.tcp_layer().send_queue(h),
+        0,
+        "everything acknowledged across the wrap"
+    );
 }
 
 #[test]
@@ -875,34 +887,36 @@ fn syn_with_fin_to_a_listener_is_discarded() {
     p.listen(8);
     p.send_next(SYN | FIN, b"");
     assert!(p.recv().is_empty());
-    assert_eq!(p.i.tcp_connection_count(), 0);
+    assert_eq!(p.i.tcp_layer().connection_count(), 0);
 }
 
 #[test]
 fn simultaneous_open_completes_on_the_peers_syn_ack() {
     let mut p = Peer::new();
     let h =
-        p.i.tcp_connect(p.now, SocketAddrV4::new(HOST, PEER_PORT), PORT)
+        p.i.tcp(p.now)
+            .connect(SocketAddrV4::new(HOST, PEER_PORT), PORT)
             .unwrap();
     let syn = p.recv_one();
     p.send_next(SYN, b"");
-    assert_eq!(p.i.tcp_state(h), State::SynReceived);
+    assert_eq!(p.i.tcp_layer().state(h), State::SynReceived);
     p.recv();
     // The peer's SYN-ACK (its SYN again, with the ACK of ours) completes it at once.
     p.send(SYN | ACK, p.seq - 1, syn.seq + 1, b"");
-    assert_eq!(p.i.tcp_state(h), State::Established);
+    assert_eq!(p.i.tcp_layer().state(h), State::Established);
 }
 
 #[test]
 fn close_in_syn_received_waits_for_established_then_sends_fin() {
     let mut p = Peer::new();
     let h =
-        p.i.tcp_connect(p.now, SocketAddrV4::new(HOST, PEER_PORT), PORT)
+        p.i.tcp(p.now)
+            .connect(SocketAddrV4::new(HOST, PEER_PORT), PORT)
             .unwrap();
     let syn = p.recv_one();
     p.send_next(SYN, b"");
     p.recv();
-    p.i.tcp_close(p.now, h, false);
+    p.i.tcp(p.now).close(h, false);
     assert!(p.recv().iter().all(|s| !s.is(FIN | ACK)), "no FIN before ESTABLISHED");
     // Retransmissions still carry the SYN (no panic on the offsets).
     p.advance(Duration::from_secs(3));
@@ -925,7 +939,7 @@ fn data_beyond_an_out_of_order_fin_is_ignored_and_eof_arrives() {
     let a = p.recv_one();
     assert_eq!(a.ack, base + 101, "100 bytes and the FIN");
     assert_eq!(p.read_all(h), vec![5u8; 100]);
-    assert_eq!(p.i.tcp_state(h), State::CloseWait);
+    assert_eq!(p.i.tcp_layer().state(h), State::CloseWait);
 }
 
 #[test]
@@ -940,7 +954,11 @@ fn time_wait_ignores_a_fin_at_a_wrong_sequence_number() {
     let (seq, ack) = (p.seq + 5000, p.ack);
     p.send(FIN | ACK, seq, ack, b"");
     p.advance(Duration::from_millis(600));
-    assert_eq!(p.i.tcp_state(h), State::Closed, "a stray FIN did not restart 2×MSL");
+    assert_eq!(
+        p.i.tcp_layer().state(h),
+        State::Closed,
+        "a stray FIN did not restart 2×MSL"
+    );
 }
 
 #[test]
@@ -949,29 +967,29 @@ fn unanswered_zero_window_probes_end_the_connection() {
     let h = p.established_active();
     let (seq, ack) = (p.seq, p.ack);
     p.send_opts(ACK, seq, ack, 0, TcpOptions::default(), b"");
-    p.i.tcp_send(p.now, h, b"stuck").unwrap();
+    p.i.tcp(p.now).send(h, b"stuck").unwrap();
     for _ in 0..400 {
         p.advance(Duration::from_secs(1));
         p.recv();
     }
-    assert_eq!(p.i.tcp_error(h), Some(ConnError::TimedOut));
+    assert_eq!(p.i.tcp_layer().error(h), Some(ConnError::TimedOut));
 }
 
 #[test]
 fn connecting_to_our_own_address_goes_over_loopback() {
     let mut p = Peer::new();
     let l = p.listen(8);
-    let c = p.i.tcp_connect(p.now, SocketAddrV4::new(US, PORT), 0).unwrap();
+    let c = p.i.tcp(p.now).connect(SocketAddrV4::new(US, PORT), 0).unwrap();
     let spin = |p: &mut Peer| {
         for _ in 0..20 {
             p.i.handle_timeout(p.now);
         }
     };
     spin(&mut p);
-    assert_eq!(p.i.tcp_state(c), State::Established);
-    let (s, from) = p.i.tcp_accept(l).expect("accepted over loopback");
+    assert_eq!(p.i.tcp_layer().state(c), State::Established);
+    let (s, from) = p.i.tcp(p.now).accept(l).expect("accepted over loopback");
     assert_eq!(*from.ip(), US);
-    p.i.tcp_send(p.now, c, b"to myself").unwrap();
+    p.i.tcp(p.now).send(c, b"to myself").unwrap();
     spin(&mut p);
     assert_eq!(p.read_all(s), b"to myself");
     assert!(p.recv().is_empty(), "nothing touched the link");
@@ -982,8 +1000,8 @@ fn connecting_to_our_own_address_goes_over_loopback() {
 fn pure_acks_after_an_rto_carry_the_highest_sequence_sent() {
     let mut p = Peer::new();
     let h = p.established_active();
-    p.i.tcp_set_nodelay(h, true);
-    p.i.tcp_send(p.now, h, &[1u8; 3000]).unwrap();
+    p.i.tcp(p.now).set_nodelay(h, true);
+    p.i.tcp(p.now).send(h, &[1u8; 3000]).unwrap();
     let sent = p.recv();
     let highest = sent.last().map(|s| s.seq + s.payload.len() as u32).unwrap();
     // Nothing is acknowledged: the RTO rewinds and resends from SND.UNA.
@@ -1002,8 +1020,8 @@ fn pure_acks_after_an_rto_carry_the_highest_sequence_sent() {
 fn a_timeout_with_a_zero_window_resends_the_first_segment_as_a_probe() {
     let mut p = Peer::with(|c| c.tcp.retries = 2);
     let h = p.established_active();
-    p.i.tcp_set_nodelay(h, true);
-    p.i.tcp_send(p.now, h, b"in flight").unwrap();
+    p.i.tcp(p.now).set_nodelay(h, true);
+    p.i.tcp(p.now).send(h, b"in flight").unwrap();
     let first = p.recv_one();
     // The peer's (stale) ACK says window 0 and acknowledges nothing.
     let (seq, ack) = (p.seq, p.ack);
@@ -1020,7 +1038,11 @@ fn a_timeout_with_a_zero_window_resends_the_first_segment_as_a_probe() {
         p.send_opts(ACK, seq, ack, 0, TcpOptions::default(), b"");
     }
     assert!(resent >= 3, "timeouts turned into probes ({resent})");
-    assert_ne!(p.i.tcp_state(h), State::Closed, "patience while the peer answers");
+    assert_ne!(
+        p.i.tcp_layer().state(h),
+        State::Closed,
+        "patience while the peer answers"
+    );
 }
 
 /// Random segments against listeners and open connections in every state:
@@ -1032,8 +1054,8 @@ fn random_segments_never_panic() {
     for round in 0..200 {
         let mut p = Peer::with(|c| c.tcp.recv_buffer = [1000usize, 4096, 65536, 1 << 20][round % 4]);
         let (_l, h) = p.established_passive();
-        p.i.tcp_set_nodelay(h, true);
-        let _ = p.i.tcp_send(p.now, h, &vec![3u8; rng.below(5000) as usize]);
+        p.i.tcp(p.now).set_nodelay(h, true);
+        let _ = p.i.tcp(p.now).send(h, &vec![3u8; rng.below(5000) as usize]);
         for step in 0..300 {
             let flags = (rng.next_u32() as u8) & 0x3f;
             let near = |rng: &mut crate::rand::Rng, base: SeqNum| match rng.below(4) {
@@ -1063,26 +1085,15 @@ fn random_segments_never_panic() {
             if step % 7 == 0 {
                 p.advance(Duration::from_millis(rng.below(3000)));
             }
-            if step % 11 == 0 && p.i.tcp.conns.get(h.0).is_some() {
+            if step % 11 == 0 && p.i.tcp_layer().exists(h) {
                 let mut buf = [0u8; 2048];
-                let _ = p.i.tcp_recv(p.now, h, &mut buf);
+                let _ = p.i.tcp(p.now).recv(h, &mut buf);
             }
-            if step == 150 && p.i.tcp.conns.get(h.0).is_some() {
-                let _ = p.i.tcp_shutdown(p.now, h, Shutdown::Write);
+            if step == 150 && p.i.tcp_layer().exists(h) {
+                let _ = p.i.tcp(p.now).shutdown(h, Shutdown::Write);
             }
             p.recv();
         }
-        for info in p.i.tcp_sockets() {
-            if info.state != State::Listen {
-                let key = FourTuple {
-                    local: info.local,
-                    remote: info.remote,
-                };
-                assert!(
-                    p.i.tcp.by_tuple.contains_key(&key),
-                    "{info:?} missing from the lookup table"
-                );
-            }
-        }
+        p.i.tcp_layer().assert_tables_consistent();
     }
 }

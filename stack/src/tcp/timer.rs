@@ -3,39 +3,44 @@
 
 #![forbid(unsafe_code)]
 
-use super::tcb::{ALL_TIMERS, ConnError, State, Timer};
-use crate::iface::Interface;
-use crate::socket::Handle;
-use crate::time::Instant;
+use super::tcb::{ALL_TIMERS, ConnError, State, Tcb, Timer};
+use super::{TcpConfig, TcpLayer};
+use crate::ip::context::Context;
 use std::cmp::Reverse;
 
-impl Interface {
+impl TcpLayer {
     /// Runs every connection timer that is due.
-    pub(crate) fn tcp_handle_timeouts(&mut self, now: Instant) {
-        while let Some(&Reverse((due, h))) = self.tcp.heap.peek() {
+    pub(crate) fn handle_timeouts(&mut self, cx: &mut Context<'_>) {
+        let now = cx.now();
+        while let Some(&Reverse((due, h))) = self.heap.peek() {
             if due > now {
                 break;
             }
-            self.tcp.heap.pop();
-            let Some(t) = self.tcp.conns.get_mut(h) else { continue };
+            self.heap.pop();
+            let Some(t) = self.conns.get_mut(h) else { continue };
             if t.scheduled != Some(due) {
                 continue; // stale entry
             }
             t.scheduled = None;
             for kind in ALL_TIMERS {
-                let Some(t) = self.tcp.conns.get_mut(h) else { break };
+                let Some(t) = self.conns.get_mut(h) else { break };
                 if t.timer(kind).is_some_and(|at| at <= now) {
                     t.set_timer(kind, None);
-                    self.tcp_timer_fired(now, h, kind);
+                    if let Some(error) = t.timer_fired(cx, &self.config, kind) {
+                        self.release(cx, h, error);
+                    }
                 }
             }
-            self.tcp.reschedule(h);
+            self.reschedule(h);
         }
     }
+}
 
-    fn tcp_timer_fired(&mut self, now: Instant, h: Handle, kind: Timer) {
-        let cfg = self.tcp.config;
-        let t = self.tcp.conns.get_mut(h).expect("live");
+impl Tcb {
+    /// Acts on timer `kind`; `Some(error)` when the connection must end.
+    fn timer_fired(&mut self, cx: &mut Context<'_>, cfg: &TcpConfig, kind: Timer) -> Option<Option<ConnError>> {
+        let now = cx.now();
+        let t = self;
         match kind {
             Timer::Retransmit => {
                 let limit = match t.state {
@@ -57,9 +62,8 @@ impl Interface {
                         t.remote,
                         t.backoff
                     );
-                    self.stats.tcp_timeouts += 1;
-                    self.tcp_release(now, h, Some(ConnError::TimedOut));
-                    return;
+                    cx.stats().tcp_timeouts += 1;
+                    return Some(Some(ConnError::TimedOut));
                 }
                 if t.state.synchronized() {
                     let (flight, mss) = (t.flight(), t.snd_mss);
@@ -77,13 +81,13 @@ impl Interface {
                 t.snd_nxt = t.snd_una;
                 let rto = t.rtt.backed_off(t.backoff);
                 t.set_timer(Timer::Retransmit, Some(now + rto));
-                self.stats.tcp_rto_retransmits += 1;
+                cx.stats().tcp_rto_retransmits += 1;
                 if window_closed {
                     // RFC 6298 §5.4: resend the earliest unacknowledged segment,
                     // even into a closed window; the answer carries the real window.
-                    self.tcp_retransmit_first(now, h);
+                    t.retransmit_first(cx);
                 } else {
-                    self.tcp_output(now, h);
+                    t.output(cx);
                 }
             }
             Timer::Persist => {
@@ -92,10 +96,8 @@ impl Interface {
                 let limit = if t.orphaned { 8 } else { cfg.retries };
                 if t.probes_unanswered >= limit {
                     log::debug!("tcp {} -> {}: zero-window probes unanswered", t.local, t.remote);
-                    self.stats.tcp_timeouts += 1;
-                    self.tcp_release(now, h, Some(ConnError::TimedOut));
-                    self.tcp_reap_if_done(h);
-                    return;
+                    cx.stats().tcp_timeouts += 1;
+                    return Some(Some(ConnError::TimedOut));
                 }
                 t.probes_unanswered += 1;
                 t.backoff = (t.backoff + 1).min(16);
@@ -104,38 +106,37 @@ impl Interface {
                 if waiting {
                     t.set_timer(Timer::Persist, Some(now + rto));
                 }
-                self.stats.tcp_window_probes += 1;
-                self.tcp_send_probe(h);
+                cx.stats().tcp_window_probes += 1;
+                t.send_probe(cx);
             }
             Timer::DelayedAck => {
                 t.ack_now = true;
-                self.tcp_output(now, h);
+                t.output(cx);
             }
             Timer::Keepalive => {
-                let Some(idle) = t.keepalive else { return };
+                let idle = t.keepalive?;
                 if !t.state.keepalive_applies() {
-                    return;
+                    return None;
                 }
                 if t.keepalive_probes >= cfg.keepalive_probes {
-                    self.stats.tcp_timeouts += 1;
-                    self.tcp_release(now, h, Some(ConnError::TimedOut));
-                    return;
+                    cx.stats().tcp_timeouts += 1;
+                    return Some(Some(ConnError::TimedOut));
                 }
                 let silent = now.saturating_duration_since(t.last_heard);
                 if silent < idle {
                     t.set_timer(Timer::Keepalive, Some(t.last_heard + idle));
-                    return;
+                    return None;
                 }
                 t.keepalive_probes += 1;
                 t.set_timer(Timer::Keepalive, Some(now + cfg.keepalive_interval));
-                self.stats.tcp_keepalive_probes += 1;
-                self.tcp_send_probe(h);
+                cx.stats().tcp_keepalive_probes += 1;
+                t.send_probe(cx);
             }
             Timer::Linger => {
                 // TIME-WAIT's 2×MSL is over, or a closed socket sat in FIN-WAIT-2 too long.
-                self.tcp_release(now, h, None);
-                self.tcp_reap_if_done(h);
+                return Some(None);
             }
         }
+        None
     }
 }

@@ -1,9 +1,14 @@
-//! ICMP messages (RFC 792): parsing, echo replies, and error messages.
+//! ICMP messages (RFC 792): one representation, [`IcmpMessage`], to parse
+//! received messages (checksum verified), to read the echo request an ICMP
+//! error quotes, and to write echoes and errors; plus the echo reply fast
+//! path that turns a request into its reply in place (RFC 1624).
 
 #![forbid(unsafe_code)]
 
-use super::checksum;
-use etherparse::{Icmpv4Header, Icmpv4Slice, Icmpv4Type};
+use super::checksum::{self, Checksum};
+
+/// IP protocol number of ICMP.
+pub const PROTOCOL: u8 = 1;
 
 /// ICMP type numbers used by the stack.
 pub mod kind {
@@ -69,11 +74,14 @@ pub enum IcmpError {
     BadChecksum,
 }
 
-/// A received ICMP message whose checksum verified.
-#[derive(Clone, Copy, Debug)]
+error_messages!(IcmpError {
+    Truncated => "ICMP message shorter than its header",
+    BadChecksum => "bad ICMP checksum",
+});
+
+/// An ICMP message: type, code, the four type-specific bytes, and data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IcmpMessage<'a> {
-    /// The whole message, header included.
-    pub bytes: &'a [u8],
     /// Type.
     pub kind: u8,
     /// Code.
@@ -85,7 +93,7 @@ pub struct IcmpMessage<'a> {
 }
 
 impl<'a> IcmpMessage<'a> {
-    /// Parses and verifies the checksum of an ICMP message.
+    /// Parses a message and verifies its checksum.
     pub fn parse(bytes: &'a [u8]) -> Result<IcmpMessage<'a>, IcmpError> {
         if bytes.len() < HEADER_LEN {
             return Err(IcmpError::Truncated);
@@ -93,14 +101,34 @@ impl<'a> IcmpMessage<'a> {
         if !checksum::verify(bytes) {
             return Err(IcmpError::BadChecksum);
         }
-        let s = Icmpv4Slice::from_slice(bytes).map_err(|_| IcmpError::Truncated)?;
-        Ok(IcmpMessage {
-            bytes,
-            kind: s.type_u8(),
-            code: s.code_u8(),
-            rest: s.bytes5to8(),
+        Ok(IcmpMessage::read(bytes))
+    }
+
+    /// The message an ICMP error quotes: its header, unchecked (the quote
+    /// holds only the start of it).
+    pub fn parse_quote(bytes: &'a [u8]) -> Option<IcmpMessage<'a>> {
+        (bytes.len() >= HEADER_LEN).then(|| IcmpMessage::read(bytes))
+    }
+
+    fn read(bytes: &'a [u8]) -> IcmpMessage<'a> {
+        IcmpMessage {
+            kind: bytes[0],
+            code: bytes[1],
+            rest: [bytes[4], bytes[5], bytes[6], bytes[7]],
             data: &bytes[HEADER_LEN..],
-        })
+        }
+    }
+
+    /// An echo request or reply with identifier `ident` and sequence number `seq`.
+    pub fn echo(kind: u8, ident: u16, seq: u16, data: &'a [u8]) -> IcmpMessage<'a> {
+        let [i0, i1] = ident.to_be_bytes();
+        let [s0, s1] = seq.to_be_bytes();
+        IcmpMessage {
+            kind,
+            code: 0,
+            rest: [i0, i1, s0, s1],
+            data,
+        }
     }
 
     /// Echo identifier (bytes 4..6).
@@ -111,6 +139,16 @@ impl<'a> IcmpMessage<'a> {
     /// Echo sequence number (bytes 6..8).
     pub fn echo_seq(&self) -> u16 {
         u16::from_be_bytes([self.rest[2], self.rest[3]])
+    }
+
+    /// Appends the message, checksum included, to `out`.
+    pub fn emit(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&[self.kind, self.code, 0, 0]);
+        out.extend_from_slice(&self.rest);
+        out.extend_from_slice(self.data);
+        let sum = Checksum::new().add_bytes(&out[start..]).finish();
+        out[start + 2..start + 4].copy_from_slice(&sum.to_be_bytes());
     }
 }
 
@@ -129,38 +167,13 @@ pub fn write_echo_reply(out: &mut Vec<u8>, request: &[u8]) {
     m[2..4].copy_from_slice(&checksum::update(old_sum, old_word, new_word).to_be_bytes());
 }
 
-/// Appends to `out` an ICMP message of type `kind`/`code` with `rest` in bytes
-/// 4..8, followed by `data`.
-pub fn write_message(out: &mut Vec<u8>, kind: u8, code: u8, rest: [u8; 4], data: &[u8]) {
-    let header = Icmpv4Header::with_checksum(
-        Icmpv4Type::Unknown {
-            type_u8: kind,
-            code_u8: code,
-            bytes5to8: rest,
-        },
-        data,
-    );
-    out.extend_from_slice(&header.to_bytes());
-    out.extend_from_slice(data);
-}
-
-/// Appends an ICMP error quoting `offending` (its IP header and as much
-/// payload as fits in [`MAX_QUOTE`]).
-pub fn write_error(out: &mut Vec<u8>, kind: u8, code: u8, rest: [u8; 4], offending: &[u8]) {
-    let quote = &offending[..offending.len().min(MAX_QUOTE)];
-    write_message(out, kind, code, rest, quote);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn echo_request(ident: u16, seq: u16, data: &[u8]) -> Vec<u8> {
-        let mut rest = [0u8; 4];
-        rest[..2].copy_from_slice(&ident.to_be_bytes());
-        rest[2..].copy_from_slice(&seq.to_be_bytes());
         let mut v = Vec::new();
-        write_message(&mut v, kind::ECHO_REQUEST, 0, rest, data);
+        IcmpMessage::echo(kind::ECHO_REQUEST, ident, seq, data).emit(&mut v);
         v
     }
 
@@ -198,20 +211,35 @@ mod tests {
     }
 
     #[test]
-    fn errors_quote_at_most_576_bytes_in_all() {
-        let offending = vec![0x45u8; 2000];
-        let mut out = Vec::new();
-        write_error(
-            &mut out,
-            kind::DEST_UNREACHABLE,
-            unreachable::PROTOCOL,
-            [0; 4],
-            &offending,
+    fn round_trip_against_etherparse() {
+        let quote = [0x45u8; 28];
+        let msg = IcmpMessage {
+            kind: kind::DEST_UNREACHABLE,
+            code: unreachable::FRAG_NEEDED,
+            rest: [0, 0, 5, 220], // next-hop MTU 1500 (RFC 1191)
+            data: &quote,
+        };
+        let mut v = Vec::new();
+        msg.emit(&mut v);
+        let theirs = etherparse::Icmpv4Slice::from_slice(&v).unwrap();
+        assert_eq!(
+            (theirs.type_u8(), theirs.code_u8(), theirs.bytes5to8()),
+            (3, 4, [0, 0, 5, 220])
         );
-        assert_eq!(out.len() + 20, 576);
-        let m = IcmpMessage::parse(&out).unwrap();
-        assert_eq!((m.kind, m.code), (3, 2));
-        assert!(is_error(m.kind));
-        assert!(!is_error(kind::ECHO_REQUEST));
+        assert_eq!(theirs.checksum(), theirs.header().icmp_type.calc_checksum(&quote));
+        assert_eq!(IcmpMessage::parse(&v), Ok(msg));
+        assert!(is_error(msg.kind) && !is_error(kind::ECHO_REQUEST));
+
+        let echo = etherparse::Icmpv4Header::with_checksum(
+            etherparse::Icmpv4Type::EchoRequest(etherparse::IcmpEchoHeader { id: 9, seq: 10 }),
+            b"hi",
+        );
+        let mut bytes = echo.to_bytes().to_vec();
+        bytes.extend_from_slice(b"hi");
+        assert_eq!(
+            IcmpMessage::parse(&bytes),
+            Ok(IcmpMessage::echo(kind::ECHO_REQUEST, 9, 10, b"hi"))
+        );
+        assert_eq!(IcmpMessage::parse_quote(&bytes[..8]).map(|m| m.echo_seq()), Some(10));
     }
 }

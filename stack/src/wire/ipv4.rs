@@ -1,16 +1,16 @@
-//! IPv4 header validation on input (RFC 791, RFC 1122 §3.2.1) and writing on output.
+//! The IPv4 header (RFC 791): one representation, [`Ipv4Header`], to parse
+//! received packets (validated as RFC 1122 §3.2.1 and Linux ask), to read
+//! the header an ICMP error quotes, and to write the headers we send.
 
 #![forbid(unsafe_code)]
 
 use super::checksum;
-use crate::stats::Stats;
-use etherparse::{IpNumber, Ipv4Header, Ipv4HeaderSlice};
 use std::net::Ipv4Addr;
 
-/// Minimum IPv4 header length.
+/// Length of the header without options: the only length we send.
 pub const HEADER_LEN: usize = 20;
 
-/// Why a received buffer is not a usable IPv4 packet; each maps to one counter.
+/// Why a received buffer is not a usable IPv4 packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ipv4Error {
     /// Version field is not 4 (or the buffer is empty).
@@ -27,25 +27,124 @@ pub enum Ipv4Error {
     TotalLenBelowHeader,
 }
 
-impl Ipv4Error {
-    /// Bumps the counter for this reason.
-    pub fn count(self, stats: &mut Stats) {
-        let c = match self {
-            Ipv4Error::NotIpv4 => &mut stats.ip_not_ipv4,
-            Ipv4Error::TruncatedHeader => &mut stats.ip_truncated_header,
-            Ipv4Error::BadIhl => &mut stats.ip_bad_ihl,
-            Ipv4Error::BadChecksum => &mut stats.ip_bad_checksum,
-            Ipv4Error::TotalLenExceedsPacket => &mut stats.ip_total_len_exceeds_packet,
-            Ipv4Error::TotalLenBelowHeader => &mut stats.ip_total_len_below_header,
-        };
-        *c += 1;
+error_messages!(Ipv4Error {
+    NotIpv4 => "not an IPv4 packet",
+    TruncatedHeader => "truncated IPv4 header",
+    BadIhl => "IPv4 header length below 20 bytes",
+    BadChecksum => "bad IPv4 header checksum",
+    TotalLenExceedsPacket => "IPv4 total length beyond the packet",
+    TotalLenBelowHeader => "IPv4 total length below the header length",
+});
+
+/// The fields of an IPv4 header that tunstack reads and writes. TOS is
+/// neither read nor set (0); options are skipped on input, never sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv4Header {
+    /// Source address.
+    pub src: Ipv4Addr,
+    /// Destination address.
+    pub dst: Ipv4Addr,
+    /// Protocol number of the payload.
+    pub protocol: u8,
+    /// Time to live.
+    pub ttl: u8,
+    /// Identification (shared by the fragments of one datagram).
+    pub ident: u16,
+    /// Don't-fragment flag.
+    pub dont_fragment: bool,
+    /// More-fragments flag.
+    pub more_fragments: bool,
+    /// Fragment offset in bytes (a multiple of 8).
+    pub frag_offset: usize,
+    /// Header length in bytes, options included (IHL × 4).
+    pub header_len: usize,
+    /// Payload bytes: total length minus header length.
+    pub payload_len: usize,
+}
+
+impl Ipv4Header {
+    /// A header of ours: no options, not a fragment (yet), for `payload_len` bytes.
+    pub fn new(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, ttl: u8, ident: u16, payload_len: usize) -> Ipv4Header {
+        Ipv4Header {
+            src,
+            dst,
+            protocol,
+            ttl,
+            ident,
+            dont_fragment: false,
+            more_fragments: false,
+            frag_offset: 0,
+            header_len: HEADER_LEN,
+            payload_len,
+        }
+    }
+
+    /// Reads the fields of a header whose length and presence were checked.
+    fn read(buf: &[u8], header_len: usize, total_len: usize) -> Ipv4Header {
+        let flags_offset = u16::from_be_bytes([buf[6], buf[7]]);
+        Ipv4Header {
+            src: Ipv4Addr::new(buf[12], buf[13], buf[14], buf[15]),
+            dst: Ipv4Addr::new(buf[16], buf[17], buf[18], buf[19]),
+            protocol: buf[9],
+            ttl: buf[8],
+            ident: u16::from_be_bytes([buf[4], buf[5]]),
+            dont_fragment: flags_offset & 0x4000 != 0,
+            more_fragments: flags_offset & 0x2000 != 0,
+            frag_offset: usize::from(flags_offset & 0x1fff) * 8,
+            header_len,
+            payload_len: total_len.saturating_sub(header_len),
+        }
+    }
+
+    /// The header quoted by an ICMP error: version, IHL and the header's
+    /// bytes are checked, the checksum and total length are not (the quote
+    /// is cut short, and routers may have changed the header). Returns the
+    /// header and what follows it in the quote.
+    pub fn parse_quote(buf: &[u8]) -> Option<(Ipv4Header, &[u8])> {
+        let first = *buf.first()?;
+        let header_len = usize::from(first & 0x0f) * 4;
+        if first >> 4 != 4 || header_len < HEADER_LEN || buf.len() < header_len {
+            return None;
+        }
+        let total = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+        Some((Ipv4Header::read(buf, header_len, total), &buf[header_len..]))
+    }
+
+    /// Whether the packet is one fragment of a larger datagram.
+    pub fn is_fragment(&self) -> bool {
+        self.more_fragments || self.frag_offset != 0
+    }
+
+    /// Writes this header (20 bytes, checksum included) into the start of
+    /// `out`. `header_len` must be 20: we never send options.
+    pub fn emit(&self, out: &mut [u8]) {
+        debug_assert!(self.header_len == HEADER_LEN && self.frag_offset % 8 == 0);
+        debug_assert!(self.payload_len + HEADER_LEN <= 65535 && self.frag_offset < 65536);
+        let h = &mut out[..HEADER_LEN];
+        h[0] = 0x45;
+        h[1] = 0;
+        h[2..4].copy_from_slice(&((HEADER_LEN + self.payload_len) as u16).to_be_bytes());
+        h[4..6].copy_from_slice(&self.ident.to_be_bytes());
+        let flags_offset = (u16::from(self.dont_fragment) << 14)
+            | (u16::from(self.more_fragments) << 13)
+            | (self.frag_offset / 8) as u16;
+        h[6..8].copy_from_slice(&flags_offset.to_be_bytes());
+        h[8] = self.ttl;
+        h[9] = self.protocol;
+        h[10..12].copy_from_slice(&[0, 0]);
+        h[12..16].copy_from_slice(&self.src.octets());
+        h[16..20].copy_from_slice(&self.dst.octets());
+        let sum = checksum::checksum(h);
+        h[10..12].copy_from_slice(&sum.to_be_bytes());
     }
 }
 
-/// A validated IPv4 packet: header checked, trimmed to its total length.
+/// A validated IPv4 packet: its header, and its bytes trimmed to the total length.
 #[derive(Clone, Copy, Debug)]
 pub struct Ipv4Packet<'a> {
-    header: Ipv4HeaderSlice<'a>,
+    /// The header's fields.
+    pub header: Ipv4Header,
+    header_bytes: &'a [u8],
     payload: &'a [u8],
 }
 
@@ -79,105 +178,22 @@ impl<'a> Ipv4Packet<'a> {
         if total < ihl {
             return Err(Ipv4Error::TotalLenBelowHeader);
         }
-        // Every check etherparse makes has passed above.
-        let header = Ipv4HeaderSlice::from_slice(&buf[..ihl]).map_err(|_| Ipv4Error::TruncatedHeader)?;
         Ok(Ipv4Packet {
-            header,
+            header: Ipv4Header::read(buf, ihl, total),
+            header_bytes: &buf[..ihl],
             payload: &buf[ihl..total],
         })
     }
 
-    /// The header bytes, options included.
+    /// The header bytes as received, options included.
     pub fn header_bytes(&self) -> &'a [u8] {
-        self.header.slice()
-    }
-
-    /// The header's fields.
-    pub fn header(&self) -> &Ipv4HeaderSlice<'a> {
-        &self.header
+        self.header_bytes
     }
 
     /// The payload, trimmed to the total length.
     pub fn payload(&self) -> &'a [u8] {
         self.payload
     }
-
-    /// Source address.
-    pub fn src(&self) -> Ipv4Addr {
-        self.header.source_addr()
-    }
-
-    /// Destination address.
-    pub fn dst(&self) -> Ipv4Addr {
-        self.header.destination_addr()
-    }
-
-    /// Protocol number.
-    pub fn protocol(&self) -> u8 {
-        self.header.protocol().0
-    }
-
-    /// Time to live.
-    pub fn ttl(&self) -> u8 {
-        self.header.ttl()
-    }
-
-    /// Identification field.
-    pub fn ident(&self) -> u16 {
-        self.header.identification()
-    }
-
-    /// Fragment offset in bytes.
-    pub fn frag_offset(&self) -> usize {
-        usize::from(self.header.fragments_offset().value()) * 8
-    }
-
-    /// More-fragments flag.
-    pub fn more_fragments(&self) -> bool {
-        self.header.more_fragments()
-    }
-
-    /// Whether this packet is one fragment of a larger datagram.
-    pub fn is_fragment(&self) -> bool {
-        self.more_fragments() || self.frag_offset() != 0
-    }
-}
-
-/// Fields of a header we write; everything else is zero (no options, DSCP 0).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HeaderFields {
-    /// Source address.
-    pub src: Ipv4Addr,
-    /// Destination address.
-    pub dst: Ipv4Addr,
-    /// Protocol number.
-    pub protocol: u8,
-    /// Time to live.
-    pub ttl: u8,
-    /// Identification.
-    pub ident: u16,
-    /// Don't-fragment flag.
-    pub dont_fragment: bool,
-}
-
-/// Writes a 20-byte header for a packet carrying `payload_len` bytes at
-/// fragment offset `offset` (bytes, a multiple of 8) into `out`.
-pub fn write_header(out: &mut [u8], f: &HeaderFields, payload_len: usize, offset: usize, more_fragments: bool) {
-    debug_assert!(offset % 8 == 0 && payload_len + HEADER_LEN <= 65535);
-    let mut h = Ipv4Header::new(
-        payload_len as u16,
-        f.ttl,
-        IpNumber(f.protocol),
-        f.src.octets(),
-        f.dst.octets(),
-    )
-    .expect("payload length checked by the caller");
-    h.identification = f.ident;
-    h.dont_fragment = f.dont_fragment;
-    h.more_fragments = more_fragments;
-    h.fragment_offset = etherparse::IpFragOffset::try_new((offset / 8) as u16).expect("offset below 65536");
-    h.header_checksum = h.calc_header_checksum();
-    out[..HEADER_LEN].copy_from_slice(&h.to_bytes());
 }
 
 #[cfg(test)]
@@ -185,16 +201,17 @@ mod tests {
     use super::*;
 
     fn good_packet(payload: &[u8]) -> Vec<u8> {
-        let f = HeaderFields {
-            src: Ipv4Addr::new(10, 200, 0, 1),
-            dst: Ipv4Addr::new(10, 200, 0, 2),
-            protocol: 1,
-            ttl: 64,
-            ident: 0x1234,
-            dont_fragment: true,
-        };
+        let mut h = Ipv4Header::new(
+            Ipv4Addr::new(10, 200, 0, 1),
+            Ipv4Addr::new(10, 200, 0, 2),
+            1,
+            64,
+            0x1234,
+            payload.len(),
+        );
+        h.dont_fragment = true;
         let mut v = vec![0u8; HEADER_LEN + payload.len()];
-        write_header(&mut v, &f, payload.len(), 0, false);
+        h.emit(&mut v);
         v[HEADER_LEN..].copy_from_slice(payload);
         v
     }
@@ -211,12 +228,13 @@ mod tests {
     fn accepts_a_good_packet_and_reads_its_fields() {
         let p = good_packet(b"abcd");
         let pkt = Ipv4Packet::parse(&p).unwrap();
-        assert_eq!(pkt.src(), Ipv4Addr::new(10, 200, 0, 1));
-        assert_eq!(pkt.dst(), Ipv4Addr::new(10, 200, 0, 2));
-        assert_eq!(pkt.protocol(), 1);
-        assert_eq!(pkt.ttl(), 64);
-        assert_eq!(pkt.ident(), 0x1234);
-        assert!(!pkt.is_fragment());
+        let h = pkt.header;
+        assert_eq!(h.src, Ipv4Addr::new(10, 200, 0, 1));
+        assert_eq!(h.dst, Ipv4Addr::new(10, 200, 0, 2));
+        assert_eq!(h.protocol, 1);
+        assert_eq!(h.ttl, 64);
+        assert_eq!(h.ident, 0x1234);
+        assert!(h.dont_fragment && !h.is_fragment());
         assert_eq!(pkt.payload(), b"abcd");
     }
 
@@ -293,21 +311,72 @@ mod tests {
 
     #[test]
     fn written_fragment_headers_round_trip() {
-        let f = HeaderFields {
-            src: Ipv4Addr::new(1, 2, 3, 4),
-            dst: Ipv4Addr::new(5, 6, 7, 8),
-            protocol: 17,
-            ttl: 3,
-            ident: 77,
-            dont_fragment: false,
-        };
+        let mut h = Ipv4Header::new(Ipv4Addr::new(1, 2, 3, 4), Ipv4Addr::new(5, 6, 7, 8), 17, 3, 77, 8);
+        h.frag_offset = 1480;
+        h.more_fragments = true;
         let mut v = vec![0u8; 28];
-        write_header(&mut v, &f, 8, 1480, true);
+        h.emit(&mut v);
         let pkt = Ipv4Packet::parse(&v).unwrap();
-        assert_eq!(pkt.frag_offset(), 1480);
-        assert!(pkt.more_fragments());
-        assert!(pkt.is_fragment());
-        assert_eq!(pkt.ttl(), 3);
-        assert_eq!(pkt.ident(), 77);
+        assert_eq!(pkt.header, h);
+        assert!(pkt.header.is_fragment());
+        assert_eq!(pkt.payload().len(), 8);
+    }
+
+    /// etherparse, an independent implementation, reads what we write, and we
+    /// read what it writes.
+    #[test]
+    fn round_trip_against_etherparse() {
+        let mut h = Ipv4Header::new(
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2),
+            6,
+            200,
+            0xbeef,
+            100,
+        );
+        h.dont_fragment = true;
+        h.frag_offset = 8 * 1234;
+        let mut v = vec![0u8; HEADER_LEN + 100];
+        h.emit(&mut v);
+        let theirs = etherparse::Ipv4HeaderSlice::from_slice(&v).unwrap();
+        assert_eq!(theirs.source_addr(), h.src);
+        assert_eq!(theirs.destination_addr(), h.dst);
+        assert_eq!(
+            (theirs.protocol().0, theirs.ttl(), theirs.identification()),
+            (6, 200, 0xbeef)
+        );
+        assert!(theirs.dont_fragment() && !theirs.more_fragments());
+        assert_eq!(usize::from(theirs.fragments_offset().value()) * 8, h.frag_offset);
+        assert_eq!(theirs.header_checksum(), theirs.to_header().calc_header_checksum());
+
+        let mut e = etherparse::Ipv4Header::new(40, 9, etherparse::IpNumber(17), [1, 2, 3, 4], [5, 6, 7, 8]).unwrap();
+        e.identification = 4321;
+        e.more_fragments = true;
+        e.fragment_offset = etherparse::IpFragOffset::try_new(185).unwrap();
+        e.header_checksum = e.calc_header_checksum();
+        let mut bytes = e.to_bytes().to_vec();
+        bytes.extend_from_slice(&[0u8; 40]);
+        let ours = Ipv4Packet::parse(&bytes).unwrap().header;
+        assert_eq!(
+            (ours.src, ours.dst),
+            (Ipv4Addr::new(1, 2, 3, 4), Ipv4Addr::new(5, 6, 7, 8))
+        );
+        assert_eq!((ours.protocol, ours.ttl, ours.ident), (17, 9, 4321));
+        assert_eq!(
+            (ours.more_fragments, ours.frag_offset, ours.payload_len),
+            (true, 1480, 40)
+        );
+    }
+
+    #[test]
+    fn quoted_header_is_read_without_checksum_or_length_checks() {
+        let mut p = good_packet(b"12345678");
+        p[10] ^= 0xff; // a router may have changed the header; its checksum is not ours to check
+        let (h, rest) = Ipv4Header::parse_quote(&p[..24]).unwrap();
+        assert_eq!((h.src, h.protocol, h.payload_len), (Ipv4Addr::new(10, 200, 0, 1), 1, 8));
+        assert_eq!(rest, b"1234");
+        assert!(Ipv4Header::parse_quote(&p[..19]).is_none());
+        p[0] = 0x44;
+        assert!(Ipv4Header::parse_quote(&p).is_none());
     }
 }

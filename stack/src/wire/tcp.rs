@@ -1,13 +1,15 @@
-//! TCP segments (RFC 9293 §3.1): validation with the pseudo-header checksum,
-//! option parsing, and writing.
+//! TCP segments (RFC 9293 §3.1): one representation, [`TcpSegment`], to
+//! validate received segments (pseudo-header checksum, options), and to
+//! write ours, with the payload copied straight from a send buffer.
 
 #![forbid(unsafe_code)]
 
 use super::checksum::Checksum;
-use crate::ip::protocol;
-use crate::tcp::seq::SeqNum;
-use etherparse::{TcpHeader, TcpOptionElement};
+use super::seq::SeqNum;
 use std::net::Ipv4Addr;
+
+/// IP protocol number of TCP.
+pub const PROTOCOL: u8 = 6;
 
 /// Length of the TCP header without options.
 pub const HEADER_LEN: usize = 20;
@@ -52,8 +54,14 @@ pub enum TcpError {
     BadChecksum,
 }
 
-/// A validated TCP segment.
-#[derive(Clone, Copy, Debug)]
+error_messages!(TcpError {
+    Truncated => "TCP segment shorter than its header",
+    BadOffset => "TCP data offset outside the segment",
+    BadChecksum => "bad TCP checksum",
+});
+
+/// A TCP segment: header fields, options, and payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcpSegment<'a> {
     /// Source port.
     pub src_port: u16,
@@ -65,7 +73,7 @@ pub struct TcpSegment<'a> {
     pub ack: SeqNum,
     /// Flag bits (see [`flags`]).
     pub flags: u8,
-    /// Window, unscaled as on the wire.
+    /// Window as on the wire (unscaled).
     pub window: u16,
     /// Options.
     pub options: TcpOptions,
@@ -85,7 +93,7 @@ impl<'a> TcpSegment<'a> {
         }
         let len = u16::try_from(bytes.len()).map_err(|_| TcpError::Truncated)?;
         let mut c = Checksum::new();
-        c.add_pseudo_header(src, dst, protocol::TCP, len).add_bytes(bytes);
+        c.add_pseudo_header(src, dst, PROTOCOL, len).add_bytes(bytes);
         if c.sum() != 0xffff {
             return Err(TcpError::BadChecksum);
         }
@@ -119,8 +127,8 @@ fn parse_options(mut b: &[u8]) -> TcpOptions {
     let mut o = TcpOptions::default();
     while let Some(&kind) = b.first() {
         match kind {
-            0 => break,
-            1 => {
+            kind::END => break,
+            kind::NOP => {
                 b = &b[1..];
                 continue;
             }
@@ -133,11 +141,11 @@ fn parse_options(mut b: &[u8]) -> TcpOptions {
         }
         let body = &b[2..len];
         match (kind, body.len()) {
-            (2, 2) => o.mss = Some(u16::from_be_bytes([body[0], body[1]])),
+            (kind::MSS, 2) => o.mss = Some(u16::from_be_bytes([body[0], body[1]])),
             // RFC 7323 §2.3: shifts above 14 are treated as 14.
-            (3, 1) => o.window_scale = Some(body[0].min(14)),
-            (4, 0) => o.sack_permitted = true,
-            (8, 8) => {
+            (kind::WINDOW_SCALE, 1) => o.window_scale = Some(body[0].min(14)),
+            (kind::SACK_PERMITTED, 0) => o.sack_permitted = true,
+            (kind::TIMESTAMPS, 8) => {
                 let v = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
                 let e = u32::from_be_bytes([body[4], body[5], body[6], body[7]]);
                 o.timestamps = Some((v, e));
@@ -149,79 +157,79 @@ fn parse_options(mut b: &[u8]) -> TcpOptions {
     o
 }
 
-/// The fields of a segment to write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SegmentFields {
-    /// Source port.
-    pub src_port: u16,
-    /// Destination port.
-    pub dst_port: u16,
-    /// Sequence number.
-    pub seq: SeqNum,
-    /// Acknowledgment number (sent only with ACK).
-    pub ack: SeqNum,
-    /// Flag bits.
-    pub flags: u8,
-    /// Window as written on the wire (already scaled down).
-    pub window: u16,
-    /// Options to include.
-    pub options: TcpOptions,
+impl TcpSegment<'_> {
+    /// Appends the segment, checksum included, to `out`.
+    pub fn emit(&self, out: &mut Vec<u8>, src: Ipv4Addr, dst: Ipv4Addr) {
+        let payload = self.payload;
+        self.emit_with(out, src, dst, payload.len(), |p| p.copy_from_slice(payload));
+    }
+
+    /// Appends the segment's header followed by `payload_len` bytes of
+    /// payload that `fill` writes in place (straight from a send buffer, no
+    /// copy in between); `self.payload` is not used.
+    pub fn emit_with(
+        &self,
+        out: &mut Vec<u8>,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        payload_len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) {
+        let start = out.len();
+        out.extend_from_slice(&self.src_port.to_be_bytes());
+        out.extend_from_slice(&self.dst_port.to_be_bytes());
+        out.extend_from_slice(&self.seq.0.to_be_bytes());
+        let ack = if self.flags & flags::ACK != 0 { self.ack.0 } else { 0 };
+        out.extend_from_slice(&ack.to_be_bytes());
+        out.extend_from_slice(&[0, self.flags]); // data offset patched below
+        out.extend_from_slice(&self.window.to_be_bytes());
+        out.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent pointer
+        emit_options(out, &self.options);
+        let header_len = out.len() - start;
+        out[start + 12] = ((header_len / 4) as u8) << 4;
+        let data_at = out.len();
+        out.resize(data_at + payload_len, 0);
+        fill(&mut out[data_at..]);
+        let len = (out.len() - start) as u16;
+        let mut c = Checksum::new();
+        c.add_pseudo_header(src, dst, PROTOCOL, len).add_bytes(&out[start..]);
+        let sum = c.finish();
+        out[start + 16..start + 18].copy_from_slice(&sum.to_be_bytes());
+    }
 }
 
-/// Appends a TCP segment to `out`, checksum included.
-pub fn write(out: &mut Vec<u8>, src: Ipv4Addr, dst: Ipv4Addr, f: &SegmentFields, payload: &[u8]) {
-    write_with(out, src, dst, f, payload.len(), |p| p.copy_from_slice(payload));
+/// Option kinds (IANA "TCP Option Kind Numbers").
+mod kind {
+    pub const END: u8 = 0;
+    pub const NOP: u8 = 1;
+    pub const MSS: u8 = 2;
+    pub const WINDOW_SCALE: u8 = 3;
+    pub const SACK_PERMITTED: u8 = 4;
+    pub const TIMESTAMPS: u8 = 8;
 }
 
-/// Appends a TCP segment with `payload_len` bytes of payload that `fill`
-/// writes in place (straight from a send buffer, no copy in between).
-pub fn write_with(
-    out: &mut Vec<u8>,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    f: &SegmentFields,
-    payload_len: usize,
-    fill: impl FnOnce(&mut [u8]),
-) {
-    let mut h = TcpHeader::new(f.src_port, f.dst_port, f.seq.0, f.window);
-    h.acknowledgment_number = if f.flags & flags::ACK != 0 { f.ack.0 } else { 0 };
-    h.fin = f.flags & flags::FIN != 0;
-    h.syn = f.flags & flags::SYN != 0;
-    h.rst = f.flags & flags::RST != 0;
-    h.psh = f.flags & flags::PSH != 0;
-    h.ack = f.flags & flags::ACK != 0;
-    let mut opts: [TcpOptionElement; 4] = [const { TcpOptionElement::Noop }; 4];
-    let mut n = 0;
-    if let Some(mss) = f.options.mss {
-        opts[n] = TcpOptionElement::MaximumSegmentSize(mss);
-        n += 1;
+/// Appends `o` in Linux's layout, every option aligned by NOPs so the
+/// header stays a multiple of 4 bytes: MSS, SACK-permitted and timestamps
+/// (or NOPs in place of either), then window scale.
+fn emit_options(out: &mut Vec<u8>, o: &TcpOptions) {
+    if let Some(mss) = o.mss {
+        out.extend_from_slice(&[kind::MSS, 4]);
+        out.extend_from_slice(&mss.to_be_bytes());
     }
-    if f.options.sack_permitted {
-        opts[n] = TcpOptionElement::SelectiveAcknowledgementPermitted;
-        n += 1;
+    match (o.sack_permitted, o.timestamps) {
+        (true, Some(_)) => out.extend_from_slice(&[kind::SACK_PERMITTED, 2]),
+        (false, Some(_)) => out.extend_from_slice(&[kind::NOP, kind::NOP]),
+        (true, None) => out.extend_from_slice(&[kind::NOP, kind::NOP, kind::SACK_PERMITTED, 2]),
+        (false, None) => {}
     }
-    if let Some((v, e)) = f.options.timestamps {
-        opts[n] = TcpOptionElement::Timestamp(v, e);
-        n += 1;
+    if let Some((value, echo)) = o.timestamps {
+        out.extend_from_slice(&[kind::TIMESTAMPS, 10]);
+        out.extend_from_slice(&value.to_be_bytes());
+        out.extend_from_slice(&echo.to_be_bytes());
     }
-    if let Some(ws) = f.options.window_scale {
-        opts[n] = TcpOptionElement::WindowScale(ws);
-        n += 1;
+    if let Some(shift) = o.window_scale {
+        out.extend_from_slice(&[kind::NOP, kind::WINDOW_SCALE, 3, shift]);
     }
-    if n > 0 {
-        h.set_options(&opts[..n]).expect("four options fit in 40 bytes");
-    }
-    let start = out.len();
-    out.extend_from_slice(&h.to_bytes());
-    let data_at = out.len();
-    out.resize(data_at + payload_len, 0);
-    fill(&mut out[data_at..]);
-    let len = (out.len() - start) as u16;
-    let mut c = Checksum::new();
-    c.add_pseudo_header(src, dst, protocol::TCP, len)
-        .add_bytes(&out[start..]);
-    let sum = c.finish();
-    out[start + 16..start + 18].copy_from_slice(&sum.to_be_bytes());
 }
 
 #[cfg(test)]
@@ -231,8 +239,8 @@ mod tests {
     const A: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
     const B: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 2);
 
-    fn fields() -> SegmentFields {
-        SegmentFields {
+    fn segment() -> TcpSegment<'static> {
+        TcpSegment {
             src_port: 40000,
             dst_port: 7,
             seq: SeqNum(0xdead_beef),
@@ -245,19 +253,21 @@ mod tests {
                 sack_permitted: true,
                 timestamps: Some((1, 2)),
             },
+            payload: b"data",
         }
     }
 
     #[test]
     fn round_trip_with_options_and_payload() {
         let mut v = Vec::new();
-        write(&mut v, A, B, &fields(), b"data");
+        segment().emit(&mut v, A, B);
         let s = TcpSegment::parse(&v, A, B).unwrap();
         assert_eq!((s.src_port, s.dst_port), (40000, 7));
         assert_eq!((s.seq, s.ack), (SeqNum(0xdead_beef), SeqNum(42)));
         assert!(s.has(flags::SYN | flags::ACK) && !s.has(flags::FIN));
         assert_eq!(s.window, 65535);
-        assert_eq!(s.options, fields().options);
+        assert_eq!(s.options, segment().options);
+        assert_eq!(s, segment());
         assert_eq!(s.payload, b"data");
         assert_eq!(s.seg_len(), 5);
     }
@@ -265,7 +275,7 @@ mod tests {
     #[test]
     fn checksum_and_offsets_are_checked() {
         let mut v = Vec::new();
-        write(&mut v, A, B, &fields(), b"data");
+        segment().emit(&mut v, A, B);
         let mut bad = v.clone();
         bad[v.len() - 1] ^= 1;
         assert_eq!(TcpSegment::parse(&bad, A, B).unwrap_err(), TcpError::BadChecksum);
@@ -289,5 +299,71 @@ mod tests {
         assert_eq!(parse_options(&[2, 9, 5, 0xb4]), TcpOptions::default());
         assert_eq!(parse_options(&[3, 3, 20]).window_scale, Some(14));
         assert_eq!(parse_options(&[0, 2, 4, 5, 0xb4]).mss, None);
+    }
+
+    #[test]
+    fn every_option_combination_round_trips_aligned() {
+        for bits in 0..16u8 {
+            let mut seg = segment();
+            seg.options = TcpOptions {
+                mss: (bits & 1 != 0).then_some(1400),
+                window_scale: (bits & 2 != 0).then_some(3),
+                sack_permitted: bits & 4 != 0,
+                timestamps: (bits & 8 != 0).then_some((7, 8)),
+            };
+            let mut v = Vec::new();
+            seg.emit(&mut v, A, B);
+            let header_len = usize::from(v[12] >> 4) * 4;
+            assert_eq!(header_len % 4, 0);
+            assert_eq!(v.len(), header_len + 4);
+            assert_eq!(TcpSegment::parse(&v, A, B).unwrap(), seg, "options {bits:04b}");
+        }
+    }
+
+    #[test]
+    fn round_trip_against_etherparse() {
+        let mut v = Vec::new();
+        segment().emit(&mut v, A, B);
+        let theirs = etherparse::TcpHeaderSlice::from_slice(&v).unwrap();
+        assert_eq!((theirs.source_port(), theirs.destination_port()), (40000, 7));
+        assert_eq!(
+            (theirs.sequence_number(), theirs.acknowledgment_number()),
+            (0xdead_beef, 42)
+        );
+        assert!(theirs.syn() && theirs.ack() && !theirs.fin() && !theirs.rst());
+        let expect = theirs
+            .to_header()
+            .calc_checksum_ipv4_raw(A.octets(), B.octets(), b"data")
+            .unwrap();
+        assert_eq!(theirs.checksum(), expect);
+        let options: Vec<_> = theirs.options_iterator().map(|o| o.unwrap()).collect();
+        use etherparse::TcpOptionElement as E;
+        assert_eq!(
+            options,
+            [
+                E::MaximumSegmentSize(1460),
+                E::SelectiveAcknowledgementPermitted,
+                E::Timestamp(1, 2),
+                E::Noop,
+                E::WindowScale(7)
+            ]
+        );
+
+        let mut e = etherparse::TcpHeader::new(1, 2, 3, 4);
+        e.ack = true;
+        e.acknowledgment_number = 5;
+        e.set_options(&[E::MaximumSegmentSize(536), E::WindowScale(2)]).unwrap();
+        e.checksum = e.calc_checksum_ipv4_raw(A.octets(), B.octets(), b"xy").unwrap();
+        let mut bytes = e.to_bytes().to_vec();
+        bytes.extend_from_slice(b"xy");
+        let ours = TcpSegment::parse(&bytes, A, B).unwrap();
+        assert_eq!(
+            (ours.src_port, ours.dst_port, ours.seq, ours.ack, ours.window),
+            (1, 2, SeqNum(3), SeqNum(5), 4)
+        );
+        assert_eq!(
+            (ours.options.mss, ours.options.window_scale, ours.payload),
+            (Some(536), Some(2), &b"xy"[..])
+        );
     }
 }

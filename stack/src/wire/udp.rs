@@ -1,11 +1,14 @@
-//! UDP datagrams (RFC 768): validation with the pseudo-header checksum, and writing.
+//! UDP datagrams (RFC 768): one representation, [`UdpDatagram`], to
+//! validate received datagrams (pseudo-header checksum), to read the ports
+//! an ICMP error quotes, and to write what we send.
 
 #![forbid(unsafe_code)]
 
 use super::checksum::Checksum;
-use crate::ip::protocol;
-use etherparse::{UdpHeader, UdpHeaderSlice};
 use std::net::Ipv4Addr;
+
+/// IP protocol number of UDP.
+pub const PROTOCOL: u8 = 17;
 
 /// Length of the UDP header.
 pub const HEADER_LEN: usize = 8;
@@ -24,8 +27,14 @@ pub enum UdpError {
     BadChecksum,
 }
 
-/// A validated UDP datagram.
-#[derive(Clone, Copy, Debug)]
+error_messages!(UdpError {
+    Truncated => "UDP datagram shorter than its header",
+    BadLength => "UDP length field disagrees with the IP payload",
+    BadChecksum => "bad UDP checksum",
+});
+
+/// A UDP datagram: ports and payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UdpDatagram<'a> {
     /// Source port.
     pub src_port: u16,
@@ -39,49 +48,58 @@ impl<'a> UdpDatagram<'a> {
     /// Validates `bytes` (the IP payload) sent from `src` to `dst`. A zero
     /// checksum means the sender computed none (RFC 768) and is accepted.
     pub fn parse(bytes: &'a [u8], src: Ipv4Addr, dst: Ipv4Addr) -> Result<UdpDatagram<'a>, UdpError> {
-        let h = UdpHeaderSlice::from_slice(bytes).map_err(|_| UdpError::Truncated)?;
-        let len = usize::from(h.length());
+        if bytes.len() < HEADER_LEN {
+            return Err(UdpError::Truncated);
+        }
+        let len = usize::from(u16::from_be_bytes([bytes[4], bytes[5]]));
         if len < HEADER_LEN || len > bytes.len() {
             return Err(UdpError::BadLength);
         }
-        if h.checksum() != 0 {
+        if bytes[6..8] != [0, 0] {
             let mut c = Checksum::new();
-            c.add_pseudo_header(src, dst, protocol::UDP, len as u16)
+            c.add_pseudo_header(src, dst, PROTOCOL, len as u16)
                 .add_bytes(&bytes[..len]);
             if c.sum() != 0xffff {
                 return Err(UdpError::BadChecksum);
             }
         }
         Ok(UdpDatagram {
-            src_port: h.source_port(),
-            dst_port: h.destination_port(),
+            src_port: u16::from_be_bytes([bytes[0], bytes[1]]),
+            dst_port: u16::from_be_bytes([bytes[2], bytes[3]]),
             payload: &bytes[HEADER_LEN..len],
         })
     }
-}
 
-/// Appends a UDP datagram carrying `payload` to `out`, checksum included.
-/// `payload` must be at most [`MAX_PAYLOAD`] bytes.
-pub fn write(out: &mut Vec<u8>, src: Ipv4Addr, src_port: u16, dst: Ipv4Addr, dst_port: u16, payload: &[u8]) {
-    debug_assert!(payload.len() <= MAX_PAYLOAD);
-    let len = (HEADER_LEN + payload.len()) as u16;
-    let mut h = UdpHeader {
-        source_port: src_port,
-        destination_port: dst_port,
-        length: len,
-        checksum: 0,
-    };
-    let mut c = Checksum::new();
-    c.add_pseudo_header(src, dst, protocol::UDP, len)
-        .add_bytes(&h.to_bytes())
-        .add_bytes(payload);
-    // RFC 768: a computed zero is sent as all ones; zero means "no checksum".
-    h.checksum = match c.finish() {
-        0 => 0xffff,
-        x => x,
-    };
-    out.extend_from_slice(&h.to_bytes());
-    out.extend_from_slice(payload);
+    /// The datagram an ICMP error quotes (at least its 8-byte header; the
+    /// payload is whatever of it the quote holds, unchecked).
+    pub fn parse_quote(bytes: &'a [u8]) -> Option<UdpDatagram<'a>> {
+        (bytes.len() >= HEADER_LEN).then(|| UdpDatagram {
+            src_port: u16::from_be_bytes([bytes[0], bytes[1]]),
+            dst_port: u16::from_be_bytes([bytes[2], bytes[3]]),
+            payload: &bytes[HEADER_LEN..],
+        })
+    }
+
+    /// Appends the datagram, checksum included, to `out`. The payload must
+    /// be at most [`MAX_PAYLOAD`] bytes.
+    pub fn emit(&self, out: &mut Vec<u8>, src: Ipv4Addr, dst: Ipv4Addr) {
+        debug_assert!(self.payload.len() <= MAX_PAYLOAD);
+        let len = (HEADER_LEN + self.payload.len()) as u16;
+        let start = out.len();
+        out.extend_from_slice(&self.src_port.to_be_bytes());
+        out.extend_from_slice(&self.dst_port.to_be_bytes());
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(self.payload);
+        let mut c = Checksum::new();
+        c.add_pseudo_header(src, dst, PROTOCOL, len).add_bytes(&out[start..]);
+        // RFC 768: a computed zero is sent as all ones; zero means "no checksum".
+        let sum = match c.finish() {
+            0 => 0xffff,
+            x => x,
+        };
+        out[start + 6..start + 8].copy_from_slice(&sum.to_be_bytes());
+    }
 }
 
 #[cfg(test)]
@@ -94,7 +112,12 @@ mod tests {
     #[test]
     fn round_trip_with_checksum() {
         let mut v = Vec::new();
-        write(&mut v, A, 5000, B, 7, b"echo me");
+        UdpDatagram {
+            src_port: 5000,
+            dst_port: 7,
+            payload: b"echo me",
+        }
+        .emit(&mut v, A, B);
         assert_eq!(v.len(), 15);
         let d = UdpDatagram::parse(&v, A, B).unwrap();
         assert_eq!((d.src_port, d.dst_port, d.payload), (5000, 7, &b"echo me"[..]));
@@ -108,7 +131,12 @@ mod tests {
     #[test]
     fn zero_checksum_means_none() {
         let mut v = Vec::new();
-        write(&mut v, A, 1, B, 2, b"x");
+        UdpDatagram {
+            src_port: 1,
+            dst_port: 2,
+            payload: b"x",
+        }
+        .emit(&mut v, A, B);
         v[6] = 0;
         v[7] = 0;
         v[8] = b'y';
@@ -118,7 +146,12 @@ mod tests {
     #[test]
     fn corrupted_payload_fails_the_checksum() {
         let mut v = Vec::new();
-        write(&mut v, A, 1, B, 2, b"payload");
+        UdpDatagram {
+            src_port: 1,
+            dst_port: 2,
+            payload: b"payload",
+        }
+        .emit(&mut v, A, B);
         v[10] ^= 0x20;
         assert_eq!(UdpDatagram::parse(&v, A, B).unwrap_err(), UdpError::BadChecksum);
     }
@@ -126,7 +159,12 @@ mod tests {
     #[test]
     fn lengths_are_checked_and_padding_trimmed() {
         let mut v = Vec::new();
-        write(&mut v, A, 1, B, 2, b"abc");
+        UdpDatagram {
+            src_port: 1,
+            dst_port: 2,
+            payload: b"abc",
+        }
+        .emit(&mut v, A, B);
         assert_eq!(UdpDatagram::parse(&v[..7], A, B).unwrap_err(), UdpError::Truncated);
         let mut long = v.clone();
         long[4..6].copy_from_slice(&100u16.to_be_bytes());
@@ -145,12 +183,61 @@ mod tests {
         // Search a payload whose checksum computes to zero; it must go out as ffff and verify.
         for x in 0..=u16::MAX {
             let mut v = Vec::new();
-            write(&mut v, A, 1, B, 2, &x.to_be_bytes());
+            UdpDatagram {
+                src_port: 1,
+                dst_port: 2,
+                payload: &x.to_be_bytes(),
+            }
+            .emit(&mut v, A, B);
             if u16::from_be_bytes([v[6], v[7]]) == 0xffff {
                 assert!(UdpDatagram::parse(&v, A, B).is_ok());
                 return;
             }
         }
         panic!("no payload with a zero checksum found");
+    }
+
+    #[test]
+    fn round_trip_against_etherparse() {
+        let mut v = Vec::new();
+        let d = UdpDatagram {
+            src_port: 5353,
+            dst_port: 53,
+            payload: b"query",
+        };
+        d.emit(&mut v, A, B);
+        let theirs = etherparse::UdpHeaderSlice::from_slice(&v).unwrap();
+        assert_eq!(
+            (theirs.source_port(), theirs.destination_port(), theirs.length()),
+            (5353, 53, 13)
+        );
+        let expect = theirs
+            .to_header()
+            .calc_checksum_ipv4_raw(A.octets(), B.octets(), b"query")
+            .unwrap();
+        assert_eq!(theirs.checksum(), expect);
+
+        let e = etherparse::UdpHeader::with_ipv4_checksum(
+            1,
+            2,
+            &etherparse::Ipv4Header::new(3, 64, etherparse::IpNumber(17), A.octets(), B.octets()).unwrap(),
+            b"abc",
+        )
+        .unwrap();
+        let mut bytes = e.to_bytes().to_vec();
+        bytes.extend_from_slice(b"abc");
+        let ours = UdpDatagram::parse(&bytes, A, B).unwrap();
+        assert_eq!(
+            ours,
+            UdpDatagram {
+                src_port: 1,
+                dst_port: 2,
+                payload: b"abc"
+            }
+        );
+        assert_eq!(
+            UdpDatagram::parse_quote(&bytes[..8]).map(|q| (q.src_port, q.dst_port)),
+            Some((1, 2))
+        );
     }
 }

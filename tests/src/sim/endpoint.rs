@@ -3,7 +3,7 @@
 use super::*;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use tunstack::tcp::tcb::State;
+use tunstack::tcp::State;
 use tunstack::tcp::{IoError, ListenerHandle, Shutdown, TcpHandle};
 use tunstack::{Config, Instant, Interface, Ipv4Cidr};
 
@@ -127,10 +127,11 @@ impl Endpoint for TunstackEndpoint {
 }
 
 impl TcpEndpoint for TunstackEndpoint {
-    fn listen(&mut self, _now: Instant, port: u16) -> Result<(), String> {
+    fn listen(&mut self, now: Instant, port: u16) -> Result<(), String> {
         let l = self
             .iface
-            .tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port), 8)
+            .tcp(now)
+            .listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port), 8)
             .map_err(|e| format!("listen: {e:?}"))?;
         self.listener = Some(l);
         Ok(())
@@ -139,7 +140,8 @@ impl TcpEndpoint for TunstackEndpoint {
     fn connect(&mut self, now: Instant, remote: SocketAddrV4, local_port: u16) -> Result<(), String> {
         let h = self
             .iface
-            .tcp_connect(now, remote, local_port)
+            .tcp(now)
+            .connect(remote, local_port)
             .map_err(|e| format!("connect: {e:?}"))?;
         self.conn = Some(h);
         Ok(())
@@ -148,24 +150,25 @@ impl TcpEndpoint for TunstackEndpoint {
     fn ready(&mut self, now: Instant) -> Result<bool, String> {
         if self.conn.is_none() {
             let Some(l) = self.listener else { return Ok(false) };
-            let Some((h, _peer)) = self.iface.tcp_accept(l) else {
+            let Some((h, _peer)) = self.iface.tcp(now).accept(l) else {
                 return Ok(false);
             };
             self.conn = Some(h);
             // One connection is all this application serves: stop listening,
             // so a late duplicate SYN cannot open a second one.
-            self.iface.tcp_close_listener(now, l);
+            self.iface.tcp(now).close_listener(l);
             self.listener = None;
         }
         let h = self.conn()?;
-        if let Some(e) = self.iface.tcp_error(h) {
+        if let Some(e) = self.iface.tcp_layer().error(h) {
             return Err(format!("connection failed: {e:?}"));
         }
-        Ok(self.iface.tcp_connect_done(h))
+        Ok(self.iface.tcp_layer().connect_done(h))
     }
 
     fn send(&mut self, now: Instant, data: &[u8]) -> Result<usize, String> {
-        match self.iface.tcp_send(now, self.conn()?, data) {
+        let h = self.conn()?;
+        match self.iface.tcp(now).send(h, data) {
             Ok(n) => Ok(n),
             Err(IoError::WouldBlock) => Ok(0),
             Err(e) => Err(io_error("send", e)),
@@ -173,7 +176,8 @@ impl TcpEndpoint for TunstackEndpoint {
     }
 
     fn recv(&mut self, now: Instant, buf: &mut [u8]) -> Result<Recv, String> {
-        match self.iface.tcp_recv(now, self.conn()?, buf) {
+        let h = self.conn()?;
+        match self.iface.tcp(now).recv(h, buf) {
             Ok(0) => Ok(Recv::Eof),
             Ok(n) => Ok(Recv::Data(n)),
             Err(IoError::WouldBlock) => Ok(Recv::WouldBlock),
@@ -182,27 +186,29 @@ impl TcpEndpoint for TunstackEndpoint {
     }
 
     fn shutdown_write(&mut self, now: Instant) -> Result<(), String> {
+        let h = self.conn()?;
         self.iface
-            .tcp_shutdown(now, self.conn()?, Shutdown::Write)
+            .tcp(now)
+            .shutdown(h, Shutdown::Write)
             .map_err(|e| io_error("shutdown", e))
     }
 
     fn close(&mut self, now: Instant) -> Result<(), String> {
         let h = self.conn()?;
-        if let Some(e) = self.iface.tcp_error(h) {
+        if let Some(e) = self.iface.tcp_layer().error(h) {
             return Err(format!("connection failed before close: {e:?}"));
         }
-        self.iface.tcp_close(now, h, false);
+        self.iface.tcp(now).close(h, false);
         self.closed = true;
         Ok(())
     }
 
     fn states(&self) -> Vec<State> {
-        self.iface.tcp_sockets().iter().map(|i| i.state).collect()
+        self.iface.tcp_layer().sockets().iter().map(|i| i.state).collect()
     }
 
     fn connections(&self) -> usize {
-        self.iface.tcp_connection_count()
+        self.iface.tcp_layer().connection_count()
     }
 
     fn describe(&self) -> String {
@@ -211,13 +217,13 @@ impl TcpEndpoint for TunstackEndpoint {
             let _ = write!(
                 s,
                 " (app handle: state {}, error {:?}, send queue {}, recv queue {})",
-                self.iface.tcp_state(h),
-                self.iface.tcp_error(h),
-                self.iface.tcp_send_queue(h),
-                self.iface.tcp_recv_queue(h)
+                self.iface.tcp_layer().state(h),
+                self.iface.tcp_layer().error(h),
+                self.iface.tcp_layer().send_queue(h),
+                self.iface.tcp_layer().recv_queue(h)
             );
         }
-        let infos = self.iface.tcp_sockets();
+        let infos = self.iface.tcp_layer().sockets();
         if infos.is_empty() {
             s.push_str("; no TCP sockets");
         }

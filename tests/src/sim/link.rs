@@ -258,8 +258,8 @@ impl SimLink {
 /// Whether `p` is an intact IPv4 TCP segment (both checksums verify) with RST set.
 pub fn is_valid_rst(p: &[u8]) -> bool {
     let Ok(ip) = Ipv4Packet::parse(p) else { return false };
-    ip.protocol() == tunstack::ip::protocol::TCP
-        && TcpSegment::parse(ip.payload(), ip.src(), ip.dst()).is_ok_and(|s| s.has(flags::RST))
+    ip.header.protocol == tunstack::ip::protocol::TCP
+        && TcpSegment::parse(ip.payload(), ip.header.src, ip.header.dst).is_ok_and(|s| s.has(flags::RST))
 }
 
 /// A one-line summary of an IPv4/TCP packet, for traces: flags, seq, ack, window, length.

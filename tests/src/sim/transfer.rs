@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddrV4;
 use tunstack::rand::Rng;
-use tunstack::tcp::tcb::State;
+use tunstack::tcp::State;
 use tunstack::{Duration, Instant};
 
 /// One transfer scenario: everything that determines a run.

@@ -28,7 +28,8 @@ impl phy::TxToken for Tx<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         let mut buf = vec![0u8; len];
         let r = f(&mut buf);
-        self.0.send(&buf).unwrap();
+        // A memory link ignores the time; smoltcp hands none to a TxToken.
+        self.0.send(tunstack::Instant::ZERO, &buf).unwrap();
         r
     }
 }
@@ -37,9 +38,10 @@ impl phy::Device for SmolLink {
     type RxToken<'a> = Rx;
     type TxToken<'a> = Tx<'a>;
 
-    fn receive(&mut self, _t: SmolInstant) -> Option<(Rx, Tx<'_>)> {
+    fn receive(&mut self, t: SmolInstant) -> Option<(Rx, Tx<'_>)> {
         let mut buf = vec![0u8; 65536];
-        let n = self.0.recv(&mut buf).ok()?;
+        let now = tunstack::Instant::from_micros(t.total_micros().max(0) as u64);
+        let n = self.0.recv(now, &mut buf).ok()?;
         buf.truncate(n);
         Some((Rx(buf), Tx(&mut self.0)))
     }

@@ -290,7 +290,7 @@ fn run(args: Args) -> io::Result<()> {
 /// Prints the counters and a census of sockets, one line each.
 fn print_stats(stack: &Stack) {
     println!("stats: {}", stack.stats());
-    let (tcp, udp) = stack.with_interface(|i| (i.tcp_sockets(), i.udp_sockets().count()));
+    let (tcp, udp) = stack.with_interface(|i| (i.tcp_layer().sockets(), i.udp_layer().sockets().count()));
     let mut states: Vec<(&str, usize)> = Vec::new();
     for s in &tcp {
         match states.iter_mut().find(|(n, _)| *n == s.state.name()) {

@@ -336,7 +336,7 @@ fn routes(stack: &Stack, ifname: &str) -> Vec<String> {
 
 /// Every socket, one a line, for `tunstack netstat`.
 fn sockets(stack: &Stack) -> Vec<String> {
-    let (tcp, udp) = stack.with_interface(|i| (i.tcp_sockets(), i.udp_sockets().collect::<Vec<_>>()));
+    let (tcp, udp) = stack.with_interface(|i| (i.tcp_layer().sockets(), i.udp_layer().sockets().collect::<Vec<_>>()));
     let owner = |o: &Option<Arc<str>>| escape(o.as_deref().unwrap_or("-"));
     let mut lines: Vec<String> = tcp
         .iter()

@@ -1,0 +1,280 @@
+//! The socket calls: what `TcpListener` and `TcpStream` do to the core.
+
+#![forbid(unsafe_code)]
+
+use super::ConnectError;
+use super::tcb::{State, Tcb, Timer};
+use super::{FourTuple, IoError, ListenError, Listener, ListenerHandle, Shutdown, TcpHandle, TcpLayer};
+use crate::ip::Sockets;
+use crate::socket::{self as sock, Handle};
+use crate::time::Duration;
+use std::collections::{HashSet, VecDeque};
+use std::net::SocketAddrV4;
+use std::sync::Arc;
+
+impl TcpLayer {
+    /// A free port from the ephemeral range, not used by any connection or listener.
+    fn ephemeral_port(&self, rng: &mut crate::rand::Rng) -> Option<u16> {
+        let used: HashSet<u16> = self
+            .conns
+            .iter()
+            .map(|(_, t)| t.local.port())
+            .chain(self.listen_ports.keys().copied())
+            .collect();
+        sock::ephemeral_port(rng, |p| used.contains(&p))
+    }
+}
+
+impl Sockets<'_, TcpLayer> {
+    /// Starts listening on `local` (port 0: an ephemeral port); `backlog`
+    /// bounds established connections waiting for `accept` (as Linux, up to
+    /// `backlog + 1` may wait).
+    pub fn listen(&mut self, local: SocketAddrV4, backlog: usize) -> Result<ListenerHandle, ListenError> {
+        let ip = *local.ip();
+        if !(ip.is_unspecified() || ip == self.cx.addr()) {
+            return Err(ListenError::AddrNotAvailable);
+        }
+        let port = if local.port() == 0 {
+            self.layer.ephemeral_port(self.cx.rng()).ok_or(ListenError::AddrInUse)?
+        } else {
+            local.port()
+        };
+        if self.layer.port_in_use(port) {
+            return Err(ListenError::AddrInUse);
+        }
+        let local = SocketAddrV4::new(ip, port);
+        let h = self.layer.listeners.insert(Listener {
+            local,
+            backlog,
+            accept_queue: VecDeque::new(),
+            half_open: 0,
+            event_pending: false,
+            owner: None,
+        });
+        self.layer.listen_ports.insert(port, h);
+        log::debug!("tcp {local}: LISTEN (backlog {backlog})");
+        Ok(ListenerHandle(h))
+    }
+
+    /// Takes the oldest established connection from the accept queue.
+    pub fn accept(&mut self, h: ListenerHandle) -> Option<(TcpHandle, SocketAddrV4)> {
+        let l = self.layer.listeners.get_mut(h.0).expect("listener handle is stale");
+        let c = l.accept_queue.pop_front()?;
+        let t = self.layer.conns.get_mut(c).expect("queued connections live");
+        t.listener = None;
+        t.queued = false;
+        Some((TcpHandle(c), t.remote))
+    }
+
+    /// Stops listening. Connections never accepted are reset (RFC 9293 §3.10.4).
+    pub fn close_listener(&mut self, h: ListenerHandle) {
+        let tcp = &mut *self.layer;
+        let l = tcp.listeners.remove(h.0).expect("listener handle is stale");
+        tcp.listen_ports.remove(&l.local.port());
+        let orphans: Vec<Handle> = tcp
+            .conns
+            .iter()
+            .filter(|(_, t)| t.listener == Some(h.0))
+            .map(|(c, _)| c)
+            .collect();
+        for c in orphans {
+            if let Some(t) = tcp.conns.get(c) {
+                t.send_rst(&mut self.cx);
+            }
+            tcp.release(&mut self.cx, c, None);
+        }
+        log::debug!("tcp {}: listener closed", l.local);
+    }
+
+    /// Opens a connection to `remote` (SYN now); `local_port` 0 picks an ephemeral port.
+    pub fn connect(&mut self, remote: SocketAddrV4, local_port: u16) -> Result<TcpHandle, ConnectError> {
+        let rip = *remote.ip();
+        if rip.is_unspecified() || remote.port() == 0 || rip.is_multicast() || self.cx.is_broadcast(rip) {
+            return Err(ConnectError::InvalidAddress);
+        }
+        if !self.cx.has_route(rip) {
+            return Err(ConnectError::NetUnreachable);
+        }
+        let tcp = &mut *self.layer;
+        let port = if local_port == 0 {
+            tcp.ephemeral_port(self.cx.rng()).ok_or(ConnectError::AddrInUse)?
+        } else {
+            local_port
+        };
+        let local = SocketAddrV4::new(self.cx.addr(), port);
+        if tcp.by_tuple.contains_key(&FourTuple { local, remote }) {
+            return Err(ConnectError::AddrInUse);
+        }
+        let now = self.cx.now();
+        let iss = tcp.choose_isn(now, local, remote);
+        let mut t = Tcb::new(&tcp.config, local, remote, iss, now, self.cx.mtu());
+        t.set_state(State::SynSent);
+        let h = tcp.conns.insert(t);
+        tcp.by_tuple.insert(FourTuple { local, remote }, h);
+        tcp.output(&mut self.cx, h);
+        Ok(TcpHandle(h))
+    }
+
+    /// Queues `data` for sending; returns how much fit in the send buffer.
+    pub fn send(&mut self, h: TcpHandle, data: &[u8]) -> Result<usize, IoError> {
+        let t = self.layer.tcb_mut(h);
+        if let Some(e) = t.error {
+            return Err(IoError::Failed(e));
+        }
+        match t.state {
+            State::SynSent | State::SynReceived => return Err(IoError::WouldBlock),
+            State::Established | State::CloseWait => {}
+            State::Closed | State::Listen => return Err(IoError::NotConnected),
+            _ => return Err(IoError::BrokenPipe),
+        }
+        if t.fin_queued() {
+            return Err(IoError::BrokenPipe);
+        }
+        let n = t.send.push(data);
+        if n == 0 && !data.is_empty() {
+            return Err(IoError::WouldBlock);
+        }
+        self.layer.output(&mut self.cx, h.0);
+        Ok(n)
+    }
+
+    /// Reads received bytes; `Ok(0)` is end of stream (FIN, or shut down for reading).
+    pub fn recv(&mut self, h: TcpHandle, buf: &mut [u8]) -> Result<usize, IoError> {
+        let t = self.layer.tcb_mut(h);
+        if !t.recv.is_empty() && !buf.is_empty() {
+            let old_window = t.rcv_wnd();
+            let n = t.recv.read(buf);
+            // Announce a window that opened by a useful amount (receiver SWS avoidance).
+            let threshold = (t.recv.limit() / 2).min(t.rcv_mss);
+            if t.state.synchronized() && t.free_window() >= old_window as usize + threshold {
+                t.ack_now = true;
+                self.layer.output(&mut self.cx, h.0);
+            }
+            return Ok(n);
+        }
+        if let Some(e) = t.error {
+            return Err(IoError::Failed(e));
+        }
+        if t.rcv_closed || t.shut_rd || buf.is_empty() {
+            return Ok(0);
+        }
+        match t.state {
+            State::Closed | State::Listen => Err(IoError::NotConnected),
+            _ => Err(IoError::WouldBlock),
+        }
+    }
+
+    /// Shuts down one or both directions. Shutting down writing sends FIN
+    /// after the queued data; shutting down reading discards what arrives.
+    pub fn shutdown(&mut self, h: TcpHandle, how: Shutdown) -> Result<(), IoError> {
+        let t = self.layer.tcb_mut(h);
+        if matches!(t.state, State::Closed | State::Listen | State::SynSent) && t.error.is_none() {
+            return Err(IoError::NotConnected);
+        }
+        if matches!(how, Shutdown::Read | Shutdown::Both) {
+            t.shut_rd = true;
+        }
+        if matches!(how, Shutdown::Write | Shutdown::Both) {
+            self.queue_fin(h.0);
+        }
+        self.layer.notify(&mut self.cx, h.0);
+        Ok(())
+    }
+
+    /// Queues FIN after the data and moves to FIN-WAIT-1 or LAST-ACK.
+    fn queue_fin(&mut self, h: Handle) {
+        let t = self.layer.conns.get_mut(h).expect("live");
+        if t.fin_queued() {
+            return;
+        }
+        match t.state {
+            // RFC 9293 §3.10.4: in SYN-RECEIVED the FIN waits for ESTABLISHED;
+            // the SYN-ACK must stay retransmittable until then.
+            State::SynReceived => t.queue_fin(),
+            State::Established => {
+                t.queue_fin();
+                t.set_state(State::FinWait1);
+            }
+            State::CloseWait => {
+                t.queue_fin();
+                t.set_state(State::LastAck);
+            }
+            _ => return,
+        }
+        self.layer.output(&mut self.cx, h);
+    }
+
+    /// The application is done with the connection. With unread data (or
+    /// `abort`), the connection is reset (RFC 2525 §2.17, as Linux);
+    /// otherwise FIN goes after the queued data and the core finishes the
+    /// close on its own (FIN-WAIT, TIME-WAIT).
+    pub fn close(&mut self, h: TcpHandle, abort: bool) {
+        let t = self.layer.tcb_mut(h);
+        t.orphaned = true;
+        let unread = !t.recv.is_empty();
+        match t.state {
+            State::Closed | State::SynSent => self.layer.release(&mut self.cx, h.0, None),
+            _ if abort || unread => {
+                if t.state != State::TimeWait {
+                    log::debug!(
+                        "tcp {} -> {}: reset on close ({})",
+                        t.local,
+                        t.remote,
+                        if abort { "abort" } else { "unread data" }
+                    );
+                    t.send_rst(&mut self.cx);
+                }
+                self.layer.release(&mut self.cx, h.0, None);
+            }
+            _ => {
+                t.shut_rd = true;
+                self.queue_fin(h.0);
+                let fin_timeout = self.layer.config.fin_timeout;
+                let now = self.cx.now();
+                let t = self.layer.tcb_mut(h);
+                if t.state == State::FinWait2 {
+                    t.set_timer(Timer::Linger, Some(now + fin_timeout));
+                    self.layer.reschedule(h.0);
+                }
+            }
+        }
+    }
+
+    /// Resets the connection now (RST to the peer); later calls see `NotConnected`.
+    pub fn abort(&mut self, h: TcpHandle) {
+        if let Some(t) = self.layer.conns.get(h.0) {
+            t.send_rst(&mut self.cx);
+        }
+        self.layer.release(&mut self.cx, h.0, None);
+    }
+
+    /// Labels the connection with its user, for netstat.
+    pub fn set_owner(&mut self, h: TcpHandle, owner: Option<Arc<str>>) {
+        self.layer.tcb_mut(h).owner = owner;
+    }
+
+    /// Labels the listener (and the connections it will accept) with its user.
+    pub fn set_listener_owner(&mut self, h: ListenerHandle, owner: Option<Arc<str>>) {
+        if let Some(l) = self.layer.listeners.get_mut(h.0) {
+            l.owner = owner;
+        }
+    }
+
+    /// Turns Nagle's algorithm off (`TCP_NODELAY`) or on.
+    pub fn set_nodelay(&mut self, h: TcpHandle, on: bool) {
+        self.layer.tcb_mut(h).nodelay = on;
+    }
+
+    /// Turns keepalive on after `idle` without traffic, or off.
+    pub fn set_keepalive(&mut self, h: TcpHandle, idle: Option<Duration>) {
+        let now = self.cx.now();
+        let t = self.layer.tcb_mut(h);
+        t.keepalive = idle;
+        t.keepalive_probes = 0;
+        t.set_timer(
+            Timer::Keepalive,
+            idle.filter(|_| t.state.synchronized()).map(|i| now + i),
+        );
+        self.layer.reschedule(h.0);
+    }
+}
