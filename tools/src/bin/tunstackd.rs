@@ -8,9 +8,11 @@ use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 use std::io::{self, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 use tunstack::Ipv4Cidr;
 use tunstack::device::impair::{Direction, ImpairConfig};
 use tunstack::runtime::{Stack, TunConfig};
+use tunstack_tools::args::{millis, probability, seconds};
 use tunstack_tools::{control, services};
 
 /// Run tunstack on a TUN interface: `ping 10.200.0.2` from the host once it starts.
@@ -78,8 +80,8 @@ struct Args {
     no_source: bool,
 
     /// TCP maximum segment lifetime in seconds; TIME-WAIT lasts twice this.
-    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
-    msl: f64,
+    #[arg(long, default_value = "30", value_name = "SECONDS", value_parser = seconds)]
+    msl: Duration,
 
     /// Serve the files under DIR: the downloader protocol and HTTP/1.1 (off by default).
     #[arg(long, value_name = "DIR")]
@@ -98,8 +100,8 @@ struct Args {
     max_per_client: usize,
 
     /// Seconds a file-service connection may sit idle before it is closed.
-    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
-    idle_timeout: f64,
+    #[arg(long, default_value = "60", value_name = "SECONDS", value_parser = seconds)]
+    idle_timeout: Duration,
 
     /// Path of the control socket (default: /run/tunstack/<interface>.sock).
     #[arg(long, value_name = "PATH")]
@@ -134,51 +136,52 @@ struct ImpairArgs {
     #[arg(long, default_value_t = 0.0, value_parser = probability)]
     corrupt: f64,
     /// Delay added to every packet, in milliseconds.
-    #[arg(long, default_value_t = 0.0, value_name = "MS")]
-    delay: f64,
+    #[arg(long, default_value = "0", value_name = "MS", value_parser = millis)]
+    delay: Duration,
     /// Extra random delay up to this many milliseconds.
-    #[arg(long, default_value_t = 0.0, value_name = "MS")]
-    jitter: f64,
+    #[arg(long, default_value = "0", value_name = "MS", value_parser = millis)]
+    jitter: Duration,
     /// Link rate in megabits per second (0: unlimited).
     #[arg(long, default_value_t = 0.0, value_name = "MBIT")]
     rate: f64,
     /// Which packets are impaired: in (host to stack), out (stack to host) or both.
-    #[arg(long, default_value = "both", value_parser = ["in", "out", "both"])]
-    impair_direction: String,
+    #[arg(long, value_enum, default_value_t = ImpairDirection::Both)]
+    impair_direction: ImpairDirection,
 }
 
-fn probability(s: &str) -> Result<f64, String> {
-    let p: f64 = s.parse().map_err(|e| format!("{e}"))?;
-    if (0.0..=1.0).contains(&p) {
-        Ok(p)
-    } else {
-        Err("must be between 0 and 1".into())
+/// `--impair-direction`'s choices. The variants carry no doc comments on
+/// purpose: clap would print them as a list, and the flag's help already
+/// says what each means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ImpairDirection {
+    In,
+    Out,
+    Both,
+}
+
+impl From<ImpairDirection> for Direction {
+    fn from(d: ImpairDirection) -> Direction {
+        match d {
+            ImpairDirection::In => Direction::In,
+            ImpairDirection::Out => Direction::Out,
+            ImpairDirection::Both => Direction::Both,
+        }
     }
 }
 
-fn millis(ms: f64, what: &str) -> io::Result<std::time::Duration> {
-    std::time::Duration::try_from_secs_f64(ms / 1000.0)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("--{what}: {e}")))
-}
-
 impl ImpairArgs {
-    fn config(&self) -> io::Result<(ImpairConfig, Direction)> {
+    fn config(&self) -> (ImpairConfig, Direction) {
         let cfg = ImpairConfig {
             loss: self.loss,
             duplicate: self.duplicate,
             reorder: self.reorder,
             corrupt: self.corrupt,
-            delay: millis(self.delay, "delay")?,
-            jitter: millis(self.jitter, "jitter")?,
+            delay: self.delay,
+            jitter: self.jitter,
             rate_bps: (self.rate > 0.0).then_some((self.rate * 1e6) as u64),
             ..ImpairConfig::default()
         };
-        let dir = match self.impair_direction.as_str() {
-            "in" => Direction::In,
-            "out" => Direction::Out,
-            _ => Direction::Both,
-        };
-        Ok((cfg, dir))
+        (cfg, self.impair_direction.into())
     }
 }
 
@@ -198,10 +201,9 @@ fn run(args: Args) -> io::Result<()> {
         mtu: args.mtu as usize,
         seed: args.seed,
         answer_broadcast_echo: !args.ignore_broadcast_ping,
-        msl: std::time::Duration::try_from_secs_f64(args.msl)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("--msl: {e}")))?,
+        msl: args.msl,
         pcap: args.pcap.clone(),
-        impair: Some(args.impair.config()?),
+        impair: Some(args.impair.config()),
     };
     // Register signals before anything runs, so none is missed.
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGUSR1])?;
@@ -232,8 +234,6 @@ fn run(args: Args) -> io::Result<()> {
         offered.push(format!("discard :{}", args.discard));
     }
     if let Some(dir) = &args.files {
-        let idle = std::time::Duration::try_from_secs_f64(args.idle_timeout)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("--idle-timeout: {e}")))?;
         tunstack_tools::files::start(
             &stack,
             tunstack_tools::files::FilesConfig {
@@ -241,7 +241,7 @@ fn run(args: Args) -> io::Result<()> {
                 downloader_port: args.downloader_port,
                 http_port: args.http_port,
                 per_client: args.max_per_client.max(1),
-                idle_timeout: idle,
+                idle_timeout: args.idle_timeout,
             },
         )?;
         offered.push(format!(
@@ -318,5 +318,31 @@ fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_parse_into_durations_and_a_direction() {
+        <Args as clap::CommandFactory>::command().debug_assert();
+        let a = Args::try_parse_from(["tunstackd"]).unwrap();
+        assert_eq!(
+            (a.msl, a.idle_timeout),
+            (Duration::from_secs(30), Duration::from_secs(60))
+        );
+        assert_eq!(a.impair.impair_direction, ImpairDirection::Both);
+        assert_eq!(a.impair.delay, Duration::ZERO);
+        let a =
+            Args::try_parse_from(["tunstackd", "--msl", "0.2", "--delay", "20", "--impair-direction", "in"]).unwrap();
+        assert_eq!(
+            (a.msl, a.impair.delay),
+            (Duration::from_millis(200), Duration::from_millis(20))
+        );
+        assert_eq!(Direction::from(a.impair.impair_direction), Direction::In);
+        assert!(Args::try_parse_from(["tunstackd", "--impair-direction", "sideways"]).is_err());
+        assert!(Args::try_parse_from(["tunstackd", "--idle-timeout", "NaN"]).is_err());
     }
 }

@@ -3,15 +3,28 @@
 //! protocol, `tcp://HOST:PORT/name`, with a progress bar on a terminal and
 //! resuming of partial files over HTTP.
 
+use super::resolve;
 use crate::control::client::Client;
 use crate::control::frame;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
+
+/// What `get` downloads, and where to.
+#[derive(Debug, clap::Args)]
+pub struct GetArgs {
+    /// What to download.
+    url: String,
+    /// Where to write it ("-": standard output); default: the URL's last part.
+    #[arg(short, long)]
+    output: Option<String>,
+    /// Resume a partial file (HTTP Range).
+    #[arg(short = 'C', long = "continue")]
+    resume: bool,
+}
 
 /// How long the download may stall before it is given up.
 const STALL: Duration = Duration::from_secs(30);
@@ -113,10 +126,7 @@ impl Read for FrameReader {
 
 /// Connects through the daemon to `url`'s host and port.
 fn connect(control: &Path, url: &Url) -> io::Result<(FrameReader, UnixStream)> {
-    let addr = (url.host.as_str(), url.port)
-        .to_socket_addrs()?
-        .find(|a| matches!(a, SocketAddr::V4(_)))
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{} has no IPv4 address", url.host)))?;
+    let addr = resolve(&url.host, url.port)?;
     let mut c = Client::connect(control)?;
     c.request(&format!("CONNECT {} {}", addr.ip(), addr.port()))?;
     let (reader, writer) = c.into_parts();
@@ -180,10 +190,12 @@ pub fn default_output(url: &Url) -> String {
     }
 }
 
-/// Downloads `url` into `output` ("-": standard output), resuming a partial file if `resume`.
-pub fn run(control: &Path, url: &str, output: Option<&str>, resume: bool) -> io::Result<()> {
-    let url = parse_url(url).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let output = output.map(str::to_owned).unwrap_or_else(|| default_output(&url));
+/// Downloads the URL into the output ("-": standard output), resuming a
+/// partial file if asked to.
+pub fn run(control: &Path, args: &GetArgs) -> io::Result<()> {
+    let resume = args.resume;
+    let url = parse_url(&args.url).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let output = args.output.clone().unwrap_or_else(|| default_output(&url));
     let to_stdout = output == "-";
     let have = if resume && !to_stdout {
         std::fs::metadata(&output).map(|m| m.len()).unwrap_or(0)

@@ -1,0 +1,75 @@
+//! Value parsers shared by both binaries' flags, so that every flag taking a
+//! time (or a probability) reads it the same way and refuses the same nonsense
+//! at parse time, naming the flag.
+
+use std::time::Duration;
+
+/// Parses a non-negative decimal number of seconds ("30", "0.2") into a `Duration`.
+pub fn seconds(s: &str) -> Result<Duration, String> {
+    duration(s, 1.0, "seconds")
+}
+
+/// Parses a non-negative decimal number of milliseconds ("20", "0.5") into a `Duration`.
+pub fn millis(s: &str) -> Result<Duration, String> {
+    duration(s, 1000.0, "milliseconds")
+}
+
+/// `s` as a number of `unit`s, `per_second` of which make a second.
+fn duration(s: &str, per_second: f64, unit: &str) -> Result<Duration, String> {
+    let expected = || format!("expected a non-negative number of {unit}, like 0.2 or 30");
+    let v: f64 = s.parse().map_err(|_| expected())?;
+    // f64 parsing also takes "inf", "NaN" and negatives, none of which is a time.
+    if !v.is_finite() || v < 0.0 {
+        return Err(expected());
+    }
+    Duration::try_from_secs_f64(v / per_second).map_err(|_| format!("{s} {unit} is too long a time"))
+}
+
+/// Parses a probability: a number from 0 to 1.
+pub fn probability(s: &str) -> Result<f64, String> {
+    let p: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..=1.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err("must be between 0 and 1".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_take_decimals_and_refuse_what_is_no_time() {
+        assert_eq!(seconds("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(seconds("0.2"), Ok(Duration::from_millis(200)));
+        assert_eq!(seconds(".5"), Ok(Duration::from_millis(500)));
+        assert_eq!(seconds("1e3"), Ok(Duration::from_secs(1000)));
+        assert_eq!(seconds("0"), Ok(Duration::ZERO));
+        for bad in ["-1", "-0.2", "inf", "-inf", "NaN", "", "two", "1s", "1e30"] {
+            let e = seconds(bad).expect_err(bad);
+            assert!(e.contains("seconds"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn millis_are_thousandths_of_a_second() {
+        assert_eq!(millis("20"), Ok(Duration::from_millis(20)));
+        assert_eq!(millis("0.5"), Ok(Duration::from_micros(500)));
+        assert_eq!(millis("0"), Ok(Duration::ZERO));
+        for bad in ["-5", "NaN", "inf", "5ms"] {
+            let e = millis(bad).expect_err(bad);
+            assert!(e.contains("milliseconds"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn probabilities_lie_between_0_and_1() {
+        assert_eq!(probability("0"), Ok(0.0));
+        assert_eq!(probability("0.25"), Ok(0.25));
+        assert_eq!(probability("1"), Ok(1.0));
+        for bad in ["-0.1", "1.5", "NaN", "x"] {
+            assert!(probability(bad).is_err(), "{bad}");
+        }
+    }
+}

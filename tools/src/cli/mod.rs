@@ -1,0 +1,131 @@
+//! The `tunstack` CLI: the command-line tools of the tutorial, run on
+//! tunstack's own stack through the daemon's control socket. One module a
+//! subcommand; this one parses the command line and dispatches.
+
+pub mod get;
+pub mod ifconfig;
+pub mod nc;
+pub mod netstat;
+pub mod ping;
+pub mod route;
+pub mod traceroute;
+
+use clap::{Parser, Subcommand};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Network tools on tunstack's own stack (talks to a running tunstackd).
+#[derive(Debug, Parser)]
+#[command(name = "tunstack", version, about)]
+pub struct Cli {
+    /// The daemon's interface (its control socket is /run/tunstack/<interface>.sock).
+    #[arg(short = 'I', long, global = true, default_value = "tun0")]
+    interface: String,
+
+    /// The daemon's control socket, if not the default.
+    #[arg(long, global = true, value_name = "PATH")]
+    control: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands, in the order `--help` lists them.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The stack's interface: address, mask, broadcast, MTU and counters.
+    Ifconfig,
+    /// The stack's route table, like `route -n`.
+    Route,
+    /// The stack's sockets, like `netstat -anp`.
+    Netstat(netstat::NetstatArgs),
+    /// Sends ICMP echo requests from the stack and prints replies like iputils ping.
+    Ping(ping::PingArgs),
+    /// Shows the path to a host: UDP probes from the stack with rising TTL.
+    Traceroute(traceroute::TracerouteArgs),
+    /// Downloads http://HOST[:PORT]/path or tcp://HOST:PORT/name (the
+    /// downloader protocol) over the stack, with progress on a terminal.
+    Get(get::GetArgs),
+    /// netcat over tunstack's stack: connect (or listen with -l), stdin to the
+    /// network and the network to stdout; end of input is passed on as a half-close.
+    Nc(nc::NcArgs),
+}
+
+/// Runs the parsed command line; errors are reported on stderr.
+pub fn run(cli: Cli) -> ExitCode {
+    let control = cli
+        .control
+        .unwrap_or_else(|| crate::control::default_path(&cli.interface));
+    let r = match &cli.command {
+        Command::Ifconfig => ifconfig::run(&control),
+        Command::Route => route::run(&control),
+        Command::Netstat(args) => netstat::run(&control, args),
+        // ping reports its own errors: its exit codes are iputils' (1: no reply, 2: error).
+        Command::Ping(args) => return ping::run(&control, args),
+        Command::Traceroute(args) => traceroute::run(&control, args),
+        Command::Get(args) => get::run(&control, args),
+        Command::Nc(args) => nc::run(&control, args),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tunstack: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The first IPv4 address of `host` (a name or an address), with `port`.
+fn resolve(host: &str, port: u16) -> io::Result<SocketAddrV4> {
+    (host, port)
+        .to_socket_addrs()?
+        .find_map(|a| match a {
+            SocketAddr::V4(v4) => Some(v4),
+            SocketAddr::V6(_) => None,
+        })
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{host} has no IPv4 address")))
+}
+
+/// The first IPv4 address of `host`.
+fn resolve_host(host: &str) -> io::Result<Ipv4Addr> {
+    Ok(*resolve(host, 0)?.ip())
+}
+
+/// `d` in whole milliseconds as the daemon's PING and TRACE take it: at
+/// least 1, since a zero interval or wait means nothing useful there.
+fn request_millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_millis_are_whole_and_never_zero() {
+        assert_eq!(request_millis(Duration::from_millis(200)), 200);
+        assert_eq!(request_millis(Duration::from_micros(1500)), 1);
+        assert_eq!(request_millis(Duration::ZERO), 1);
+        assert_eq!(request_millis(Duration::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn the_command_definition_is_consistent() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn the_command_line_parses_as_before() {
+        let cli = Cli::try_parse_from(["tunstack", "-I", "tun9", "netstat", "-t", "-i"]).unwrap();
+        assert_eq!(cli.interface, "tun9");
+        assert!(matches!(cli.command, Command::Netstat(_)));
+        let cli = Cli::try_parse_from(["tunstack", "ping", "-c", "5", "-i", "0.2", "h", "--control", "/x"]).unwrap();
+        assert_eq!(cli.control, Some(PathBuf::from("/x")));
+        assert!(Cli::try_parse_from(["tunstack", "ping", "--interval=-1", "h"]).is_err());
+        assert!(Cli::try_parse_from(["tunstack", "traceroute", "-w", "inf", "h"]).is_err());
+        assert!(Cli::try_parse_from(["tunstack", "nc"]).is_err());
+    }
+}
