@@ -8,9 +8,8 @@
 use crate::icmp::{self, IcmpInput, IcmpLayer};
 use crate::ip::context::{Context, Datagram, IcmpErrorReport};
 use crate::ip::layer::{IpConfig, IpLayer};
-use crate::ip::reassembly::ReassemblyConfig;
 use crate::ip::route::RouteTable;
-use crate::ip::{Ipv4Cidr, Sockets, protocol};
+use crate::ip::{Ipv4Cidr, ReassemblyConfig, Sockets, protocol};
 use crate::ping::PingLayer;
 use crate::rand::{Rng, SeededState};
 use crate::socket::SocketEvent;

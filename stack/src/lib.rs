@@ -48,7 +48,7 @@ pub mod ip;
 pub mod net;
 pub mod ping;
 pub mod rand;
-pub mod ratelimit;
+pub(crate) mod ratelimit;
 pub mod runtime;
 pub mod socket;
 pub mod stats;

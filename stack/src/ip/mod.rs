@@ -5,13 +5,14 @@
 #![forbid(unsafe_code)]
 
 pub(crate) mod context;
-pub mod ident;
+pub(crate) mod ident;
 pub(crate) mod layer;
-pub mod output;
-pub mod reassembly;
+pub(crate) mod output;
+pub(crate) mod reassembly;
 pub mod route;
 
 pub use context::{Delivery, OutputError, Sockets};
+pub use reassembly::ReassemblyConfig;
 
 use core::fmt;
 use core::str::FromStr;

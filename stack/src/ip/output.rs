@@ -111,11 +111,6 @@ impl TxQueue {
         self.queue.is_empty()
     }
 
-    /// Number of datagrams waiting.
-    pub fn len(&self) -> usize {
-        self.queue.len()
-    }
-
     /// Writes the next packet into `buf` (at least the MTU long).
     pub fn pop_packet(&mut self, buf: &mut [u8]) -> Option<Written> {
         let q = self.queue.front_mut()?;

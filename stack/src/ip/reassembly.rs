@@ -123,16 +123,13 @@ impl Reassembler {
     }
 
     /// Bytes currently charged to incomplete datagrams.
+    #[cfg(test)]
     pub fn memory(&self) -> usize {
         self.memory
     }
 
-    /// Number of incomplete datagrams held.
-    pub fn len(&self) -> usize {
-        self.pending.len()
-    }
-
     /// Whether no datagram is waiting for fragments.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
     }
