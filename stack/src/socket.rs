@@ -87,7 +87,7 @@ enum Entry<T> {
 
 /// Values addressed by [`Handle`]s; freed slots are reused.
 #[derive(Debug)]
-pub struct Slab<T> {
+pub(crate) struct Slab<T> {
     entries: Vec<Entry<T>>,
     free: Vec<u32>,
     len: usize,
@@ -162,11 +162,6 @@ impl<T> Slab<T> {
     /// Number of values stored.
     pub fn len(&self) -> usize {
         self.len
-    }
-
-    /// Whether the slab is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// Every stored value with its handle, in slot order.

@@ -17,14 +17,14 @@ use crate::rand::SeededState;
 use crate::socket::{self as sock, Handle, Slab, SocketEvent};
 use crate::time::Instant;
 use crate::wire::icmp::{kind, unreachable};
-
-mod error;
 use crate::wire::udp::{self as wire, UdpDatagram};
-pub use error::{BindError, ConnectError, RecvError, SendError, SocketError};
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+mod error;
+
 pub use crate::socket::UdpHandle;
+pub use error::{BindError, ConnectError, RecvError, SendError, SocketError};
 
 /// What a receive returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! Interface-level tests: packets in, packets out, counters.
 
 use super::*;
+use crate::ip;
 use crate::rand::Rng;
 use crate::testutil::*;
 use crate::time::Duration;
@@ -8,6 +9,7 @@ use crate::wire::checksum;
 use crate::wire::icmp::{IcmpMessage, kind, time_exceeded, unreachable};
 use crate::wire::ipv4::HEADER_LEN;
 use crate::wire::ipv4::Ipv4Packet;
+use std::net::SocketAddrV4;
 
 #[test]
 fn echo_request_gets_a_reply_with_ttl_64_and_copied_fields() {
@@ -259,10 +261,21 @@ fn ip_ids_differ_between_consecutive_replies() {
 fn random_and_mutated_packets_never_panic() {
     let mut i = iface();
     let mut rng = Rng::new(2024);
+    // Sockets for ICMP errors to reach: their quotes are parsed by UDP and the echo sockets.
+    let udp = i.udp(t(0)).bind(SocketAddrV4::new(US, 5353)).unwrap();
+    i.udp(t(0)).connect(udp, SocketAddrV4::new(HOST, 53)).unwrap();
+    i.udp(t(0)).set_recv_errors(udp, true);
+    let echo = i.ping(t(0)).bind();
+    let ident = i.ping_layer().ident(echo);
+    let our_udp = udp_packet(US, 5353, HOST, 53, b"query");
+    let our_echo = ip_packet(US, HOST, ip::protocol::ICMP, 9, &echo_request(ident, 4, b"probe"));
+    let from_host = |icmp: Vec<u8>| ip_packet(HOST, US, ip::protocol::ICMP, 4, &icmp);
     let seeds = [
         ping_packet(US, 1, b"seed packet"),
         ip_packet(HOST, US, 99, 3, b"unknown protocol"),
         first_fragment(1, 700, &echo_request(1, 1, &[5; 64])[..64]),
+        from_host(icmp_error(kind::DEST_UNREACHABLE, unreachable::PORT, &our_udp)),
+        from_host(icmp_error(kind::TIME_EXCEEDED, time_exceeded::TTL, &our_echo)),
     ];
     let mut buf = vec![0u8; i.config().mtu];
     for round in 0..50_000u32 {
@@ -285,10 +298,20 @@ fn random_and_mutated_packets_never_panic() {
             p[11] = 0;
             let c = checksum::checksum(&p[..ihl]);
             p[10..12].copy_from_slice(&c.to_be_bytes());
+            // And the ICMP checksum, so mutated quotes reach the quote parsers.
+            if p[9] == ip::protocol::ICMP && p.len() >= ihl + 4 && rng.chance(0.7) {
+                p[ihl + 2] = 0;
+                p[ihl + 3] = 0;
+                let c = checksum::checksum(&p[ihl..]);
+                p[ihl + 2..ihl + 4].copy_from_slice(&c.to_be_bytes());
+            }
         }
         i.handle_packet(t(u64::from(round)), &p);
         i.handle_timeout(t(u64::from(round)));
         while i.poll_transmit(t(u64::from(round)), &mut buf).is_some() {}
+        while i.udp(t(0)).recv_error(udp).is_some() {}
+        while i.ping(t(0)).recv(echo).is_some() {}
+        let _ = i.udp(t(0)).take_error(udp);
     }
     // The mutations reached every layer, so the test exercised more than the header check.
     let s = i.stats();
@@ -299,7 +322,44 @@ fn random_and_mutated_packets_never_panic() {
         ("icmp_tx_echo_replies", 100),
         ("frag_rx_fragments", 1000),
         ("ip_unknown_protocol", 100),
+        ("icmp_rx_errors", 1000),
+        ("udp_icmp_errors", 100),
     ] {
         assert!(s.get(name).unwrap() >= min, "{name} below {min}: {s}");
+    }
+}
+
+/// A reassembled datagram carries its first fragment's header (RFC 791
+/// §3.2), whatever fragment completes it: here the TTL an echo socket reports.
+#[test]
+fn reassembled_datagram_has_the_first_fragments_header() {
+    let mut i = iface();
+    let echo = i.ping(t(0)).bind();
+    let ident = i.ping_layer().ident(echo);
+    let mut reply = Vec::new();
+    IcmpMessage::echo(kind::ECHO_REPLY, ident, 3, &[9u8; 40]).emit(&mut reply);
+    let fragment = |ttl: u8, offset: usize, more: bool| {
+        let part = &reply[offset..if more { offset + 24 } else { reply.len() }];
+        let mut h = crate::wire::ipv4::Ipv4Header::new(HOST, US, ip::protocol::ICMP, ttl, 77, part.len());
+        h.frag_offset = offset;
+        h.more_fragments = more;
+        let mut p = vec![0u8; HEADER_LEN + part.len()];
+        h.emit(&mut p);
+        p[HEADER_LEN..].copy_from_slice(part);
+        p
+    };
+    // The last fragment (TTL 20) arrives first; the first (TTL 10) completes the datagram.
+    i.handle_packet(t(0), &fragment(20, 24, false));
+    i.handle_packet(t(0), &fragment(10, 0, true));
+    match i.ping(t(0)).recv(echo) {
+        Some(crate::ping::IcmpEvent::Reply { ttl, seq, .. }) => assert_eq!((ttl, seq), (10, 3)),
+        other => panic!("expected the reassembled reply, got {other:?}"),
+    }
+    // And the other way round.
+    i.handle_packet(t(0), &fragment(10, 0, true));
+    i.handle_packet(t(0), &fragment(20, 24, false));
+    match i.ping(t(0)).recv(echo) {
+        Some(crate::ping::IcmpEvent::Reply { ttl, .. }) => assert_eq!(ttl, 10),
+        other => panic!("expected the reassembled reply, got {other:?}"),
     }
 }

@@ -150,7 +150,11 @@ impl IpLayer {
         };
         if pkt.header.is_fragment() {
             if let Some(whole) = self.reassembler.insert(now, &pkt, &mut self.stats) {
-                let mut header = pkt.header;
+                // The datagram's header is its first fragment's (RFC 791 §3.2:
+                // options and TTL as that fragment carried them).
+                let Some((mut header, _)) = Ipv4Header::parse_quote(&whole.header) else {
+                    return;
+                };
                 header.frag_offset = 0;
                 header.more_fragments = false;
                 header.payload_len = whole.payload.len();

@@ -10,9 +10,11 @@ pub(crate) mod layer;
 pub(crate) mod output;
 pub(crate) mod reassembly;
 pub mod route;
+mod sockets;
 
-pub use context::{Delivery, OutputError, Sockets};
+pub use context::{Delivery, OutputError};
 pub use reassembly::ReassemblyConfig;
+pub use sockets::Sockets;
 
 use core::fmt;
 use core::str::FromStr;

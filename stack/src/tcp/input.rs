@@ -377,7 +377,9 @@ impl Tcb {
                     self.rtt.sample(now - at);
                 }
             }
-            self.snd_wnd = u32::from(seg.window) << self.snd_wscale;
+            // RFC 7323 §2.2: the window of a SYN (a simultaneous open's SYN-ACK) is never scaled.
+            let shift = if seg.has(flags::SYN) { 0 } else { self.snd_wscale };
+            self.snd_wnd = u32::from(seg.window) << shift;
             self.max_snd_wnd = self.snd_wnd;
             self.snd_wl1 = seg.seq;
             self.snd_wl2 = seg.ack;
@@ -471,7 +473,8 @@ impl Tcb {
     fn process_ack(&mut self, cx: &mut Context<'_>, seg: &TcpSegment<'_>) {
         let now = cx.now();
         let t = self;
-        let new_wnd = if t.state == State::SynReceived {
+        // RFC 7323 §2.2: the window of a SYN is never scaled.
+        let new_wnd = if seg.has(flags::SYN) {
             u32::from(seg.window)
         } else {
             u32::from(seg.window) << t.snd_wscale

@@ -906,6 +906,33 @@ fn simultaneous_open_completes_on_the_peers_syn_ack() {
     assert_eq!(p.i.tcp_layer().state(h), State::Established);
 }
 
+/// RFC 7323 §2.2: the window in a SYN is never scaled, not even in the
+/// SYN-ACK that completes a simultaneous open after scaling was agreed.
+#[test]
+fn simultaneous_open_syn_ack_window_is_not_scaled() {
+    let mut p = Peer::new();
+    let h =
+        p.i.tcp(p.now)
+            .connect(SocketAddrV4::new(HOST, PEER_PORT), PORT)
+            .unwrap();
+    let syn = p.recv_one();
+    let scaling = TcpOptions {
+        window_scale: Some(7),
+        ..TcpOptions::default()
+    };
+    p.send_opts(SYN, p.seq, SeqNum(0), 65535, scaling, b"");
+    p.seq += 1;
+    assert_eq!(p.i.tcp_layer().state(h), State::SynReceived);
+    p.recv();
+    p.send_opts(SYN | ACK, p.seq - 1, syn.seq + 1, 100, TcpOptions::default(), b"");
+    assert_eq!(p.i.tcp_layer().state(h), State::Established);
+    p.recv();
+    p.i.tcp(p.now).set_nodelay(h, true);
+    p.i.tcp(p.now).send(h, &[7u8; 1000]).unwrap();
+    let sent: usize = p.recv().iter().map(|s| s.payload.len()).sum();
+    assert_eq!(sent, 100, "a window of 100 bytes, not 100 << 7");
+}
+
 #[test]
 fn close_in_syn_received_waits_for_established_then_sends_fin() {
     let mut p = Peer::new();

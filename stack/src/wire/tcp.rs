@@ -366,4 +366,21 @@ mod tests {
             (Some(536), Some(2), &b"xy"[..])
         );
     }
+
+    /// Linux's layout, every option on its natural alignment: MSS, then NOP
+    /// and window scale (RFC 7323 appendix B's recommendation).
+    #[test]
+    fn syn_options_go_out_nop_aligned() {
+        let mut seg = segment();
+        seg.options = TcpOptions {
+            mss: Some(1460),
+            window_scale: Some(5),
+            ..TcpOptions::default()
+        };
+        seg.payload = b"";
+        let mut v = Vec::new();
+        seg.emit(&mut v, A, B);
+        assert_eq!(v[12] >> 4, 7, "28-byte header");
+        assert_eq!(v[20..28], [2, 4, 0x05, 0xb4, 1, 3, 3, 5]);
+    }
 }
