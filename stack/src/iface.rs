@@ -94,6 +94,7 @@ impl Transports {
     fn icmp_error(&mut self, cx: &mut Context<'_>, report: &IcmpErrorReport<'_>) {
         match report.quoted.protocol {
             protocol::UDP => self.udp.icmp_error(cx, report),
+            protocol::TCP => self.tcp.icmp_error(cx, report),
             protocol::ICMP => self.ping.icmp_error(cx, report),
             _ => {}
         }

@@ -153,6 +153,10 @@ counters! {
         tcp_keepalive_probes,
         /// Segments received out of order (kept for reassembly).
         tcp_rx_out_of_order,
+        /// ICMP errors about our segments acted on (RFC 1122 §4.2.3.9).
+        tcp_icmp_errors,
+        /// ICMP errors quoting a sequence number we have not sent or that is acknowledged (RFC 5927).
+        tcp_icmp_out_of_window,
         /// ICMP messages received.
         icmp_rx_messages,
         /// ICMP messages with a bad checksum.

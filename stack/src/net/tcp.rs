@@ -19,6 +19,9 @@ fn conn_errno(e: ConnError) -> io::Error {
         ConnError::Refused => libc::ECONNREFUSED,
         ConnError::Reset => libc::ECONNRESET,
         ConnError::TimedOut => libc::ETIMEDOUT,
+        ConnError::NetUnreachable => libc::ENETUNREACH,
+        ConnError::HostUnreachable => libc::EHOSTUNREACH,
+        ConnError::ProtocolUnavailable => libc::ENOPROTOOPT,
     })
 }
 

@@ -13,6 +13,33 @@ pub enum ConnError {
     Reset,
     /// Retransmissions or keepalives went unanswered (ETIMEDOUT).
     TimedOut,
+    /// ICMP network unreachable (ENETUNREACH): at once while connecting,
+    /// in place of `TimedOut` once connected (RFC 1122 §4.2.3.9, as Linux).
+    NetUnreachable,
+    /// ICMP host unreachable or time exceeded (EHOSTUNREACH), likewise.
+    HostUnreachable,
+    /// ICMP protocol unreachable: the peer runs no TCP (ENOPROTOOPT).
+    ProtocolUnavailable,
+}
+
+impl ConnError {
+    /// What an ICMP error about one of our segments means for the
+    /// connection (Linux's `icmp_err_convert` for TCP), and whether it is a
+    /// hard error that ends a half-open connection at once. `None`: not an
+    /// error TCP acts on (fragmentation needed, source quench, redirect).
+    pub fn from_icmp(kind: u8, code: u8) -> Option<(ConnError, bool)> {
+        use crate::wire::icmp::{kind as k, unreachable as u};
+        match (kind, code) {
+            (k::DEST_UNREACHABLE, u::NET | 6 | 9 | 11) => Some((ConnError::NetUnreachable, code != u::NET)),
+            (k::DEST_UNREACHABLE, u::HOST | 5 | 7 | 8 | 10 | 12..=15) => {
+                Some((ConnError::HostUnreachable, code != u::HOST))
+            }
+            (k::DEST_UNREACHABLE, u::PROTOCOL) => Some((ConnError::ProtocolUnavailable, true)),
+            (k::DEST_UNREACHABLE, u::PORT) => Some((ConnError::Refused, true)),
+            (k::TIME_EXCEEDED, _) => Some((ConnError::HostUnreachable, false)),
+            _ => None,
+        }
+    }
 }
 
 /// Why `listen` failed.
@@ -54,6 +81,9 @@ error_messages!(ConnError {
     Refused => "connection refused",
     Reset => "connection reset by peer",
     TimedOut => "connection timed out",
+    NetUnreachable => "network is unreachable (ICMP)",
+    HostUnreachable => "no route to host (ICMP)",
+    ProtocolUnavailable => "protocol not available (ICMP protocol unreachable)",
 });
 
 error_messages!(ListenError {

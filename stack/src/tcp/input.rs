@@ -498,6 +498,8 @@ impl Tcb {
                 }
             }
             t.backoff = 0;
+            // The path works again: an earlier ICMP error no longer explains a timeout.
+            t.soft_error = None;
             if t.rto_high_water.is_some_and(|hw| seg.ack.gt(hw)) {
                 t.rto_high_water = None;
             }

@@ -4,8 +4,8 @@
 //! Files by concern: [`tcb`] the connection block and its states, `input`
 //! segment arrival (RFC 9293 §3.10.7, RFC 5961), `output` what to send and
 //! when (Nagle, silly-window avoidance, window updates), `timer`
-//! retransmission, persist, delayed ACK, keepalive and TIME-WAIT, `api` the
-//! socket calls, [`buffer`] send/receive buffers with reassembly, [`rtt`]
+//! retransmission, persist, delayed ACK, keepalive and TIME-WAIT, `icmp`
+//! ICMP errors about our segments (RFC 5927), `api` the socket calls, [`buffer`] send/receive buffers with reassembly, [`rtt`]
 //! RFC 6298, [`congestion`] NewReno behind a trait, [`isn`] RFC 6528.
 //! Sequence numbers ([`SeqNum`]) live with the wire format, in `wire::seq`.
 //!
@@ -59,6 +59,7 @@ mod api;
 pub(crate) mod buffer;
 pub(crate) mod congestion;
 mod error;
+mod icmp;
 mod input;
 pub(crate) mod isn;
 mod output;

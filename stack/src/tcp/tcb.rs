@@ -187,6 +187,9 @@ pub(crate) struct Tcb {
     pub(crate) last_heard: Instant,
 
     pub(crate) error: Option<ConnError>,
+    /// The latest ICMP error about this connection's segments, reported
+    /// instead of a timeout if the connection times out (Linux's `sk_err_soft`).
+    pub(crate) soft_error: Option<ConnError>,
     pub(crate) event_pending: bool,
     /// Who uses the connection, for netstat (a service name, or pid/program).
     pub(crate) owner: Option<std::sync::Arc<str>>,
@@ -257,6 +260,7 @@ impl Tcb {
             prev_una: iss,
             last_heard: now,
             error: None,
+            soft_error: None,
             event_pending: false,
             owner: None,
             retransmits: 0,

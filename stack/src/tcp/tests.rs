@@ -162,6 +162,13 @@ impl Peer {
 
     /// A connection we opened to the peer, handshake done.
     fn established_active(&mut self) -> TcpHandle {
+        let port = self.port;
+        self.established_active_on(port)
+    }
+
+    /// A connection we opened to the peer's `port`, handshake done.
+    fn established_active_on(&mut self, port: u16) -> TcpHandle {
+        self.port = port;
         let h = self
             .i
             .tcp(self.now)
@@ -1123,4 +1130,102 @@ fn random_segments_never_panic() {
         }
         p.i.tcp_layer().assert_tables_consistent();
     }
+}
+
+impl Peer {
+    /// An ICMP error from `from` quoting a segment we sent (its IP header and
+    /// the first 8 bytes of TCP: ports and `seq`), as a router returns it.
+    fn icmp_error_about(&mut self, from: Ipv4Addr, kind: u8, code: u8, seq: SeqNum) {
+        let mut tcp = Vec::new();
+        let ours = TcpSegment {
+            src_port: PORT,
+            dst_port: self.port,
+            seq,
+            ack: SeqNum(0),
+            flags: SYN,
+            window: 0,
+            options: TcpOptions::default(),
+            payload: b"",
+        };
+        ours.emit(&mut tcp, US, HOST);
+        let quoted = ip_packet(US, HOST, crate::ip::protocol::TCP, 1, &tcp[..8]);
+        let msg = crate::testutil::icmp_error(kind, code, &quoted);
+        let pkt = ip_packet(from, US, crate::ip::protocol::ICMP, 2, &msg);
+        self.i.handle_packet(self.now, &pkt);
+    }
+}
+
+const ROUTER: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
+
+/// RFC 1122 §4.2.3.9, as Linux (tcp_v4_err): while connecting, an ICMP
+/// unreachable ends the attempt at once and `connect` reports its cause.
+#[test]
+fn icmp_unreachable_ends_a_connect_at_once_with_its_cause() {
+    use crate::wire::icmp::{kind, unreachable};
+    let mut p = Peer::new();
+    let h =
+        p.i.tcp(p.now)
+            .connect(SocketAddrV4::new(HOST, PEER_PORT), PORT)
+            .unwrap();
+    let syn = p.recv_one();
+    p.icmp_error_about(ROUTER, kind::DEST_UNREACHABLE, unreachable::HOST, syn.seq);
+    assert_eq!(p.i.tcp_layer().state(h), State::Closed);
+    assert_eq!(p.i.tcp_layer().error(h), Some(ConnError::HostUnreachable));
+    assert_eq!(p.i.stats().tcp_icmp_errors, 1);
+    p.advance(Duration::from_secs(5));
+    assert!(p.recv().is_empty(), "no more SYNs");
+}
+
+/// RFC 5927 §4.1: an ICMP error must quote a sequence number we sent and
+/// that is not yet acknowledged; a blind one changes nothing.
+#[test]
+fn icmp_error_quoting_a_sequence_number_we_never_sent_is_ignored() {
+    use crate::wire::icmp::{kind, unreachable};
+    let mut p = Peer::new();
+    let h =
+        p.i.tcp(p.now)
+            .connect(SocketAddrV4::new(HOST, PEER_PORT), PORT)
+            .unwrap();
+    let syn = p.recv_one();
+    p.icmp_error_about(ROUTER, kind::DEST_UNREACHABLE, unreachable::PORT, syn.seq + 1000);
+    assert_eq!(p.i.tcp_layer().state(h), State::SynSent);
+    assert_eq!(p.i.stats().tcp_icmp_out_of_window, 1);
+    let h2 = p.established_active_on(PEER_PORT + 1);
+    p.icmp_error_about(ROUTER, kind::DEST_UNREACHABLE, unreachable::PORT, SeqNum(0));
+    assert_eq!(p.i.tcp_layer().state(h2), State::Established);
+}
+
+/// RFC 1122 §4.2.3.9: on an established connection an unreachable is soft:
+/// the connection goes on, and only if it times out is the error its cause
+/// (Linux's sk_err_soft), not a bare ETIMEDOUT.
+#[test]
+fn soft_icmp_error_is_reported_when_the_connection_times_out() {
+    use crate::wire::icmp::{kind, unreachable};
+    let mut p = Peer::new();
+    let h = p.established_active();
+    p.i.tcp(p.now).send(h, b"lost").unwrap();
+    let data = p.recv_one();
+    p.icmp_error_about(ROUTER, kind::DEST_UNREACHABLE, unreachable::NET, data.seq);
+    assert_eq!(p.i.tcp_layer().state(h), State::Established);
+    for _ in 0..20 {
+        p.advance(Duration::from_secs(120));
+        p.recv();
+    }
+    assert_eq!(p.i.tcp_layer().state(h), State::Closed);
+    assert_eq!(p.i.tcp_layer().error(h), Some(ConnError::NetUnreachable));
+}
+
+/// A half-open connection from a listener is dropped on a hard error (port
+/// unreachable: nobody is there any more), kept on a soft one.
+#[test]
+fn half_open_connection_goes_on_a_hard_icmp_error_only() {
+    use crate::wire::icmp::{kind, unreachable};
+    let mut p = Peer::new();
+    p.listen(8);
+    p.send_next(SYN, b"");
+    let synack = p.recv_one();
+    p.icmp_error_about(ROUTER, kind::DEST_UNREACHABLE, unreachable::HOST, synack.seq);
+    assert_eq!(p.i.tcp_layer().connection_count(), 1, "soft: kept");
+    p.icmp_error_about(ROUTER, kind::DEST_UNREACHABLE, unreachable::PORT, synack.seq);
+    assert_eq!(p.i.tcp_layer().connection_count(), 0, "hard: dropped");
 }

@@ -63,7 +63,7 @@ impl Tcb {
                         t.backoff
                     );
                     cx.stats().tcp_timeouts += 1;
-                    return Some(Some(ConnError::TimedOut));
+                    return Some(Some(t.soft_error.unwrap_or(ConnError::TimedOut)));
                 }
                 if t.state.synchronized() {
                     let (flight, mss) = (t.flight(), t.snd_mss);
@@ -97,7 +97,7 @@ impl Tcb {
                 if t.probes_unanswered >= limit {
                     log::debug!("tcp {} -> {}: zero-window probes unanswered", t.local, t.remote);
                     cx.stats().tcp_timeouts += 1;
-                    return Some(Some(ConnError::TimedOut));
+                    return Some(Some(t.soft_error.unwrap_or(ConnError::TimedOut)));
                 }
                 t.probes_unanswered += 1;
                 t.backoff = (t.backoff + 1).min(16);
@@ -120,7 +120,7 @@ impl Tcb {
                 }
                 if t.keepalive_probes >= cfg.keepalive_probes {
                     cx.stats().tcp_timeouts += 1;
-                    return Some(Some(ConnError::TimedOut));
+                    return Some(Some(t.soft_error.unwrap_or(ConnError::TimedOut)));
                 }
                 let silent = now.saturating_duration_since(t.last_heard);
                 if silent < idle {

@@ -111,6 +111,31 @@ impl<'a> TcpSegment<'a> {
         })
     }
 
+    /// The segment an ICMP error quotes: RFC 792 promises its first 8 bytes
+    /// (ports and sequence number); the other header fields are read when
+    /// the quote holds them, else zero. Options and payload are not read.
+    pub fn parse_quote(bytes: &'a [u8]) -> Option<TcpSegment<'a>> {
+        if bytes.len() < 8 {
+            return None;
+        }
+        let be16 = |i: usize| bytes.get(i..i + 2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+        let be32 = |i: usize| {
+            bytes
+                .get(i..i + 4)
+                .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        Some(TcpSegment {
+            src_port: be16(0),
+            dst_port: be16(2),
+            seq: SeqNum(be32(4)),
+            ack: SeqNum(be32(8)),
+            flags: bytes.get(13).map_or(0, |f| f & 0x3f),
+            window: be16(14),
+            options: TcpOptions::default(),
+            payload: &[],
+        })
+    }
+
     /// Whether flag bit(s) `f` are all set.
     pub fn has(&self, f: u8) -> bool {
         self.flags & f == f

@@ -24,6 +24,9 @@ pub struct GetArgs {
     /// Resume a partial file (HTTP Range).
     #[arg(short = 'C', long = "continue")]
     resume: bool,
+    /// Give up connecting after SECONDS (the stack's own SYN retries take about 2 minutes).
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = crate::args::seconds)]
+    connect_timeout: Duration,
 }
 
 /// How long the download may stall before it is given up.
@@ -124,11 +127,35 @@ impl Read for FrameReader {
     }
 }
 
-/// Connects through the daemon to `url`'s host and port.
-fn connect(control: &Path, url: &Url) -> io::Result<(FrameReader, UnixStream)> {
+/// `d` as a person writes it: "10 s", "1.5 s", "250 ms".
+fn humantime(d: Duration) -> String {
+    if d >= Duration::from_secs(1) {
+        format!("{} s", d.as_secs_f64())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+/// Connects through the daemon to `url`'s host and port, giving up after
+/// `timeout`: the control connection then closes, and the daemon drops the
+/// half-open connection with it.
+fn connect(control: &Path, url: &Url, timeout: Duration) -> io::Result<(FrameReader, UnixStream)> {
     let addr = resolve(&url.host, url.port)?;
     let mut c = Client::connect(control)?;
-    c.request(&format!("CONNECT {} {}", addr.ip(), addr.port()))?;
+    c.set_read_timeout(Some(timeout))?;
+    match c.request(&format!("CONNECT {} {}", addr.ip(), addr.port())) {
+        Ok(_) => {}
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "cannot connect to {addr}: no answer within {} (--connect-timeout)",
+                    humantime(timeout)
+                ),
+            ));
+        }
+        Err(e) => return Err(e),
+    }
     let (reader, writer) = c.into_parts();
     reader.get_ref().set_read_timeout(Some(STALL))?;
     Ok((
@@ -209,7 +236,7 @@ pub fn run(control: &Path, args: &GetArgs) -> io::Result<()> {
                 "the downloader protocol cannot resume; use http://",
             ));
         }
-        let (mut body, mut w) = connect(control, &url)?;
+        let (mut body, mut w) = connect(control, &url, args.connect_timeout)?;
         frame::write(&mut w, frame::DATA, format!("{}\n", url.path).as_bytes())?;
         frame::write(&mut w, frame::FIN, b"")?;
         let bar = progress(None, 0);
@@ -222,7 +249,7 @@ pub fn run(control: &Path, args: &GetArgs) -> io::Result<()> {
         );
         return Ok(());
     }
-    let (body, mut w) = connect(control, &url)?;
+    let (body, mut w) = connect(control, &url, args.connect_timeout)?;
     let mut req = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: tunstack-get/{}\r\nAccept: */*\r\nConnection: close\r\n",
         url.path,

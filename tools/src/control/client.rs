@@ -30,6 +30,11 @@ impl Client {
         })
     }
 
+    /// How long a reply may take before reads fail with `WouldBlock` (`None`: forever).
+    pub fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
+        self.reader.get_ref().set_read_timeout(timeout)
+    }
+
     /// Sends a request line and returns the words after `OK`.
     pub fn request(&mut self, line: &str) -> io::Result<String> {
         writeln!(self.writer, "{line}")?;
