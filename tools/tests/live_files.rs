@@ -123,16 +123,39 @@ fn missing_and_forbidden_paths_get_404_403_or_a_reset_and_leak_nothing() {
             out.stdout
         );
     }
-    // The downloader resets instead of sending anything.
-    for name in ["../etc/passwd", "/etc/passwd", "escape", "missing.txt"] {
+    // The downloader answers with one line saying why, then a reset, and never a byte of the file.
+    for (name, why) in [
+        ("../etc/passwd", "forbidden"),
+        ("/etc/passwd", "no such file"), // taken as relative to the root
+        ("escape", "forbidden"),
+        ("missing.txt", "no such file"),
+        ("small", "is a directory"),
+    ] {
         let mut c = sb.enter(|| HostTcp::connect("10.200.0.2:2000").unwrap());
         c.write_all(format!("{name}\n").as_bytes()).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut got = Vec::new();
         let r = c.read_to_end(&mut got);
-        assert!(got.is_empty(), "{name}: {} bytes leaked", got.len());
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.starts_with("tunstack-downloader: error: ") && text.contains(why) && text.ends_with('\n'),
+            "{name}: {text:?}"
+        );
+        assert_eq!(text.lines().count(), 1, "{name}: one line only: {text:?}");
+        assert!(
+            !text.contains("root:") && !text.contains("SECRET"),
+            "{name} leaked: {text:?}"
+        );
         assert_eq!(r.unwrap_err().kind(), std::io::ErrorKind::ConnectionReset, "{name}");
     }
+    // A plain nc user reads the reason.
+    let out = sh(&sb, "echo missing.txt | nc -N -w 5 10.200.0.2 2000");
+    assert!(
+        out.stdout
+            .contains("tunstack-downloader: error: no such file: \"missing.txt\""),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -266,7 +289,7 @@ fn tunstack_get_downloads_from_a_host_http_server_and_resumes() {
             .assert_success("get -C");
         assert_eq!(sha256(&out), want, "resumed from {url}");
     }
-    // Clear failures: a 404, and a reset from the downloader.
+    // Clear failures: a 404, and the downloader's refusal with its reason.
     let r = sb.run(
         CLI,
         &["get", "http://10.200.0.2/missing", "-o", &site.path("x")],
@@ -278,7 +301,11 @@ fn tunstack_get_downloads_from_a_host_http_server_and_resumes() {
         &["get", "tcp://10.200.0.2:2000/../secret.txt", "-o", &site.path("y")],
         Duration::from_secs(60),
     );
-    assert!(!r.status.success() && r.stderr.contains("reset"), "{}", r.stderr);
+    assert!(
+        !r.status.success() && r.stderr.contains("the server refused: forbidden"),
+        "{}",
+        r.stderr
+    );
     let _ = py.kill();
     let _ = py.wait();
     drop(d);

@@ -6,6 +6,7 @@
 use super::resolve;
 use crate::control::client::Client;
 use crate::control::frame;
+use crate::files::downloader::REFUSAL_PREFIX;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
@@ -236,9 +237,11 @@ pub fn run(control: &Path, args: &GetArgs) -> io::Result<()> {
                 "the downloader protocol cannot resume; use http://",
             ));
         }
-        let (mut body, mut w) = connect(control, &url, args.connect_timeout)?;
+        let (body, mut w) = connect(control, &url, args.connect_timeout)?;
         frame::write(&mut w, frame::DATA, format!("{}\n", url.path).as_bytes())?;
         frame::write(&mut w, frame::FIN, b"")?;
+        let mut body = refusal_checked(body)
+            .map_err(|e| explain_reset(e, "the server refused the file (missing or forbidden?)"))?;
         let bar = progress(None, 0);
         let got = write_body(&output, to_stdout, false, &mut body, None, &bar)
             .map_err(|e| explain_reset(e, "the server refused the file (missing or forbidden?)"))?;
@@ -401,6 +404,30 @@ impl Write for LazyFile<'_> {
             None => Ok(()),
         }
     }
+}
+
+/// The downloader's answer, with a refusal (its one-line reason, then a
+/// reset) turned into an error that carries the reason. A file that merely
+/// begins like a refusal is passed on whole: only the reset makes it one.
+fn refusal_checked(body: FrameReader) -> io::Result<impl Read> {
+    let mut body = BufReader::new(body);
+    let prefix = REFUSAL_PREFIX.as_bytes();
+    let mut first_line = Vec::new();
+    if body.fill_buf()?.starts_with(prefix) {
+        body.read_until(b'\n', &mut first_line)?;
+        match body.fill_buf() {
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                let why = String::from_utf8_lossy(&first_line[prefix.len()..]);
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionRefused,
+                    format!("the server refused: {}", why.trim_end()),
+                ));
+            }
+            Err(e) => return Err(e),
+            Ok(_) => {}
+        }
+    }
+    Ok(io::Cursor::new(first_line).chain(body))
 }
 
 fn explain_reset(e: io::Error, what: &str) -> io::Error {

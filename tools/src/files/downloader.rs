@@ -1,15 +1,20 @@
 //! The tutorial's file downloader, done right: the client sends a file name
 //! ending in a newline (or in its half-close), the server streams the whole
-//! file, however large, and closes. A missing or forbidden file gets nothing
-//! at all: the connection is reset, so the client sees an error instead of
-//! an empty file, and the daemon logs why.
+//! file, however large, and closes. A file it will not serve gets one line,
+//! `tunstack-downloader: error: <why>` (so a plain `nc` user reads why),
+//! and then a reset, so a program sees an error instead of a short file
+//! (a served file always ends in an orderly close); the daemon logs why.
 
-use super::safety::{Root, Target};
+use super::safety::{Denied, Root, Target};
 use super::{Service, is_idle};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::time::Duration;
 use tunstack::net::TcpStream;
+
+/// How the line that refuses a file begins.
+pub const REFUSAL_PREFIX: &str = "tunstack-downloader: error: ";
 
 /// Longest file name accepted.
 const MAX_NAME: usize = 4096;
@@ -60,27 +65,18 @@ impl Service for Downloader {
                 } else {
                     e.to_string()
                 };
-                log::info!("downloader: {peer}: no file name ({why}); resetting");
-                return conn.abort();
+                return refuse(conn, peer, &format!("no file name ({why})"));
             }
         };
         let path = match self.root.resolve(&name) {
             Ok(Target::File(p)) => p,
-            Ok(Target::Dir(_)) => {
-                log::info!("downloader: {peer} asked for {name:?}: a directory; resetting");
-                return conn.abort();
-            }
-            Err(why) => {
-                log::info!("downloader: {peer} asked for {name:?}: {why:?}; resetting");
-                return conn.abort();
-            }
+            Ok(Target::Dir(_)) => return refuse(conn, peer, &format!("{name:?} is a directory")),
+            Err(Denied::NotFound) => return refuse(conn, peer, &format!("no such file: {name:?}")),
+            Err(Denied::Forbidden(why)) => return refuse(conn, peer, &format!("forbidden: {why}")),
         };
         let mut file = match File::open(&path) {
             Ok(f) => f,
-            Err(e) => {
-                log::info!("downloader: {peer} asked for {name:?}: {e}; resetting");
-                return conn.abort();
-            }
+            Err(e) => return refuse(conn, peer, &format!("{name:?}: {e}")),
         };
         let mut buf = vec![0u8; 64 * 1024];
         let mut sent: u64 = 0;
@@ -101,4 +97,20 @@ impl Service for Downloader {
         while matches!(r.read(&mut buf), Ok(n) if n > 0) {}
         Ok(())
     }
+}
+
+/// How long a refusal's line stands before the reset: a reader such as
+/// OpenBSD `nc` drops a socket with a pending error unread, so the line must
+/// arrive, and be read, well before the reset does.
+const REFUSAL_GRACE: Duration = Duration::from_millis(200);
+
+/// Tells the client why in one line, then resets the connection.
+fn refuse(conn: &TcpStream, peer: SocketAddr, why: &str) -> io::Result<()> {
+    log::info!("downloader: {peer}: {why}; refusing");
+    let mut w = conn;
+    let line = format!("{REFUSAL_PREFIX}{}\n", why.replace(['\n', '\r'], " "));
+    if w.write_all(line.as_bytes()).is_ok() {
+        std::thread::sleep(REFUSAL_GRACE);
+    }
+    conn.abort()
 }
