@@ -153,6 +153,8 @@ counters! {
         tcp_keepalive_probes,
         /// Segments received out of order (kept for reassembly).
         tcp_rx_out_of_order,
+        /// Segments dropped by PAWS: a timestamp older than the last one (RFC 7323 §5).
+        tcp_paws_dropped,
         /// ICMP errors about our segments acted on (RFC 1122 §4.2.3.9).
         tcp_icmp_errors,
         /// ICMP errors quoting a sequence number we have not sent or that is acknowledged (RFC 5927).

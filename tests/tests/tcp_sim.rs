@@ -290,7 +290,11 @@ impl TcpEndpoint for SmolEndpoint {
 /// repeats SEG.SEQ/SEG.ACK of a later window update legally reopens a zero
 /// window (RFC 9293's SND.WL1/WL2 rule), and smoltcp then keeps its data with
 /// no retransmission or persist timer armed (tunstack_client_smoltcp_server
-/// seed 12110 with 4096-byte buffers; seed 13374 with 1000).
+/// seed 12110 with 4096-byte buffers; seed 13374 with 1000). With 8192
+/// bytes it still happens, rarely: smoltcp sends past the window edge we
+/// advertised, we keep the part inside it (RFC 9293 §3.10.7.4), and smoltcp
+/// never retransmits the rest, probing at its SND.NXT instead (seed 18043
+/// of 10,000).
 fn scenario(seed: u64, tiny_buffers: bool) -> TransferSpec {
     let mut r = Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5CE7_A410);
     let mut pick = |choices: &[u64]| choices[r.below(choices.len() as u64) as usize];

@@ -26,6 +26,9 @@ use std::net::SocketAddrV4;
 /// Linux's `tcp_invalid_ratelimit`: one out-of-window or challenge ACK per 500 ms per connection.
 const OOW_ACK_INTERVAL: Duration = Duration::from_millis(500);
 
+/// How long TS.Recent stays valid for PAWS without a refresh (RFC 7323 §5.5: 24 days).
+const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
+
 /// What a segment did to its connection that the layer must act on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Outcome {
@@ -138,7 +141,9 @@ impl TcpLayer {
         t.owner = self.listeners.get(lh).and_then(|l| l.owner.clone());
         t.set_state(State::Listen);
         t.set_state(State::SynReceived);
+        t.ts_offset = cx.rng().next_u32();
         accept_syn(&mut t, seg);
+        t.ts_recent_at = now;
         let h = self.conns.insert(t);
         self.by_tuple.insert(FourTuple { local, remote }, h);
         if let Some(l) = self.listeners.get_mut(lh) {
@@ -308,6 +313,22 @@ impl Tcb {
             return outcome;
         }
 
+        // RFC 7323 §5.3 R1, PAWS: a segment whose TSval is older than
+        // TS.Recent is an old duplicate from a previous wrap of the sequence
+        // space; it is acknowledged and dropped (RSTs are judged by sequence
+        // number alone, as Linux does). TS.Recent older than 24 days is void.
+        let tsval = seg.options.timestamps.filter(|_| self.ts_ok).map(|(value, _)| value);
+        if let Some(value) = tsval {
+            let recent_valid = now.saturating_duration_since(self.ts_recent_at) < PAWS_IDLE;
+            if (value.wrapping_sub(self.ts_recent) as i32) < 0 && recent_valid && !seg.has(flags::RST) {
+                cx.stats().tcp_paws_dropped += 1;
+                if !seg.payload.is_empty() || !self.oow_limited(now) {
+                    self.send_ack(cx);
+                }
+                return outcome;
+            }
+        }
+
         // First: is the segment acceptable (the four cases of §3.10.7.4)?
         let rcv_wnd = self.rcv_wnd();
         let seg_len = seg.seg_len();
@@ -324,12 +345,26 @@ impl Tcb {
         if !acceptable && !zero_window_probe && !simultaneous_syn_ack {
             if !seg.has(flags::RST) {
                 cx.stats().tcp_out_of_window += 1;
+                let end = seg.seq + seg.payload.len() as u32;
+                if self.sack_ok && !seg.payload.is_empty() && end.le(self.rcv_nxt) {
+                    // Data we had already: its duplicate ACK says so (D-SACK, RFC 2883 §4.1).
+                    self.dsack = Some((seg.seq, end));
+                }
                 // Data segments always get their duplicate ACK; others are rate-limited (as Linux).
                 if !seg.payload.is_empty() && !seg.has(flags::SYN) || !self.oow_limited(now) {
                     self.send_ack(cx);
                 }
             }
             return outcome;
+        }
+
+        // RFC 7323 §4.3 R3: the TSval to echo comes from the segment at the
+        // left edge of the window (not from one beyond a hole).
+        if let Some(value) = tsval {
+            if (value.wrapping_sub(self.ts_recent) as i32) >= 0 && seg.seq.le(self.last_ack_sent) {
+                self.ts_recent = value;
+                self.ts_recent_at = now;
+            }
         }
 
         // Second: RST (RFC 5961 §3.2).
@@ -491,11 +526,20 @@ impl Tcb {
             if t.snd_nxt.lt(t.snd_una) {
                 t.snd_nxt = t.snd_una;
             }
-            if let Some((s, at)) = t.rtt_probe {
-                if seg.ack.ge(s) {
+            match (t.rtt_probe, seg.options.timestamps.filter(|_| t.ts_ok)) {
+                (Some((s, at)), _) if seg.ack.ge(s) => {
                     t.rtt.sample(now - at);
                     t.rtt_probe = None;
                 }
+                // No probe to time (Karn: it was retransmitted): the echoed
+                // TSval says which transmission this ACK answers (RFC 7323 §4.1).
+                (None, Some((_, echo))) if echo != 0 => {
+                    let ms = t.ts_now(now).wrapping_sub(echo);
+                    if ms < 1 << 31 {
+                        t.rtt.sample(Duration::from_millis(u64::from(ms)));
+                    }
+                }
+                _ => {}
             }
             t.backoff = 0;
             // The path works again: an earlier ICMP error no longer explains a timeout.
@@ -593,6 +637,13 @@ fn accept_syn(t: &mut Tcb, seg: &TcpSegment<'_>) {
             t.wscale_ok = false;
         }
     }
+    // Timestamps and SACK hold when both SYNs carry them (RFC 7323 §3.2,
+    // RFC 2018 §2); our SYN-ACK answers only what the SYN offered.
+    t.ts_ok = t.want_ts && seg.options.timestamps.is_some();
+    if let Some((value, _)) = seg.options.timestamps.filter(|_| t.ts_ok) {
+        t.ts_recent = value;
+    }
+    t.sack_ok = t.want_sack && seg.options.sack_permitted;
     t.snd_wnd = u32::from(seg.window);
     t.max_snd_wnd = t.snd_wnd;
     t.snd_wl1 = seg.seq;
@@ -628,6 +679,9 @@ fn receive_text(
     } else {
         (payload, seg.seq.wrapping_distance_from(t.rcv_nxt) as usize)
     };
+    if t.sack_ok {
+        note_for_sack(t, seg.seq, payload.len(), offset, data.len());
+    }
     if data.is_empty() {
         t.ack_now = true;
         return;
@@ -662,4 +716,23 @@ fn enter_time_wait(t: &mut Tcb, now: Instant, msl: Duration) {
     t.set_state(State::TimeWait);
     t.timers = [None; super::tcb::TIMERS];
     t.set_timer(Timer::Linger, Some(now + msl * 2));
+}
+
+/// Remembers what the next SACK option reports: a duplicate (all or part of
+/// the segment already received) as a D-SACK block (RFC 2883 §4), and where
+/// new out-of-order data went, so its island is reported first (RFC 2018 §4).
+fn note_for_sack(t: &mut Tcb, seq: SeqNum, len: usize, offset: usize, new_len: usize) {
+    let old = len - new_len; // bytes below RCV.NXT
+    if old > 0 {
+        t.dsack = Some((seq, seq + old as u32));
+    } else if offset > 0 {
+        let (start, end) = (offset, offset + new_len);
+        let held = t.recv.out_of_order().iter().any(|&(s, e)| s <= start && end <= e);
+        if held {
+            t.dsack = Some((seq, seq + new_len as u32));
+        } else {
+            t.sack_recent.rotate_right(1);
+            t.sack_recent[0] = Some(seq);
+        }
+    }
 }

@@ -117,6 +117,10 @@ pub struct TcpConfig {
     pub keepalive_interval: Duration,
     /// Unanswered keepalive probes before the connection aborts (`tcp_keepalive_probes`: 9).
     pub keepalive_probes: u32,
+    /// Offer and use timestamps (RFC 7323; Linux's `tcp_timestamps`).
+    pub timestamps: bool,
+    /// Offer SACK and send SACK blocks (RFC 2018, 2883; Linux's `tcp_sack`).
+    pub sack: bool,
 }
 
 impl Default for TcpConfig {
@@ -137,6 +141,8 @@ impl Default for TcpConfig {
             challenge_ack_limit: 1000,
             keepalive_interval: Duration::from_secs(75),
             keepalive_probes: 9,
+            timestamps: true,
+            sack: true,
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::ip::context::Context;
 use crate::ip::{DEFAULT_TTL, protocol};
 use crate::time::Instant;
 use crate::wire::seq::SeqNum;
-use crate::wire::tcp::{TcpOptions, TcpSegment, flags};
+use crate::wire::tcp::{SackBlocks, TcpOptions, TcpSegment, flags};
 
 /// One segment to send: what goes in it.
 struct Plan {
@@ -46,17 +46,42 @@ impl Tcb {
     }
 
     /// Options for our SYN or SYN-ACK.
-    fn syn_options(&self, answering: Option<bool>) -> TcpOptions {
+    /// On a SYN-ACK, window scaling, SACK and timestamps only if the
+    /// peer's SYN offered them (RFC 7323 §2.2, §3.2; RFC 2018 §2).
+    fn syn_options(&self, now: Instant, answering: Option<bool>) -> TcpOptions {
+        let offering = answering.is_none();
         TcpOptions {
             mss: Some(self.rcv_mss.min(65535) as u16),
-            // On a SYN-ACK, window scaling only if the peer offered it.
             window_scale: match answering {
                 None | Some(true) => Some(self.rcv_wscale),
                 Some(false) => None,
             },
-            sack_permitted: false,
-            timestamps: None,
+            sack_permitted: if offering { self.want_sack } else { self.sack_ok },
+            timestamps: (if offering { self.want_ts } else { self.ts_ok })
+                .then(|| (self.ts_now(now), if offering { 0 } else { self.ts_recent })),
+            sack: SackBlocks::default(),
         }
+    }
+
+    /// The options of a segment after the handshake: timestamps once
+    /// negotiated (RFC 7323 §3.2), SACK blocks on ACKs while data is missing
+    /// (three at most beside timestamps, four without: 40 option bytes).
+    fn segment_options(&self, now: Instant) -> TcpOptions {
+        let mut o = TcpOptions::default();
+        if self.ts_ok {
+            o.timestamps = Some((self.ts_now(now), self.ts_recent));
+        }
+        if self.sack_ok {
+            o.sack = self.sack_blocks(if self.ts_ok { 3 } else { SackBlocks::MAX });
+        }
+        o
+    }
+
+    /// The most payload a segment may carry now: the MSS less the options
+    /// every segment carries (Linux's `tcp_current_mss`), so it fits the MTU.
+    pub(crate) fn send_mss(&self) -> usize {
+        let options = self.segment_options(Instant::ZERO).len();
+        self.snd_mss.saturating_sub(options).max(1)
     }
 
     /// Decides the next segment to send, if any, and advances SND.NXT past it.
@@ -71,7 +96,7 @@ impl Tcb {
                 return None;
             }
             let answering = (self.state == State::SynReceived).then_some(self.snd_wscale_offered());
-            let options = self.syn_options(answering);
+            let options = self.syn_options(now, answering);
             if self.retransmits == 0 && self.backoff == 0 {
                 // Time the handshake: the first RTT sample (never a retransmitted SYN, per Karn).
                 self.rtt_probe = Some((self.iss + 1, now));
@@ -106,9 +131,10 @@ impl Tcb {
             let flight = self.flight();
             let window = (self.snd_wnd as usize).min(self.cc.cwnd());
             let usable = window.saturating_sub(flight);
-            let len = unsent.min(self.snd_mss).min(usable);
+            let mss = self.send_mss();
+            let len = unsent.min(mss).min(usable);
             let send_it = len > 0
-                && (len == self.snd_mss
+                && (len == mss
                     || (len == unsent && (self.nodelay || flight == 0 || self.fin_queued()))
                     || len >= (self.max_snd_wnd as usize / 2).max(1)
                     || flight == 0);
@@ -218,6 +244,11 @@ impl Tcb {
         } else {
             self.advertise()
         };
+        let options = if plan.flags & (flags::SYN | flags::RST) != 0 {
+            plan.options
+        } else {
+            self.segment_options(cx.now())
+        };
         let seg = TcpSegment {
             src_port: self.local.port(),
             dst_port: self.remote.port(),
@@ -225,13 +256,15 @@ impl Tcb {
             ack: self.rcv_nxt,
             flags: plan.flags,
             window,
-            options: plan.options,
+            options,
             payload: &[],
         };
         if plan.flags & flags::ACK != 0 {
             self.ack_now = false;
             self.bytes_unacked = 0;
             self.set_timer(Timer::DelayedAck, None);
+            self.last_ack_sent = self.rcv_nxt;
+            self.dsack = None;
         }
         let send = &self.send;
         seg.emit_with(&mut buf, *self.local.ip(), *self.remote.ip(), plan.data_len, |out| {
@@ -251,7 +284,7 @@ impl Tcb {
         } else {
             0
         };
-        let len = avail.min(self.snd_mss);
+        let len = avail.min(self.send_mss());
         let mut f = flags::ACK;
         if len == avail && self.fin_sent() {
             f |= flags::FIN;

@@ -9,6 +9,7 @@ use super::rtt::RttEstimator;
 use crate::socket::Handle;
 use crate::time::{Duration, Instant};
 use crate::wire::seq::SeqNum;
+use crate::wire::tcp::SackBlocks;
 use core::fmt;
 use std::net::SocketAddrV4;
 
@@ -140,6 +141,27 @@ pub(crate) struct Tcb {
     pub(crate) rcv_wscale: u8,
     /// Both sides agreed to window scaling (RFC 7323 §2.2).
     pub(crate) wscale_ok: bool,
+    /// Timestamps to offer in our SYN / allowed by the stack (RFC 7323).
+    pub(crate) want_ts: bool,
+    /// SACK to offer in our SYN / allowed by the stack (RFC 2018).
+    pub(crate) want_sack: bool,
+    /// Both SYNs carried timestamps: every segment carries them (RFC 7323 §3.2).
+    pub(crate) ts_ok: bool,
+    /// Added to our millisecond clock for TSval, so TSvals say nothing of uptime (RFC 7323 §7.1).
+    pub(crate) ts_offset: u32,
+    /// TS.Recent: the peer's TSval we echo (RFC 7323 §4.3).
+    pub(crate) ts_recent: u32,
+    /// When TS.Recent was last set (PAWS forgets it after 24 days, RFC 7323 §5.5).
+    pub(crate) ts_recent_at: Instant,
+    /// Last.ACK.sent: the acknowledgment number of our latest segment (RFC 7323 §4.3).
+    pub(crate) last_ack_sent: SeqNum,
+    /// The peer accepts SACK blocks (its SYN said SACK-permitted, and we allow it).
+    pub(crate) sack_ok: bool,
+    /// Sequence numbers of the latest out-of-order segments, newest first:
+    /// their islands lead our SACK blocks (RFC 2018 §4).
+    pub(crate) sack_recent: [Option<SeqNum>; 3],
+    /// A duplicate to report first in the next ACK (D-SACK, RFC 2883).
+    pub(crate) dsack: Option<(SeqNum, SeqNum)>,
 
     // Receive sequence space.
     pub(crate) irs: SeqNum,
@@ -233,6 +255,16 @@ impl Tcb {
             snd_wscale: 0,
             rcv_wscale,
             wscale_ok: false,
+            want_ts: cfg.timestamps,
+            want_sack: cfg.sack,
+            ts_ok: false,
+            ts_offset: 0,
+            ts_recent: 0,
+            ts_recent_at: now,
+            last_ack_sent: SeqNum(0),
+            sack_ok: false,
+            sack_recent: [None; 3],
+            dsack: None,
             irs: SeqNum(0),
             rcv_nxt: SeqNum(0),
             recv: RecvBuffer::new(cfg.recv_buffer),
@@ -319,6 +351,41 @@ impl Tcb {
     /// Whether our FIN has been acknowledged.
     pub(crate) fn fin_acked(&self) -> bool {
         self.snd_fin.is_some_and(|f| self.snd_una.gt(f))
+    }
+
+    /// Our TSval at `now`: milliseconds plus the connection's offset (RFC 7323 §5.4).
+    pub(crate) fn ts_now(&self, now: Instant) -> u32 {
+        (now.total_millis() as u32).wrapping_add(self.ts_offset)
+    }
+
+    /// The SACK blocks our next ACK carries, at most `max`: a D-SACK first,
+    /// then the islands that got data most recently, then the others from
+    /// the highest down (RFC 2018 §4, RFC 2883).
+    pub(crate) fn sack_blocks(&self, max: usize) -> SackBlocks {
+        let mut out = SackBlocks::default();
+        if !self.sack_ok {
+            return out;
+        }
+        if let Some((left, right)) = self.dsack {
+            out.push(left, right);
+        }
+        let islands = self.recv.out_of_order();
+        let block = |&(start, end): &(usize, usize)| (self.rcv_nxt + start as u32, self.rcv_nxt + end as u32);
+        let recent = self.sack_recent.iter().flatten().filter_map(|seq| {
+            islands
+                .iter()
+                .map(block)
+                .find(|(left, right)| seq.ge(*left) && seq.lt(*right))
+        });
+        for (left, right) in recent.chain(islands.iter().rev().map(block)) {
+            if out.len() >= max {
+                break;
+            }
+            if !out.as_slice().contains(&(left, right)) {
+                out.push(left, right);
+            }
+        }
+        out
     }
 
     /// Bytes sent and not yet acknowledged.

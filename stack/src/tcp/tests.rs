@@ -1229,3 +1229,162 @@ fn half_open_connection_goes_on_a_hard_icmp_error_only() {
     p.icmp_error_about(ROUTER, kind::DEST_UNREACHABLE, unreachable::PORT, synack.seq);
     assert_eq!(p.i.tcp_layer().connection_count(), 0, "hard: dropped");
 }
+
+/// The options a Linux peer offers in its SYN: MSS 1460, SACK-permitted,
+/// timestamps with `tsval`, window scale 7.
+fn linux_syn_options(tsval: u32) -> TcpOptions {
+    TcpOptions {
+        mss: Some(1460),
+        window_scale: Some(7),
+        sack_permitted: true,
+        timestamps: Some((tsval, 0)),
+        ..TcpOptions::default()
+    }
+}
+
+impl Peer {
+    /// A passive open from a peer offering SACK and timestamps (TSval `tsval`);
+    /// returns the accepted connection and our SYN-ACK.
+    fn established_with_options(&mut self, tsval: u32) -> (TcpHandle, Seg) {
+        let l = self.listen(8);
+        let (seq, ack) = (self.seq, self.ack);
+        self.send_opts(SYN, seq, ack, 65535, linux_syn_options(tsval), b"");
+        self.seq += 1;
+        let synack = self.recv_one();
+        self.ack = synack.seq + 1;
+        let echo = synack.options.timestamps.map_or(0, |(v, _)| v);
+        self.send_ts(ACK, tsval + 1, echo, b"");
+        let (h, _) = self.i.tcp(self.now).accept(l).unwrap();
+        (h, synack)
+    }
+
+    /// Sends at the peer's seq/ack with timestamps (`tsval`, `echo`) and advances seq.
+    fn send_ts(&mut self, f: u8, tsval: u32, echo: u32, payload: &[u8]) {
+        let options = TcpOptions {
+            timestamps: Some((tsval, echo)),
+            ..TcpOptions::default()
+        };
+        let (seq, ack) = (self.seq, self.ack);
+        self.send_opts(f, seq, ack, 65535 >> 7, options, payload);
+        self.seq += payload.len() as u32;
+    }
+}
+
+/// RFC 7323 §3.2, RFC 2018 §2: the SYN-ACK carries timestamps (echoing the
+/// SYN's TSval) and SACK-permitted exactly when the SYN offered them.
+#[test]
+fn syn_ack_answers_sack_and_timestamps_only_when_offered() {
+    let mut p = Peer::new();
+    let (_, synack) = p.established_with_options(5000);
+    assert!(synack.options.sack_permitted);
+    let (_, echo) = synack.options.timestamps.expect("timestamps answered");
+    assert_eq!(echo, 5000, "TSecr echoes the SYN's TSval");
+    let mut p = Peer::new();
+    p.listen(8);
+    p.send_next(SYN, b"");
+    let plain = p.recv_one();
+    assert!(!plain.options.sack_permitted && plain.options.timestamps.is_none());
+    // Our own SYN offers both.
+    let mut p = Peer::new();
+    p.i.tcp(p.now)
+        .connect(SocketAddrV4::new(HOST, PEER_PORT), PORT)
+        .unwrap();
+    let syn = p.recv_one();
+    assert!(syn.options.sack_permitted && syn.options.timestamps.is_some_and(|(v, e)| v != 0 && e == 0));
+}
+
+/// RFC 7323 §3.2: once negotiated, every segment but an RST carries
+/// timestamps, echoing TS.Recent; and a full segment still fits the MTU
+/// (its payload gives way to the 12 option bytes).
+#[test]
+fn every_segment_carries_timestamps_and_full_segments_fit_the_mtu() {
+    let mut p = Peer::new();
+    let (h, _) = p.established_with_options(5000);
+    p.send_ts(ACK | PSH, 5002, 0, b"ping");
+    p.advance(Duration::from_millis(50)); // the delayed ACK
+    let ack = p.recv_one();
+    assert_eq!(ack.options.timestamps.map(|(_, e)| e), Some(5002));
+    p.i.tcp(p.now).send(h, &vec![1u8; 10_000]).unwrap();
+    let segs = p.recv();
+    assert!(segs.iter().all(|s| s.options.timestamps.is_some()));
+    assert_eq!(segs[0].payload.len(), 1460 - 12, "MSS less the timestamp option");
+}
+
+/// RFC 7323 §5 (PAWS): a segment whose TSval is older than TS.Recent is an
+/// old duplicate: acknowledged, dropped, its data not taken.
+#[test]
+fn paws_drops_an_old_duplicate() {
+    let mut p = Peer::new();
+    let (h, _) = p.established_with_options(5000);
+    p.send_ts(ACK | PSH, 6000, 0, b"new");
+    p.recv();
+    let stale = p.seq;
+    p.send_ts(ACK | PSH, 100, 0, b"old");
+    let ack = p.recv_one();
+    assert_eq!(ack.ack, stale, "the old duplicate is not acknowledged as data");
+    assert_eq!(p.i.stats().tcp_paws_dropped, 1);
+    assert_eq!(p.read_all(h), b"new");
+}
+
+/// RFC 2018 §4: out-of-order data is reported in SACK blocks, the island
+/// that changed most recently first.
+#[test]
+fn out_of_order_data_is_reported_in_sack_blocks_newest_first() {
+    let mut p = Peer::new();
+    let (_, _) = p.established_with_options(5000);
+    let base = p.seq;
+    p.seq = base + 1000;
+    p.send_ts(ACK, 5001, 0, &[1u8; 100]);
+    let first = p.recv_one();
+    assert_eq!(first.ack, base);
+    assert_eq!(first.options.sack.as_slice(), [(base + 1000, base + 1100)]);
+    p.seq = base + 3000;
+    p.send_ts(ACK, 5002, 0, &[2u8; 100]);
+    let second = p.recv_one();
+    assert_eq!(
+        second.options.sack.as_slice(),
+        [(base + 3000, base + 3100), (base + 1000, base + 1100)],
+        "newest first"
+    );
+    // The first hole fills: one island is left.
+    p.seq = base;
+    p.send_ts(ACK, 5003, 0, &[0u8; 1000]);
+    let third = p.recv_one();
+    assert_eq!(third.ack, base + 1100);
+    assert_eq!(third.options.sack.as_slice(), [(base + 3000, base + 3100)]);
+}
+
+/// RFC 2883 §4: data received twice is reported as a D-SACK block, first.
+#[test]
+fn duplicate_data_is_reported_as_dsack() {
+    let mut p = Peer::new();
+    let (_, _) = p.established_with_options(5000);
+    let base = p.seq;
+    p.send_ts(ACK | PSH, 5001, 0, b"once");
+    p.recv();
+    p.seq = base;
+    p.send_ts(ACK | PSH, 5002, 0, b"once");
+    let ack = p.recv_one();
+    assert_eq!(ack.ack, base + 4);
+    assert_eq!(
+        ack.options.sack.as_slice(),
+        [(base, base + 4)],
+        "D-SACK of the duplicate"
+    );
+    // Reported once.
+    p.send_ts(ACK | PSH, 5003, 0, b"more");
+    assert!(p.recv().iter().all(|s| s.options.sack.is_empty()));
+}
+
+/// Without SACK-permitted from the peer, no SACK blocks, ever.
+#[test]
+fn no_sack_blocks_unless_the_peer_permitted_them() {
+    let mut p = Peer::new();
+    let (_l, _h) = p.established_passive();
+    let base = p.seq;
+    p.seq = base + 1000;
+    p.send_next(ACK, &[1u8; 100]);
+    let dup = p.recv_one();
+    assert_eq!(dup.ack, base);
+    assert!(dup.options.sack.is_empty() && dup.options.timestamps.is_none());
+}

@@ -41,6 +41,73 @@ pub struct TcpOptions {
     pub sack_permitted: bool,
     /// Timestamps: value and echo reply (RFC 7323).
     pub timestamps: Option<(u32, u32)>,
+    /// SACK blocks (RFC 2018): the first reports the newest data (or a
+    /// duplicate, D-SACK, RFC 2883).
+    pub sack: SackBlocks,
+}
+
+/// Up to four SACK blocks, each `[left, right)` in sequence space.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SackBlocks {
+    blocks: [(SeqNum, SeqNum); 4],
+    len: u8,
+}
+
+impl SackBlocks {
+    /// Most blocks one option carries (40 option bytes: 2 + 4 × 8).
+    pub const MAX: usize = 4;
+
+    /// Adds a block; false (and nothing added) when full.
+    pub fn push(&mut self, left: SeqNum, right: SeqNum) -> bool {
+        if usize::from(self.len) == Self::MAX {
+            return false;
+        }
+        self.blocks[usize::from(self.len)] = (left, right);
+        self.len += 1;
+        true
+    }
+
+    /// The blocks, in order.
+    pub fn as_slice(&self) -> &[(SeqNum, SeqNum)] {
+        &self.blocks[..usize::from(self.len)]
+    }
+
+    /// Number of blocks.
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl TcpOptions {
+    /// Bytes these options take in a header, NOP alignment included.
+    pub fn len(&self) -> usize {
+        let mut n = 0;
+        if self.mss.is_some() {
+            n += 4;
+        }
+        n += match (self.sack_permitted, self.timestamps.is_some()) {
+            (_, true) => 12,
+            (true, false) => 4,
+            (false, false) => 0,
+        };
+        if self.window_scale.is_some() {
+            n += 4;
+        }
+        if !self.sack.is_empty() {
+            n += 4 + 8 * self.sack.len();
+        }
+        n
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Why a segment was dropped.
@@ -170,6 +237,12 @@ fn parse_options(mut b: &[u8]) -> TcpOptions {
             // RFC 7323 §2.3: shifts above 14 are treated as 14.
             (kind::WINDOW_SCALE, 1) => o.window_scale = Some(body[0].min(14)),
             (kind::SACK_PERMITTED, 0) => o.sack_permitted = true,
+            (kind::SACK, n) if n % 8 == 0 && n > 0 => {
+                for block in body.chunks_exact(8) {
+                    let word = |i: usize| u32::from_be_bytes([block[i], block[i + 1], block[i + 2], block[i + 3]]);
+                    o.sack.push(SeqNum(word(0)), SeqNum(word(4)));
+                }
+            }
             (kind::TIMESTAMPS, 8) => {
                 let v = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
                 let e = u32::from_be_bytes([body[4], body[5], body[6], body[7]]);
@@ -230,12 +303,13 @@ mod kind {
     pub const MSS: u8 = 2;
     pub const WINDOW_SCALE: u8 = 3;
     pub const SACK_PERMITTED: u8 = 4;
+    pub const SACK: u8 = 5;
     pub const TIMESTAMPS: u8 = 8;
 }
 
 /// Appends `o` in Linux's layout, every option aligned by NOPs so the
 /// header stays a multiple of 4 bytes: MSS, SACK-permitted and timestamps
-/// (or NOPs in place of either), then window scale.
+/// (or NOPs in place of either), window scale, then SACK blocks.
 fn emit_options(out: &mut Vec<u8>, o: &TcpOptions) {
     if let Some(mss) = o.mss {
         out.extend_from_slice(&[kind::MSS, 4]);
@@ -254,6 +328,13 @@ fn emit_options(out: &mut Vec<u8>, o: &TcpOptions) {
     }
     if let Some(shift) = o.window_scale {
         out.extend_from_slice(&[kind::NOP, kind::WINDOW_SCALE, 3, shift]);
+    }
+    if !o.sack.is_empty() {
+        out.extend_from_slice(&[kind::NOP, kind::NOP, kind::SACK, (2 + 8 * o.sack.len()) as u8]);
+        for (left, right) in o.sack.as_slice() {
+            out.extend_from_slice(&left.0.to_be_bytes());
+            out.extend_from_slice(&right.0.to_be_bytes());
+        }
     }
 }
 
@@ -277,6 +358,7 @@ mod tests {
                 window_scale: Some(7),
                 sack_permitted: true,
                 timestamps: Some((1, 2)),
+                sack: SackBlocks::default(),
             },
             payload: b"data",
         }
@@ -335,6 +417,7 @@ mod tests {
                 window_scale: (bits & 2 != 0).then_some(3),
                 sack_permitted: bits & 4 != 0,
                 timestamps: (bits & 8 != 0).then_some((7, 8)),
+                sack: SackBlocks::default(),
             };
             let mut v = Vec::new();
             seg.emit(&mut v, A, B);
@@ -407,5 +490,39 @@ mod tests {
         seg.emit(&mut v, A, B);
         assert_eq!(v[12] >> 4, 7, "28-byte header");
         assert_eq!(v[20..28], [2, 4, 0x05, 0xb4, 1, 3, 3, 5]);
+    }
+
+    /// SACK blocks beside timestamps: three fit the 40 option bytes; read
+    /// back by us and by etherparse.
+    #[test]
+    fn sack_blocks_round_trip_beside_timestamps() {
+        let mut seg = segment();
+        seg.flags = flags::ACK;
+        seg.options = TcpOptions {
+            timestamps: Some((77, 66)),
+            ..TcpOptions::default()
+        };
+        for (l, r) in [(100u32, 200u32), (300, 400), (u32::MAX - 10, 5)] {
+            assert!(seg.options.sack.push(SeqNum(l), SeqNum(r)));
+        }
+        assert_eq!(seg.options.len(), 40);
+        let mut v = Vec::new();
+        seg.emit(&mut v, A, B);
+        assert_eq!(usize::from(v[12] >> 4) * 4, 60, "a full 60-byte header");
+        assert_eq!(TcpSegment::parse(&v, A, B).unwrap().options, seg.options);
+        use etherparse::TcpOptionElement as E;
+        let theirs: Vec<_> = etherparse::TcpHeaderSlice::from_slice(&v)
+            .unwrap()
+            .options_iterator()
+            .map(|o| o.unwrap())
+            .filter(|o| !matches!(o, E::Noop))
+            .collect();
+        assert_eq!(
+            theirs,
+            [
+                E::Timestamp(77, 66),
+                E::SelectiveAcknowledgement((100, 200), [Some((300, 400)), Some((u32::MAX - 10, 5)), None])
+            ]
+        );
     }
 }
