@@ -178,6 +178,20 @@ impl TcpStream {
     }
 
     fn connect_inner(stack: &Stack, addr: impl ToSocketAddrs, timeout: Option<Duration>) -> io::Result<TcpStream> {
+        // Dropping the stream on failure releases the connection.
+        let stream = TcpStream::connect_nonblocking(stack, addr)?;
+        match stream.wait_connected(timeout) {
+            Ok(()) => Ok(stream),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(errno(libc::ETIMEDOUT)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Starts connecting to `addr` (the SYN goes out) and returns at once
+    /// with the stream in SYN_SENT, as a non-blocking `connect(2)` does;
+    /// [`TcpStream::wait_connected`] waits for the outcome. Dropping the
+    /// stream first abandons the attempt, silently, as `close(2)` in SYN_SENT.
+    pub fn connect_nonblocking(stack: &Stack, addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
         let remote = resolve_v4(addr)?;
         let handle = {
             let mut core = stack.lock();
@@ -194,23 +208,28 @@ impl TcpStream {
             stack.kick(core);
             h
         };
-        // Dropping the stream on failure releases the connection.
-        let stream = TcpStream::from_handle(stack, handle);
-        let r = block_on(stack, &stream.ready, false, timeout, |core| {
-            if !core.iface.tcp_layer().connect_done(handle) {
+        Ok(TcpStream::from_handle(stack, handle))
+    }
+
+    /// Waits up to `timeout` (`None`: as long as the handshake lasts) for
+    /// the connect begun by [`TcpStream::connect_nonblocking`]: `Ok` once the
+    /// handshake is complete, `WouldBlock` while it is still under way, or the reason it
+    /// failed (`ConnectionRefused`, `TimedOut`, ...). Waiting in short
+    /// slices lets the caller give up for reasons of its own in between.
+    pub fn wait_connected(&self, timeout: Option<Duration>) -> io::Result<()> {
+        check_timeout(timeout)?;
+        let handle = self.handle;
+        block_on(&self.stack, &self.ready, false, timeout, |core| {
+            let tcp = core.iface.tcp_layer();
+            if !tcp.connect_done(handle) {
                 return None;
             }
-            Some(match core.iface.tcp_layer().error(handle) {
+            Some(match tcp.error(handle) {
                 Some(e) => Err(conn_errno(e)),
-                None if core.iface.tcp_layer().state(handle) == State::Closed => Err(errno(libc::ECONNREFUSED)),
+                None if tcp.state(handle) == State::Closed => Err(errno(libc::ECONNREFUSED)),
                 None => Ok(()),
             })
-        });
-        match r {
-            Ok(()) => Ok(stream),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(errno(libc::ETIMEDOUT)),
-            Err(e) => Err(e),
-        }
+        })
     }
 
     fn read_inner(&self, buf: &mut [u8]) -> io::Result<usize> {
@@ -389,5 +408,61 @@ impl Drop for TcpStream {
         core.iface.tcp(now).close(self.handle, abort);
         core.forget(SocketEvent::Tcp(self.handle));
         self.stack.kick(core);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::memory::MemoryLink;
+    use crate::iface::{Config, Interface};
+    use crate::testutil::{self, HOST};
+
+    /// Two stacks on one in-memory link: ours (10.200.0.2) and the host's (10.200.0.1).
+    fn two_stacks() -> (Stack, Stack) {
+        let (a, b) = MemoryLink::pair().unwrap();
+        let ours = Stack::start(Interface::new(testutil::config()), a).unwrap();
+        let mut host = Config::new("10.200.0.1/24".parse().unwrap());
+        host.seed = 2;
+        let host = Stack::start(Interface::new(host), b).unwrap();
+        (ours, host)
+    }
+
+    fn tcp_sockets(stack: &Stack) -> usize {
+        stack.with_interface(|i| i.tcp_layer().sockets().len())
+    }
+
+    #[test]
+    fn a_nonblocking_connect_reports_success_and_refusal() {
+        let (ours, host) = two_stacks();
+        let listener = TcpListener::bind(&host, (HOST, 80)).unwrap();
+        let s = TcpStream::connect_nonblocking(&ours, (HOST, 80)).unwrap();
+        s.wait_connected(None).unwrap();
+        assert_eq!(s.state(), State::Established);
+        s.wait_connected(Some(Duration::from_millis(1))).unwrap(); // done stays done
+        drop(listener);
+
+        let e = TcpStream::connect_nonblocking(&ours, (HOST, 81))
+            .unwrap()
+            .wait_connected(None)
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+        ours.shutdown().unwrap();
+        host.shutdown().unwrap();
+    }
+
+    #[test]
+    fn an_unanswered_connect_can_be_abandoned_between_waits() {
+        // The other end of the link is never read: nobody answers the SYN.
+        let (link, _silent) = MemoryLink::pair().unwrap();
+        let stack = Stack::start(Interface::new(testutil::config()), link).unwrap();
+        let s = TcpStream::connect_nonblocking(&stack, (HOST, 80)).unwrap();
+        let e = s.wait_connected(Some(Duration::from_millis(20))).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(s.state(), State::SynSent, "still trying");
+        assert_eq!(tcp_sockets(&stack), 1);
+        drop(s);
+        assert_eq!(tcp_sockets(&stack), 0, "closing in SYN_SENT drops the attempt");
+        stack.shutdown().unwrap();
     }
 }

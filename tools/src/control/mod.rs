@@ -2,6 +2,7 @@
 //! processes (the `tunstack` CLI, anything that speaks the protocol in
 //! docs/control-protocol.md) query the stack and borrow its sockets.
 
+pub mod bridge;
 pub mod client;
 pub mod frame;
 pub mod probe;

@@ -1,7 +1,7 @@
 //! Ping and traceroute run by the daemon on the stack, streaming results
 //! line by line to a control client (which formats them like iputils).
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,9 +35,7 @@ pub fn ping(stack: &Stack, out: &mut UnixStream, spec: PingSpec) -> io::Result<(
     std::thread::scope(|s| {
         s.spawn(|| {
             // The client sends nothing more: its end of stream means it left.
-            let mut sink = [0u8; 64];
-            let mut r = &watch;
-            while matches!(r.read(&mut sink), Ok(n) if n > 0) {}
+            super::bridge::until_gone(&watch);
             gone.store(true, Ordering::SeqCst);
         });
         let r = ping_loop(&sock, out, spec, &gone);

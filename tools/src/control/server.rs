@@ -1,17 +1,16 @@
 //! The daemon side of the control socket.
 
-use super::{MAX_REQUEST, escape, frame, probe};
-use std::collections::HashMap;
+use super::bridge::{self, Pending, bridge_tcp, bridge_udp, serve_listener};
+use super::{MAX_REQUEST, escape, probe};
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
-use tunstack::net::{TcpListener, TcpStream, UdpSocket};
+use tunstack::net::{TcpListener, UdpSocket};
 use tunstack::runtime::Stack;
 
 /// Where and for whom the control socket is made.
@@ -23,13 +22,6 @@ pub struct ControlConfig {
     pub group: Option<String>,
     /// The interface name, for `IFCONFIG` and `ROUTES`.
     pub ifname: String,
-}
-
-/// Connections accepted for `LISTEN` clients, waiting for an `ATTACH`.
-#[derive(Default)]
-struct Pending {
-    next: AtomicU64,
-    conns: Mutex<HashMap<u64, TcpStream>>,
 }
 
 /// Binds the control socket and serves it on a thread until the process ends.
@@ -202,17 +194,15 @@ fn serve(stack: &Stack, client: UnixStream, ifname: &str, pending: &Pending, who
             }
             "CONNECT" => match parse_addr(words.next(), words.next()) {
                 Err(e) => Err(e),
-                Ok(remote) => match TcpStream::connect(stack, remote) {
+                Ok(remote) => match bridge::connect(stack, remote, reader.get_ref(), who) {
                     Err(e) => Err(format!("connect {remote}: {e}")),
-                    Ok(tcp) => {
-                        tcp.set_owner(who);
-                        return bridge_tcp(tcp, reader.into_inner(), out);
-                    }
+                    Ok(None) => return Ok(()), // the client left while connecting
+                    Ok(Some(tcp)) => return bridge_tcp(tcp, reader.into_inner(), out),
                 },
             },
             "ATTACH" => {
                 let id = words.next().and_then(|w| w.parse::<u64>().ok());
-                match id.and_then(|id| pending.conns.lock().expect("pending").remove(&id)) {
+                match id.and_then(|id| pending.take(id)) {
                     None => Err("no such pending connection".into()),
                     Some(tcp) => {
                         tcp.set_owner(who);
@@ -373,145 +363,4 @@ fn sockets(stack: &Stack) -> Vec<String> {
         )
     }));
     lines
-}
-
-/// Carries a TCP connection over the client's Unix stream, as frames.
-fn bridge_tcp(tcp: TcpStream, client_in: UnixStream, mut client_out: UnixStream) -> io::Result<()> {
-    let (local, remote) = (tcp.local_addr()?, tcp.peer_addr()?);
-    writeln!(client_out, "OK {local} {remote}")?;
-    std::thread::scope(|s| {
-        let tcp = &tcp;
-        // Client to stack.
-        s.spawn(move || {
-            let mut r = io::BufReader::new(client_in);
-            let mut buf = Vec::new();
-            loop {
-                match frame::read(&mut r, &mut buf) {
-                    Ok(Some(frame::DATA)) => {
-                        if (&*tcp).write_all(&buf).is_err() {
-                            break;
-                        }
-                    }
-                    Ok(Some(frame::FIN)) => {
-                        let _ = tcp.shutdown(Shutdown::Write);
-                    }
-                    Ok(Some(_)) | Ok(None) | Err(_) => break,
-                }
-            }
-            // The client is gone (or broke the protocol): its socket goes too.
-            let _ = tcp.shutdown(Shutdown::Both);
-        });
-        // Stack to client.
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match (&*tcp).read(&mut buf) {
-                Ok(0) => {
-                    let _ = frame::write(&mut client_out, frame::FIN, b"");
-                    break;
-                }
-                Ok(n) => {
-                    if frame::write(&mut client_out, frame::DATA, &buf[..n]).is_err() {
-                        let _ = tcp.shutdown(Shutdown::Both);
-                        break;
-                    }
-                }
-                Err(e) => {
-                    let _ = frame::write(&mut client_out, frame::ERROR, e.to_string().as_bytes());
-                    let _ = client_out.shutdown(Shutdown::Both);
-                    break;
-                }
-            }
-        }
-    });
-    Ok(())
-}
-
-/// Accepts connections for a `LISTEN` client and announces them for `ATTACH`.
-fn serve_listener(
-    l: TcpListener,
-    client_in: UnixStream,
-    mut client_out: UnixStream,
-    pending: &Pending,
-) -> io::Result<()> {
-    writeln!(client_out, "OK {}", l.local_addr()?)?;
-    let gone = AtomicBool::new(false);
-    let mine: Mutex<Vec<u64>> = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            // Anything the client sends, or its leaving, ends the listen.
-            let mut sink = [0u8; 64];
-            let mut r = &client_in;
-            while matches!(r.read(&mut sink), Ok(n) if n > 0) {}
-            gone.store(true, Ordering::SeqCst);
-        });
-        while !gone.load(Ordering::SeqCst) {
-            match l.accept_timeout(Duration::from_millis(200)) {
-                Ok((conn, peer)) => {
-                    let id = pending.next.fetch_add(1, Ordering::Relaxed) + 1;
-                    pending.conns.lock().expect("pending").insert(id, conn);
-                    mine.lock().expect("mine").push(id);
-                    if writeln!(client_out, "ACCEPT {id} {peer}").is_err() {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => {
-                    let _ = writeln!(client_out, "ERR accept: {e}");
-                    break;
-                }
-            }
-        }
-        let _ = client_in.shutdown(Shutdown::Both);
-    });
-    // Connections the client never attached close with the listener.
-    let mut conns = pending.conns.lock().expect("pending");
-    for id in mine.into_inner().expect("mine") {
-        conns.remove(&id);
-    }
-    Ok(())
-}
-
-/// Carries a UDP socket over the client's Unix stream, as datagram frames.
-fn bridge_udp(udp: UdpSocket, client_in: UnixStream, mut client_out: UnixStream) -> io::Result<()> {
-    writeln!(client_out, "OK {}", udp.local_addr()?)?;
-    udp.set_read_timeout(Some(Duration::from_millis(200)))?;
-    let gone = AtomicBool::new(false);
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let mut r = io::BufReader::new(&client_in);
-            let mut buf = Vec::new();
-            while let Ok(Some(kind)) = frame::read(&mut r, &mut buf) {
-                if kind != frame::DATAGRAM {
-                    break;
-                }
-                match frame::parse_datagram(&buf) {
-                    Ok((to, data)) => {
-                        if let Err(e) = udp.send_to(data, to) {
-                            log::debug!("control udp: send to {to}: {e}");
-                        }
-                    }
-                    Err(_) => break,
-                }
-            }
-            gone.store(true, Ordering::SeqCst);
-        });
-        let mut buf = vec![0u8; 65536];
-        while !gone.load(Ordering::SeqCst) {
-            match udp.recv_from(&mut buf) {
-                Ok((n, SocketAddr::V4(from))) => {
-                    if frame::write(&mut client_out, frame::DATAGRAM, &frame::datagram(from, &buf[..n])).is_err() {
-                        break;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => {
-                    let _ = frame::write(&mut client_out, frame::ERROR, e.to_string().as_bytes());
-                    break;
-                }
-            }
-        }
-        let _ = client_in.shutdown(Shutdown::Both);
-    });
-    Ok(())
 }
