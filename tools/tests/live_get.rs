@@ -74,5 +74,15 @@ fn get_to_a_silent_address_fails_within_the_connect_timeout() {
         took >= Duration::from_secs(2) && took < Duration::from_secs(4),
         "fails at the timeout: {took:?}"
     );
+    // Its half-open connection went with it (the daemon drops a departed client's sockets).
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let table = sb.run(CLI, &["netstat", "-a"], Duration::from_secs(10));
+        if !table.stdout.contains("SYN_SENT") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "SYN_SENT left behind:\n{}", table.stdout);
+        std::thread::sleep(Duration::from_millis(50));
+    }
     drop(d);
 }
