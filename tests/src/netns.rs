@@ -51,6 +51,12 @@ fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// The PID in tunstackd's start-up line, `tunstackd[PID]: owns ...`, if `line` is that line.
+pub fn startup_pid(line: &str) -> Option<u32> {
+    let (pid, rest) = line.strip_prefix("tunstackd[")?.split_once(']')?;
+    rest.starts_with(": owns ").then(|| pid.parse().ok()).flatten()
+}
+
 /// A network namespace that exists for the life of this value.
 #[derive(Debug)]
 pub struct Sandbox {
@@ -182,7 +188,7 @@ impl Sandbox {
             stderr,
         };
         if d.stdout
-            .wait_for(0, Duration::from_secs(20), |l| l.starts_with("tunstackd: owns"))
+            .wait_for(0, Duration::from_secs(20), |l| startup_pid(l).is_some())
             .is_none()
         {
             let status = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten());

@@ -1,4 +1,5 @@
-//! The crate's only `unsafe` code: interface ioctls and `ppoll(2)`.
+//! The crate's only `unsafe` code: interface ioctls, the list of the
+//! host's addresses, and `ppoll(2)`.
 //!
 //! Each unsafe block passes a pointer to a live, correctly sized value that
 //! the kernel reads or writes for the duration of the call only.
@@ -96,6 +97,46 @@ pub fn set_up(ifname: &str) -> io::Result<()> {
     ioctl(libc::SIOCSIFFLAGS, &mut req, "bring up")
 }
 
+/// Every IPv4 address of every interface in this thread's network namespace,
+/// with its interface's name (getifaddrs(3), which asks the kernel by netlink).
+pub fn ipv4_addresses() -> io::Result<Vec<(String, Ipv4Cidr)>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list it allocated into `head`, ours until freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut found = Vec::new();
+    let mut node = head;
+    while !node.is_null() {
+        // SAFETY: `node` is an element of the list, alive until freeifaddrs below.
+        let ifa = unsafe { &*node };
+        node = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_netmask.is_null() {
+            continue;
+        }
+        // SAFETY: a non-null ifa_addr points to a sockaddr whose family says
+        // what it really is; for AF_INET the address and netmask are both
+        // sockaddr_in, and the name is a NUL-terminated string.
+        let (addr, mask, name) = unsafe {
+            if i32::from((*ifa.ifa_addr).sa_family) != libc::AF_INET {
+                continue;
+            }
+            (
+                (*ifa.ifa_addr.cast::<libc::sockaddr_in>()).sin_addr.s_addr,
+                (*ifa.ifa_netmask.cast::<libc::sockaddr_in>()).sin_addr.s_addr,
+                std::ffi::CStr::from_ptr(ifa.ifa_name).to_string_lossy().into_owned(),
+            )
+        };
+        let prefix = u32::from_be(mask).leading_ones() as u8;
+        if let Some(cidr) = Ipv4Cidr::new(Ipv4Addr::from(u32::from_be(addr)), prefix) {
+            found.push((name, cidr));
+        }
+    }
+    // SAFETY: `head` came from getifaddrs and is freed once; no reference into it survives.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(found)
+}
+
 /// Most fds [`wait_readable`] watches at once (kept on the stack: no allocation per wait).
 pub const MAX_POLL_FDS: usize = 8;
 
@@ -173,6 +214,17 @@ mod tests {
         let s = sockaddr_v4(Ipv4Addr::new(10, 200, 0, 1));
         assert_eq!(s.sa_family, libc::AF_INET as libc::sa_family_t);
         assert_eq!(s.sa_data[2..6], [10, 200u8 as libc::c_char, 0, 1]);
+    }
+
+    #[test]
+    fn the_loopback_address_is_listed() {
+        // Every network namespace has lo; it has 127.0.0.1/8 once lo is up,
+        // which it is where tests run (the machine's own namespace or a sandbox).
+        let addrs = ipv4_addresses().unwrap();
+        assert!(
+            addrs.iter().any(|(n, c)| n == "lo" && c.to_string() == "127.0.0.1/8"),
+            "{addrs:?}"
+        );
     }
 
     #[test]

@@ -22,8 +22,15 @@ impl std::fmt::Debug for TunDevice {
 impl TunDevice {
     /// Creates (or attaches to) the TUN interface `name`, non-blocking. Needs CAP_NET_ADMIN.
     pub fn create(name: &str) -> io::Result<TunDevice> {
-        let iface = tun_tap::Iface::without_packet_info(name, tun_tap::Mode::Tun)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot create TUN interface {name:?}: {e}")))?;
+        let iface = tun_tap::Iface::without_packet_info(name, tun_tap::Mode::Tun).map_err(|e| {
+            // EBUSY: the interface exists and something holds it open.
+            let hint = if e.raw_os_error() == Some(libc::EBUSY) {
+                " (another tunstackd on it?)"
+            } else {
+                ""
+            };
+            io::Error::new(e.kind(), format!("cannot create TUN interface {name:?}: {e}{hint}"))
+        })?;
         iface.set_non_blocking()?;
         Ok(TunDevice { iface })
     }

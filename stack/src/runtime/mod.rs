@@ -11,7 +11,7 @@
 
 mod tun;
 
-pub use tun::TunConfig;
+pub use tun::{AddressError, Side, SubnetConflict, TunConfig};
 
 use crate::device::{Device, sys};
 use crate::iface::Interface;

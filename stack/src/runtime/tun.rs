@@ -4,10 +4,13 @@ use super::Stack;
 use crate::device::Device;
 use crate::device::impair::{Direction, ImpairConfig, ImpairedDevice};
 use crate::device::pcap::PcapDevice;
+use crate::device::sys;
 use crate::device::tun::TunDevice;
 use crate::iface::{Config, Interface};
-use crate::ip::Ipv4Cidr;
+use crate::ip::{self, Ipv4Cidr};
+use std::fmt;
 use std::io;
+use std::net::Ipv4Addr;
 
 /// What to create: the defaults are tunstackd's (tun0, 10.200.0.2/24, host 10.200.0.1/24, MTU 1500).
 #[derive(Clone, Debug, PartialEq)]
@@ -64,6 +67,222 @@ impl TunConfig {
     }
 }
 
+/// Which end of the TUN link an address belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The stack's own address (`TunConfig::address`).
+    Stack,
+    /// The host side's address (`TunConfig::host_address`).
+    Host,
+}
+
+/// Why a [`TunConfig`]'s addresses cannot work.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AddressError {
+    /// Not an address a host can have: 0.0.0.0, loopback, multicast, class E or 255.255.255.255.
+    NotUnicast(Side, Ipv4Addr),
+    /// The network or broadcast address of `subnet` (which has both: /30 or shorter).
+    Reserved {
+        /// Whose address it is.
+        side: Side,
+        /// The address.
+        addr: Ipv4Addr,
+        /// The subnet it is reserved in.
+        subnet: Ipv4Cidr,
+        /// True for the broadcast address, false for the network address.
+        broadcast: bool,
+    },
+    /// The stack and the host side have the same address.
+    Same(Ipv4Addr),
+    /// The host side's subnet (which the host is given) leaves out the stack's
+    /// address, so the host would have no route to the stack.
+    StackOutsideHostSubnet {
+        /// The stack's address.
+        stack: Ipv4Addr,
+        /// The host side's subnet.
+        host_subnet: Ipv4Cidr,
+    },
+}
+
+impl AddressError {
+    /// The ends whose addresses are at fault.
+    pub fn sides(&self) -> &'static [Side] {
+        match self {
+            AddressError::NotUnicast(Side::Stack, _) | AddressError::Reserved { side: Side::Stack, .. } => {
+                &[Side::Stack]
+            }
+            AddressError::NotUnicast(Side::Host, _) | AddressError::Reserved { side: Side::Host, .. } => &[Side::Host],
+            AddressError::Same(_) | AddressError::StackOutsideHostSubnet { .. } => &[Side::Stack, Side::Host],
+        }
+    }
+
+    /// The addresses at fault in `cfg`, each after its label (`stack`,
+    /// `host`): "stack address 10.200.0.255/24", or, from the daemon,
+    /// "--address 10.200.0.255/24 and --host-address 10.200.0.1/24".
+    pub fn subject(&self, cfg: &TunConfig, stack: &str, host: &str) -> String {
+        let one = |side| match side {
+            Side::Stack => format!("{stack} {}", cfg.address),
+            Side::Host => format!("{host} {}", cfg.host_address),
+        };
+        self.sides().iter().map(|&s| one(s)).collect::<Vec<_>>().join(" and ")
+    }
+}
+
+impl fmt::Display for AddressError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AddressError::NotUnicast(_, addr) => {
+                let kind = if addr.is_unspecified() {
+                    "the unspecified address"
+                } else if addr.is_broadcast() {
+                    "the limited broadcast address"
+                } else if addr.is_loopback() {
+                    "a loopback address"
+                } else if addr.is_multicast() {
+                    "a multicast address"
+                } else {
+                    "a reserved (class E) address"
+                };
+                write!(f, "{addr} is {kind}, not one a host can have")
+            }
+            AddressError::Reserved {
+                addr,
+                subnet,
+                broadcast,
+                ..
+            } => {
+                let net = network_of(*subnet);
+                let what = if *broadcast { "broadcast" } else { "network" };
+                let first = Ipv4Addr::from_bits(subnet.network().to_bits() + 1);
+                let last = subnet
+                    .broadcast()
+                    .map_or(first, |b| Ipv4Addr::from_bits(b.to_bits() - 1));
+                write!(
+                    f,
+                    "{addr} is the {what} address of {net}; its hosts are {first} to {last}"
+                )
+            }
+            AddressError::Same(addr) => write!(f, "the stack and the host side would both be {addr}"),
+            AddressError::StackOutsideHostSubnet { stack, host_subnet } => {
+                let net = network_of(*host_subnet);
+                write!(
+                    f,
+                    "the stack's {stack} is outside the host side's subnet {net}, so the host would have no route to it"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for AddressError {}
+
+/// An address the host has already that the host side's subnet would overlap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubnetConflict {
+    /// The host side's subnet as configured.
+    pub subnet: Ipv4Cidr,
+    /// The address (and prefix) already there.
+    pub existing: Ipv4Cidr,
+    /// The interface that has it.
+    pub ifname: String,
+}
+
+impl fmt::Display for SubnetConflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let net = network_of(self.subnet);
+        write!(f, "host subnet {net} overlaps {} on {}", self.existing, self.ifname)
+    }
+}
+
+/// The subnet `cidr` lies in, written with its network address (10.200.0.0/24).
+fn network_of(cidr: Ipv4Cidr) -> Ipv4Cidr {
+    Ipv4Cidr::new(cidr.network(), cidr.prefix_len()).expect("valid prefix")
+}
+
+/// Whether `addr` is the network address (`Some(false)`) or the broadcast
+/// address (`Some(true)`) of `subnet`. /31 and /32 have neither (RFC 3021).
+fn reserved_in(addr: Ipv4Addr, subnet: Ipv4Cidr) -> Option<bool> {
+    if !subnet.contains(addr) {
+        return None;
+    }
+    if subnet.broadcast() == Some(addr) {
+        Some(true)
+    } else if subnet.prefix_len() < 31 && subnet.network() == addr {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Whether two subnets share an address.
+fn overlap(a: Ipv4Cidr, b: Ipv4Cidr) -> bool {
+    a.contains(b.network()) || b.contains(a.network())
+}
+
+impl TunConfig {
+    /// Checks that the addresses can work, without touching the system: each
+    /// a unicast host address, neither the network or broadcast address of
+    /// the stack's subnet (or of the host side's, when it is configured),
+    /// distinct, and the stack inside the host side's subnet when the host
+    /// side is configured (the host reaches the stack through that connected
+    /// route; the stack reaches the host through its default route whatever
+    /// the subnets, the link being point to point).
+    pub fn check_addresses(&self) -> Result<(), AddressError> {
+        let (stack, host) = (self.address.addr(), self.host_address.addr());
+        for (side, addr) in [(Side::Stack, stack), (Side::Host, host)] {
+            if addr.is_unspecified() || ip::is_martian_source(addr) {
+                return Err(AddressError::NotUnicast(side, addr));
+            }
+        }
+        let mut subnets = vec![self.address];
+        if self.configure_host {
+            subnets.push(self.host_address);
+        }
+        for (side, addr) in [(Side::Stack, stack), (Side::Host, host)] {
+            for &subnet in &subnets {
+                if let Some(broadcast) = reserved_in(addr, subnet) {
+                    return Err(AddressError::Reserved {
+                        side,
+                        addr,
+                        subnet,
+                        broadcast,
+                    });
+                }
+            }
+        }
+        if stack == host {
+            return Err(AddressError::Same(stack));
+        }
+        if self.configure_host && !self.host_address.contains(stack) {
+            return Err(AddressError::StackOutsideHostSubnet {
+                stack,
+                host_subnet: self.host_address,
+            });
+        }
+        Ok(())
+    }
+
+    /// The first IPv4 address the host already has, in this network
+    /// namespace, that the host side's subnet would overlap (two connected
+    /// routes for one subnet: the host's packets for the stack could leave
+    /// by the other interface). `None` when the host side is left alone, or
+    /// when the address is on an interface of our own name (an existing
+    /// persistent TUN we attach to, whose address is then replaced).
+    pub fn host_subnet_conflict(&self) -> io::Result<Option<SubnetConflict>> {
+        if !self.configure_host {
+            return Ok(None);
+        }
+        Ok(sys::ipv4_addresses()?
+            .into_iter()
+            .find(|(ifname, existing)| *ifname != self.name && overlap(*existing, self.host_address))
+            .map(|(ifname, existing)| SubnetConflict {
+                subnet: self.host_address,
+                existing,
+                ifname,
+            }))
+    }
+}
+
 /// A seed from the OS's random source.
 pub fn os_seed() -> io::Result<u64> {
     let mut b = [0u8; 8];
@@ -75,12 +294,16 @@ impl Stack {
     /// Creates and configures a TUN interface as `cfg` says and starts a
     /// stack on it. Returns the stack and the interface's real name. Needs
     /// CAP_NET_ADMIN. The interface disappears when the process exits.
+    /// Refuses, before creating anything, addresses that cannot work
+    /// ([`TunConfig::check_addresses`]) and a host subnet the host has
+    /// already ([`TunConfig::host_subnet_conflict`]).
     pub fn on_tun(cfg: &TunConfig) -> io::Result<(Stack, String)> {
-        if cfg.host_address.addr() == cfg.address.addr() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "stack and host addresses must differ",
-            ));
+        cfg.check_addresses().map_err(|e| {
+            let what = e.subject(cfg, "stack address", "host address");
+            io::Error::new(io::ErrorKind::InvalidInput, format!("{what}: {e}"))
+        })?;
+        if let Some(conflict) = cfg.host_subnet_conflict()? {
+            return Err(io::Error::new(io::ErrorKind::AddrInUse, conflict.to_string()));
         }
         if !(68..=65535).contains(&cfg.mtu) {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "MTU must be 68 to 65535"));
@@ -112,5 +335,144 @@ impl Stack {
             dev = Box::new(ImpairedDevice::new(dev, imp, dir, config.seed ^ 0x1312_d00d));
         }
         Ok((Stack::start(Interface::new(config), dev)?, name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(stack: &str, host: &str) -> TunConfig {
+        TunConfig {
+            address: stack.parse().unwrap(),
+            host_address: host.parse().unwrap(),
+            ..TunConfig::default()
+        }
+    }
+
+    fn check(stack: &str, host: &str) -> Result<(), AddressError> {
+        cfg(stack, host).check_addresses()
+    }
+
+    #[test]
+    fn the_defaults_and_the_examples_pass() {
+        assert_eq!(TunConfig::default().check_addresses(), Ok(()));
+        assert_eq!(TunConfig::example("tunex0").check_addresses(), Ok(()));
+    }
+
+    #[test]
+    fn network_and_broadcast_addresses_are_refused_with_the_usable_range() {
+        let e = check("10.200.0.255/24", "10.200.0.1/24").unwrap_err();
+        assert_eq!(e.sides(), [Side::Stack]);
+        assert_eq!(
+            e.to_string(),
+            "10.200.0.255 is the broadcast address of 10.200.0.0/24; its hosts are 10.200.0.1 to 10.200.0.254"
+        );
+        let e = check("10.200.0.0/24", "10.200.0.1/24").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("10.200.0.0 is the network address of 10.200.0.0/24"),
+            "{e}"
+        );
+        let e = check("10.200.0.2/24", "10.200.0.0/24").unwrap_err();
+        assert_eq!(e.sides(), [Side::Host]);
+        // The host's broadcast in the stack's (shorter) view is refused too...
+        let e = check("10.200.0.2/24", "10.200.0.255/16").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                AddressError::Reserved {
+                    side: Side::Host,
+                    broadcast: true,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        // ...but only a configured host side's subnet counts.
+        let mut c = cfg("10.200.1.255/16", "10.200.1.1/24");
+        assert!(matches!(
+            c.check_addresses(),
+            Err(AddressError::Reserved { side: Side::Stack, .. })
+        ));
+        c.configure_host = false;
+        assert_eq!(c.check_addresses(), Ok(()));
+    }
+
+    #[test]
+    fn point_to_point_prefixes_have_no_network_or_broadcast() {
+        // RFC 3021: both addresses of a /31 are hosts'.
+        assert_eq!(check("10.0.0.0/31", "10.0.0.1/31"), Ok(()));
+        assert_eq!(check("10.0.0.1/31", "10.0.0.0/31"), Ok(()));
+        // A /32 stack reached through a host side that has the /24.
+        assert_eq!(check("10.200.0.2/32", "10.200.0.1/24"), Ok(()));
+    }
+
+    #[test]
+    fn the_two_ends_need_distinct_unicast_addresses() {
+        let c = cfg("10.200.0.1/24", "10.200.0.1/24");
+        let e = c.check_addresses().unwrap_err();
+        assert_eq!(e, AddressError::Same("10.200.0.1".parse().unwrap()));
+        assert_eq!(
+            e.subject(&c, "--address", "--host-address"),
+            "--address 10.200.0.1/24 and --host-address 10.200.0.1/24"
+        );
+        for bad in [
+            "0.0.0.0/24",
+            "127.0.0.2/8",
+            "224.0.0.1/24",
+            "255.255.255.255/32",
+            "240.0.0.1/24",
+        ] {
+            let e = check(bad, "10.200.0.1/24").unwrap_err();
+            assert!(matches!(e, AddressError::NotUnicast(Side::Stack, _)), "{bad}: {e:?}");
+        }
+        let e = check("10.200.0.2/24", "127.0.0.1/8").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "127.0.0.1 is a loopback address, not one a host can have"
+        );
+    }
+
+    #[test]
+    fn the_host_must_have_a_route_to_the_stack_when_configured() {
+        let e = check("10.9.0.2/24", "10.200.0.1/24").unwrap_err();
+        assert_eq!(e.sides(), [Side::Stack, Side::Host]);
+        assert_eq!(
+            e.to_string(),
+            "the stack's 10.9.0.2 is outside the host side's subnet 10.200.0.0/24, so the host would have no route to it"
+        );
+        // The other way round is fine: the stack reaches the host by its default route.
+        assert_eq!(check("10.200.0.2/24", "10.200.1.1/16"), Ok(()));
+        let mut c = cfg("10.9.0.2/24", "10.200.0.1/24");
+        c.configure_host = false;
+        assert_eq!(c.check_addresses(), Ok(()));
+    }
+
+    #[test]
+    fn subnets_overlap_when_either_holds_the_other() {
+        let c = |s: &str| s.parse::<Ipv4Cidr>().unwrap();
+        assert!(overlap(c("10.200.0.1/24"), c("10.200.0.7/24")));
+        assert!(overlap(c("10.200.0.1/24"), c("10.0.0.1/8")));
+        assert!(overlap(c("10.0.0.1/8"), c("10.200.0.5/32")));
+        assert!(!overlap(c("10.200.0.1/24"), c("10.201.0.1/24")));
+        assert!(!overlap(c("10.200.0.1/25"), c("10.200.0.129/25")));
+    }
+
+    #[test]
+    fn a_host_subnet_over_an_existing_address_conflicts_unless_left_alone() {
+        // lo's 127.0.0.1/8 is there in any namespace with lo up (where tests run).
+        let mut c = cfg("127.0.0.2/8", "127.0.0.3/8");
+        let conflict = c.host_subnet_conflict().unwrap().expect("lo's subnet");
+        assert_eq!(conflict.ifname, "lo");
+        assert_eq!(
+            conflict.to_string(),
+            "host subnet 127.0.0.0/8 overlaps 127.0.0.1/8 on lo"
+        );
+        c.name = "lo".into();
+        assert_eq!(c.host_subnet_conflict().unwrap(), None, "our own interface's address");
+        c.name = "tun0".into();
+        c.configure_host = false;
+        assert_eq!(c.host_subnet_conflict().unwrap(), None);
     }
 }

@@ -2,6 +2,10 @@
 //! tunstack's own stack on it, with built-in services, until SIGINT or SIGTERM.
 //!
 //! SIGUSR1 prints the stack's counters as one `stats: name=value ...` line.
+//!
+//! Start-up checks every flag it can before creating anything, and says what
+//! is wrong in one line; what it then creates (TUN and stack, control socket
+//! file) is held by guards, so an error on the way undoes it all.
 
 use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
@@ -15,9 +19,11 @@ use tunstack::runtime::{Stack, TunConfig};
 use tunstack_tools::args::{millis, probability, seconds};
 use tunstack_tools::{control, services};
 
-/// Run tunstack on a TUN interface: `ping 10.200.0.2` from the host once it starts.
+/// tunstackd, the daemon: creates a TUN interface and runs tunstack's own TCP/IP stack on it, with built-in services and a control socket, until SIGINT or SIGTERM.
+///
+/// Once it has started, `ping 10.200.0.2` from the host; the `tunstack` command-line tools reach the stack through the control socket.
 #[derive(Debug, Parser)]
-#[command(name = "tunstackd", version, about)]
+#[command(name = "tunstackd", version)]
 struct Args {
     /// Name of the TUN interface to create.
     #[arg(short, long, default_value = "tun0")]
@@ -103,7 +109,7 @@ struct Args {
     #[arg(long, default_value = "60", value_name = "SECONDS", value_parser = seconds)]
     idle_timeout: Duration,
 
-    /// Path of the control socket (default: /run/tunstack/<interface>.sock).
+    /// Path of the control socket (default: /run/tunstack/<interface>.sock; <interface>-netns<inode>.sock outside the machine's own network namespace).
     #[arg(long, value_name = "PATH")]
     control: Option<std::path::PathBuf>,
 
@@ -185,7 +191,136 @@ impl ImpairArgs {
     }
 }
 
+/// The built-in services.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Service {
+    UdpEcho,
+    TcpEcho,
+    Discard,
+    Downloader,
+    Http,
+    Source,
+}
+
+impl Service {
+    /// Its name in the start-up line and in messages.
+    fn name(self) -> &'static str {
+        match self {
+            Service::UdpEcho => "udp echo",
+            Service::TcpEcho => "tcp echo",
+            Service::Discard => "discard",
+            Service::Downloader => "downloader",
+            Service::Http => "http",
+            Service::Source => "source",
+        }
+    }
+
+    /// The flag that moves it.
+    fn flag(self) -> &'static str {
+        match self {
+            Service::UdpEcho => "--udp-echo",
+            Service::TcpEcho => "--tcp-echo",
+            Service::Discard => "--discard",
+            Service::Downloader => "--downloader-port",
+            Service::Http => "--http-port",
+            Service::Source => "--source",
+        }
+    }
+
+    fn proto(self) -> &'static str {
+        if self == Service::UdpEcho { "udp" } else { "tcp" }
+    }
+}
+
+impl Args {
+    /// The services these flags run, with their ports, in the order they start.
+    fn services(&self) -> Vec<(Service, u16)> {
+        let files = self.files.is_some();
+        [
+            (!self.no_udp_echo, Service::UdpEcho, self.udp_echo),
+            (!self.no_tcp_echo, Service::TcpEcho, self.tcp_echo),
+            (!self.no_discard, Service::Discard, self.discard),
+            (files, Service::Downloader, self.downloader_port),
+            (files, Service::Http, self.http_port),
+            (!self.no_source, Service::Source, self.source),
+        ]
+        .into_iter()
+        .filter_map(|(on, service, port)| on.then_some((service, port)))
+        .collect()
+    }
+
+    /// The stack and host side these flags describe.
+    fn tun_config(&self) -> TunConfig {
+        TunConfig {
+            name: self.interface.clone(),
+            address: self.address,
+            host_address: self.host_address,
+            configure_host: !self.no_configure_host,
+            mtu: self.mtu as usize,
+            seed: self.seed,
+            answer_broadcast_echo: !self.ignore_broadcast_ping,
+            msl: self.msl,
+            pcap: self.pcap.clone(),
+            impair: Some(self.impair.config()),
+        }
+    }
+}
+
+/// The first two services that want one port of one protocol, named by
+/// their flags. Port 0 (any free port) never clashes.
+fn port_clash(services: &[(Service, u16)]) -> Option<String> {
+    services.iter().enumerate().find_map(|(i, &(later, port))| {
+        let &(earlier, _) = services[..i]
+            .iter()
+            .find(|&&(s, p)| p != 0 && p == port && s.proto() == later.proto())?;
+        Some(format!(
+            "{} {port}: port {port}/{} is already taken by the {} service ({} {port})",
+            later.flag(),
+            later.proto(),
+            earlier.name(),
+            earlier.flag()
+        ))
+    })
+}
+
+/// Every check that needs nothing created: a refusal here leaves nothing behind.
+fn preflight(args: &Args, cfg: &TunConfig) -> io::Result<()> {
+    if let Some(clash) = port_clash(&args.services()) {
+        return Err(io::Error::new(io::ErrorKind::AddrInUse, clash));
+    }
+    cfg.check_addresses().map_err(|e| {
+        let flags = e.subject(cfg, "--address", "--host-address");
+        io::Error::new(io::ErrorKind::InvalidInput, format!("{flags}: {e}"))
+    })?;
+    if let Some(conflict) = cfg.host_subnet_conflict()? {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("{conflict}; choose another --address/--host-address"),
+        ));
+    }
+    if let Some(group) = &args.control_group {
+        control::server::group_id(group)
+            .map_err(|e| io::Error::new(e.kind(), format!("--control-group {group}: {e}")))?;
+    }
+    if let Some(dir) = &args.files {
+        tunstack_tools::files::safety::Root::new(dir).map_err(|e| io::Error::new(e.kind(), format!("--files: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The running stack, shut down when dropped (its TUN goes with its thread):
+/// at exit, and on any start-up error after the TUN was made.
+struct Running(Stack);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.shutdown();
+    }
+}
+
 fn run(args: Args) -> io::Result<()> {
+    let cfg = args.tun_config();
+    preflight(&args, &cfg)?;
     if !args.address.contains(args.host_address.addr()) {
         log::warn!(
             "host side {} is outside the stack's subnet {}: the stack reaches it only through its default route",
@@ -193,67 +328,61 @@ fn run(args: Args) -> io::Result<()> {
             args.address
         );
     }
-    let cfg = TunConfig {
-        name: args.interface.clone(),
-        address: args.address,
-        host_address: args.host_address,
-        configure_host: !args.no_configure_host,
-        mtu: args.mtu as usize,
-        seed: args.seed,
-        answer_broadcast_echo: !args.ignore_broadcast_ping,
-        msl: args.msl,
-        pcap: args.pcap.clone(),
-        impair: Some(args.impair.config()),
-    };
     // Register signals before anything runs, so none is missed.
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGUSR1])?;
-    let (stack, name) = Stack::on_tun(&cfg)?;
+    // From here on each thing made is owned by a guard, so an error on the
+    // way out undoes everything in reverse order: socket file, then stack and TUN.
+    let (stack, name) = Stack::on_tun(&cfg).map_err(|e| match e.kind() {
+        io::ErrorKind::PermissionDenied => io::Error::new(
+            e.kind(),
+            format!("{e}: creating a TUN interface needs root (try sudo) or CAP_NET_ADMIN"),
+        ),
+        _ => e,
+    })?;
+    let running = Running(stack);
+    let stack = &running.0;
 
-    let control = args.control.clone().unwrap_or_else(|| control::default_path(&name));
-    control::server::start(
-        &stack,
+    let control = control::server::start(
+        stack,
         control::server::ControlConfig {
-            path: control.clone(),
+            path: args.control.clone().unwrap_or_else(|| control::default_path(&name)),
             group: args.control_group.clone(),
             ifname: name.clone(),
         },
     )?;
-    log::info!("control socket at {}", control.display());
+    log::info!("control socket at {}", control.path().display());
 
     let mut offered = Vec::new();
-    if !args.no_udp_echo {
-        services::udp_echo(&stack, args.udp_echo)?;
-        offered.push(format!("udp echo :{}", args.udp_echo));
-    }
-    if !args.no_tcp_echo {
-        services::tcp_echo(&stack, args.tcp_echo)?;
-        offered.push(format!("tcp echo :{}", args.tcp_echo));
-    }
-    if !args.no_discard {
-        services::tcp_discard(&stack, args.discard)?;
-        offered.push(format!("discard :{}", args.discard));
-    }
-    if let Some(dir) = &args.files {
-        tunstack_tools::files::start(
-            &stack,
-            tunstack_tools::files::FilesConfig {
-                root: dir.clone(),
-                downloader_port: args.downloader_port,
-                http_port: args.http_port,
-                per_client: args.max_per_client.max(1),
-                idle_timeout: args.idle_timeout,
-            },
-        )?;
-        offered.push(format!(
-            "files from {}: downloader :{}, http :{}",
-            dir.display(),
-            args.downloader_port,
-            args.http_port
-        ));
-    }
-    if !args.no_source {
-        services::tcp_source(&stack, args.source)?;
-        offered.push(format!("source :{}", args.source));
+    for (service, port) in args.services() {
+        match service {
+            Service::UdpEcho => services::udp_echo(stack, port).map(drop)?,
+            Service::TcpEcho => services::tcp_echo(stack, port).map(drop)?,
+            Service::Discard => services::tcp_discard(stack, port).map(drop)?,
+            Service::Source => services::tcp_source(stack, port).map(drop)?,
+            Service::Downloader => {
+                let dir = args.files.clone().expect("file services only with --files");
+                tunstack_tools::files::start(
+                    stack,
+                    tunstack_tools::files::FilesConfig {
+                        root: dir.clone(),
+                        downloader_port: args.downloader_port,
+                        http_port: args.http_port,
+                        per_client: args.max_per_client.max(1),
+                        idle_timeout: args.idle_timeout,
+                    },
+                )?;
+                offered.push(format!(
+                    "files from {}: downloader :{}, http :{}",
+                    dir.display(),
+                    args.downloader_port,
+                    args.http_port
+                ));
+                continue;
+            }
+            // Started with the downloader: they share a directory and client limits.
+            Service::Http => continue,
+        }
+        offered.push(format!("{} :{port}", service.name()));
     }
 
     let host = if args.no_configure_host {
@@ -268,21 +397,24 @@ fn run(args: Args) -> io::Result<()> {
     };
     let ip = args.address.addr();
     println!(
-        "tunstackd: owns {name} (stack {}, {host}, MTU {}; {services}); try: ping {ip}, nc {ip} {}",
-        args.address, args.mtu, args.tcp_echo
+        "tunstackd[{}]: owns {name} (stack {}, {host}, MTU {}; {services}); try: ping {ip}, nc {ip} {}",
+        std::process::id(),
+        args.address,
+        args.mtu,
+        args.tcp_echo
     );
     io::stdout().flush()?;
     log::info!("running on {name}; SIGUSR1 prints counters, SIGINT/SIGTERM stop");
 
     for sig in signals.forever() {
         match sig {
-            SIGUSR1 => print_stats(&stack),
+            SIGUSR1 => print_stats(stack),
             _ => break,
         }
     }
     stack.shutdown()?;
-    let _ = std::fs::remove_file(&control);
-    print_stats(&stack);
+    drop(control);
+    print_stats(stack);
     log::info!("stopped; {name} goes away with us");
     Ok(())
 }
@@ -307,15 +439,14 @@ fn print_stats(stack: &Stack) {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // Quiet by default: the start-up line, then warnings and errors only.
+    // RUST_LOG=info shows the services starting and refused requests; debug, every state change.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = Args::parse();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tunstackd: {e}");
-            if e.kind() == io::ErrorKind::PermissionDenied {
-                eprintln!("tunstackd: creating a TUN interface needs root (try sudo) or CAP_NET_ADMIN");
-            }
             ExitCode::FAILURE
         }
     }
@@ -344,5 +475,35 @@ mod tests {
         assert_eq!(Direction::from(a.impair.impair_direction), Direction::In);
         assert!(Args::try_parse_from(["tunstackd", "--impair-direction", "sideways"]).is_err());
         assert!(Args::try_parse_from(["tunstackd", "--idle-timeout", "NaN"]).is_err());
+    }
+
+    fn clash(args: &[&str]) -> Option<String> {
+        let a = Args::try_parse_from(std::iter::once("tunstackd").chain(args.iter().copied())).unwrap();
+        port_clash(&a.services())
+    }
+
+    #[test]
+    fn services_clash_on_one_port_of_one_protocol_and_the_message_names_both() {
+        // Echo on 7 over TCP and over UDP is the default, and no clash.
+        assert_eq!(clash(&[]), None);
+        assert_eq!(clash(&["--files", "/srv"]), None);
+        assert_eq!(
+            clash(&["--files", "/srv", "--http-port", "7"]).as_deref(),
+            Some("--http-port 7: port 7/tcp is already taken by the tcp echo service (--tcp-echo 7)")
+        );
+        assert_eq!(
+            clash(&["--source", "9"]).as_deref(),
+            Some("--source 9: port 9/tcp is already taken by the discard service (--discard 9)")
+        );
+        assert_eq!(
+            clash(&["--files", "/srv", "--downloader-port", "80"]).as_deref(),
+            Some("--http-port 80: port 80/tcp is already taken by the downloader service (--downloader-port 80)")
+        );
+        // A service that is off, or on the other protocol, takes nothing.
+        assert_eq!(clash(&["--files", "/srv", "--http-port", "7", "--no-tcp-echo"]), None);
+        assert_eq!(clash(&["--udp-echo", "9"]), None);
+        assert_eq!(clash(&["--http-port", "7"]), None, "no file services without --files");
+        // Port 0 is any free port, one each.
+        assert_eq!(clash(&["--discard", "0", "--source", "0"]), None);
     }
 }

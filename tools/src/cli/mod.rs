@@ -17,11 +17,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// Network tools on tunstack's own stack (talks to a running tunstackd).
+/// tunstack, the command-line tools (ifconfig, route, netstat, ping, traceroute, get, nc) run on tunstack's own stack, through a running tunstackd's control socket.
 #[derive(Debug, Parser)]
-#[command(name = "tunstack", version, about)]
+#[command(name = "tunstack", version)]
 pub struct Cli {
-    /// The daemon's interface (its control socket is /run/tunstack/<interface>.sock).
+    /// The daemon's interface (its control socket is /run/tunstack/<interface>.sock; <interface>-netns<inode>.sock outside the machine's own network namespace).
     #[arg(short = 'I', long, global = true, default_value = "tun0")]
     interface: String,
 

@@ -11,22 +11,45 @@ pub mod server;
 use std::path::PathBuf;
 
 /// Where a daemon for interface `ifname` listens by default:
-/// `/run/tunstack/<ifname>.sock`. Interface names repeat across network
-/// namespaces while /run is shared, so outside the machine's own namespace
-/// the namespace's identity is part of the name; the CLI, run in the same
-/// namespace, computes the same path.
+/// `/run/tunstack/<ifname>.sock` in the machine's own network namespace,
+/// `/run/tunstack/<ifname>-netns<inode>.sock` in any other. Interface names
+/// repeat across network namespaces while /run is shared, so there the
+/// namespace's identity is part of the name. The CLI, run in the same
+/// namespace, computes the same path. The rule is in docs/control-protocol.md.
 pub fn default_path(ifname: &str) -> PathBuf {
-    let ns = |p: &str| {
-        std::fs::metadata(p)
-            .ok()
-            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-    };
-    // In a namespace /proc/1/ns/net may not even be readable: then assume we are in one.
-    match (ns("/proc/self/ns/net"), ns("/proc/1/ns/net")) {
-        (Some(mine), Some(init)) if mine == init => PathBuf::from(format!("/run/tunstack/{ifname}.sock")),
-        (Some(mine), _) => PathBuf::from(format!("/run/tunstack/{ifname}-netns{mine}.sock")),
-        (None, _) => PathBuf::from(format!("/run/tunstack/{ifname}.sock")),
+    let mine = inode("/proc/self/ns/net");
+    socket_path(ifname, mine, mine.and_then(|_| in_initial_netns()))
+}
+
+/// The socket's name from our namespace's inode (None: no /proc to tell)
+/// and whether it is the machine's own (None: cannot tell).
+fn socket_path(ifname: &str, netns: Option<u64>, initial: Option<bool>) -> PathBuf {
+    match (netns, initial) {
+        // Without /proc there is no namespace inode to name: the plain name is the only one.
+        (None, _) | (Some(_), Some(true)) => PathBuf::from(format!("/run/tunstack/{ifname}.sock")),
+        // Undecided counts as another namespace: that name can never be another namespace's.
+        (Some(ns), Some(false) | None) => PathBuf::from(format!("/run/tunstack/{ifname}-netns{ns}.sock")),
     }
+}
+
+/// Whether we share PID 1's network namespace: the machine's own, or a
+/// container's, whose /run is its own too. `/proc/1/ns/net` answers only to
+/// those allowed to ptrace PID 1 (not other users, and not always root: it
+/// may be refused by a security module), so when it cannot be read the
+/// namespaces are compared through `/proc/<pid>/net/dev`, which anyone may
+/// stat: procfs gives each namespace's entry its own inode number, the
+/// same whichever process it is reached through. `None` when neither can be
+/// read (a /proc mounted with hidepid that hides PID 1).
+fn in_initial_netns() -> Option<bool> {
+    let same = |ours: &str, init: &str| Some(inode(ours)? == inode(init)?);
+    same("/proc/self/ns/net", "/proc/1/ns/net").or_else(|| same("/proc/self/net/dev", "/proc/1/net/dev"))
+}
+
+/// The inode number of what `path` leads to.
+fn inode(path: &str) -> Option<u64> {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
 }
 
 /// Longest request line accepted.
@@ -66,6 +89,32 @@ pub fn fields(line: &str) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_socket_is_named_by_namespace_only_outside_the_machines_own() {
+        let p = |ns, initial| socket_path("tun0", ns, initial).display().to_string();
+        assert_eq!(p(Some(4026531833), Some(true)), "/run/tunstack/tun0.sock");
+        assert_eq!(
+            p(Some(4026532177), Some(false)),
+            "/run/tunstack/tun0-netns4026532177.sock"
+        );
+        assert_eq!(p(Some(4026532177), None), "/run/tunstack/tun0-netns4026532177.sock");
+        assert_eq!(p(None, None), "/run/tunstack/tun0.sock");
+    }
+
+    #[test]
+    fn our_namespace_is_compared_with_pid_1s_even_where_its_ns_link_is_unreadable() {
+        // A process may always stat its own entries; PID 1's /proc/1/net is
+        // open to all, so the answer is known here whatever the privileges.
+        let initial = in_initial_netns().expect("a decision");
+        // Both ways of comparing agree wherever both can be read.
+        let by_nsfs = inode("/proc/1/ns/net").map(|init| Some(init) == inode("/proc/self/ns/net"));
+        if let Some(by_nsfs) = by_nsfs {
+            assert_eq!(by_nsfs, initial);
+        }
+        let by_procfs = inode("/proc/1/net/dev").unwrap() == inode("/proc/self/net/dev").unwrap();
+        assert_eq!(by_procfs, initial);
+    }
 
     #[test]
     fn escaping_round_trips() {

@@ -8,7 +8,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 use tunstack::net::{TcpListener, UdpSocket};
 use tunstack::runtime::Stack;
@@ -24,9 +23,40 @@ pub struct ControlConfig {
     pub ifname: String,
 }
 
-/// Binds the control socket and serves it on a thread until the process ends.
-pub fn start(stack: &Stack, cfg: ControlConfig) -> io::Result<JoinHandle<()>> {
-    let listener = bind(&cfg)?;
+/// The bound control socket's file, removed when this is dropped: at the
+/// daemon's exit, and on any start-up error after it was made.
+#[derive(Debug)]
+pub struct ControlSocket {
+    path: PathBuf,
+    /// Device and inode of the file we made: only that file is removed,
+    /// never one another daemon put in its place since.
+    id: (u64, u64),
+}
+
+impl ControlSocket {
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        if file_id(&self.path).is_some_and(|id| id == self.id) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Binds the control socket and serves it on a thread until the process
+/// ends. The socket file lasts as long as the returned guard.
+pub fn start(stack: &Stack, cfg: ControlConfig) -> io::Result<ControlSocket> {
+    let (listener, socket) = bind(&cfg)?;
     let stack = stack.clone();
     let pending = Arc::new(Pending::default());
     std::thread::Builder::new().name("control".into()).spawn(move || {
@@ -51,50 +81,81 @@ pub fn start(stack: &Stack, cfg: ControlConfig) -> io::Result<JoinHandle<()>> {
                 log::warn!("control: no thread for a client: {e}");
             }
         }
-    })
+    })?;
+    Ok(socket)
 }
 
-/// Creates the socket file with the right mode (and group).
-fn bind(cfg: &ControlConfig) -> io::Result<UnixListener> {
+/// Creates the socket file with the right mode (and group). The group is
+/// looked up first, so a bad one leaves nothing behind; the file is made
+/// under a umask that keeps it private until its mode is set.
+fn bind(cfg: &ControlConfig) -> io::Result<(UnixListener, ControlSocket)> {
     let path = &cfg.path;
+    let gid = cfg.group.as_deref().map(group_id).transpose()?;
+    let failed =
+        |what: &str, e: io::Error| io::Error::new(e.kind(), format!("control socket {}: {what}: {e}", path.display()));
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir).map_err(|e| failed(&format!("cannot create {}", dir.display()), e))?;
     }
     if path.exists() {
         if UnixStream::connect(path).is_ok() {
             return Err(io::Error::new(
                 io::ErrorKind::AddrInUse,
-                format!("{} is in use: is another tunstackd running?", path.display()),
+                format!(
+                    "control socket {} is in use: is another tunstackd running?",
+                    path.display()
+                ),
             ));
         }
-        std::fs::remove_file(path)?; // left behind by a daemon that died
+        // Left behind by a daemon that died.
+        std::fs::remove_file(path).map_err(|e| failed("cannot remove a stale one", e))?;
     }
-    let listener = UnixListener::bind(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind {}: {e}", path.display())))?;
-    let mode = if let Some(group) = &cfg.group {
-        set_group(path, group)?;
-        0o660
-    } else {
-        0o600
+    let listener = with_umask(0o177, || UnixListener::bind(path)).map_err(|e| failed("cannot bind", e))?;
+    let socket = ControlSocket {
+        path: path.clone(),
+        id: file_id(path).ok_or_else(|| failed("vanished", io::ErrorKind::NotFound.into()))?,
     };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
-    Ok(listener)
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(|e| failed("cannot change its group", e))?;
+    }
+    let mode = if gid.is_some() { 0o660 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| failed("cannot set its mode", e))?;
+    Ok((listener, socket))
 }
 
-/// Gives `path` to group `name`.
-fn set_group(path: &Path, name: &str) -> io::Result<()> {
-    let groups = std::fs::read_to_string("/etc/group")?;
-    let gid = groups
-        .lines()
-        .filter_map(|l| {
-            let mut parts = l.split(':');
-            let n = parts.next()?;
-            let gid = parts.nth(1)?.parse::<u32>().ok()?;
-            (n == name).then_some(gid)
-        })
-        .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no group named {name:?}")))?;
-    std::os::unix::fs::chown(path, None, Some(gid))
+/// Runs `f` with the process's umask set to `mask`, then restores it. The
+/// umask is the process's: this runs at start-up, before any thread that
+/// creates files.
+fn with_umask<T>(mask: libc::mode_t, f: impl FnOnce() -> T) -> T {
+    // SAFETY: umask(2) only swaps a number in the process; it cannot fail.
+    let old = unsafe { libc::umask(mask) };
+    let r = f();
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    r
+}
+
+/// The id of group `name` from the system's group database (getgrnam_r,
+/// so NSS sources count too); a number is taken as an id, as chown(1) does.
+pub fn group_id(name: &str) -> io::Result<u32> {
+    let no_such = || io::Error::new(io::ErrorKind::NotFound, format!("no group named {name:?}"));
+    let cname = std::ffi::CString::new(name).map_err(|_| no_such())?;
+    let mut buf = vec![0 as libc::c_char; 4096];
+    loop {
+        // SAFETY: group is plain data that getgrnam_r fills; all-zero is a valid value.
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: every pointer is to a live value of the right type, and
+        // buf.len() is the true size of the buffer the strings go into.
+        let rc = unsafe { libc::getgrnam_r(cname.as_ptr(), &mut grp, buf.as_mut_ptr(), buf.len(), &mut found) };
+        match rc {
+            0 if !found.is_null() => return Ok(grp.gr_gid),
+            // getgrnam_r(3): any of these means "no such group" on some system.
+            0 | libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM => return name.parse().map_err(|_| no_such()),
+            libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
+            e => return Err(io::Error::from_raw_os_error(e)),
+        }
+    }
 }
 
 /// "pid/program" of the process at the other end, from SO_PEERCRED.
@@ -363,4 +424,19 @@ fn sockets(stack: &Stack) -> Vec<String> {
         )
     }));
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_are_found_by_name_or_number_and_a_missing_one_is_named() {
+        assert_eq!(group_id("root").unwrap(), 0);
+        assert_eq!(group_id("4242").unwrap(), 4242);
+        let e = group_id("nosuchgroup").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert_eq!(e.to_string(), "no group named \"nosuchgroup\"");
+        assert!(group_id("bad\0name").is_err());
+    }
 }
