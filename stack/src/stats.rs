@@ -153,6 +153,10 @@ counters! {
         tcp_keepalive_probes,
         /// Segments received out of order (kept for reassembly).
         tcp_rx_out_of_order,
+        /// Loss recoveries driven by the peer's SACK blocks (RFC 6675).
+        tcp_sack_recoveries,
+        /// Holes retransmitted because SACK blocks showed them lost.
+        tcp_sack_retransmits,
         /// Segments dropped by PAWS: a timestamp older than the last one (RFC 7323 §5).
         tcp_paws_dropped,
         /// ICMP errors about our segments acted on (RFC 1122 §4.2.3.9).

@@ -547,6 +547,7 @@ impl Tcb {
             if t.rto_high_water.is_some_and(|hw| seg.ack.gt(hw)) {
                 t.rto_high_water = None;
             }
+            t.scoreboard.ack(t.snd_una);
             match t.recover {
                 Some(rec) if seg.ack.ge(rec) => {
                     t.recover = None;
@@ -554,9 +555,15 @@ impl Tcb {
                     t.cc.on_recovery_exit(flight, mss);
                 }
                 Some(_) => {
-                    // Partial ACK: the next hole is lost too (RFC 6582 §3.2 step 4).
-                    t.cc.on_partial_ack(data_acked, mss);
-                    retransmit_first = true;
+                    // Partial ACK: the next hole is lost too (RFC 6582 §3.2
+                    // step 4). With SACK the window is not inflated, so it is
+                    // not deflated either (RFC 6675 counts `pipe` instead).
+                    if !t.sack_ok {
+                        t.cc.on_partial_ack(data_acked, mss);
+                    }
+                    if t.high_rxt.le(t.snd_una) {
+                        retransmit_first = true;
+                    }
                 }
                 None => t.cc.on_ack(data_acked, mss),
             }
@@ -576,14 +583,26 @@ impl Tcb {
             t.dupacks += 1;
             cx.stats().tcp_dup_acks += 1;
             if t.recover.is_some() {
-                t.cc.on_recovery_dupack(mss);
+                if !t.sack_ok {
+                    t.cc.on_recovery_dupack(mss);
+                }
             } else if t.dupacks == 3 && fast_retransmit_allowed(t, seg.ack) {
-                let flight = t.flight();
-                t.cc.on_fast_retransmit(flight, mss);
-                t.recover = Some(t.snd_max);
-                cx.stats().tcp_fast_retransmits += 1;
+                enter_recovery(t, cx);
                 retransmit_first = true;
             }
+        }
+        // RFC 6675: the scoreboard takes every ACK's SACK blocks, and enough
+        // SACKed data above SND.UNA starts recovery before a third duplicate
+        // (IsLost(SND.UNA), §5 step (b)).
+        if t.sack_ok
+            && t.snd_max.gt(t.snd_una)
+            && t.scoreboard.update(t.snd_una, t.snd_max, seg.options.sack.as_slice())
+            && t.recover.is_none()
+            && t.scoreboard.lost_boundary(t.snd_una, mss).gt(t.snd_una)
+            && fast_retransmit_allowed(t, seg.ack)
+        {
+            enter_recovery(t, cx);
+            retransmit_first = true;
         }
         // Window update (RFC 9293 §3.10.7.4: SND.WL1/WL2 guard against old segments).
         if t.snd_wl1.lt(seg.seq) || (t.snd_wl1 == seg.seq && t.snd_wl2.le(seg.ack)) {
@@ -599,6 +618,23 @@ impl Tcb {
         if retransmit_first {
             t.retransmit_first(cx);
         }
+        if t.sack_recovery() {
+            t.sack_retransmit(cx);
+        }
+    }
+}
+
+/// Fast retransmit starts a recovery (RFC 5681 §3.2, RFC 6582, RFC 6675
+/// §5): the window halves, and the recovery lasts until everything sent so
+/// far is acknowledged.
+fn enter_recovery(t: &mut Tcb, cx: &mut Context<'_>) {
+    let flight = t.flight();
+    t.cc.on_fast_retransmit(flight, t.snd_mss);
+    t.recover = Some(t.snd_max);
+    t.high_rxt = t.snd_una;
+    cx.stats().tcp_fast_retransmits += 1;
+    if t.sack_ok {
+        cx.stats().tcp_sack_recoveries += 1;
     }
 }
 

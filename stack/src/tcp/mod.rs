@@ -64,6 +64,7 @@ mod input;
 pub(crate) mod isn;
 mod output;
 pub(crate) mod rtt;
+mod sack;
 pub(crate) mod tcb;
 mod timer;
 

@@ -129,8 +129,19 @@ impl Tcb {
         };
         if may_send_data && unsent > 0 {
             let flight = self.flight();
-            let window = (self.snd_wnd as usize).min(self.cc.cwnd());
-            let usable = window.saturating_sub(flight);
+            // RFC 3042 limited transmit: the first two duplicate ACKs each let
+            // one new segment out beyond the congestion window.
+            let limited = if self.recover.is_none() {
+                self.dupacks.min(2) as usize * self.snd_mss
+            } else {
+                0
+            };
+            // The peer's window bounds sequence numbers (SND.UNA + SND.WND);
+            // the congestion window bounds what is in the network, which a
+            // SACK recovery counts as `pipe` (RFC 6675).
+            let by_peer = (self.snd_wnd as usize).saturating_sub(flight);
+            let by_congestion = (self.cc.cwnd() + limited).saturating_sub(self.in_flight());
+            let usable = by_peer.min(by_congestion);
             let mss = self.send_mss();
             let len = unsent.min(mss).min(usable);
             let send_it = len > 0
@@ -274,7 +285,85 @@ impl Tcb {
         let _ = cx.send_datagram(*self.remote.ip(), protocol::TCP, DEFAULT_TTL, true, buf);
     }
 
-    /// Retransmits one segment at SND.UNA (fast retransmit, NewReno partial ACK).
+    /// Whether this is a loss recovery the peer's SACK blocks steer (RFC 6675).
+    pub(crate) fn sack_recovery(&self) -> bool {
+        self.sack_ok && self.recover.is_some()
+    }
+
+    /// Bytes counted against the congestion window: SND.NXT − SND.UNA, or in
+    /// a SACK recovery RFC 6675's `pipe`: what is neither SACKed nor lost
+    /// (lost bytes count again once retransmitted).
+    pub(crate) fn in_flight(&self) -> usize {
+        if !self.sack_recovery() {
+            return self.flight();
+        }
+        let board = &self.scoreboard;
+        let unsacked = board.unsacked_between(self.snd_una, self.snd_nxt);
+        let lost_end = board.lost_boundary(self.snd_una, self.snd_mss);
+        let lost_end = if lost_end.gt(self.snd_nxt) {
+            self.snd_nxt
+        } else {
+            lost_end
+        };
+        let rexmit_end = if self.high_rxt.gt(self.snd_una) {
+            self.high_rxt
+        } else {
+            self.snd_una
+        };
+        unsacked - board.unsacked_between(rexmit_end, lost_end)
+    }
+
+    /// RFC 6675 §5 NextSeg rule 1: while the window has room, retransmits the
+    /// holes above HighRxt that the scoreboard shows lost (new data then
+    /// follows from `output`).
+    pub(crate) fn sack_retransmit(&mut self, cx: &mut Context<'_>) {
+        let mss = self.send_mss();
+        let sent_end = if self.fin_sent() { self.data_end() } else { self.snd_max };
+        // Bounded: each round sends a segment or stops (DESIGN rule 11).
+        for _ in 0..64 {
+            if self.in_flight() + mss > self.cc.cwnd() {
+                break;
+            }
+            let lost_end = self.scoreboard.lost_boundary(self.snd_una, self.snd_mss);
+            let limit = if lost_end.lt(sent_end) { lost_end } else { sent_end };
+            let from = if self.high_rxt.gt(self.snd_una) {
+                self.high_rxt
+            } else {
+                self.snd_una
+            };
+            let Some((start, end)) = self.scoreboard.next_hole(from, limit) else {
+                break;
+            };
+            let len = (end.wrapping_distance_from(start) as usize).min(mss);
+            self.retransmit_range(cx, start, len, false);
+            cx.stats().tcp_sack_retransmits += 1;
+        }
+    }
+
+    /// Sends `len` bytes from `start` again (and FIN with them if `fin`).
+    fn retransmit_range(&mut self, cx: &mut Context<'_>, start: SeqNum, len: usize, fin: bool) {
+        self.retransmits += 1;
+        self.rtt_probe = None; // Karn: never time a retransmitted segment.
+        let end = start + len as u32 + u32::from(fin);
+        if end.gt(self.high_rxt) {
+            self.high_rxt = end;
+        }
+        if self.timer(Timer::Retransmit).is_none() {
+            let rto = self.rtt.backed_off(self.backoff);
+            self.set_timer(Timer::Retransmit, Some(cx.now() + rto));
+        }
+        let plan = Plan {
+            seq: start,
+            flags: flags::ACK | if fin { flags::FIN } else { 0 },
+            data_offset: start.wrapping_distance_from(self.data_start()) as usize,
+            data_len: len,
+            options: TcpOptions::default(),
+        };
+        self.transmit(cx, &plan);
+    }
+
+    /// Retransmits one segment at SND.UNA (fast retransmit, NewReno partial
+    /// ACK, a closed window's probe), up to the first SACKed byte.
     pub(super) fn retransmit_first(&mut self, cx: &mut Context<'_>) {
         let start = self.snd_una;
         // Only what was sent before: never bytes beyond SND.MAX.
@@ -284,26 +373,18 @@ impl Tcb {
         } else {
             0
         };
-        let len = avail.min(self.send_mss());
-        let mut f = flags::ACK;
-        if len == avail && self.fin_sent() {
-            f |= flags::FIN;
-        }
-        if len == 0 && f & flags::FIN == 0 {
+        let hole = match self.scoreboard.next_hole(start, sent_end) {
+            Some((s, e)) if s == start => e.wrapping_distance_from(s) as usize,
+            _ => avail,
+        };
+        let len = avail.min(hole).min(self.send_mss());
+        let fin = len == avail && self.fin_sent();
+        if len == 0 && !fin {
             return;
         }
-        self.retransmits += 1;
-        self.rtt_probe = None;
-        let rto = self.rtt.backed_off(self.backoff);
-        self.set_timer(Timer::Retransmit, Some(cx.now() + rto));
-        let plan = Plan {
-            seq: start,
-            flags: f,
-            data_offset: start.wrapping_distance_from(self.data_start()) as usize,
-            data_len: len,
-            options: TcpOptions::default(),
-        };
-        self.transmit(cx, &plan);
+        // The timer restarts for this retransmission (RFC 6298 §5.3).
+        self.set_timer(Timer::Retransmit, None);
+        self.retransmit_range(cx, start, len, fin);
     }
 
     /// Sends an ACK now (challenge ACKs, duplicate ACKs).

@@ -6,6 +6,7 @@ use super::TcpConfig;
 use super::buffer::{RecvBuffer, SendBuffer};
 use super::congestion::{CongestionControl, NewReno};
 use super::rtt::RttEstimator;
+use super::sack::Scoreboard;
 use crate::socket::Handle;
 use crate::time::{Duration, Instant};
 use crate::wire::seq::SeqNum;
@@ -162,6 +163,10 @@ pub(crate) struct Tcb {
     pub(crate) sack_recent: [Option<SeqNum>; 3],
     /// A duplicate to report first in the next ACK (D-SACK, RFC 2883).
     pub(crate) dsack: Option<(SeqNum, SeqNum)>,
+    /// What the peer SACKed of ours (RFC 6675's scoreboard).
+    pub(crate) scoreboard: Scoreboard,
+    /// HighRxt: the end of the highest retransmission in this recovery (RFC 6675 §2).
+    pub(crate) high_rxt: SeqNum,
 
     // Receive sequence space.
     pub(crate) irs: SeqNum,
@@ -265,6 +270,8 @@ impl Tcb {
             sack_ok: false,
             sack_recent: [None; 3],
             dsack: None,
+            scoreboard: Scoreboard::default(),
+            high_rxt: iss,
             irs: SeqNum(0),
             rcv_nxt: SeqNum(0),
             recv: RecvBuffer::new(cfg.recv_buffer),

@@ -1388,3 +1388,86 @@ fn no_sack_blocks_unless_the_peer_permitted_them() {
     assert_eq!(dup.ack, base);
     assert!(dup.options.sack.is_empty() && dup.options.timestamps.is_none());
 }
+
+impl Peer {
+    /// An ACK for `ack` carrying SACK `blocks` (and timestamps, as negotiated).
+    fn ack_with_sack(&mut self, ack: SeqNum, blocks: &[(SeqNum, SeqNum)]) {
+        let mut options = TcpOptions {
+            timestamps: Some((6000, 0)),
+            ..TcpOptions::default()
+        };
+        for &(l, r) in blocks {
+            options.sack.push(l, r);
+        }
+        let seq = self.seq;
+        self.send_opts(ACK, seq, ack, 65535 >> 7, options, b"");
+    }
+}
+
+/// RFC 6675: three segments lost in one window are all repaired by fast
+/// retransmission steered by SACK blocks: no timeout, and nothing the peer
+/// SACKed is sent again.
+#[test]
+fn three_losses_in_one_window_are_repaired_by_sack_without_a_timeout() {
+    let mut p = Peer::new();
+    let (h, _) = p.established_with_options(5000);
+    p.i.tcp(p.now).set_nodelay(h, true);
+    p.i.tcp(p.now).send(h, &vec![7u8; 20 * 1448]).unwrap();
+    let sent = p.recv();
+    assert_eq!(sent.len(), 10, "an initial window of ten segments");
+    let seg = |i: usize| (sent[i].seq, sent[i].seq + sent[i].payload.len() as u32);
+    // Segments 1, 4 and 7 are lost; the peer acknowledges 0 and SACKs the rest as they come.
+    p.ack_with_sack(seg(1).0, &[]);
+    let mut got = vec![0];
+    let mut retransmitted = Vec::new();
+    for i in [2, 3, 5, 6, 8, 9] {
+        got.push(i);
+        let mut blocks: Vec<(SeqNum, SeqNum)> = Vec::new();
+        for &j in got.iter().filter(|&&j| j > 1) {
+            match blocks.last_mut() {
+                Some(b) if b.1 == seg(j).0 => b.1 = seg(j).1,
+                _ => blocks.push(seg(j)),
+            }
+        }
+        blocks.reverse(); // the newest first, as a receiver sends them
+        p.ack_with_sack(seg(1).0, &blocks[..blocks.len().min(3)]);
+        for s in p.recv() {
+            if s.seq.lt(sent[9].seq + 1448) && !s.payload.is_empty() && s.seq.lt(seg(9).1) {
+                retransmitted.push(s.seq);
+            }
+        }
+    }
+    assert_eq!(
+        retransmitted,
+        [seg(1).0, seg(4).0],
+        "the holes SACK shows lost, once each"
+    );
+    // The retransmissions arrive: the cumulative ACK jumps to the last hole, which goes next.
+    p.ack_with_sack(seg(7).0, &[(seg(8).0, seg(9).1)]);
+    let next: Vec<SeqNum> = p.recv().iter().filter(|s| s.seq.lt(seg(9).1)).map(|s| s.seq).collect();
+    assert_eq!(next, [seg(7).0]);
+    p.ack_with_sack(seg(9).1, &[]);
+    assert_eq!(p.i.stats().tcp_rto_retransmits, 0, "repaired without a timeout");
+    assert_eq!(p.i.stats().tcp_sack_recoveries, 1);
+}
+
+/// RFC 3042: the first two duplicate ACKs each release one new segment,
+/// so a small window still gets its third duplicate ACK.
+#[test]
+fn limited_transmit_sends_new_data_on_the_first_two_duplicate_acks() {
+    let mut p = Peer::new();
+    let (h, _) = p.established_with_options(5000);
+    p.i.tcp(p.now).set_nodelay(h, true);
+    p.i.tcp(p.now).send(h, &vec![7u8; 14 * 1448]).unwrap();
+    let sent = p.recv();
+    assert_eq!(sent.len(), 10);
+    let end = |i: usize| sent[i].seq + sent[i].payload.len() as u32;
+    p.ack_with_sack(sent[0].seq, &[(sent[1].seq, end(1))]);
+    let first = p.recv();
+    assert_eq!(first.len(), 1, "one new segment on the first duplicate");
+    assert_eq!(first[0].seq, end(9));
+    p.ack_with_sack(sent[0].seq, &[(sent[1].seq, end(2))]);
+    let second = p.recv();
+    assert_eq!(second.len(), 1, "and one on the second");
+    assert_eq!(second[0].seq, end(9) + 1448);
+}

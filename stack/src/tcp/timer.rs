@@ -76,6 +76,10 @@ impl Tcb {
                 }
                 t.backoff += 1;
                 t.recover = None;
+                // RFC 2018 §8: after a timeout the receiver may have dropped
+                // what it SACKed; everything unacknowledged goes again.
+                t.scoreboard.clear();
+                t.high_rxt = t.snd_una;
                 t.dupacks = 0;
                 t.rtt_probe = None; // Karn: never time a retransmitted segment.
                 t.snd_nxt = t.snd_una;
