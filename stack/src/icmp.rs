@@ -100,6 +100,7 @@ fn error_report<'a>(cx: &Context<'_>, d: &Datagram<'a>, msg: &IcmpMessage<'a>) -
         from: d.header.src,
         kind: msg.kind,
         code: msg.code,
+        rest: msg.rest,
         quoted,
         transport,
     })

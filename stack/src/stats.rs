@@ -159,6 +159,8 @@ counters! {
         tcp_sack_retransmits,
         /// Segments dropped by PAWS: a timestamp older than the last one (RFC 7323 §5).
         tcp_paws_dropped,
+        /// Path MTU reductions from fragmentation-needed errors (RFC 1191).
+        tcp_pmtu_reductions,
         /// ICMP errors about our segments acted on (RFC 1122 §4.2.3.9).
         tcp_icmp_errors,
         /// ICMP errors quoting a sequence number we have not sent or that is acknowledged (RFC 5927).

@@ -51,6 +51,8 @@ pub(crate) struct IcmpErrorReport<'a> {
     pub kind: u8,
     /// ICMP code.
     pub code: u8,
+    /// Bytes 4..8 of the ICMP header: the next-hop MTU for fragmentation-needed (RFC 1191).
+    pub rest: [u8; 4],
     /// The header of our datagram, as quoted.
     pub quoted: Ipv4Header,
     /// The quoted start of its payload: at least 8 bytes, the transport's ports.

@@ -3,13 +3,15 @@
 //! or time-exceeded ends the attempt at once with its cause (what `connect`
 //! reports); on a synchronized connection the error is "soft", kept to be
 //! reported instead of a bare timeout if the connection later times out.
-//! Fragmentation-needed (path MTU discovery) is not acted on yet.
+//! Fragmentation-needed drives path MTU discovery (RFC 1191): our segments
+//! carry DF, and a router's next-hop MTU lowers the MSS.
 
 #![forbid(unsafe_code)]
 
 use super::tcb::State;
 use super::{ConnError, FourTuple, TcpLayer};
 use crate::ip::context::{Context, IcmpErrorReport};
+use crate::wire::icmp::{kind, unreachable};
 use crate::wire::tcp::TcpSegment;
 use std::net::SocketAddrV4;
 
@@ -19,9 +21,11 @@ impl TcpLayer {
         let Some(sent) = TcpSegment::parse_quote(report.transport) else {
             return;
         };
-        let Some((error, hard)) = ConnError::from_icmp(report.kind, report.code) else {
+        let frag_needed = report.kind == kind::DEST_UNREACHABLE && report.code == unreachable::FRAG_NEEDED;
+        let icmp_error = ConnError::from_icmp(report.kind, report.code);
+        if !frag_needed && icmp_error.is_none() {
             return;
-        };
+        }
         let tuple = FourTuple {
             local: SocketAddrV4::new(report.quoted.src, sent.src_port),
             remote: SocketAddrV4::new(report.quoted.dst, sent.dst_port),
@@ -44,6 +48,23 @@ impl TcpLayer {
             return;
         }
         cx.stats().tcp_icmp_errors += 1;
+        if frag_needed {
+            let mtu = path_mtu(report);
+            if t.reduce_mss(mtu) {
+                cx.stats().tcp_pmtu_reductions += 1;
+                log::debug!(
+                    "tcp {} -> {}: path MTU {mtu} from {}: MSS {}",
+                    t.local,
+                    t.remote,
+                    report.from,
+                    t.snd_mss
+                );
+                t.output(cx);
+            }
+            self.reschedule(h);
+            return;
+        }
+        let Some((error, hard)) = icmp_error else { return };
         log::debug!(
             "tcp {} -> {}: {error} (ICMP type {} code {} from {})",
             t.local,
@@ -66,4 +87,24 @@ impl TcpLayer {
         }
         self.reschedule(h);
     }
+}
+
+/// The smallest path MTU believed (Linux's `min_pmtu`, RFC 5927 §7.2): a
+/// forged fragmentation-needed cannot shrink segments to a few bytes.
+const MIN_PMTU: usize = 552;
+
+/// RFC 1191 §7's plateaus, for routers that send no next-hop MTU.
+const PLATEAUS: [usize; 10] = [65535, 32000, 17914, 8166, 4352, 2002, 1492, 1006, 508, 296];
+
+/// The path MTU a fragmentation-needed error reports: its next-hop MTU, or
+/// (from an old router, RFC 1191 §5) the plateau below the quoted datagram.
+fn path_mtu(report: &IcmpErrorReport<'_>) -> usize {
+    let next_hop = usize::from(u16::from_be_bytes([report.rest[2], report.rest[3]]));
+    let mtu = if next_hop >= 68 {
+        next_hop
+    } else {
+        let sent = report.quoted.header_len + report.quoted.payload_len;
+        PLATEAUS.into_iter().find(|p| *p < sent).unwrap_or(68)
+    };
+    mtu.max(MIN_PMTU)
 }

@@ -360,6 +360,24 @@ impl Tcb {
         self.snd_fin.is_some_and(|f| self.snd_una.gt(f))
     }
 
+    /// A smaller path MTU is known (RFC 1191): segments shrink to fit it,
+    /// and everything in flight, sent too large and dropped on the way,
+    /// goes again at the new size (as Linux's tcp_simple_retransmit; the
+    /// congestion window is left alone: this was no congestion). False if
+    /// the MSS was already that small.
+    pub(crate) fn reduce_mss(&mut self, path_mtu: usize) -> bool {
+        let mss = path_mtu.saturating_sub(40);
+        if mss >= self.snd_mss {
+            return false;
+        }
+        self.snd_mss = mss;
+        self.snd_nxt = self.snd_una;
+        self.rtt_probe = None;
+        self.scoreboard.clear();
+        self.high_rxt = self.snd_una;
+        true
+    }
+
     /// Our TSval at `now`: milliseconds plus the connection's offset (RFC 7323 §5.4).
     pub(crate) fn ts_now(&self, now: Instant) -> u32 {
         (now.total_millis() as u32).wrapping_add(self.ts_offset)

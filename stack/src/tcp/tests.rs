@@ -1471,3 +1471,57 @@ fn limited_transmit_sends_new_data_on_the_first_two_duplicate_acks() {
     assert_eq!(second.len(), 1, "and one on the second");
     assert_eq!(second[0].seq, end(9) + 1448);
 }
+
+impl Peer {
+    /// A router's fragmentation-needed for our segment at `seq`, with next-hop MTU `mtu`.
+    fn frag_needed_about(&mut self, seq: SeqNum, mtu: u16) {
+        let mut tcp = Vec::new();
+        let ours = TcpSegment {
+            src_port: PORT,
+            dst_port: self.port,
+            seq,
+            ack: SeqNum(0),
+            flags: ACK,
+            window: 0,
+            options: TcpOptions::default(),
+            payload: b"",
+        };
+        ours.emit(&mut tcp, US, HOST);
+        let quoted = ip_packet(US, HOST, crate::ip::protocol::TCP, 1, &tcp[..8]);
+        let [m0, m1] = mtu.to_be_bytes();
+        let mut msg = Vec::new();
+        crate::wire::icmp::IcmpMessage {
+            kind: crate::wire::icmp::kind::DEST_UNREACHABLE,
+            code: crate::wire::icmp::unreachable::FRAG_NEEDED,
+            rest: [0, 0, m0, m1],
+            data: &quoted,
+        }
+        .emit(&mut msg);
+        let pkt = ip_packet(ROUTER, US, crate::ip::protocol::ICMP, 3, &msg);
+        self.i.handle_packet(self.now, &pkt);
+    }
+}
+
+/// RFC 1191: a fragmentation-needed error lowers the MSS to fit the
+/// next-hop MTU, and what was in flight goes again at the new size.
+#[test]
+fn fragmentation_needed_lowers_the_mss_and_resends_at_the_new_size() {
+    let mut p = Peer::new();
+    let h = p.established_active();
+    p.i.tcp(p.now).set_nodelay(h, true);
+    p.i.tcp(p.now).send(h, &vec![3u8; 4000]).unwrap();
+    let sent = p.recv();
+    assert_eq!(sent[0].payload.len(), 1460);
+    p.frag_needed_about(sent[0].seq, 1280);
+    let again = p.recv();
+    assert_eq!(again[0].seq, sent[0].seq, "resent from SND.UNA");
+    assert!(again.iter().all(|s| s.payload.len() <= 1240), "{again:?}");
+    assert_eq!(again.iter().map(|s| s.payload.len()).sum::<usize>(), 4000);
+    assert_eq!(p.i.stats().tcp_pmtu_reductions, 1);
+    // A larger MTU later changes nothing; an absurdly small one is clamped (RFC 5927 §7.2).
+    p.frag_needed_about(sent[0].seq, 1400);
+    assert!(p.recv().is_empty());
+    p.frag_needed_about(sent[0].seq, 100);
+    assert!(p.recv().iter().all(|s| s.payload.len() == 512 || s.payload.len() < 512));
+    assert_eq!(p.i.stats().tcp_pmtu_reductions, 2);
+}
