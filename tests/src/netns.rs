@@ -239,27 +239,28 @@ impl Daemon {
         assert!(status.is_ok_and(|s| s.success()), "kill -{sig} failed");
     }
 
-    /// Asks for the counters (SIGUSR1) and returns them by name.
+    /// Asks for the counters (SIGUSR1) and returns them by name: the
+    /// stack's, the impairment's (`impair_*`) and the census (`sockets_*`).
     pub fn stats(&self) -> HashMap<String, u64> {
-        self.report("stats: ")
-    }
-
-    /// Asks for the socket census (SIGUSR1): `tcp`, `udp`, and `tcp_<state>` counts.
-    pub fn sockets(&self) -> HashMap<String, u64> {
-        self.report("sockets: ")
-    }
-
-    fn report(&self, prefix: &str) -> HashMap<String, u64> {
         let from = self.stdout.len();
         self.signal("USR1");
         let (_, line) = self
             .stdout
-            .wait_for(from, Duration::from_secs(10), |l| l.starts_with(prefix))
-            .unwrap_or_else(|| panic!("daemon printed no {prefix:?} line after SIGUSR1"));
-        line[prefix.len()..]
+            .wait_for(from, Duration::from_secs(10), |l| l.starts_with("stats: "))
+            .unwrap_or_else(|| panic!("daemon printed no stats line after SIGUSR1"));
+        line["stats: ".len()..]
             .split_whitespace()
             .filter_map(|kv| kv.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.parse().expect("numeric counter")))
+            .collect()
+    }
+
+    /// The socket census of [`stats`](Self::stats), without its `sockets_`
+    /// prefix: `tcp`, `udp`, and `tcp_<state>` counts.
+    pub fn sockets(&self) -> HashMap<String, u64> {
+        self.stats()
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix("sockets_")?.to_owned(), v)))
             .collect()
     }
 

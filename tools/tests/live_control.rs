@@ -1,14 +1,22 @@
 //! Live tests of the control socket and the `tunstack` CLI against a
-//! running daemon in a namespace, with host tools on the other side.
+//! running daemon in a namespace, with host tools on the other side; among
+//! them the CLI behaving like the classic tools: `netstat -s` against
+//! SIGUSR1's line through a lossy link, a closed stdout pipe, `nc -u`
+//! meeting a closed port.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream as HostTcp};
+use std::net::{Shutdown, TcpStream as HostTcp, UdpSocket as HostUdp};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tunstack_tests::netns::{Daemon, Sandbox, live_tests_possible};
-use tunstack_tests::process;
+use tunstack_tests::process::{self, Lines};
+use tunstack_tools::cli::statistics;
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_tunstackd");
 const CLI: &str = env!("CARGO_BIN_EXE_tunstack");
@@ -46,8 +54,18 @@ fn ifconfig_route_and_netstat_show_the_stack() {
 
     let ifc = cli(&sb, &control, &["ifconfig"]);
     assert!(
-        ifc.contains("inet 10.200.0.2  netmask 255.255.255.0  broadcast 10.200.0.255"),
+        ifc.starts_with("tun0: flags=211<UP,BROADCAST,POINTOPOINT,RUNNING,NOARP>  mtu 1500\n"),
         "{ifc}"
+    );
+    assert!(
+        ifc.contains(
+            "\n        inet 10.200.0.2  netmask 255.255.255.0  broadcast 10.200.0.255  destination 10.200.0.1\n"
+        ),
+        "{ifc}"
+    );
+    assert!(
+        ifc.contains(" B)\n") || ifc.contains("iB)\n"),
+        "bytes with units: {ifc}"
     );
     assert!(
         ifc.contains("mtu 1500") && ifc.contains("RX packets") && ifc.contains("TX errors"),
@@ -89,22 +107,42 @@ fn ifconfig_route_and_netstat_show_the_stack() {
         "{row}"
     );
     assert!(row.trim_end().ends_with("echo"), "owner: {row}");
-    assert!(
-        ns.lines()
-            .any(|l| l.contains("0.0.0.0:7") && l.contains("LISTEN") && l.ends_with("echo")),
-        "{ns}"
+    let listen: Vec<&str> = ns
+        .lines()
+        .find(|l| l.contains("0.0.0.0:7") && l.contains("LISTEN"))
+        .unwrap_or_else(|| panic!("{ns}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        listen,
+        ["tcp", "0", "0", "0.0.0.0:7", "0.0.0.0:*", "LISTEN", "echo"],
+        "Send-Q 0 as netstat -anp shows a listener"
     );
     assert!(
         ns.lines().any(|l| l.starts_with("udp") && l.contains("0.0.0.0:7")),
         "{ns}"
     );
     let info = cli(&sb, &control, &["netstat", "-t", "-i"]);
-    assert!(info.contains("RTT(ms)") && info.contains("cwnd"), "{info}");
+    let lines: Vec<&str> = info.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.contains(&format!("10.200.0.1:{port}")))
+        .unwrap_or_else(|| panic!("{info}"));
+    let details = lines[at + 1];
+    assert!(
+        details.starts_with("        rtt ") && details.contains("ms  rto ") && details.contains("ms  cwnd 10 seg ("),
+        "{details}"
+    );
+    assert!(
+        details.contains(" B)  ssthresh ∞  mss 1460 B  retrans 0 seg  received 3 B  sent 3 B"),
+        "{details}"
+    );
     conn.shutdown(Shutdown::Write).unwrap();
     assert_eq!(conn.read(&mut buf).unwrap(), 0);
     drop(conn);
 
-    // A connection the stack closes first waits in TIME_WAIT, still labelled.
+    // A connection the stack closes first waits in TIME_WAIT, nobody's any
+    // more: the service closed it (netstat -p shows "-", as on Linux).
     let mut src = sb.enter(|| HostTcp::connect("10.200.0.2:19").unwrap());
     src.write_all(b"10\n").unwrap();
     let mut got = Vec::new();
@@ -117,7 +155,7 @@ fn ifconfig_route_and_netstat_show_the_stack() {
         let ns = cli(&sb, &control, &["netstat", "-a", "-p"]);
         if let Some(row) = ns.lines().find(|l| l.contains(&format!("10.200.0.1:{port}"))) {
             if row.contains("TIME_WAIT") {
-                assert!(row.trim_end().ends_with("source"), "{row}");
+                assert!(row.trim_end().ends_with(" -"), "{row}");
                 break;
             }
         }
@@ -230,4 +268,168 @@ fn the_default_control_socket_is_found_by_interface_name() {
     let out = sb.run(CLI, &["-I", "tsctl0", "ifconfig"], Duration::from_secs(30));
     out.assert_success("tunstack -I tsctl0 ifconfig");
     assert!(out.stdout.starts_with("tsctl0:"), "{}", out.stdout);
+}
+
+/// `tunstack netstat -s`, taken between two SIGUSR1 lines that agree (so no
+/// packet moved a counter meanwhile): its lines must be exactly those
+/// counters. Returns them.
+fn netstat_s_agrees_with_sigusr1(sb: &Sandbox, d: &Daemon, control: &str) -> HashMap<String, u64> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let before = d.stats();
+        let shown = cli(sb, control, &["netstat", "-s"]);
+        let after = d.stats();
+        if before == after {
+            let lines: Vec<&str> = shown.lines().collect();
+            assert_eq!(lines, statistics::render(&after), "netstat -s and SIGUSR1 disagree");
+            // And in the words a netstat reader looks for:
+            for (key, text) in [
+                ("link_rx_packets", "total packets received"),
+                ("tcp_rx_segments", "segments received"),
+                ("tcp_tx_segments", "segments sent out"),
+                ("tcp_fast_retransmits", "fast retransmits"),
+            ] {
+                let line = format!("    {} {text}", after[key]);
+                assert!(lines.contains(&line.as_str()), "no {line:?} in\n{shown}");
+            }
+            return after;
+        }
+        // Something arrived in between (the host kernel's own packets): again.
+        assert!(Instant::now() < deadline, "the counters never held still");
+    }
+}
+
+#[test]
+fn netstat_s_matches_sigusr1_and_counts_recovery_through_a_lossy_link() {
+    if !live_tests_possible("netstat_s_matches_sigusr1_and_counts_recovery_through_a_lossy_link") {
+        return;
+    }
+    let (sb, d, control) = start("stats", &["--loss", "0.02", "--seed", "11"]);
+    let before = netstat_s_agrees_with_sigusr1(&sb, &d, &control);
+    for name in [
+        "impair_in_lost",
+        "impair_out_delayed",
+        "sockets_tcp",
+        "sockets_tcp_listen",
+        "ip_delivered",
+    ] {
+        assert!(before.contains_key(name), "SIGUSR1's one line lacks {name}: {before:?}");
+    }
+    assert_eq!(before["sockets_tcp_listen"], 3, "echo, discard and source listen");
+
+    // A megabyte from the source service, through 2% loss each way.
+    let mut host = sb.command("sh");
+    host.args(["-c", "echo 1000000 | nc -N 10.200.0.2 19 | wc -c"]);
+    let out = process::run(host, Duration::from_secs(120));
+    out.assert_success("nc from the source service");
+    assert_eq!(out.stdout.trim(), "1000000", "every byte came through the loss");
+
+    let after = netstat_s_agrees_with_sigusr1(&sb, &d, &control);
+    let grew = |k: &str| after[k] - before[k];
+    assert!(grew("tcp_tx_segments") >= 1_000_000 / 1460, "{after:?}");
+    assert!(grew("tcp_rx_segments") > 0);
+    assert!(
+        grew("tcp_fast_retransmits") + grew("tcp_rto_retransmits") > 0,
+        "lost segments were retransmitted"
+    );
+    assert!(grew("impair_out_lost") > 0 && grew("impair_in_lost") > 0, "{after:?}");
+    assert_eq!(
+        after["impair_out_duplicated"] + after["impair_in_reordered"],
+        0,
+        "only loss asked for"
+    );
+    // Every packet the stack sent met the impairment; every one it read had passed it.
+    assert_eq!(after["impair_out_packets"], after["link_tx_packets"]);
+    assert_eq!(
+        after["impair_in_packets"] - after["impair_in_lost"],
+        after["link_rx_packets"]
+    );
+    // One line per SIGUSR1, never the old second `sockets:` line.
+    assert!(!d.stdout().snapshot().iter().any(|l| l.starts_with("sockets:")));
+}
+
+#[test]
+fn a_closed_stdout_ends_the_cli_silently_as_sigpipe_does() {
+    if !live_tests_possible("a_closed_stdout_ends_the_cli_silently_as_sigpipe_does") {
+        return;
+    }
+    let (sb, _d, control) = start("pipe", &[]);
+    for args in [&["netstat", "-a"][..], &["netstat", "-s"], &["ifconfig"], &["route"]] {
+        // A stdout whose reader is gone: the first write meets EPIPE.
+        let (reader, writer) = UnixStream::pair().unwrap();
+        drop(reader);
+        let mut c = sb.command(CLI);
+        c.args(["--control", &control])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(OwnedFd::from(writer))
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        drop(c);
+        let status = process::wait_timeout(&mut child, Duration::from_secs(30)).expect("tunstack exits");
+        let mut err = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGPIPE),
+            "tunstack {args:?}: {status}, {err}"
+        );
+        assert_eq!(err, "", "tunstack {args:?} said something");
+    }
+    // As the README's readers will write it.
+    let mut c = sb.command("bash");
+    c.args([
+        "-c",
+        &format!("set -o pipefail; {CLI} --control {control} netstat -s | head -1; echo \"status ${{PIPESTATUS[0]}}\""),
+    ]);
+    let out = process::run(c, Duration::from_secs(30));
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "Ip:");
+    assert!(lines[1] == "status 0" || lines[1] == "status 141", "{lines:?}");
+    assert_eq!(out.stderr, "", "no panic, no message");
+}
+
+#[test]
+fn nc_u_talks_to_its_peer_and_a_closed_port_is_connection_refused() {
+    if !live_tests_possible("nc_u_talks_to_its_peer_and_a_closed_port_is_connection_refused") {
+        return;
+    }
+    let (sb, d, control) = start("udp", &[]);
+    let host = sb.enter(|| HostUdp::bind("10.200.0.1:5353").unwrap());
+    host.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut nc = sb
+        .command(CLI)
+        .args(["--control", &control, "nc", "-u", "10.200.0.1", "5353"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (stdout, stderr) = (Arc::new(Lines::default()), Arc::new(Lines::default()));
+    Lines::collect(nc.stdout.take().unwrap(), stdout.clone(), "nc -u");
+    Lines::collect(nc.stderr.take().unwrap(), stderr.clone(), "nc -u stderr");
+    let mut stdin = nc.stdin.take().unwrap();
+
+    // The peer hears a line and answers it.
+    stdin.write_all(b"hello\n").unwrap();
+    let mut buf = [0u8; 64];
+    let (n, from) = host.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"hello\n");
+    host.send_to(b"back\n", from).unwrap();
+    assert!(stdout.wait_for(0, Duration::from_secs(10), |l| l == "back").is_some());
+
+    // The peer's port closes: the next line draws a port unreachable, and
+    // nc ends as Linux's does on a connected socket.
+    drop(host);
+    stdin.write_all(b"anyone?\n").unwrap();
+    let status = process::wait_timeout(&mut nc, Duration::from_secs(10)).expect("nc -u exits on the refusal");
+    assert!(!status.success(), "{status}");
+    assert!(
+        stderr
+            .wait_for(0, Duration::from_secs(5), |l| l == "tunstack: Connection refused")
+            .is_some(),
+        "{:?}",
+        stderr.snapshot()
+    );
+    assert!(d.stats()["udp_icmp_errors"] >= 1);
 }

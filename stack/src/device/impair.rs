@@ -79,6 +79,34 @@ pub struct ImpairStats {
     pub reordered: u64,
     /// Corrupted.
     pub corrupted: u64,
+    /// Sent later than they came, by the delay, the jitter or the rate limit
+    /// (a reordered packet's hold counts as reordering, not delay).
+    pub delayed: u64,
+}
+
+impl ImpairStats {
+    /// Every count as `(name, value)`, named as the fields are.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> {
+        [
+            ("packets", self.packets),
+            ("lost", self.lost),
+            ("queue_drops", self.queue_drops),
+            ("duplicated", self.duplicated),
+            ("reordered", self.reordered),
+            ("corrupted", self.corrupted),
+            ("delayed", self.delayed),
+        ]
+        .into_iter()
+    }
+}
+
+/// What an [`ImpairedDevice`] did, each way (zeros for a direction it leaves alone).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImpairCounts {
+    /// Packets from the host to the stack.
+    pub inbound: ImpairStats,
+    /// Packets from the stack to the host.
+    pub outbound: ImpairStats,
 }
 
 /// Decides the fate of packets in one direction.
@@ -145,15 +173,19 @@ impl Impairer {
             leave += Duration::from_micros(j);
         }
         let reordered = self.rng.chance(self.cfg.reorder);
+        if !reordered {
+            leave = leave.max(self.last_departure);
+            self.last_departure = leave;
+        }
+        if leave > now {
+            self.stats.delayed += 1;
+        }
         if reordered {
             // Held back long enough for the following packets to pass it.
             self.stats.reordered += 1;
             let max = self.cfg.reorder_hold.as_micros().max(1) as u64;
             let hold = Duration::from_micros(1 + self.rng.below(max));
             leave += hold;
-        } else {
-            leave = leave.max(self.last_departure);
-            self.last_departure = leave;
         }
         let mut copy = packet.to_vec();
         if !copy.is_empty() && self.rng.chance(self.cfg.corrupt) {
@@ -232,11 +264,11 @@ impl<D: Device> ImpairedDevice<D> {
     }
 
     /// What the impairers did, inbound and outbound.
-    pub fn stats(&self) -> (ImpairStats, ImpairStats) {
-        (
-            self.inbound.as_ref().map(Impairer::stats).unwrap_or_default(),
-            self.outbound.as_ref().map(Impairer::stats).unwrap_or_default(),
-        )
+    pub fn stats(&self) -> ImpairCounts {
+        ImpairCounts {
+            inbound: self.inbound.as_ref().map(Impairer::stats).unwrap_or_default(),
+            outbound: self.outbound.as_ref().map(Impairer::stats).unwrap_or_default(),
+        }
     }
 }
 
@@ -274,6 +306,10 @@ impl<D: Device> Device for ImpairedDevice<D> {
 
     fn readable_fd(&self) -> Option<RawFd> {
         self.inner.readable_fd()
+    }
+
+    fn impairment(&self) -> Option<ImpairCounts> {
+        Some(self.stats())
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -320,6 +356,7 @@ mod tests {
                 .all(|(i, (t, p))| *t == Instant::from_millis(i as u64) && p == &(i as u32).to_be_bytes())
         );
         assert_eq!(s.packets, 100);
+        assert_eq!(s.delayed, 0);
         assert!(!ImpairConfig::default().is_active());
     }
 
@@ -357,7 +394,8 @@ mod tests {
             jitter: Duration::from_millis(5),
             ..ImpairConfig::default()
         };
-        let (out, _) = run(cfg, 3, 1000);
+        let (out, s) = run(cfg, 3, 1000);
+        assert_eq!(s.delayed, 1000, "every packet waits the fixed delay");
         assert!(out.windows(2).all(|w| w[0].0 <= w[1].0), "jitter alone keeps order");
         assert!(
             out.iter()
@@ -371,6 +409,7 @@ mod tests {
         let (out, s) = run(cfg, 3, 1000);
         let overtaken = out.windows(2).filter(|w| w[0].0 > w[1].0).count();
         assert!(s.reordered > 50 && overtaken > 0, "{s:?} {overtaken}");
+        assert_eq!(s.delayed, 0, "a hold counts as reordering, not delay");
     }
 
     #[test]
@@ -388,5 +427,35 @@ mod tests {
         assert_eq!(out[0].0, Instant::from_micros(1000));
         assert_eq!(out[1].0, Instant::from_micros(2000));
         assert!(imp.stats().queue_drops > 0 && out.len() < 20);
+        assert_eq!(
+            imp.stats().delayed,
+            out.len() as u64,
+            "serialisation delays each packet sent"
+        );
+    }
+
+    #[test]
+    fn the_device_reports_each_direction() {
+        use crate::device::memory::MemoryLink;
+        let (link, mut peer) = MemoryLink::pair().unwrap();
+        let cfg = ImpairConfig {
+            loss: 1.0,
+            ..ImpairConfig::default()
+        };
+        let mut dev = ImpairedDevice::new(link, cfg, Direction::Out, 1);
+        for _ in 0..3 {
+            dev.send(Instant::ZERO, b"lost").unwrap();
+        }
+        peer.send(Instant::ZERO, b"kept").unwrap();
+        let mut buf = [0u8; 16];
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while dev.recv(Instant::ZERO, &mut buf).is_err() {
+            assert!(std::time::Instant::now() < deadline, "the inbound packet never came");
+        }
+        let counts = dev.impairment().expect("an impaired device reports");
+        assert_eq!((counts.outbound.packets, counts.outbound.lost), (3, 3));
+        assert_eq!(counts.inbound, ImpairStats::default(), "inbound is left alone");
+        assert_eq!(counts.outbound.iter().count(), 7);
+        assert_eq!(Box::new(dev).impairment(), Some(counts), "a box forwards it");
     }
 }

@@ -15,6 +15,7 @@ pub mod sys;
 pub mod tun;
 
 use crate::time::Instant;
+use impair::ImpairCounts;
 use std::io;
 use std::os::fd::RawFd;
 
@@ -37,6 +38,12 @@ pub trait Device {
     /// A file descriptor that becomes readable when a packet is waiting, for
     /// `poll(2)`; `None` for devices that are polled by other means.
     fn readable_fd(&self) -> Option<RawFd>;
+
+    /// What an impairment wrapper in this device did so far; `None` if the
+    /// device has none. The runtime copies it where `Stack::impairment` reads it.
+    fn impairment(&self) -> Option<ImpairCounts> {
+        None
+    }
 
     /// When the device next needs [`flush`](Self::flush) or has a delayed
     /// packet for [`recv`](Self::recv) (impairment queues); `None`: never.
@@ -62,6 +69,10 @@ impl<D: Device + ?Sized> Device for Box<D> {
 
     fn readable_fd(&self) -> Option<RawFd> {
         (**self).readable_fd()
+    }
+
+    fn impairment(&self) -> Option<ImpairCounts> {
+        (**self).impairment()
     }
 
     fn next_deadline(&self) -> Option<Instant> {

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 use super::Device;
+use super::impair::ImpairCounts;
 use crate::time::Instant;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -109,6 +110,10 @@ impl<D: Device> Device for PcapDevice<D> {
 
     fn readable_fd(&self) -> Option<RawFd> {
         self.inner.readable_fd()
+    }
+
+    fn impairment(&self) -> Option<ImpairCounts> {
+        self.inner.impairment()
     }
 
     fn next_deadline(&self) -> Option<Instant> {

@@ -13,6 +13,7 @@ mod tun;
 
 pub use tun::{AddressError, Side, SubnetConflict, TunConfig};
 
+use crate::device::impair::ImpairCounts;
 use crate::device::{Device, sys};
 use crate::iface::Interface;
 use crate::socket::SocketEvent;
@@ -59,6 +60,9 @@ pub(crate) struct Core {
     /// queue output must wake it.
     sleeping: bool,
     stopped: bool,
+    /// The device's impairment counts, copied by the stack thread (which
+    /// owns the device) whenever they change.
+    impairment: Option<ImpairCounts>,
 }
 
 impl Core {
@@ -109,6 +113,7 @@ impl Stack {
                     waiters: HashMap::new(),
                     sleeping: false,
                     stopped: false,
+                    impairment: None,
                 }),
                 tx_space: Condvar::new(),
                 waker: Waker { tx: Arc::new(tx) },
@@ -153,6 +158,12 @@ impl Stack {
     /// A copy of the interface's counters.
     pub fn stats(&self) -> Stats {
         self.lock().iface.stats().clone()
+    }
+
+    /// What the device's impairment (`--loss`, `--delay`, ...) did so far,
+    /// each way; `None` if the device is not impaired.
+    pub fn impairment(&self) -> Option<ImpairCounts> {
+        self.lock().impairment
     }
 
     /// Releases the lock, waking the stack thread if it sleeps: the caller
@@ -248,6 +259,7 @@ fn stack_thread<D: Device>(shared: &Shared, mut device: D, mut wake_rx: UnixStre
     let mut events = Vec::new();
     let mut ready = Vec::with_capacity(sys::MAX_POLL_FDS);
     let (mut rx_errors, mut tx_errors) = (0u64, 0u64);
+    let mut impairment;
     loop {
         let (wait, stop) = {
             let mut core = shared.core.lock().unwrap_or_else(|p| p.into_inner());
@@ -255,6 +267,9 @@ fn stack_thread<D: Device>(shared: &Shared, mut device: D, mut wake_rx: UnixStre
             core.sleeping = false;
             core.iface
                 .count_device_errors(std::mem::take(&mut rx_errors), std::mem::take(&mut tx_errors));
+            // What the last reads did to the counts (the lock is held anyway).
+            impairment = device.impairment();
+            core.impairment = impairment;
             let now = shared.now();
             for p in rx.packets() {
                 core.iface.handle_packet(now, p);
@@ -297,6 +312,13 @@ fn stack_thread<D: Device>(shared: &Shared, mut device: D, mut wake_rx: UnixStre
         }
         if let Err(e) = device.flush(now) {
             log::debug!("device flush failed: {e}");
+        }
+        // The writes changed the counts too: publish them before sleeping, so
+        // a reader never sees the idle stack's counts lag behind.
+        let now_impaired = device.impairment();
+        if now_impaired != impairment {
+            impairment = now_impaired;
+            shared.core.lock().unwrap_or_else(|p| p.into_inner()).impairment = impairment;
         }
         if stop {
             return Ok(());

@@ -212,6 +212,7 @@ impl Sockets<'_, TcpLayer> {
     pub fn close(&mut self, h: TcpHandle, abort: bool) {
         let t = self.layer.tcb_mut(h);
         t.orphaned = true;
+        t.owner = None; // as on Linux, what lingers (FIN_WAIT, TIME_WAIT) belongs to no process
         let unread = !t.recv.is_empty();
         match t.state {
             State::Closed | State::SynSent => self.layer.release(&mut self.cx, h.0, None),

@@ -180,8 +180,10 @@ pub struct TcpInfo {
     pub rto: Duration,
     /// Congestion window in bytes.
     pub cwnd: usize,
-    /// Slow-start threshold in bytes.
+    /// Slow-start threshold in bytes (`usize::MAX` until the first loss).
     pub ssthresh: usize,
+    /// Largest segment we send, in bytes (0 for listeners).
+    pub mss: usize,
     /// Segments retransmitted.
     pub retransmits: u64,
     /// Payload bytes received.
@@ -481,6 +483,7 @@ impl TcpLayer {
                 rto: Duration::ZERO,
                 cwnd: 0,
                 ssthresh: 0,
+                mss: 0,
                 retransmits: 0,
                 bytes_in: 0,
                 bytes_out: 0,
@@ -501,6 +504,7 @@ impl TcpLayer {
                     rto: t.rtt.backed_off(t.backoff),
                     cwnd: t.cc.cwnd(),
                     ssthresh: t.cc.ssthresh(),
+                    mss: t.snd_mss,
                     retransmits: t.retransmits,
                     bytes_in: t.bytes_in,
                     bytes_out: t.bytes_out,

@@ -743,6 +743,32 @@ fn listener_close_resets_connections_never_accepted() {
     assert!(p.recv_one().is(RST | ACK));
 }
 
+/// netstat's owner column: a connection waiting to be accepted is the
+/// listener's; once the application closes it, what lingers is nobody's.
+#[test]
+fn a_connection_is_its_owners_until_the_application_closes_it() {
+    let mut p = Peer::new();
+    let l = p.listen(8);
+    p.i.tcp(p.now).set_listener_owner(l, Some("echo".into()));
+    p.send_next(SYN, b"");
+    let sa = p.recv_one();
+    p.ack = sa.seq + 1;
+    p.send_next(ACK, b"");
+    let owner = |p: &Peer| {
+        let conns =
+            p.i.tcp_layer()
+                .sockets()
+                .into_iter()
+                .filter(|s| s.state != State::Listen);
+        conns.map(|s| s.owner).collect::<Vec<_>>()
+    };
+    assert_eq!(owner(&p), [Some("echo".into())], "in the accept queue: the listener's");
+    let (h, _) = p.i.tcp(p.now).accept(l).unwrap();
+    p.i.tcp(p.now).close(h, false);
+    assert!(p.recv_one().is(FIN | ACK));
+    assert_eq!(owner(&p), [None], "closed, lingering in FIN_WAIT1: nobody's");
+}
+
 #[test]
 fn close_with_unread_data_sends_rst() {
     let mut p = Peer::new();

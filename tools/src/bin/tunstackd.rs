@@ -1,7 +1,7 @@
 //! tunstackd: creates a TUN interface, configures the host side, and runs
 //! tunstack's own stack on it, with built-in services, until SIGINT or SIGTERM.
 //!
-//! SIGUSR1 prints the stack's counters as one `stats: name=value ...` line.
+//! SIGUSR1 prints all its counters as one `stats: name=value ...` line.
 //!
 //! Start-up checks every flag it can before creating anything, and says what
 //! is wrong in one line; what it then creates (TUN and stack, control socket
@@ -419,23 +419,18 @@ fn run(args: Args) -> io::Result<()> {
     Ok(())
 }
 
-/// Prints the counters and a census of sockets, one line each.
+/// Prints every counter (the stack's, the impairment's, a census of the
+/// sockets: what `STATS` answers) as one `stats: name=value ...` line. A
+/// closed stdout loses the line but never stops the daemon.
 fn print_stats(stack: &Stack) {
-    println!("stats: {}", stack.stats());
-    let (tcp, udp) = stack.with_interface(|i| (i.tcp_layer().sockets(), i.udp_layer().sockets().count()));
-    let mut states: Vec<(&str, usize)> = Vec::new();
-    for s in &tcp {
-        match states.iter_mut().find(|(n, _)| *n == s.state.name()) {
-            Some((_, c)) => *c += 1,
-            None => states.push((s.state.name(), 1)),
-        }
-    }
-    let states: Vec<String> = states
+    let counters: Vec<String> = control::server::counters(stack)
         .iter()
-        .map(|(n, c)| format!("tcp_{}={c}", n.to_lowercase()))
+        .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    println!("sockets: tcp={} udp={udp} {}", tcp.len(), states.join(" "));
-    let _ = io::stdout().flush();
+    let mut out = io::stdout().lock();
+    if let Err(e) = writeln!(out, "stats: {}", counters.join(" ")).and_then(|()| out.flush()) {
+        log::debug!("stats not printed: {e}");
+    }
 }
 
 fn main() -> ExitCode {

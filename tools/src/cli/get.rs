@@ -357,7 +357,7 @@ fn write_body(
     bar: &ProgressBar,
 ) -> io::Result<u64> {
     if to_stdout {
-        return copy(body, &mut io::stdout().lock(), limit, bar);
+        return copy(body, &mut super::stdout(), limit, bar);
     }
     // The file is opened (and, unless appending, truncated) only once the
     // first bytes arrive: a refused download leaves an existing file alone.

@@ -1,6 +1,20 @@
 //! The `tunstack` CLI: the command-line tools of the tutorial, run on
 //! tunstack's own stack through the daemon's control socket. One module a
-//! subcommand; this one parses the command line and dispatches.
+//! subcommand; this one parses the command line, dispatches, and owns
+//! standard output.
+//!
+//! Every subcommand writes standard output through [`stdout`] (or
+//! `outln!`, its `println!`). When the reader has gone (`tunstack netstat |
+//! head -1`), the process ends silently by SIGPIPE, as the classic tools do
+//! (a shell shows status 141), instead of panicking in `println!`.
+
+/// `println!` through [`stdout`]; returns the `io::Result` to pass on.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!($crate::cli::stdout(), $($arg)*)
+    }};
+}
 
 pub mod get;
 pub mod ifconfig;
@@ -8,10 +22,11 @@ pub mod nc;
 pub mod netstat;
 pub mod ping;
 pub mod route;
+pub mod statistics;
 pub mod traceroute;
 
 use clap::{Parser, Subcommand};
-use std::io;
+use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,7 +55,7 @@ enum Command {
     Ifconfig,
     /// The stack's route table, like `route -n`.
     Route,
-    /// The stack's sockets, like `netstat -anp`.
+    /// The stack's sockets, like `netstat -anp`; with -s, per-protocol statistics like `netstat -s`.
     Netstat(netstat::NetstatArgs),
     /// Sends ICMP echo requests from the stack and prints replies like iputils ping.
     Ping(ping::PingArgs),
@@ -76,6 +91,37 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Standard output, locked, for the subcommands. Output is line-buffered as
+/// `println!`'s is.
+#[derive(Debug)]
+pub struct Stdout(io::StdoutLock<'static>);
+
+/// The subcommands' standard output: a write to a closed pipe ends the
+/// process by SIGPIPE, quietly; other errors are returned.
+pub fn stdout() -> Stdout {
+    Stdout(io::stdout().lock())
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf).map_err(end_if_pipe_closed)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush().map_err(end_if_pipe_closed)
+    }
+}
+
+/// Rust ignores SIGPIPE, so a closed pipe shows up as EPIPE: end as the
+/// signal would have ended a C tool (status 141 in a shell), without a word.
+fn end_if_pipe_closed(e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        let _ = signal_hook::low_level::emulate_default_handler(signal_hook::consts::SIGPIPE);
+        std::process::exit(128 + signal_hook::consts::SIGPIPE);
+    }
+    e
 }
 
 /// The first IPv4 address of `host` (a name or an address), with `port`.
@@ -127,5 +173,31 @@ mod tests {
         assert!(Cli::try_parse_from(["tunstack", "ping", "--interval=-1", "h"]).is_err());
         assert!(Cli::try_parse_from(["tunstack", "traceroute", "-w", "inf", "h"]).is_err());
         assert!(Cli::try_parse_from(["tunstack", "nc"]).is_err());
+        let cli = Cli::try_parse_from(["tunstack", "netstat", "-s"]).unwrap();
+        assert!(matches!(cli.command, Command::Netstat(_)));
+    }
+
+    /// The one way to standard output is [`stdout`]: a `println!` would
+    /// panic on a closed pipe.
+    #[test]
+    fn subcommands_write_standard_output_only_through_the_wrapper() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/cli");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.file_name().is_some_and(|n| n == "mod.rs") {
+                continue;
+            }
+            let src = std::fs::read_to_string(&path).unwrap();
+            for bare in ["println!", "print!", "io::stdout()"] {
+                // As a token of its own (eprintln! to stderr is fine).
+                let used = src.match_indices(bare).any(|(at, _)| {
+                    !src[..at]
+                        .chars()
+                        .next_back()
+                        .is_some_and(|c| c.is_alphanumeric() || c == '_')
+                });
+                assert!(!used, "{} uses {bare}", path.display());
+            }
+        }
     }
 }

@@ -50,7 +50,9 @@ pub fn run(control: &Path, args: &NcArgs) -> io::Result<()> {
         (false, true, [host, port]) => {
             let dst = resolve(host, parse_port(port)?)?;
             let mut c = Client::connect(control)?;
-            c.request("UDP 0.0.0.0 0")?;
+            // A connected socket, as nc -u makes: it hears only its peer, and
+            // an ICMP port unreachable comes back as "Connection refused".
+            c.request(&format!("UDP 0.0.0.0 0 {} {}", dst.ip(), dst.port()))?;
             bridge_datagrams(c, Some(dst))
         }
         (true, true, [port]) => {
@@ -101,7 +103,7 @@ fn bridge_stream(c: Client) -> io::Result<()> {
             }
         }
     });
-    let mut stdout = io::stdout().lock();
+    let mut stdout = super::stdout();
     let mut buf = Vec::new();
     loop {
         match frame::read(&mut from_daemon, &mut buf)? {
@@ -140,7 +142,7 @@ fn bridge_datagrams(c: Client, dst: Option<SocketAddrV4>) -> io::Result<()> {
             }
         }
     });
-    let mut stdout = io::stdout().lock();
+    let mut stdout = super::stdout();
     let mut buf = Vec::new();
     loop {
         match frame::read(&mut from_daemon, &mut buf)? {

@@ -1,4 +1,7 @@
-//! `tunstack netstat`: the stack's sockets, in `netstat -anp`'s layout.
+//! `tunstack netstat`: the stack's sockets, in `netstat -anp`'s layout (a
+//! listener's Send-Q is 0 and its Recv-Q the connections awaiting accept, as
+//! netstat shows them; `ss` would show the backlog as Send-Q), with `-i`
+//! each connection's TCP internals, and with `-s` the statistics.
 
 use crate::control::client::{Client, get};
 use std::io;
@@ -22,9 +25,13 @@ pub struct NetstatArgs {
     /// The owner of each socket (service, or pid/program).
     #[arg(short, long)]
     program: bool,
-    /// Per-connection TCP internals: RTT, RTO, cwnd, ssthresh, retransmissions, bytes.
+    /// Per-connection TCP internals on a line of their own: RTT, RTO, cwnd,
+    /// ssthresh, MSS, retransmissions, bytes.
     #[arg(short, long)]
     info: bool,
+    /// Per-protocol statistics, like netstat -s (with -t or -u: only those protocols).
+    #[arg(short, long, conflicts_with_all = ["listening", "all", "program", "info"])]
+    statistics: bool,
 }
 
 impl NetstatArgs {
@@ -51,10 +58,20 @@ impl NetstatArgs {
     }
 }
 
-/// Prints the sockets `args` asks for.
+/// Prints the sockets (or statistics) `args` asks for.
 pub fn run(control: &Path, args: &NetstatArgs) -> io::Result<()> {
+    if args.statistics {
+        let mut sections = Vec::new();
+        if args.tcp {
+            sections.extend(["Tcp:", "TcpExt:"]);
+        }
+        if args.udp {
+            sections.push("Udp:");
+        }
+        return super::statistics::run(control, &sections);
+    }
     let rows = Client::connect(control)?.table("SOCKETS")?;
-    println!("Active Internet connections ({})", args.heading());
+    outln!("Active Internet connections ({})", args.heading())?;
     let mut header = format!(
         "{:<6}{:>6} {:>6} {:<23} {:<23} {:<12}",
         "Proto", "Recv-Q", "Send-Q", "Local Address", "Foreign Address", "State"
@@ -62,13 +79,7 @@ pub fn run(control: &Path, args: &NetstatArgs) -> io::Result<()> {
     if args.program {
         header.push_str(&format!(" {:<20}", "PID/Program name"));
     }
-    if args.info {
-        header.push_str(&format!(
-            " {:>9} {:>9} {:>8} {:>8} {:>7} {:>12} {:>12}",
-            "RTT(ms)", "RTO(ms)", "cwnd", "ssthresh", "retrans", "bytes-in", "bytes-out"
-        ));
-    }
-    println!("{}", header.trim_end());
+    outln!("{}", header.trim_end())?;
     for r in &rows {
         let proto = get(r, "proto");
         let state = get(r, "state");
@@ -88,25 +99,53 @@ pub fn run(control: &Path, args: &NetstatArgs) -> io::Result<()> {
         if args.program {
             line.push_str(&format!(" {:<20}", get(r, "owner")));
         }
+        outln!("{}", line.trim_end())?;
         if args.info && proto == "tcp" && state != "LISTEN" {
-            let ms = |k: &str| match get(r, k).parse::<f64>() {
-                Ok(us) if us > 0.0 => format!("{:.1}", us / 1000.0),
-                _ => "-".into(),
-            };
-            line.push_str(&format!(
-                " {:>9} {:>9} {:>8} {:>8} {:>7} {:>12} {:>12}",
-                ms("rtt_us"),
-                ms("rto_us"),
-                get(r, "cwnd"),
-                get(r, "ssthresh"),
-                get(r, "retrans"),
-                get(r, "bytes_in"),
-                get(r, "bytes_out")
-            ));
+            outln!("{}", internals(r))?;
         }
-        println!("{}", line.trim_end());
     }
     Ok(())
+}
+
+/// A connection's TCP internals, as `ss -i` puts them under its row, with
+/// units on every figure: `rtt 0.215ms  rto 200ms  cwnd 10 seg (14600 B)  ...`.
+fn internals(r: &[(String, String)]) -> String {
+    let n = |k: &str| get(r, k).parse::<u64>().ok();
+    let mss = n("mss").unwrap_or(0);
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let ssthresh = match get(r, "ssthresh") {
+        "-" => "∞".to_owned(),
+        v => or_dash(v.parse().ok().map(|b| segments(b, mss))),
+    };
+    format!(
+        "        rtt {}  rto {}  cwnd {}  ssthresh {ssthresh}  mss {} B  retrans {} seg  received {} B  sent {} B",
+        or_dash(n("rtt_us").map(millis)),
+        or_dash(n("rto_us").map(millis)),
+        or_dash(n("cwnd").map(|b| segments(b, mss))),
+        mss,
+        or_dash(n("retrans").map(|v| v.to_string())),
+        or_dash(n("bytes_in").map(|v| v.to_string())),
+        or_dash(n("bytes_out").map(|v| v.to_string())),
+    )
+}
+
+/// A time given in µs, in milliseconds: three decimals below 1 ms, one
+/// below 100 ms, none above (`0.215ms`, `12.5ms`, `200ms`).
+fn millis(us: u64) -> String {
+    let ms = us as f64 / 1000.0;
+    match us {
+        0..1_000 => format!("{ms:.3}ms"),
+        1_000..100_000 => format!("{ms:.1}ms"),
+        _ => format!("{}ms", us / 1000),
+    }
+}
+
+/// A window in bytes as whole segments of `mss` bytes and as bytes: `10 seg (14600 B)`.
+fn segments(bytes: u64, mss: u64) -> String {
+    match bytes.checked_div(mss) {
+        Some(seg) => format!("{seg} seg ({bytes} B)"),
+        None => format!("{bytes} B"),
+    }
 }
 
 /// netstat's "0.0.0.0:*" for an unbound peer.
@@ -146,5 +185,42 @@ mod tests {
         assert!(!all_udp.shows("tcp", "LISTEN"));
         assert_eq!(peer("0.0.0.0:0"), "0.0.0.0:*");
         assert_eq!(peer("10.0.0.1:7"), "10.0.0.1:7");
+    }
+
+    fn row(line: &str) -> Vec<(String, String)> {
+        crate::control::fields(line)
+    }
+
+    #[test]
+    fn every_figure_carries_its_unit() {
+        assert_eq!(millis(215), "0.215ms");
+        assert_eq!(millis(12_549), "12.5ms");
+        assert_eq!(millis(200_000), "200ms");
+        assert_eq!(millis(1_000_000), "1000ms");
+        assert_eq!(segments(14600, 1460), "10 seg (14600 B)");
+        assert_eq!(
+            segments(15000, 1460),
+            "10 seg (15000 B)",
+            "whole segments fit in the window"
+        );
+        assert_eq!(segments(500, 0), "500 B");
+        let r = row(
+            "proto=tcp state=ESTABLISHED rtt_us=215 rto_us=200000 cwnd=14600 ssthresh=- mss=1460 retrans=2 bytes_in=3 bytes_out=4",
+        );
+        assert_eq!(
+            internals(&r),
+            "        rtt 0.215ms  rto 200ms  cwnd 10 seg (14600 B)  ssthresh ∞  mss 1460 B  retrans 2 seg  received 3 B  sent 4 B"
+        );
+    }
+
+    #[test]
+    fn ssthresh_is_infinite_until_set_and_never_zero_or_huge() {
+        let unset = internals(&row("rtt_us=- rto_us=1000000 cwnd=14600 ssthresh=- mss=1460"));
+        assert!(
+            unset.contains("ssthresh ∞ ") && unset.contains("rtt -  rto 1000ms"),
+            "{unset}"
+        );
+        let set = internals(&row("cwnd=8000 ssthresh=7300 mss=1460"));
+        assert!(set.contains("ssthresh 5 seg (7300 B)"), "{set}");
     }
 }

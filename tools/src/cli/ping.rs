@@ -56,7 +56,7 @@ fn ping(control: &Path, args: &PingArgs) -> io::Result<bool> {
     let interval_ms = request_millis(*interval);
     let mut c = Client::connect(control)?;
     c.request(&format!("PING {dst} {} {interval_ms} {size} {ttl}", count.unwrap_or(0)))?;
-    println!("PING {host} ({dst}) {size}({}) bytes of data.", size + 28);
+    outln!("PING {host} ({dst}) {size}({}) bytes of data.", size + 28)?;
     let interrupted = Arc::new(AtomicBool::new(false));
     let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, interrupted.clone());
     let (mut reader, _writer) = c.into_parts();
@@ -84,23 +84,23 @@ fn ping(control: &Path, args: &PingArgs) -> io::Result<bool> {
                 let us: u64 = get(&f, "time_us").parse().unwrap_or(0);
                 rtts.push(us);
                 transmitted = transmitted.max(get(&f, "seq").parse().unwrap_or(0));
-                println!(
+                outln!(
                     "{} bytes from {}: icmp_seq={} ttl={} time={} ms",
                     get(&f, "bytes"),
                     get(&f, "from"),
                     get(&f, "seq"),
                     get(&f, "ttl"),
                     ping_ms(us)
-                );
+                )?;
             }
             "ERROR" => {
                 errors += 1;
-                println!(
+                outln!(
                     "From {} icmp_seq={} {}",
                     get(&f, "from"),
                     get(&f, "seq"),
                     icmp_error_text(get(&f, "type"), get(&f, "code"))
-                );
+                )?;
             }
             "SENDERR" => eprintln!("ping: sendmsg: {}", get(&f, "error")),
             "DONE" => {
@@ -125,17 +125,17 @@ fn ping(control: &Path, args: &PingArgs) -> io::Result<bool> {
         (transmitted - received.min(transmitted)) as f64 * 100.0 / transmitted as f64
     };
     let time = elapsed_ms.unwrap_or(started.elapsed().as_millis() as u64);
-    println!();
-    println!("--- {host} ping statistics ---");
+    outln!()?;
+    outln!("--- {host} ping statistics ---")?;
     let errs = if errors > 0 {
         format!(", +{errors} errors")
     } else {
         String::new()
     };
-    println!(
+    outln!(
         "{transmitted} packets transmitted, {received} received{errs}, {}% packet loss, time {time}ms",
         percent(loss)
-    );
+    )?;
     if received > 0 {
         let n = rtts.len() as f64;
         let min = *rtts.iter().min().expect("nonempty");
@@ -144,13 +144,13 @@ fn ping(control: &Path, args: &PingArgs) -> io::Result<bool> {
         let var = rtts.iter().map(|&t| (t as f64) * (t as f64)).sum::<f64>() / n - avg * avg;
         let mdev = var.max(0.0).sqrt();
         let ms = |us: f64| format!("{:.3}", us / 1000.0);
-        println!(
+        outln!(
             "rtt min/avg/max/mdev = {}/{}/{}/{} ms",
             ms(min as f64),
             ms(avg),
             ms(max as f64),
             ms(mdev)
-        );
+        )?;
     }
     Ok(received > 0)
 }

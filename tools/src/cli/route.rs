@@ -7,13 +7,19 @@ use std::path::Path;
 /// Prints the route table.
 pub fn run(control: &Path) -> io::Result<()> {
     let rows = Client::connect(control)?.table("ROUTES")?;
-    println!("tunstack IP routing table");
-    println!(
+    outln!("tunstack IP routing table")?;
+    outln!(
         "{:<16}{:<16}{:<16}{:<6}{:<7}{:<4}{:>5} Iface",
-        "Destination", "Gateway", "Genmask", "Flags", "Metric", "Ref", "Use"
-    );
+        "Destination",
+        "Gateway",
+        "Genmask",
+        "Flags",
+        "Metric",
+        "Ref",
+        "Use"
+    )?;
     for r in &rows {
-        println!(
+        outln!(
             "{:<16}{:<16}{:<16}{:<6}{:<7}{:<4}{:>5} {}",
             get(r, "dest"),
             get(r, "gateway"),
@@ -23,7 +29,7 @@ pub fn run(control: &Path) -> io::Result<()> {
             0,
             0,
             get(r, "iface")
-        );
+        )?;
     }
     Ok(())
 }

@@ -40,10 +40,10 @@ pub fn run(control: &Path, args: &TracerouteArgs) -> io::Result<()> {
     let wait_ms = request_millis(*wait);
     let mut c = Client::connect(control)?;
     c.request(&format!("TRACE {dst} {max_hops} {queries} {port} {wait_ms}"))?;
-    println!("traceroute to {host} ({dst}), {max_hops} hops max, 60 byte packets");
+    outln!("traceroute to {host} ({dst}), {max_hops} hops max, 60 byte packets")?;
     let mut current_ttl = 0u8;
     let mut last_from = String::new();
-    let mut out = io::stdout().lock();
+    let mut out = super::stdout();
     loop {
         let line = c.read_line()?;
         let (word, rest) = line.split_once(' ').unwrap_or((line.as_str(), ""));

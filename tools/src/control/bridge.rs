@@ -20,6 +20,7 @@
 //! the client every [`CLIENT_CHECK`].
 
 use super::frame;
+use super::server::error_text;
 use std::collections::HashMap;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, SocketAddrV4};
@@ -139,7 +140,7 @@ pub fn bridge_tcp(tcp: TcpStream, client_in: UnixStream, mut client_out: UnixStr
                 }
                 Err(e) => {
                     if !gone.load(Ordering::SeqCst) {
-                        let _ = frame::write(&mut client_out, frame::ERROR, e.to_string().as_bytes());
+                        let _ = frame::write(&mut client_out, frame::ERROR, error_text(&e).as_bytes());
                     }
                     // Ends the client's half too.
                     let _ = client_out.shutdown(Shutdown::Both);
@@ -242,10 +243,20 @@ pub fn serve_listener(
 }
 
 /// Carries a UDP socket over the client's Unix stream, as datagram frames.
-pub fn bridge_udp(udp: UdpSocket, client_in: UnixStream, mut client_out: UnixStream) -> io::Result<()> {
+/// On a `connected` socket, an ICMP error about a datagram sent (port
+/// unreachable: ConnectionRefused) fails the next call as on Linux, and
+/// ends the bridge with an error frame.
+pub fn bridge_udp(
+    udp: UdpSocket,
+    connected: bool,
+    client_in: UnixStream,
+    mut client_out: UnixStream,
+) -> io::Result<()> {
     writeln!(client_out, "OK {}", udp.local_addr()?)?;
     udp.set_read_timeout(Some(CLIENT_CHECK))?;
     let gone = AtomicBool::new(false);
+    // A send that failed on the connected socket, for the receiving side to report.
+    let failed: Mutex<Option<io::Error>> = Mutex::new(None);
     std::thread::scope(|s| {
         s.spawn(|| {
             let mut r = io::BufReader::new(&client_in);
@@ -256,8 +267,18 @@ pub fn bridge_udp(udp: UdpSocket, client_in: UnixStream, mut client_out: UnixStr
                 }
                 match frame::parse_datagram(&buf) {
                     Ok((to, data)) => {
-                        if let Err(e) = udp.send_to(data, to) {
-                            log::debug!("control udp: send to {to}: {e}");
+                        let sent = if connected {
+                            udp.send(data)
+                        } else {
+                            udp.send_to(data, to)
+                        };
+                        match sent {
+                            Ok(_) => {}
+                            Err(e) if connected => {
+                                *failed.lock().expect("failed") = Some(e);
+                                break;
+                            }
+                            Err(e) => log::debug!("control udp: send to {to}: {e}"),
                         }
                     }
                     Err(_) => break,
@@ -266,7 +287,14 @@ pub fn bridge_udp(udp: UdpSocket, client_in: UnixStream, mut client_out: UnixStr
             gone.store(true, Ordering::SeqCst);
         });
         let mut buf = vec![0u8; 65536];
-        while !gone.load(Ordering::SeqCst) {
+        loop {
+            if let Some(e) = failed.lock().expect("failed").take() {
+                let _ = frame::write(&mut client_out, frame::ERROR, error_text(&e).as_bytes());
+                break;
+            }
+            if gone.load(Ordering::SeqCst) {
+                break;
+            }
             match udp.recv_from(&mut buf) {
                 Ok((n, SocketAddr::V4(from))) => {
                     if frame::write(&mut client_out, frame::DATAGRAM, &frame::datagram(from, &buf[..n])).is_err() {
@@ -276,7 +304,7 @@ pub fn bridge_udp(udp: UdpSocket, client_in: UnixStream, mut client_out: UnixStr
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => {
-                    let _ = frame::write(&mut client_out, frame::ERROR, e.to_string().as_bytes());
+                    let _ = frame::write(&mut client_out, frame::ERROR, error_text(&e).as_bytes());
                     break;
                 }
             }

@@ -9,8 +9,11 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tunstack::Stats;
+use tunstack::device::impair::ImpairCounts;
 use tunstack::net::{TcpListener, UdpSocket};
 use tunstack::runtime::Stack;
+use tunstack::tcp::{State, TcpInfo};
 
 /// Where and for whom the control socket is made.
 #[derive(Clone, Debug)]
@@ -249,8 +252,7 @@ fn serve(stack: &Stack, client: UnixStream, ifname: &str, pending: &Pending, who
             "ROUTES" => reply_lines(&mut out, &routes(stack, ifname)).map_err(|e| e.to_string()),
             "SOCKETS" => reply_lines(&mut out, &sockets(stack)).map_err(|e| e.to_string()),
             "STATS" => {
-                let s = stack.stats();
-                let lines: Vec<String> = s.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let lines: Vec<String> = counters(stack).iter().map(|(k, v)| format!("{k}={v}")).collect();
                 reply_lines(&mut out, &lines).map_err(|e| e.to_string())
             }
             "CONNECT" => match parse_addr(words.next(), words.next()) {
@@ -287,16 +289,27 @@ fn serve(stack: &Stack, client: UnixStream, ifname: &str, pending: &Pending, who
                     _ => Err("usage: LISTEN PORT [BACKLOG]".into()),
                 }
             }
-            "UDP" => match parse_addr(words.next(), words.next()) {
-                Err(e) => Err(e),
-                Ok(local) => match UdpSocket::bind(stack, local) {
-                    Err(e) => Err(format!("bind {local}: {e}")),
-                    Ok(udp) => {
-                        udp.set_owner(who);
-                        return bridge_udp(udp, reader.into_inner(), out);
-                    }
-                },
-            },
+            "UDP" => {
+                let local = parse_addr(words.next(), words.next());
+                // An optional peer connects the socket, as `nc -u HOST PORT` does.
+                let peer = match words.next() {
+                    None => Ok(None),
+                    ip => parse_addr(ip, words.next()).map(Some),
+                };
+                match (local, peer) {
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                    (Ok(local), Ok(peer)) => match UdpSocket::bind(stack, local) {
+                        Err(e) => Err(format!("bind {local}: {e}")),
+                        Ok(udp) => match peer.map(|p| udp.connect(p).map_err(|e| format!("connect {p}: {e}"))) {
+                            Some(Err(e)) => Err(e),
+                            Some(Ok(())) | None => {
+                                udp.set_owner(who);
+                                return bridge_udp(udp, peer.is_some(), reader.into_inner(), out);
+                            }
+                        },
+                    },
+                }
+            }
             "PING" => {
                 // PING <ip> <count> <interval_ms> <size> <ttl>
                 let w: Vec<&str> = words.collect();
@@ -350,11 +363,22 @@ fn ifconfig(stack: &Stack, ifname: &str) -> String {
         + s.ip_total_len_exceeds_packet
         + s.ip_total_len_below_header
         + s.link_rx_errors;
+    // What is true of the stack's side: it runs, it is one end of a
+    // point-to-point link with no ARP, and it hears its subnet's broadcast
+    // if the subnet has one. It does no multicast.
+    let broadcast = a.broadcast();
+    let flags = if broadcast.is_some() {
+        "UP,BROADCAST,POINTOPOINT,RUNNING,NOARP"
+    } else {
+        "UP,POINTOPOINT,RUNNING,NOARP"
+    };
+    let dash = |v: Option<Ipv4Addr>| v.map_or("-".into(), |b| b.to_string());
     format!(
-        "name={ifname} addr={} netmask={} broadcast={} mtu={} rx_packets={} rx_bytes={} rx_errors={} rx_dropped={} tx_packets={} tx_bytes={} tx_errors={} tx_dropped={}",
+        "name={ifname} flags={flags} addr={} netmask={} broadcast={} destination={} mtu={} rx_packets={} rx_bytes={} rx_errors={} rx_dropped={} tx_packets={} tx_bytes={} tx_errors={} tx_dropped={}",
         a.addr(),
         a.netmask(),
-        a.broadcast().map_or("-".into(), |b| b.to_string()),
+        dash(broadcast),
+        dash(cfg.gateway),
         cfg.mtu,
         s.link_rx_packets,
         s.link_rx_bytes,
@@ -392,18 +416,27 @@ fn sockets(stack: &Stack) -> Vec<String> {
     let mut lines: Vec<String> = tcp
         .iter()
         .map(|t| {
-            format!(
-                "proto=tcp state={} local={} remote={} recvq={} sendq={} owner={} rtt_us={} rto_us={} cwnd={} ssthresh={} retrans={} bytes_in={} bytes_out={}",
+            let common = format!(
+                "proto=tcp state={} local={} remote={} recvq={}",
                 t.state.name(),
                 t.local,
                 t.remote,
-                t.recv_queue,
+                t.recv_queue
+            );
+            if t.state == State::Listen {
+                // As netstat -anp shows a listener (from /proc/net/tcp): the
+                // accept queue as Recv-Q, Send-Q 0; the backlog on its own.
+                return format!("{common} sendq=0 owner={} backlog={}", owner(&t.owner), t.send_queue);
+            }
+            format!(
+                "{common} sendq={} owner={} rtt_us={} rto_us={} cwnd={} ssthresh={} mss={} retrans={} bytes_in={} bytes_out={}",
                 t.send_queue,
                 owner(&t.owner),
-                t.srtt.map_or(0, |d| d.as_micros()),
+                t.srtt.map_or("-".into(), |d| d.as_micros().to_string()),
                 t.rto.as_micros(),
                 t.cwnd,
-                if t.ssthresh == usize::MAX { 0 } else { t.ssthresh },
+                ssthresh(t),
+                t.mss,
                 t.retransmits,
                 t.bytes_in,
                 t.bytes_out
@@ -424,6 +457,69 @@ fn sockets(stack: &Stack) -> Vec<String> {
         )
     }));
     lines
+}
+
+/// A connection's slow-start threshold, `-` until the first loss sets it.
+/// Congestion controls start it "infinite" (NewReno at `usize::MAX`); like
+/// `ss`, anything from Linux's TCP_INFINITE_SSTHRESH (2^31 - 1) up counts as unset.
+fn ssthresh(t: &TcpInfo) -> String {
+    if t.ssthresh >= 0x7fff_ffff {
+        "-".into()
+    } else {
+        t.ssthresh.to_string()
+    }
+}
+
+/// The TCP states the socket census counts, each as `sockets_tcp_<state>`.
+const CENSUS_STATES: [State; 10] = [
+    State::Listen,
+    State::SynSent,
+    State::SynReceived,
+    State::Established,
+    State::FinWait1,
+    State::FinWait2,
+    State::CloseWait,
+    State::Closing,
+    State::LastAck,
+    State::TimeWait,
+];
+
+/// Every counter the daemon reports (the `STATS` reply and SIGUSR1's line).
+pub fn counters(stack: &Stack) -> Vec<(String, u64)> {
+    let (stats, tcp, udp) = stack.with_interface(|i| {
+        let udp = i.udp_layer().sockets().count();
+        (i.stats().clone(), i.tcp_layer().sockets(), udp)
+    });
+    counters_from(&stats, &stack.impairment().unwrap_or_default(), &tcp, udp)
+}
+
+/// The counters, in order: the stack's (`Stats`), the impairment's each way
+/// (`impair_in_*`, `impair_out_*`; zeros without impairment), and a census
+/// of the sockets (`sockets_tcp`, `sockets_udp`, `sockets_tcp_<state>`).
+pub fn counters_from(stats: &Stats, impairment: &ImpairCounts, tcp: &[TcpInfo], udp: usize) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = stats.iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    for (way, s) in [("in", &impairment.inbound), ("out", &impairment.outbound)] {
+        out.extend(s.iter().map(|(k, v)| (format!("impair_{way}_{k}"), v)));
+    }
+    out.push(("sockets_tcp".into(), tcp.len() as u64));
+    out.push(("sockets_udp".into(), udp as u64));
+    for state in CENSUS_STATES {
+        let n = tcp.iter().filter(|t| t.state == state).count() as u64;
+        out.push((format!("sockets_tcp_{}", state.name().to_lowercase()), n));
+    }
+    out
+}
+
+/// An error as the classic tools print it: the message without Rust's " (os error N)".
+pub(crate) fn error_text(e: &io::Error) -> String {
+    let text = e.to_string();
+    match e.raw_os_error() {
+        Some(code) => text
+            .strip_suffix(&format!(" (os error {code})"))
+            .unwrap_or(&text)
+            .to_owned(),
+        None => text,
+    }
 }
 
 #[cfg(test)]
