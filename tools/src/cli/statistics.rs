@@ -172,6 +172,11 @@ fn layout() -> Vec<Row> {
             "{} SYNs dropped because the half-open queue was full",
         ),
         count("tcp_fast_retransmits", "{} fast retransmits"),
+        count("tcp_sack_recoveries", "{} recoveries steered by SACK"),
+        count(
+            "tcp_sack_retransmits",
+            "{} holes retransmitted because SACK showed them lost",
+        ),
         count("tcp_rto_retransmits", "{} retransmission timeouts"),
         count("tcp_dup_acks", "{} duplicate acknowledgments received"),
         count("tcp_rx_out_of_order", "{} segments received out of order"),
@@ -186,6 +191,16 @@ fn layout() -> Vec<Row> {
         ),
         count("tcp_ack_too_new", "{} ACKs for data never sent"),
         count("tcp_ack_too_old", "{} ACKs older than the window allows"),
+        count(
+            "tcp_paws_dropped",
+            "{} packets rejected in established connections because of timestamp",
+        ),
+        count("tcp_icmp_errors", "{} ICMP errors about our segments acted on"),
+        count(
+            "tcp_icmp_out_of_window",
+            "{} ICMP packets dropped because they were out-of-window",
+        ),
+        count("tcp_pmtu_reductions", "{} path MTU reductions"),
         count("tcp_window_probes", "{} window probes sent"),
         count("tcp_keepalive_probes", "{} keepalive probes sent"),
         count("tcp_timeouts", "{} connections aborted due to timeout"),
