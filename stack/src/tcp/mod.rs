@@ -2,7 +2,8 @@
 //! socket calls `TcpListener` / `TcpStream` are built on.
 //!
 //! Files by concern: [`tcb`] the connection block and its states, `input`
-//! segment arrival (RFC 9293 §3.10.7, RFC 5961), `output` what to send and
+//! segment arrival (RFC 9293 §3.10.7, RFC 5961), `ack` acknowledgments
+//! (RTT, congestion, loss recovery), `sack` the SACK scoreboard, `output` what to send and
 //! when (Nagle, silly-window avoidance, window updates), `timer`
 //! retransmission, persist, delayed ACK, keepalive and TIME-WAIT, `icmp`
 //! ICMP errors about our segments (RFC 5927), `api` the socket calls, [`buffer`] send/receive buffers with reassembly, [`rtt`]
@@ -55,6 +56,7 @@
 
 #![forbid(unsafe_code)]
 
+mod ack;
 mod api;
 pub(crate) mod buffer;
 pub(crate) mod congestion;
