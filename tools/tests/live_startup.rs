@@ -409,3 +409,26 @@ fn the_control_socket_is_named_by_namespace_only_outside_the_machines_own() {
     assert_eq!(cli_socket_path(cmd), expected);
     assert!(!Path::new(&expected).exists());
 }
+
+/// `--control PATH` replaces only a socket nobody answers on: any other
+/// file there is refused, and left as it was.
+#[test]
+fn a_control_path_holding_another_file_is_refused_and_kept() {
+    let Some((sb, dir, _)) = setup("a_control_path_holding_another_file_is_refused_and_kept") else {
+        return;
+    };
+    let precious = dir.path("precious");
+    std::fs::write(&precious, "keep me\n").unwrap();
+    let (links_before, pids_before) = (links(&sb), pids(&sb));
+    let mut cmd = sb.command(DAEMON);
+    cmd.args(["--control", &precious]).env_remove("RUST_LOG");
+    let out = process::run(cmd, Duration::from_secs(20));
+    assert!(!out.status.success());
+    assert_eq!(
+        out.stderr,
+        format!("tunstackd: control socket {precious}: a file that is not a socket is there\n")
+    );
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me\n");
+    assert_eq!(links(&sb), links_before, "an interface was left behind");
+    assert_eq!(pids(&sb), pids_before, "a process was left behind");
+}

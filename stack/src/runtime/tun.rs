@@ -215,8 +215,12 @@ fn reserved_in(addr: Ipv4Addr, subnet: Ipv4Cidr) -> Option<bool> {
 }
 
 /// Whether two subnets share an address.
-fn overlap(a: Ipv4Cidr, b: Ipv4Cidr) -> bool {
-    a.contains(b.network()) || b.contains(a.network())
+/// Whether an existing address's connected route would take (part of) the
+/// host side's subnet from it: one at least as specific, inside it. A less
+/// specific one (10.0.0.0/8 on eth0 around our /24) is fine: the longest
+/// prefix wins, as Linux routes it.
+fn shadows(existing: Ipv4Cidr, ours: Ipv4Cidr) -> bool {
+    existing.prefix_len() >= ours.prefix_len() && ours.contains(existing.network())
 }
 
 impl TunConfig {
@@ -274,7 +278,7 @@ impl TunConfig {
         }
         Ok(sys::ipv4_addresses()?
             .into_iter()
-            .find(|(ifname, existing)| *ifname != self.name && overlap(*existing, self.host_address))
+            .find(|(ifname, existing)| *ifname != self.name && shadows(*existing, self.host_address))
             .map(|(ifname, existing)| SubnetConflict {
                 subnet: self.host_address,
                 existing,
@@ -450,13 +454,19 @@ mod tests {
     }
 
     #[test]
-    fn subnets_overlap_when_either_holds_the_other() {
+    fn an_existing_subnet_conflicts_only_if_at_least_as_specific() {
         let c = |s: &str| s.parse::<Ipv4Cidr>().unwrap();
-        assert!(overlap(c("10.200.0.1/24"), c("10.200.0.7/24")));
-        assert!(overlap(c("10.200.0.1/24"), c("10.0.0.1/8")));
-        assert!(overlap(c("10.0.0.1/8"), c("10.200.0.5/32")));
-        assert!(!overlap(c("10.200.0.1/24"), c("10.201.0.1/24")));
-        assert!(!overlap(c("10.200.0.1/25"), c("10.200.0.129/25")));
+        assert!(shadows(c("10.200.0.1/24"), c("10.200.0.7/24")), "the same subnet");
+        assert!(
+            shadows(c("10.200.0.5/32"), c("10.200.0.1/24")),
+            "a more specific one inside"
+        );
+        assert!(
+            !shadows(c("10.0.0.1/8"), c("10.200.0.1/24")),
+            "a wider one around: ours is more specific"
+        );
+        assert!(!shadows(c("10.201.0.1/24"), c("10.200.0.1/24")));
+        assert!(!shadows(c("10.200.0.129/25"), c("10.200.0.1/25")));
     }
 
     #[test]
