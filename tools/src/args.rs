@@ -9,6 +9,14 @@ pub fn seconds(s: &str) -> Result<Duration, String> {
     duration(s, 1.0, "seconds")
 }
 
+/// Parses a positive decimal number of seconds: a timeout of zero means nothing.
+pub fn positive_seconds(s: &str) -> Result<Duration, String> {
+    match seconds(s)? {
+        Duration::ZERO => Err("expected a number of seconds above 0, like 0.5 or 10".into()),
+        d => Ok(d),
+    }
+}
+
 /// Parses a non-negative decimal number of milliseconds ("20", "0.5") into a `Duration`.
 pub fn millis(s: &str) -> Result<Duration, String> {
     duration(s, 1000.0, "milliseconds")
@@ -71,5 +79,12 @@ mod tests {
         for bad in ["-0.1", "1.5", "NaN", "x"] {
             assert!(probability(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_timeout_must_be_above_zero() {
+        assert_eq!(positive_seconds("0.5"), Ok(Duration::from_millis(500)));
+        assert!(positive_seconds("0").unwrap_err().contains("above 0"));
+        assert!(positive_seconds("-1").is_err());
     }
 }

@@ -315,3 +315,22 @@ fn tunstack_get_downloads_from_a_host_http_server_and_resumes() {
     let _ = py.wait();
     drop(d);
 }
+
+/// On a lossy path the refusal's line still arrives before the reset: the
+/// reset waits for the line's acknowledgment.
+#[test]
+fn the_refusal_line_survives_loss() {
+    if !live_tests_possible("the_refusal_line_survives_loss") {
+        return;
+    }
+    let site = Site::new("lossy-refusal", 1000);
+    let (sb, _d) = start(&site, &["--loss", "0.3", "--impair-direction", "out", "--seed", "7"]);
+    for i in 0..5 {
+        let out = sh(&sb, "echo missing.txt | nc -N -w 15 10.200.0.2 2000");
+        assert!(
+            out.stdout.contains("tunstack-downloader: error: no such file"),
+            "run {i}: {:?}",
+            out.stdout
+        );
+    }
+}

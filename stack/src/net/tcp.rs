@@ -232,6 +232,21 @@ impl TcpStream {
         })
     }
 
+    /// Waits until the peer has acknowledged everything written so far (or
+    /// the connection has failed), at most `timeout`; `WouldBlock` if time
+    /// ran out first. Like polling Linux's `SIOCOUTQ` down to zero.
+    pub fn wait_acknowledged(&self, timeout: Duration) -> io::Result<()> {
+        check_timeout(Some(timeout))?;
+        let handle = self.handle;
+        block_on(&self.stack, &self.ready, false, Some(timeout), |core| {
+            let tcp = core.iface.tcp_layer();
+            if let Some(e) = tcp.error(handle) {
+                return Some(Err(conn_errno(e)));
+            }
+            (tcp.send_queue(handle) == 0).then_some(Ok(()))
+        })
+    }
+
     fn read_inner(&self, buf: &mut [u8]) -> io::Result<usize> {
         let b = self.options.get();
         block_on(&self.stack, &self.ready, b.nonblocking, b.read_timeout, |core| {

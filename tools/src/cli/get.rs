@@ -26,7 +26,7 @@ pub struct GetArgs {
     #[arg(short = 'C', long = "continue")]
     resume: bool,
     /// Give up connecting after SECONDS (the stack's own SYN retries take about 2 minutes).
-    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = crate::args::seconds)]
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = crate::args::positive_seconds)]
     connect_timeout: Duration,
 }
 

@@ -99,17 +99,22 @@ impl Service for Downloader {
     }
 }
 
-/// How long a refusal's line stands before the reset: a reader such as
+/// How long a refusal's line may take to be acknowledged (a few RTOs on a
+/// lossy path) before the reset goes anyway.
+const REFUSAL_DELIVERY: Duration = Duration::from_secs(3);
+
+/// How long the acknowledged line stands before the reset: a reader such as
 /// OpenBSD `nc` drops a socket with a pending error unread, so the line must
-/// arrive, and be read, well before the reset does.
+/// be read well before the reset arrives.
 const REFUSAL_GRACE: Duration = Duration::from_millis(200);
 
-/// Tells the client why in one line, then resets the connection.
+/// Tells the client why in one line, then, once the line is acknowledged
+/// (so the reset cannot overtake it) and a moment later, resets the connection.
 fn refuse(conn: &TcpStream, peer: SocketAddr, why: &str) -> io::Result<()> {
     log::info!("downloader: {peer}: {why}; refusing");
     let mut w = conn;
     let line = format!("{REFUSAL_PREFIX}{}\n", why.replace(['\n', '\r'], " "));
-    if w.write_all(line.as_bytes()).is_ok() {
+    if w.write_all(line.as_bytes()).is_ok() && conn.wait_acknowledged(REFUSAL_DELIVERY).is_ok() {
         std::thread::sleep(REFUSAL_GRACE);
     }
     conn.abort()
