@@ -3,11 +3,11 @@
 //! the stream is dropped (run with RUST_LOG=debug to watch the states).
 //!
 //! It runs its own stack on a TUN of its own (needs root). Start a server on
-//! the host side first, e.g. `nc -l 10.201.0.1 9999` once the TUN exists:
+//! the host side first, e.g. `nc -l 9999` once the TUN exists:
 //!
 //! ```sh
 //! cargo build --example tcp_client
-//! sudo target/debug/examples/tcp_client 10.201.0.1:9999 "hello from tunstack"
+//! sudo target/debug/examples/tcp_client 10.203.0.1:9999 "hello from tunstack"
 //! ```
 
 use std::io::{Read, Write};
@@ -15,11 +15,22 @@ use std::time::Duration;
 use tunstack::net::TcpStream;
 use tunstack::runtime::{Stack, TunConfig};
 
-fn main() -> std::io::Result<()> {
+fn main() -> std::process::ExitCode {
+    // Errors as one line, as the tools print them (not main's Debug output).
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tcp_client: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
-    let server = args.next().unwrap_or_else(|| "10.201.0.1:9999".into());
+    let server = args.next().unwrap_or_else(|| "10.203.0.1:9999".into());
     let message = args.next().unwrap_or_else(|| "hello from tunstack".into());
-    let cfg = TunConfig::example("tunex1");
+    let cfg = TunConfig::example("tunex1", 203);
     let (stack, _) = Stack::on_tun(&cfg)?;
     let addr = server.parse().expect("SERVER must be IP:PORT");
     // Retry for a while: the host's server may start only once the TUN exists.

@@ -14,12 +14,23 @@ use std::net::Ipv4Addr;
 use tunstack::net::TcpListener;
 use tunstack::runtime::{Stack, TunConfig};
 
-fn main() -> std::io::Result<()> {
+fn main() -> std::process::ExitCode {
+    // Errors as one line, as the tools print them (not main's Debug output).
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tcp_server: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> std::io::Result<()> {
     let port: u16 = std::env::args()
         .nth(1)
         .map_or(Ok(9999), |p| p.parse())
         .expect("PORT must be a number");
-    let cfg = TunConfig::example("tunex0");
+    let cfg = TunConfig::example("tunex0", 201);
     let (stack, name) = Stack::on_tun(&cfg)?;
     // backlog 5: at most 5 (Linux: 6) finished handshakes wait for accept().
     let listener = TcpListener::bind_with_backlog(&stack, (Ipv4Addr::UNSPECIFIED, port), 5)?;

@@ -12,12 +12,23 @@ use std::net::Ipv4Addr;
 use tunstack::net::UdpSocket;
 use tunstack::runtime::{Stack, TunConfig};
 
-fn main() -> std::io::Result<()> {
+fn main() -> std::process::ExitCode {
+    // Errors as one line, as the tools print them (not main's Debug output).
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("udp_server: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> std::io::Result<()> {
     let port: u16 = std::env::args()
         .nth(1)
         .map_or(Ok(9999), |p| p.parse())
         .expect("PORT must be a number");
-    let cfg = TunConfig::example("tunex0");
+    let cfg = TunConfig::example("tunex0", 201);
     let (stack, name) = Stack::on_tun(&cfg)?;
     let server = UdpSocket::bind(&stack, (Ipv4Addr::UNSPECIFIED, port))?;
     println!(

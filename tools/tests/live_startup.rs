@@ -279,7 +279,7 @@ fn a_failure_after_the_tun_exists_takes_it_down_again() {
         &dir,
         &["--control", &blocked],
         &format!(
-            "tunstackd: control socket {blocked}: cannot create {}: File exists (os error 17)",
+            "tunstackd: control socket {blocked}: {} is not a directory",
             dir.path("file")
         ),
     );
@@ -365,7 +365,7 @@ fn cli_socket_path(cmd: Command) -> String {
         .find("/run/tunstack/")
         .unwrap_or_else(|| panic!("{}", out.stderr));
     out.stderr[at..]
-        .split(|c: char| c.is_whitespace() || c == '(')
+        .split(|c: char| c.is_whitespace() || c == ':')
         .next()
         .unwrap()
         .to_owned()

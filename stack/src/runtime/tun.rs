@@ -55,13 +55,14 @@ impl Default for TunConfig {
 }
 
 impl TunConfig {
-    /// The examples' link: interface `name`, the stack at 10.201.0.2/24 and
-    /// the host at 10.201.0.1/24, clear of a tunstackd on the defaults.
-    pub fn example(name: &str) -> TunConfig {
+    /// The examples' link: interface `name`, the stack at 10.`net`.0.2/24 and
+    /// the host at 10.`net`.0.1/24, clear of a tunstackd on the defaults
+    /// (the servers use 10.201, the clients 10.203, so both can run at once).
+    pub fn example(name: &str, net: u8) -> TunConfig {
         TunConfig {
             name: name.into(),
-            address: Ipv4Cidr::new([10, 201, 0, 2].into(), 24).expect("valid"),
-            host_address: Ipv4Cidr::new([10, 201, 0, 1].into(), 24).expect("valid"),
+            address: Ipv4Cidr::new([10, net, 0, 2].into(), 24).expect("valid"),
+            host_address: Ipv4Cidr::new([10, net, 0, 1].into(), 24).expect("valid"),
             ..TunConfig::default()
         }
     }
@@ -361,7 +362,7 @@ mod tests {
     #[test]
     fn the_defaults_and_the_examples_pass() {
         assert_eq!(TunConfig::default().check_addresses(), Ok(()));
-        assert_eq!(TunConfig::example("tunex0").check_addresses(), Ok(()));
+        assert_eq!(TunConfig::example("tunex0", 201).check_addresses(), Ok(()));
     }
 
     #[test]

@@ -19,8 +19,9 @@ impl Client {
             io::Error::new(
                 e.kind(),
                 format!(
-                    "cannot reach tunstackd at {} ({e}); is it running, and may you use it?",
-                    path.display()
+                    "cannot reach tunstackd at {}: {}; is it running, and may you use it?",
+                    path.display(),
+                    super::server::error_text(&e)
                 ),
             )
         })?;

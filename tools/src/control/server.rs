@@ -97,7 +97,22 @@ fn bind(cfg: &ControlConfig) -> io::Result<(UnixListener, ControlSocket)> {
     let failed =
         |what: &str, e: io::Error| io::Error::new(e.kind(), format!("control socket {}: {what}: {e}", path.display()));
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| failed(&format!("cannot create {}", dir.display()), e))?;
+        if std::fs::symlink_metadata(dir).is_ok_and(|m| !m.is_dir()) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                format!(
+                    "control socket {}: {} is not a directory",
+                    path.display(),
+                    dir.display()
+                ),
+            ));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| {
+            failed(
+                &format!("cannot create {}", dir.display()),
+                io::Error::new(e.kind(), error_text(&e)),
+            )
+        })?;
     }
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         use std::os::unix::fs::FileTypeExt;
@@ -269,7 +284,7 @@ fn serve(stack: &Stack, client: UnixStream, ifname: &str, pending: &Pending, who
             "CONNECT" => match parse_addr(words.next(), words.next()) {
                 Err(e) => Err(e),
                 Ok(remote) => match bridge::connect(stack, remote, reader.get_ref(), who) {
-                    Err(e) => Err(format!("connect {remote}: {e}")),
+                    Err(e) => Err(format!("connect {remote}: {}", error_text(&e))),
                     Ok(None) => return Ok(()), // the client left while connecting
                     Ok(Some(tcp)) => return bridge_tcp(tcp, reader.into_inner(), out),
                 },
@@ -290,7 +305,7 @@ fn serve(stack: &Stack, client: UnixStream, ifname: &str, pending: &Pending, who
                 match (port, backlog) {
                     (Some(Ok(port)), Ok(backlog)) => {
                         match TcpListener::bind_with_backlog(stack, (Ipv4Addr::UNSPECIFIED, port), backlog) {
-                            Err(e) => Err(format!("listen on {port}: {e}")),
+                            Err(e) => Err(format!("listen on {port}: {}", error_text(&e))),
                             Ok(l) => {
                                 l.set_owner(who);
                                 return serve_listener(l, reader.into_inner(), out, pending);
@@ -310,14 +325,16 @@ fn serve(stack: &Stack, client: UnixStream, ifname: &str, pending: &Pending, who
                 match (local, peer) {
                     (Err(e), _) | (_, Err(e)) => Err(e),
                     (Ok(local), Ok(peer)) => match UdpSocket::bind(stack, local) {
-                        Err(e) => Err(format!("bind {local}: {e}")),
-                        Ok(udp) => match peer.map(|p| udp.connect(p).map_err(|e| format!("connect {p}: {e}"))) {
-                            Some(Err(e)) => Err(e),
-                            Some(Ok(())) | None => {
-                                udp.set_owner(who);
-                                return bridge_udp(udp, peer.is_some(), reader.into_inner(), out);
+                        Err(e) => Err(format!("bind {local}: {}", error_text(&e))),
+                        Ok(udp) => {
+                            match peer.map(|p| udp.connect(p).map_err(|e| format!("connect {p}: {}", error_text(&e)))) {
+                                Some(Err(e)) => Err(e),
+                                Some(Ok(())) | None => {
+                                    udp.set_owner(who);
+                                    return bridge_udp(udp, peer.is_some(), reader.into_inner(), out);
+                                }
                             }
-                        },
+                        }
                     },
                 }
             }
