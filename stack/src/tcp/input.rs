@@ -10,7 +10,7 @@
 
 #![forbid(unsafe_code)]
 
-use super::congestion::NewReno;
+use super::congestion::{self, Ack, Window};
 use super::output::send_raw;
 use super::tcb::{ConnError, State, Tcb, Timer};
 use super::{FourTuple, TcpConfig, TcpLayer};
@@ -517,6 +517,7 @@ impl Tcb {
         let mss = t.snd_mss;
         let mut retransmit_first = false;
         if seg.ack.gt(t.snd_una) {
+            let in_flight = t.flight();
             let acked = seg.ack.wrapping_distance_from(t.snd_una);
             t.prev_una = t.snd_una;
             let fin_covered = t.snd_fin.is_some_and(|f| seg.ack.gt(f) && t.snd_una.le(f));
@@ -526,6 +527,7 @@ impl Tcb {
             if t.snd_nxt.lt(t.snd_una) {
                 t.snd_nxt = t.snd_una;
             }
+            let cc_rtt = ack_rtt(t, seg, now);
             match (t.rtt_probe, seg.options.timestamps.filter(|_| t.ts_ok)) {
                 (Some((s, at)), _) if seg.ack.ge(s) => {
                     t.rtt.sample(now - at);
@@ -558,7 +560,16 @@ impl Tcb {
                     t.cc.on_partial_ack(data_acked, mss);
                     retransmit_first = true;
                 }
-                None => t.cc.on_ack(data_acked, mss),
+                None => t.cc.on_ack(&Ack {
+                    now,
+                    acked: data_acked,
+                    mss,
+                    in_flight,
+                    rtt: cc_rtt,
+                    srtt: t.rtt.srtt(),
+                    snd_una: t.snd_una,
+                    snd_max: t.snd_max,
+                }),
             }
             t.dupacks = 0;
             if t.snd_una == t.snd_max {
@@ -624,7 +635,7 @@ fn accept_syn(t: &mut Tcb, seg: &TcpSegment<'_>) {
     // RFC 9293 §3.7.1: 536 when the peer sends no MSS option; never above ours.
     let peer_mss = usize::from(seg.options.mss.unwrap_or(536)).max(64);
     t.snd_mss = peer_mss.min(t.rcv_mss);
-    t.cc = Box::new(NewReno::new(t.snd_mss));
+    t.cc = congestion::controller(t.cc.algorithm(), Window::initial(t.snd_mss));
     match seg.options.window_scale {
         Some(shift) if t.state == State::SynReceived || t.state == State::SynSent => {
             t.snd_wscale = shift;
@@ -735,4 +746,17 @@ fn note_for_sack(t: &mut Tcb, seq: SeqNum, len: usize, offset: usize, new_len: u
             t.sack_recent[0] = Some(seq);
         }
     }
+}
+
+/// The RTT an ACK of new data measures, for congestion control: it wants
+/// one from every ACK that gives one (HyStart++ counts samples per round),
+/// where the estimator takes one per flight. The timed segment's if this
+/// ACK covers it, else the echoed TSval's (RFC 7323 §4.1).
+fn ack_rtt(t: &Tcb, seg: &TcpSegment<'_>, now: Instant) -> Option<Duration> {
+    if let Some((_, at)) = t.rtt_probe.filter(|&(s, _)| seg.ack.ge(s)) {
+        return Some(now - at);
+    }
+    let (_, echo) = seg.options.timestamps.filter(|_| t.ts_ok)?;
+    let ms = t.ts_now(now).wrapping_sub(echo);
+    (echo != 0 && ms < 1 << 31).then(|| Duration::from_millis(u64::from(ms)))
 }
