@@ -4,7 +4,7 @@ use super::{Options, block_on, check_timeout, errno, network_down, resolve_v4};
 use crate::runtime::Stack;
 use crate::socket::SocketEvent;
 use crate::tcp::tcb::{ConnError, State};
-use crate::tcp::{ConnectError, IoError, ListenError, ListenerHandle, Shutdown, TcpHandle};
+use crate::tcp::{CongestionAlgorithm, ConnectError, IoError, ListenError, ListenerHandle, Shutdown, TcpHandle};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -309,6 +309,22 @@ impl TcpStream {
     /// Whether Nagle's algorithm is off.
     pub fn nodelay(&self) -> io::Result<bool> {
         Ok(self.stack.lock().iface.tcp_layer().nodelay(self.handle))
+    }
+
+    /// Switches this connection's congestion control, as Linux's
+    /// `TCP_CONGESTION`: the new algorithm starts from the current window.
+    pub fn set_congestion(&self, algorithm: CongestionAlgorithm) -> io::Result<()> {
+        self.stack
+            .lock()
+            .iface
+            .tcp(self.stack.now())
+            .set_congestion(self.handle, algorithm);
+        Ok(())
+    }
+
+    /// The connection's congestion control.
+    pub fn congestion(&self) -> io::Result<CongestionAlgorithm> {
+        Ok(self.stack.lock().iface.tcp_layer().congestion(self.handle))
     }
 
     /// Probes the peer after `idle` without traffic (`SO_KEEPALIVE` + `TCP_KEEPIDLE`); `None` turns it off.

@@ -31,6 +31,8 @@ pub struct TunConfig {
     pub answer_broadcast_echo: bool,
     /// TCP maximum segment lifetime (TIME-WAIT lasts twice this).
     pub msl: std::time::Duration,
+    /// TCP congestion control of new connections.
+    pub congestion: crate::tcp::CongestionAlgorithm,
     /// Record every packet in and out to this pcap file.
     pub pcap: Option<std::path::PathBuf>,
     /// Impair the link (loss, delay, ...) in the given direction(s).
@@ -48,6 +50,7 @@ impl Default for TunConfig {
             seed: None,
             answer_broadcast_echo: true,
             msl: std::time::Duration::from_secs(30),
+            congestion: crate::tcp::CongestionAlgorithm::Cubic,
             pcap: None,
             impair: None,
         }
@@ -328,6 +331,7 @@ impl Stack {
         };
         config.answer_broadcast_echo = cfg.answer_broadcast_echo;
         config.tcp.msl = cfg.msl;
+        config.tcp.congestion = cfg.congestion;
         let name = device.name().to_owned();
         // The capture sees what crosses the TUN: inside the impairment, so a
         // lost packet appears once (as sent by the host) and never again.

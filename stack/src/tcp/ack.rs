@@ -5,9 +5,10 @@
 
 #![forbid(unsafe_code)]
 
+use super::congestion::Ack;
 use super::tcb::{Tcb, Timer};
 use crate::ip::context::Context;
-use crate::time::Duration;
+use crate::time::{Duration, Instant};
 use crate::wire::seq::SeqNum;
 use crate::wire::tcp::{TcpSegment, flags};
 
@@ -26,6 +27,7 @@ impl Tcb {
         let mss = t.snd_mss;
         let mut retransmit_first = false;
         if seg.ack.gt(t.snd_una) {
+            let in_flight = t.flight();
             let acked = seg.ack.wrapping_distance_from(t.snd_una);
             t.prev_una = t.snd_una;
             let fin_covered = t.snd_fin.is_some_and(|f| seg.ack.gt(f) && t.snd_una.le(f));
@@ -35,6 +37,7 @@ impl Tcb {
             if t.snd_nxt.lt(t.snd_una) {
                 t.snd_nxt = t.snd_una;
             }
+            let cc_rtt = ack_rtt(t, seg, now);
             match (t.rtt_probe, seg.options.timestamps.filter(|_| t.ts_ok)) {
                 (Some((s, at)), _) if seg.ack.ge(s) => {
                     t.rtt.sample(now - at);
@@ -74,7 +77,16 @@ impl Tcb {
                         retransmit_first = true;
                     }
                 }
-                None => t.cc.on_ack(data_acked, mss),
+                None => t.cc.on_ack(&Ack {
+                    now,
+                    acked: data_acked,
+                    mss,
+                    in_flight,
+                    rtt: cc_rtt,
+                    srtt: t.rtt.srtt(),
+                    snd_una: t.snd_una,
+                    snd_max: t.snd_max,
+                }),
             }
             t.dupacks = 0;
             if t.snd_una == t.snd_max {
@@ -159,4 +171,17 @@ fn fast_retransmit_allowed(t: &Tcb, ack: SeqNum) -> bool {
         }
         _ => true,
     }
+}
+
+/// The RTT an ACK of new data measures, for congestion control: it wants
+/// one from every ACK that gives one (HyStart++ counts samples per round),
+/// where the estimator takes one per flight. The timed segment's if this
+/// ACK covers it, else the echoed TSval's (RFC 7323 §4.1).
+fn ack_rtt(t: &Tcb, seg: &TcpSegment<'_>, now: Instant) -> Option<Duration> {
+    if let Some((_, at)) = t.rtt_probe.filter(|&(s, _)| seg.ack.ge(s)) {
+        return Some(now - at);
+    }
+    let (_, echo) = seg.options.timestamps.filter(|_| t.ts_ok)?;
+    let ms = t.ts_now(now).wrapping_sub(echo);
+    (echo != 0 && ms < 1 << 31).then(|| Duration::from_millis(u64::from(ms)))
 }

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 use super::ConnectError;
+use super::congestion::{self, CongestionAlgorithm};
 use super::tcb::{State, Tcb, Timer};
 use super::{FourTuple, IoError, ListenError, Listener, ListenerHandle, Shutdown, TcpHandle, TcpLayer};
 use crate::ip::Sockets;
@@ -265,6 +266,17 @@ impl Sockets<'_, TcpLayer> {
     /// Turns Nagle's algorithm off (`TCP_NODELAY`) or on.
     pub fn set_nodelay(&mut self, h: TcpHandle, on: bool) {
         self.layer.tcb_mut(h).nodelay = on;
+    }
+
+    /// Switches the connection's congestion control (`TCP_CONGESTION`). As
+    /// on Linux, the new algorithm starts from the current cwnd and
+    /// ssthresh; choosing the one in use changes nothing.
+    pub fn set_congestion(&mut self, h: TcpHandle, algorithm: CongestionAlgorithm) {
+        let t = self.layer.tcb_mut(h);
+        if t.cc.algorithm() != algorithm {
+            log::debug!("tcp {} -> {}: congestion control {algorithm}", t.local, t.remote);
+            t.cc = congestion::controller(algorithm, t.cc.window());
+        }
     }
 
     /// Turns keepalive on after `idle` without traffic, or off.

@@ -10,7 +10,7 @@
 
 #![forbid(unsafe_code)]
 
-use super::congestion::NewReno;
+use super::congestion::{self, Window};
 use super::output::send_raw;
 use super::tcb::{ConnError, State, Tcb, Timer};
 use super::{FourTuple, TcpConfig, TcpLayer};
@@ -513,7 +513,7 @@ fn accept_syn(t: &mut Tcb, seg: &TcpSegment<'_>) {
     // RFC 9293 §3.7.1: 536 when the peer sends no MSS option; never above ours.
     let peer_mss = usize::from(seg.options.mss.unwrap_or(536)).max(64);
     t.snd_mss = peer_mss.min(t.rcv_mss);
-    t.cc = Box::new(NewReno::new(t.snd_mss));
+    t.cc = congestion::controller(t.cc.algorithm(), Window::initial(t.snd_mss));
     match seg.options.window_scale {
         Some(shift) if t.state == State::SynReceived || t.state == State::SynSent => {
             t.snd_wscale = shift;

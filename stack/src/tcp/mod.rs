@@ -7,7 +7,7 @@
 //! when (Nagle, silly-window avoidance, window updates), `timer`
 //! retransmission, persist, delayed ACK, keepalive and TIME-WAIT, `icmp`
 //! ICMP errors about our segments (RFC 5927), `api` the socket calls, [`buffer`] send/receive buffers with reassembly, [`rtt`]
-//! RFC 6298, [`congestion`] NewReno behind a trait, [`isn`] RFC 6528.
+//! RFC 6298, [`congestion`] CUBIC with HyStart++ and NewReno behind a trait, [`isn`] RFC 6528.
 //! Sequence numbers ([`SeqNum`]) live with the wire format, in `wire::seq`.
 //!
 //! # The path of a segment
@@ -84,6 +84,7 @@ use std::sync::Arc;
 use tcb::Tcb;
 
 pub use crate::socket::{ListenerHandle, TcpHandle};
+pub use congestion::{CongestionAlgorithm, UnknownAlgorithm};
 pub use error::{ConnError, ConnectError, IoError, ListenError};
 pub use tcb::State;
 
@@ -124,6 +125,8 @@ pub struct TcpConfig {
     pub timestamps: bool,
     /// Offer SACK and send SACK blocks (RFC 2018, 2883; Linux's `tcp_sack`).
     pub sack: bool,
+    /// Congestion control of new connections (Linux's `tcp_congestion_control`: cubic).
+    pub congestion: CongestionAlgorithm,
 }
 
 impl Default for TcpConfig {
@@ -146,6 +149,7 @@ impl Default for TcpConfig {
             keepalive_probes: 9,
             timestamps: true,
             sack: true,
+            congestion: CongestionAlgorithm::Cubic,
         }
     }
 }
@@ -446,6 +450,11 @@ impl TcpLayer {
     /// Whether Nagle's algorithm is off.
     pub fn nodelay(&self, h: TcpHandle) -> bool {
         self.tcb(h).nodelay
+    }
+
+    /// The connection's congestion control.
+    pub fn congestion(&self, h: TcpHandle) -> CongestionAlgorithm {
+        self.tcb(h).cc.algorithm()
     }
 
     /// The listener's local address.

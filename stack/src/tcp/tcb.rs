@@ -4,7 +4,7 @@
 
 use super::TcpConfig;
 use super::buffer::{RecvBuffer, SendBuffer};
-use super::congestion::{CongestionControl, NewReno};
+use super::congestion::{self, CongestionControl, Window};
 use super::rtt::RttEstimator;
 use super::sack::Scoreboard;
 use crate::socket::Handle;
@@ -288,7 +288,7 @@ impl Tcb {
             backoff: 0,
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
             rtt_probe: None,
-            cc: Box::new(NewReno::new(536)),
+            cc: congestion::controller(cfg.congestion, Window::initial(536)),
             dupacks: 0,
             recover: None,
             nodelay: false,

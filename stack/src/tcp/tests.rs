@@ -1551,3 +1551,62 @@ fn fragmentation_needed_lowers_the_mss_and_resends_at_the_new_size() {
     assert!(p.recv().iter().all(|s| s.payload.len() == 512 || s.payload.len() < 512));
     assert_eq!(p.i.stats().tcp_pmtu_reductions, 2);
 }
+
+/// cwnd and ssthresh of connection `h`, as netstat sees them.
+fn windows(p: &Peer, h: TcpHandle) -> (usize, usize) {
+    let (local, remote) = p.i.tcp_layer().addrs(h);
+    let info = p.i.tcp_layer().sockets().into_iter();
+    let info = info
+        .filter(|s| (s.local, s.remote) == (local, remote))
+        .last()
+        .expect("listed");
+    (info.cwnd, info.ssthresh)
+}
+
+/// The stack's choice of congestion control applies to connections either
+/// way; each connection may change it, keeping its windows (TCP_CONGESTION).
+#[test]
+fn congestion_control_per_stack_and_per_connection() {
+    let mut p = Peer::with(|c| c.tcp.congestion = CongestionAlgorithm::NewReno);
+    let (_l, passive) = p.established_passive();
+    assert_eq!(p.i.tcp_layer().congestion(passive), CongestionAlgorithm::NewReno);
+    p.port += 1;
+    let active = p.established_active();
+    assert_eq!(p.i.tcp_layer().congestion(active), CongestionAlgorithm::NewReno);
+
+    let mut p = Peer::new();
+    let h = p.established_active();
+    assert_eq!(p.i.tcp_layer().congestion(h), CongestionAlgorithm::Cubic, "the default");
+    p.i.tcp(p.now).set_nodelay(h, true);
+    // Grow the window first: a full window acknowledged at once in slow
+    // start (HyStart++ lets a window grow by at most 8 segments per ACK).
+    p.i.tcp(p.now).send(h, &[7u8; 10 * 1460]).unwrap();
+    let sent = p.recv();
+    assert_eq!(sent.len(), 10);
+    p.send(ACK, p.seq, sent[0].seq + 10 * 1460, b"");
+    let grown = windows(&p, h);
+    assert_eq!(grown, (18 * 1460, usize::MAX));
+    p.i.tcp(p.now).set_congestion(h, CongestionAlgorithm::NewReno);
+    assert_eq!(p.i.tcp_layer().congestion(h), CongestionAlgorithm::NewReno);
+    assert_eq!(windows(&p, h), grown, "the windows carry over");
+}
+
+/// An algorithm chosen before the handshake completes survives it (the
+/// SYN-ACK's MSS sizes a new initial window).
+#[test]
+fn congestion_control_chosen_during_the_handshake_stays() {
+    let mut p = Peer::new();
+    let h = p.i.tcp(p.now).connect(SocketAddrV4::new(HOST, p.port), PORT).unwrap();
+    p.i.tcp(p.now).set_congestion(h, CongestionAlgorithm::NewReno);
+    let syn = p.recv_one();
+    p.ack = syn.seq + 1;
+    let (seq, ack) = (p.seq, p.ack);
+    let mss = TcpOptions {
+        mss: Some(1000),
+        ..TcpOptions::default()
+    };
+    p.send_opts(SYN | ACK, seq, ack, 65535, mss, b"");
+    assert_eq!(p.i.tcp_layer().state(h), State::Established);
+    assert_eq!(p.i.tcp_layer().congestion(h), CongestionAlgorithm::NewReno);
+    assert_eq!(windows(&p, h), (10 * 1000, usize::MAX));
+}

@@ -83,6 +83,7 @@ impl TunstackEndpoint {
         let mut c = Config::new(Ipv4Cidr::new(addr, 24).expect("valid /24"));
         c.seed = seed;
         c.tcp.msl = spec.msl;
+        c.tcp.congestion = spec.congestion;
         if let Some(n) = spec.recv_buffer {
             c.tcp.recv_buffer = n;
         }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddrV4;
 use tunstack::rand::Rng;
-use tunstack::tcp::State;
+use tunstack::tcp::{CongestionAlgorithm, State};
 use tunstack::{Duration, Instant};
 
 /// One transfer scenario: everything that determines a run.
@@ -29,6 +29,8 @@ pub struct TransferSpec {
     pub recv_buffer: Option<usize>,
     /// Send buffer per connection the endpoints should use (`None`: their default).
     pub send_buffer: Option<usize>,
+    /// Congestion control of the tunstack endpoints.
+    pub congestion: CongestionAlgorithm,
     /// Loop iterations before the run is declared hung.
     pub max_steps: u64,
     /// Virtual time before the run is declared hung.
@@ -50,6 +52,7 @@ impl TransferSpec {
             msl: Duration::from_secs(1),
             recv_buffer: None,
             send_buffer: None,
+            congestion: CongestionAlgorithm::default(),
             max_steps: 2_000_000,
             max_time: Duration::from_secs(3600),
             trace: false,
@@ -61,13 +64,14 @@ impl fmt::Display for TransferSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed {}: A->B {} B, B->A {} B, writes <= {} B, buffers rx {} tx {}, {}{}",
+            "seed {}: A->B {} B, B->A {} B, writes <= {} B, buffers rx {} tx {}, {}, {}{}",
             self.seed,
             self.a_to_b,
             self.b_to_a,
             self.write_max,
             self.recv_buffer.map_or("default".into(), |n| n.to_string()),
             self.send_buffer.map_or("default".into(), |n| n.to_string()),
+            self.congestion,
             self.link,
             match self.read_limit {
                 Some((n, every)) => format!(", slow reader {n} B per {every:?}"),

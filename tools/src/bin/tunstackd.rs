@@ -16,6 +16,7 @@ use std::time::Duration;
 use tunstack::Ipv4Cidr;
 use tunstack::device::impair::{Direction, ImpairConfig};
 use tunstack::runtime::{Stack, TunConfig};
+use tunstack::tcp::CongestionAlgorithm;
 use tunstack_tools::args::{millis, probability, seconds};
 use tunstack_tools::{control, services};
 
@@ -88,6 +89,10 @@ struct Args {
     /// TCP maximum segment lifetime in seconds; TIME-WAIT lasts twice this.
     #[arg(long, default_value = "30", value_name = "SECONDS", value_parser = seconds)]
     msl: Duration,
+
+    /// TCP congestion control of the stack's connections.
+    #[arg(long, value_enum, default_value_t = Congestion::Cubic)]
+    congestion: Congestion,
 
     /// Serve the files under DIR: the downloader protocol and HTTP/1.1 (off by default).
     #[arg(long, value_name = "DIR")]
@@ -191,6 +196,23 @@ impl ImpairArgs {
     }
 }
 
+/// `--congestion`'s choices (no doc comments, for the reason given at
+/// `ImpairDirection`): CUBIC with HyStart++ (RFC 9438, 9406), or NewReno (RFC 6582).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Congestion {
+    Cubic,
+    Newreno,
+}
+
+impl From<Congestion> for CongestionAlgorithm {
+    fn from(c: Congestion) -> CongestionAlgorithm {
+        match c {
+            Congestion::Cubic => CongestionAlgorithm::Cubic,
+            Congestion::Newreno => CongestionAlgorithm::NewReno,
+        }
+    }
+}
+
 /// The built-in services.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Service {
@@ -260,6 +282,7 @@ impl Args {
             seed: self.seed,
             answer_broadcast_echo: !self.ignore_broadcast_ping,
             msl: self.msl,
+            congestion: self.congestion.into(),
             pcap: self.pcap.clone(),
             impair: Some(self.impair.config()),
         }
@@ -470,6 +493,18 @@ mod tests {
         assert_eq!(Direction::from(a.impair.impair_direction), Direction::In);
         assert!(Args::try_parse_from(["tunstackd", "--impair-direction", "sideways"]).is_err());
         assert!(Args::try_parse_from(["tunstackd", "--idle-timeout", "NaN"]).is_err());
+    }
+
+    #[test]
+    fn congestion_control_is_cubic_unless_newreno_is_asked_for() {
+        let stack = |args: &[&str]| {
+            let a = Args::try_parse_from(std::iter::once("tunstackd").chain(args.iter().copied())).unwrap();
+            a.tun_config().congestion
+        };
+        assert_eq!(stack(&[]), CongestionAlgorithm::Cubic);
+        assert_eq!(stack(&["--congestion", "newreno"]), CongestionAlgorithm::NewReno);
+        assert_eq!(stack(&["--congestion", "cubic"]), CongestionAlgorithm::Cubic);
+        assert!(Args::try_parse_from(["tunstackd", "--congestion", "bbr"]).is_err());
     }
 
     fn clash(args: &[&str]) -> Option<String> {
