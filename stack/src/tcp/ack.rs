@@ -26,6 +26,13 @@ impl Tcb {
         };
         let mss = t.snd_mss;
         let mut retransmit_first = false;
+        // RFC 6675: the scoreboard takes every ACK's SACK blocks first; with
+        // SACK, a duplicate ACK is one that reports something new (a D-SACK
+        // of a network duplicate is no sign of loss, RFC 6675 §2).
+        let sack_news = t.sack_ok
+            && t.snd_max.gt(t.snd_una)
+            && t.scoreboard.update(t.snd_una, t.snd_max, seg.options.sack.as_slice());
+        let counts_as_dup = !t.sack_ok || sack_news || seg.options.sack.is_empty();
         if seg.ack.gt(t.snd_una) {
             let in_flight = t.flight();
             let acked = seg.ack.wrapping_distance_from(t.snd_una);
@@ -100,6 +107,7 @@ impl Tcb {
             && !seg.has(flags::FIN)
             && new_wnd == t.snd_wnd
             && t.snd_max.gt(t.snd_una)
+            && counts_as_dup
         {
             t.dupacks += 1;
             cx.stats().tcp_dup_acks += 1;
@@ -107,20 +115,17 @@ impl Tcb {
                 if !t.sack_ok {
                     t.cc.on_recovery_dupack(mss);
                 }
-            } else if t.dupacks == 3 && fast_retransmit_allowed(t, seg.ack) {
+            } else if t.dupacks == 3 && recovery_allowed(t, seg.ack) {
                 enter_recovery(t, cx);
                 retransmit_first = true;
             }
         }
-        // RFC 6675: the scoreboard takes every ACK's SACK blocks, and enough
-        // SACKed data above SND.UNA starts recovery before a third duplicate
-        // (IsLost(SND.UNA), §5 step (b)).
-        if t.sack_ok
-            && t.snd_max.gt(t.snd_una)
-            && t.scoreboard.update(t.snd_una, t.snd_max, seg.options.sack.as_slice())
+        // Enough SACKed data above SND.UNA starts recovery before a third
+        // duplicate (IsLost(SND.UNA), RFC 6675 §5 step (b)).
+        if sack_news
             && t.recover.is_none()
             && t.scoreboard.lost_boundary(t.snd_una, mss).gt(t.snd_una)
-            && fast_retransmit_allowed(t, seg.ack)
+            && recovery_allowed(t, seg.ack)
         {
             enter_recovery(t, cx);
             retransmit_first = true;
@@ -149,14 +154,30 @@ impl Tcb {
 /// §5): the window halves, and the recovery lasts until everything sent so
 /// far is acknowledged.
 fn enter_recovery(t: &mut Tcb, cx: &mut Context<'_>) {
-    let flight = t.flight();
+    // FlightSize leaves out what limited transmit sent beyond cwnd (RFC 5681 §3.2 step 2).
+    let flight = t.flight().min(t.cc.cwnd());
     t.cc.on_fast_retransmit(flight, t.snd_mss);
+    if t.sack_ok {
+        // RFC 6675 §5 (4.2): cwnd = ssthresh; `pipe` counts what left the
+        // network, so NewReno's inflation by three segments would count it twice.
+        let w = t.cc.window_mut();
+        w.cwnd = w.ssthresh;
+    }
     t.recover = Some(t.snd_max);
     t.high_rxt = t.snd_una;
     cx.stats().tcp_fast_retransmits += 1;
     if t.sack_ok {
         cx.stats().tcp_sack_recoveries += 1;
     }
+}
+
+/// Whether duplicate ACKs for `ack` may start a recovery now: after a
+/// timeout, RFC 6582's heuristic below, with or without SACK. (RFC 6675
+/// §5.1 would wait for everything sent before the timeout; without a
+/// Linux-like loss state that repairs holes meanwhile, that leaves each lost
+/// retransmission to a backed-off timeout, which is far worse.)
+fn recovery_allowed(t: &Tcb, ack: SeqNum) -> bool {
+    fast_retransmit_allowed(t, ack)
 }
 
 /// RFC 6582 §3.2 step 1 and §4.2: after a timeout, duplicate ACKs that do

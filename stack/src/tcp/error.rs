@@ -30,10 +30,11 @@ impl ConnError {
     pub fn from_icmp(kind: u8, code: u8) -> Option<(ConnError, bool)> {
         use crate::wire::icmp::{kind as k, unreachable as u};
         match (kind, code) {
-            (k::DEST_UNREACHABLE, u::NET | 6 | 9 | 11) => Some((ConnError::NetUnreachable, code != u::NET)),
-            (k::DEST_UNREACHABLE, u::HOST | 5 | 7 | 8 | 10 | 12..=15) => {
-                Some((ConnError::HostUnreachable, code != u::HOST))
-            }
+            // Hard or soft as Linux's icmp_err_convert.
+            (k::DEST_UNREACHABLE, u::NET | 11) => Some((ConnError::NetUnreachable, false)),
+            (k::DEST_UNREACHABLE, 6 | 9) => Some((ConnError::NetUnreachable, true)),
+            (k::DEST_UNREACHABLE, u::HOST | 5 | 12) => Some((ConnError::HostUnreachable, false)),
+            (k::DEST_UNREACHABLE, 7 | 8 | 10 | 13..=15) => Some((ConnError::HostUnreachable, true)),
             (k::DEST_UNREACHABLE, u::PROTOCOL) => Some((ConnError::ProtocolUnavailable, true)),
             (k::DEST_UNREACHABLE, u::PORT) => Some((ConnError::Refused, true)),
             (k::TIME_EXCEEDED, _) => Some((ConnError::HostUnreachable, false)),

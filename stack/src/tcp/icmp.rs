@@ -64,7 +64,7 @@ impl TcpLayer {
             self.reschedule(h);
             return;
         }
-        let Some((error, hard)) = icmp_error else { return };
+        let Some((error, _)) = icmp_error else { return };
         log::debug!(
             "tcp {} -> {}: {error} (ICMP type {} code {} from {})",
             t.local,
@@ -74,10 +74,14 @@ impl TcpLayer {
             report.from
         );
         let ends = match t.state {
-            // Linux gives up a connect at once on any of these (tcp_v4_err).
+            // Linux gives up a connect at once on any of these (tcp_v4_err),
+            // and so a simultaneous open.
             State::SynSent => true,
-            // A half-open connection from a listener goes only on a hard error.
-            State::SynReceived => hard,
+            State::SynReceived if t.listener.is_none() => true,
+            // A half-open connection from a listener goes, as in Linux's
+            // tcp_req_err, when its SYN-ACK cannot reach the peer (net or host
+            // unreachable, time exceeded), not on port or protocol unreachable.
+            State::SynReceived => sent.seq == t.iss && unreachable_path(report.kind, report.code),
             _ => false,
         };
         if ends {
@@ -89,22 +93,25 @@ impl TcpLayer {
     }
 }
 
-/// The smallest path MTU believed (Linux's `min_pmtu`, RFC 5927 §7.2): a
-/// forged fragmentation-needed cannot shrink segments to a few bytes.
-const MIN_PMTU: usize = 552;
-
 /// RFC 1191 §7's plateaus, for routers that send no next-hop MTU.
 const PLATEAUS: [usize; 10] = [65535, 32000, 17914, 8166, 4352, 2002, 1492, 1006, 508, 296];
 
 /// The path MTU a fragmentation-needed error reports: its next-hop MTU, or
 /// (from an old router, RFC 1191 §5) the plateau below the quoted datagram.
+/// `Tcb::reduce_mss` decides how far to believe it.
 fn path_mtu(report: &IcmpErrorReport<'_>) -> usize {
     let next_hop = usize::from(u16::from_be_bytes([report.rest[2], report.rest[3]]));
-    let mtu = if next_hop >= 68 {
+    if next_hop >= 68 {
         next_hop
     } else {
         let sent = report.quoted.header_len + report.quoted.payload_len;
         PLATEAUS.into_iter().find(|p| *p < sent).unwrap_or(68)
-    };
-    mtu.max(MIN_PMTU)
+    }
+}
+
+/// An error saying the path to the peer is gone: net or host unreachable,
+/// or time exceeded (what ends a half-open connection in Linux).
+fn unreachable_path(kind_: u8, code: u8) -> bool {
+    kind_ == kind::TIME_EXCEEDED
+        || (kind_ == kind::DEST_UNREACHABLE && (code == unreachable::NET || code == unreachable::HOST))
 }

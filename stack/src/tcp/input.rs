@@ -358,15 +358,6 @@ impl Tcb {
             return outcome;
         }
 
-        // RFC 7323 §4.3 R3: the TSval to echo comes from the segment at the
-        // left edge of the window (not from one beyond a hole).
-        if let Some(value) = tsval {
-            if (value.wrapping_sub(self.ts_recent) as i32) >= 0 && seg.seq.le(self.last_ack_sent) {
-                self.ts_recent = value;
-                self.ts_recent_at = now;
-            }
-        }
-
         // Second: RST (RFC 5961 §3.2).
         if seg.has(flags::RST) {
             if seg.seq == self.rcv_nxt {
@@ -441,6 +432,18 @@ impl Tcb {
                 self.send_ack(cx);
             }
             return outcome;
+        }
+        // RFC 7323 §4.3 R3: the TSval to echo comes from the segment at the
+        // left edge of the window (not from one beyond a hole); taken only now
+        // that the segment passed the RST, SYN and ACK checks (as Linux), so a
+        // blind in-window segment cannot move it. A TS.Recent idle past PAWS's
+        // 24 days is replaced whatever its order (§5.5).
+        if let Some(value) = tsval {
+            let stale = now.saturating_duration_since(self.ts_recent_at) >= PAWS_IDLE;
+            if ((value.wrapping_sub(self.ts_recent) as i32) >= 0 || stale) && seg.seq.le(self.last_ack_sent) {
+                self.ts_recent = value;
+                self.ts_recent_at = now;
+            }
         }
         self.process_ack(cx, seg);
         match self.state {
@@ -557,8 +560,9 @@ fn receive_text(
 ) {
     // Nothing counts past the peer's FIN (a later, longer FIN is bogus).
     let payload = match t.fin_seq {
+        Some(f) if seg.seq.ge(f) => &seg.payload[..0],
         Some(f) if (seg.seq + seg.payload.len() as u32).gt(f) => {
-            &seg.payload[..f.wrapping_distance_from(seg.seq).min(seg.payload.len() as u32) as usize]
+            &seg.payload[..f.wrapping_distance_from(seg.seq) as usize]
         }
         _ => seg.payload,
     };
@@ -619,9 +623,10 @@ fn note_for_sack(t: &mut Tcb, seq: SeqNum, len: usize, offset: usize, new_len: u
         let held = t.recv.out_of_order().iter().any(|&(s, e)| s <= start && end <= e);
         if held {
             t.dsack = Some((seq, seq + new_len as u32));
-        } else {
-            t.sack_recent.rotate_right(1);
-            t.sack_recent[0] = Some(seq);
         }
+        // Its island goes first (after a D-SACK, the island holding the
+        // duplicate: RFC 2883 §4 (4), what lets the sender recognise it).
+        t.sack_recent.rotate_right(1);
+        t.sack_recent[0] = Some(seq);
     }
 }

@@ -122,6 +122,12 @@ impl Tcb {
             State::Established | State::CloseWait | State::FinWait1 | State::LastAck | State::Closing
         );
         let data_end = self.data_end();
+        let resending = self.sack_ok && self.snd_nxt.lt(self.snd_max);
+        if resending && may_send_data {
+            // Going back over what was sent (after a timeout or a smaller path
+            // MTU): what the peer has SACKed since needs no second copy.
+            self.snd_nxt = self.scoreboard.skip_sacked(self.snd_nxt);
+        }
         let unsent = if self.snd_nxt.lt(data_end) {
             data_end.wrapping_distance_from(self.snd_nxt) as usize
         } else {
@@ -143,9 +149,16 @@ impl Tcb {
             let by_congestion = (self.cc.cwnd() + limited).saturating_sub(self.in_flight());
             let usable = by_peer.min(by_congestion);
             let mss = self.send_mss();
-            let len = unsent.min(mss).min(usable);
+            let mut len = unsent.min(mss).min(usable);
+            if resending {
+                if let Some(next) = self.scoreboard.next_block_start(self.snd_nxt) {
+                    len = len.min(next.wrapping_distance_from(self.snd_nxt) as usize);
+                }
+            }
+            // Nagle and sender SWS hold back new small segments, never a resend.
             let send_it = len > 0
                 && (len == mss
+                    || resending
                     || (len == unsent && (self.nodelay || flight == 0 || self.fin_queued()))
                     || len >= (self.max_snd_wnd as usize / 2).max(1)
                     || flight == 0);
@@ -282,7 +295,7 @@ impl Tcb {
             send.peek(plan.data_offset, out)
         });
         cx.stats().tcp_tx_segments += 1;
-        let _ = cx.send_datagram(*self.remote.ip(), protocol::TCP, DEFAULT_TTL, true, buf);
+        let _ = cx.send_datagram(*self.remote.ip(), protocol::TCP, DEFAULT_TTL, self.dont_fragment, buf);
     }
 
     /// Whether this is a loss recovery the peer's SACK blocks steer (RFC 6675).
@@ -347,6 +360,10 @@ impl Tcb {
         let end = start + len as u32 + u32::from(fin);
         if end.gt(self.high_rxt) {
             self.high_rxt = end;
+        }
+        // Going back after a timeout, this range needs no second resend.
+        if self.snd_nxt.ge(start) && self.snd_nxt.lt(end) {
+            self.snd_nxt = end;
         }
         if self.timer(Timer::Retransmit).is_none() {
             let rto = self.rtt.backed_off(self.backoff);

@@ -124,6 +124,25 @@ impl Scoreboard {
         at.lt(limit).then_some((at, limit))
     }
 
+    /// `seq`, or the end of the SACKed range holding it.
+    pub(crate) fn skip_sacked(&self, seq: SeqNum) -> SeqNum {
+        self.blocks
+            .iter()
+            .find(|(l, r)| seq.ge(*l) && seq.lt(*r))
+            .map_or(seq, |&(_, r)| r)
+    }
+
+    /// Where the first SACKed range above `seq` begins, if any.
+    pub(crate) fn next_block_start(&self, seq: SeqNum) -> Option<SeqNum> {
+        self.blocks.iter().map(|&(l, _)| l).find(|l| l.gt(seq))
+    }
+
+    /// The SACKed ranges, lowest first.
+    #[cfg(test)]
+    pub(crate) fn blocks(&self) -> &[(SeqNum, SeqNum)] {
+        &self.blocks
+    }
+
     /// UnSACKed bytes in `[from, to)`.
     pub(crate) fn unsacked_between(&self, from: SeqNum, to: SeqNum) -> usize {
         if !from.lt(to) {

@@ -161,6 +161,9 @@ pub(crate) struct Tcb {
     /// Sequence numbers of the latest out-of-order segments, newest first:
     /// their islands lead our SACK blocks (RFC 2018 §4).
     pub(crate) sack_recent: [Option<SeqNum>; 3],
+    /// Segments carry DF (path MTU discovery) unless a path below
+    /// [`MIN_PMTU`] was reported.
+    pub(crate) dont_fragment: bool,
     /// A duplicate to report first in the next ACK (D-SACK, RFC 2883).
     pub(crate) dsack: Option<(SeqNum, SeqNum)>,
     /// What the peer SACKed of ours (RFC 6675's scoreboard).
@@ -270,6 +273,7 @@ impl Tcb {
             sack_ok: false,
             sack_recent: [None; 3],
             dsack: None,
+            dont_fragment: true,
             scoreboard: Scoreboard::default(),
             high_rxt: iss,
             irs: SeqNum(0),
@@ -366,11 +370,20 @@ impl Tcb {
     /// congestion window is left alone: this was no congestion). False if
     /// the MSS was already that small.
     pub(crate) fn reduce_mss(&mut self, path_mtu: usize) -> bool {
+        // Below MIN_PMTU the MTU is not believed, but the path is: segments
+        // of MIN_PMTU go without DF and routers fragment them (Linux locks
+        // the route's MTU and clears DF the same way; RFC 1191 §5).
+        let (path_mtu, dont_fragment) = if path_mtu < MIN_PMTU {
+            (MIN_PMTU, false)
+        } else {
+            (path_mtu, true)
+        };
         let mss = path_mtu.saturating_sub(40);
-        if mss >= self.snd_mss {
+        if mss >= self.snd_mss && dont_fragment == self.dont_fragment {
             return false;
         }
-        self.snd_mss = mss;
+        self.dont_fragment &= dont_fragment;
+        self.snd_mss = mss.min(self.snd_mss);
         self.snd_nxt = self.snd_una;
         self.rtt_probe = None;
         self.scoreboard.clear();
@@ -402,11 +415,13 @@ impl Tcb {
                 .map(block)
                 .find(|(left, right)| seq.ge(*left) && seq.lt(*right))
         });
+        // Islands are listed once; the D-SACK block does not count as one.
+        let first_island = out.len();
         for (left, right) in recent.chain(islands.iter().rev().map(block)) {
             if out.len() >= max {
                 break;
             }
-            if !out.as_slice().contains(&(left, right)) {
+            if !out.as_slice()[first_island..].contains(&(left, right)) {
                 out.push(left, right);
             }
         }
@@ -441,6 +456,10 @@ impl Tcb {
         }
     }
 }
+
+/// The smallest path MTU believed (Linux's `min_pmtu`, RFC 5927 §7.2): a
+/// forged fragmentation-needed cannot shrink segments to a few bytes.
+pub(crate) const MIN_PMTU: usize = 552;
 
 /// The window-scale shift that lets a window of `buffer` bytes be advertised (RFC 7323 §2.3).
 pub(crate) fn window_scale_for(buffer: usize) -> u8 {

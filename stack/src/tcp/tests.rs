@@ -1241,19 +1241,27 @@ fn soft_icmp_error_is_reported_when_the_connection_times_out() {
     assert_eq!(p.i.tcp_layer().error(h), Some(ConnError::NetUnreachable));
 }
 
-/// A half-open connection from a listener is dropped on a hard error (port
-/// unreachable: nobody is there any more), kept on a soft one.
+/// A half-open connection from a listener goes when its SYN-ACK cannot
+/// reach the peer (net or host unreachable, time exceeded) and the error
+/// quotes exactly our SYN-ACK, as Linux's tcp_req_err; a port or protocol
+/// unreachable leaves it (the peer's own stack answered).
 #[test]
-fn half_open_connection_goes_on_a_hard_icmp_error_only() {
+fn half_open_connection_goes_when_the_path_to_the_peer_is_gone() {
     use crate::wire::icmp::{kind, unreachable};
     let mut p = Peer::new();
     p.listen(8);
     p.send_next(SYN, b"");
     let synack = p.recv_one();
-    p.icmp_error_about(ROUTER, kind::DEST_UNREACHABLE, unreachable::HOST, synack.seq);
-    assert_eq!(p.i.tcp_layer().connection_count(), 1, "soft: kept");
     p.icmp_error_about(ROUTER, kind::DEST_UNREACHABLE, unreachable::PORT, synack.seq);
-    assert_eq!(p.i.tcp_layer().connection_count(), 0, "hard: dropped");
+    assert_eq!(p.i.tcp_layer().connection_count(), 1, "port unreachable: kept");
+    p.icmp_error_about(ROUTER, kind::DEST_UNREACHABLE, unreachable::HOST, synack.seq + 1);
+    assert_eq!(
+        p.i.tcp_layer().connection_count(),
+        1,
+        "not our SYN-ACK's sequence number: kept"
+    );
+    p.icmp_error_about(ROUTER, kind::DEST_UNREACHABLE, unreachable::HOST, synack.seq);
+    assert_eq!(p.i.tcp_layer().connection_count(), 0, "host unreachable: dropped");
 }
 
 /// The options a Linux peer offers in its SYN: MSS 1460, SACK-permitted,
@@ -1609,4 +1617,336 @@ fn congestion_control_chosen_during_the_handshake_stays() {
     assert_eq!(p.i.tcp_layer().state(h), State::Established);
     assert_eq!(p.i.tcp_layer().congestion(h), CongestionAlgorithm::NewReno);
     assert_eq!(windows(&p, h), (10 * 1000, usize::MAX));
+}
+
+// Rules found by review: RFC 6675, 2883, 7323, 1191 corner cases.
+mod review_recovery {
+    use super::*;
+
+    fn info(p: &Peer) -> TcpInfo {
+        p.i.tcp_layer()
+            .sockets()
+            .into_iter()
+            .find(|s| s.state != State::Listen)
+            .unwrap()
+    }
+
+    /// RFC 6675 §5 (4.2): ssthresh = cwnd = FlightSize/2 on entering SACK recovery.
+    #[test]
+    fn sack_recovery_sets_cwnd_to_ssthresh_without_inflation() {
+        let mut p = Peer::new();
+        let (h, _) = p.established_with_options(5000);
+        p.i.tcp(p.now).set_nodelay(h, true);
+        p.i.tcp(p.now).send(h, &vec![7u8; 10 * 1448]).unwrap();
+        let sent = p.recv();
+        assert_eq!(sent.len(), 10);
+        let end = |i: usize| sent[i].seq + sent[i].payload.len() as u32;
+        for k in 1..=3 {
+            p.ack_with_sack(sent[0].seq, &[(sent[1].seq, end(k))]);
+        }
+        let i = info(&p);
+        eprintln!(
+            "cwnd {} ssthresh {} recov {}",
+            i.cwnd,
+            i.ssthresh,
+            p.i.stats().tcp_sack_recoveries
+        );
+        assert_eq!(i.cwnd, i.ssthresh, "RFC 6675 (4.2): cwnd = ssthresh");
+    }
+
+    /// RFC 7323 §5.5 / appendix: after 24 days idle, the segment is accepted and TS.Recent takes its TSval.
+    #[test]
+    fn ts_recent_idle_past_24_days_is_replaced() {
+        let mut p = Peer::new();
+        let (_h, _) = p.established_with_options(5000);
+        p.send_ts(ACK | PSH, 6000, 0, b"a");
+        p.advance(Duration::from_millis(50));
+        p.recv();
+        p.advance(Duration::from_secs(25 * 24 * 3600));
+        p.recv();
+        let newer = 6000u32.wrapping_add(1 << 31).wrapping_add(5); // peer clock wrapped its sign bit
+        p.send_ts(ACK | PSH, newer, 0, b"b");
+        p.advance(Duration::from_millis(50));
+        let a = p.recv();
+        eprintln!("{a:?}");
+        assert_eq!(
+            a.last().unwrap().options.timestamps.map(|(_, e)| e),
+            Some(newer),
+            "TSecr echoes the new TSval"
+        );
+    }
+
+    /// RFC 6675 §2 / Linux: ACKs carrying only D-SACK (network duplicates) do not start recovery.
+    #[test]
+    fn acks_carrying_only_a_dsack_are_no_duplicate_acks() {
+        let mut p = Peer::new();
+        let (h, _) = p.established_with_options(5000);
+        p.i.tcp(p.now).set_nodelay(h, true);
+        p.i.tcp(p.now).send(h, &vec![7u8; 20 * 1448]).unwrap();
+        let sent = p.recv();
+        let end = |i: usize| sent[i].seq + sent[i].payload.len() as u32;
+        p.ack_with_sack(end(4), &[]);
+        let after = p.recv();
+        eprintln!("after cum ack: {} segs", after.len());
+        for (k, s) in sent.iter().enumerate().take(5).skip(2) {
+            p.ack_with_sack(end(4), &[(s.seq, end(k))]); // D-SACK: duplicates below SND.UNA
+        }
+        let out = p.recv();
+        eprintln!(
+            "fast retransmits {} ; segs sent {}: {:?}",
+            p.i.stats().tcp_fast_retransmits,
+            out.len(),
+            out.iter().map(|s| (s.seq, s.payload.len())).collect::<Vec<_>>()
+        );
+        assert_eq!(p.i.stats().tcp_fast_retransmits, 0);
+    }
+
+    /// RFC 6675 §5.1: after a timeout, the SACK information that arrives
+    /// decides what goes again: nothing the peer holds is sent twice.
+    #[test]
+    fn after_a_timeout_sacked_data_is_not_resent() {
+        let mut p = Peer::new();
+        let (h, _) = p.established_with_options(5000);
+        p.i.tcp(p.now).set_nodelay(h, true);
+        p.i.tcp(p.now).send(h, &vec![7u8; 10 * 1448]).unwrap();
+        let sent = p.recv();
+        let end = |i: usize| sent[i].seq + sent[i].payload.len() as u32;
+        p.advance(Duration::from_secs(2));
+        let rto = p.recv();
+        eprintln!(
+            "rto sent {:?}",
+            rto.iter().map(|s| (s.seq, s.payload.len())).collect::<Vec<_>>()
+        );
+        // Segments 0 and 2 were lost; the retransmitted 0 arrives: ACK to 2, SACK 3..9.
+        p.ack_with_sack(sent[2].seq, &[(sent[3].seq, end(9))]);
+        let out = p.recv();
+        eprintln!(
+            "fast retransmits {}; sent {:?}",
+            p.i.stats().tcp_fast_retransmits,
+            out.iter().map(|s| (s.seq, s.payload.len())).collect::<Vec<_>>()
+        );
+        let twice = out.iter().filter(|s| s.seq == sent[2].seq).count();
+        assert!(twice <= 1, "segment 2 sent {twice} times");
+        let sacked: Vec<_> = out
+            .iter()
+            .filter(|s| s.seq.ge(sent[3].seq) && s.seq.lt(end(9)))
+            .collect();
+        assert!(sacked.is_empty(), "SACKed data resent: {sacked:?}");
+    }
+
+    /// RFC 1191 / Linux: below min_pmtu the MTU is clamped *and DF is cleared*.
+    #[test]
+    fn a_path_mtu_below_552_clears_df() {
+        let mut p = Peer::new();
+        let h = p.established_active();
+        p.i.tcp(p.now).set_nodelay(h, true);
+        p.i.tcp(p.now).send(h, &vec![3u8; 4000]).unwrap();
+        let sent = p.recv();
+        p.frag_needed_about(sent[0].seq, 296);
+        let mut buf = vec![0u8; 66000];
+        let mut dfs = Vec::new();
+        while let Some(n) = p.i.poll_transmit(p.now, &mut buf) {
+            let pk = Ipv4Packet::parse(&buf[..n]).unwrap();
+            dfs.push((n, pk.header.dont_fragment));
+        }
+        eprintln!("{dfs:?}");
+        assert!(
+            dfs.iter().all(|&(n, df)| n <= 296 || !df),
+            "552-byte datagrams with DF on a 296-byte path"
+        );
+    }
+
+    /// Data segments next to 3 SACK blocks + timestamps still fit the MTU.
+    #[test]
+    fn segments_with_timestamps_and_three_sack_blocks_fit_the_mtu() {
+        let mut p = Peer::new();
+        let (h, _) = p.established_with_options(5000);
+        let base = p.seq;
+        for k in 0..3u32 {
+            p.seq = base + 1000 + k * 200;
+            p.send_ts(ACK, 5001 + k, 0, &[1u8; 100]);
+        }
+        p.recv();
+        p.seq = base + 50; // a D-SACK too? no: out of order again, fourth island
+        p.i.tcp(p.now).send(h, &vec![1u8; 5000]).unwrap();
+        let mut buf = vec![0u8; 66000];
+        while let Some(n) = p.i.poll_transmit(p.now, &mut buf) {
+            let pk = Ipv4Packet::parse(&buf[..n]).unwrap();
+            eprintln!("len {n} df {}", pk.header.dont_fragment);
+            assert!(n <= 1500);
+        }
+    }
+}
+
+mod review_fuzz {
+    use super::*;
+
+    #[test]
+    fn random_sack_blocks_and_timestamps_never_panic_and_keep_the_scoreboard_sound() {
+        let mut rng = crate::rand::Rng::new(4242);
+        for round in 0..400 {
+            let mut p = Peer::with(|c| c.tcp.recv_buffer = [1000usize, 4096, 65536, 1 << 20][round % 4]);
+            let (h, synack) = p.established_with_options(5000);
+            let iss = synack.seq;
+            p.i.tcp(p.now).set_nodelay(h, true);
+            let _ = p.i.tcp(p.now).send(h, &vec![3u8; rng.below(200_000) as usize]);
+            let mut sent_hi = iss + 1;
+            for step in 0..400 {
+                for s in p.recv() {
+                    let e = s.seq + s.payload.len() as u32;
+                    if e.gt(sent_hi) {
+                        sent_hi = e;
+                    }
+                }
+                let una_guess = p.ack;
+                let near = |rng: &mut crate::rand::Rng, lo: SeqNum, hi: SeqNum| {
+                    let span = hi.wrapping_distance_from(lo).max(1);
+                    match rng.below(6) {
+                        0 => lo + rng.below(span as u64 + 1) as u32,
+                        1 => lo - rng.below(5000) as u32,
+                        2 => hi + rng.below(5000) as u32,
+                        3 => SeqNum(rng.next_u32()),
+                        _ => lo + rng.below(span as u64 + 1) as u32,
+                    }
+                };
+                let mut options = TcpOptions::default();
+                if rng.chance(0.9) {
+                    let v = if rng.chance(0.9) {
+                        6000 + step as u32
+                    } else {
+                        rng.next_u32()
+                    };
+                    options.timestamps = Some((v, rng.next_u32()));
+                }
+                for _ in 0..rng.below(5) {
+                    let a = near(&mut rng, una_guess, sent_hi);
+                    let b = if rng.chance(0.5) {
+                        near(&mut rng, una_guess, sent_hi)
+                    } else {
+                        a + rng.below(10_000) as u32
+                    };
+                    options.sack.push(a, b);
+                }
+                let ack = if rng.chance(0.3) {
+                    near(&mut rng, una_guess, sent_hi)
+                } else {
+                    una_guess
+                };
+                if ack.gt(p.ack) && ack.le(sent_hi) && rng.chance(0.5) {
+                    p.ack = ack;
+                }
+                let len = [0usize, 0, 0, 1, 100, 1448][rng.below(6) as usize];
+                let seq = if rng.chance(0.8) {
+                    p.seq
+                } else {
+                    near(&mut rng, p.seq, p.seq + 100_000)
+                };
+                let payload = vec![1u8; len];
+                let f = if rng.chance(0.02) { ACK | FIN } else { ACK };
+                p.send_opts(f, seq, ack, rng.next_u32() as u16, options, &payload);
+                if seq == p.seq {
+                    p.seq += len as u32;
+                }
+                if step % 9 == 0 {
+                    p.advance(Duration::from_millis(rng.below(2000)));
+                }
+                if step % 13 == 0 && p.i.tcp_layer().exists(h) {
+                    let mut buf = [0u8; 4096];
+                    let _ = p.i.tcp(p.now).recv(h, &mut buf);
+                }
+                if let Some(t) = p.i.tcp_layer().conns.get(h.0) {
+                    if t.state.synchronized() {
+                        let b = t.scoreboard.blocks();
+                        for w in b.windows(2) {
+                            assert!(w[0].1.lt(w[1].0), "sorted disjoint {b:?}");
+                        }
+                        for &(l, r) in b.iter() {
+                            assert!(
+                                l.lt(r) && l.ge(t.snd_una) && r.le(t.snd_max),
+                                "inside {b:?} una {:?} max {:?}",
+                                t.snd_una,
+                                t.snd_max
+                            );
+                        }
+                        let _ = t.in_flight();
+                    }
+                }
+                if rng.chance(0.01) {
+                    p.frag_needed_about(
+                        p.ack + rng.below(3000) as u32,
+                        [296u16, 576, 1000, 1280, 0][rng.below(5) as usize],
+                    );
+                }
+            }
+            p.i.tcp_layer().assert_tables_consistent();
+        }
+    }
+}
+mod review_dsack {
+    use super::*;
+    /// RFC 2883 §4 (4): a duplicate above the cumulative ACK: D-SACK first, then its island.
+    #[test]
+    fn a_dsack_inside_an_island_is_followed_by_its_island() {
+        let mut p = Peer::new();
+        let (_, _) = p.established_with_options(5000);
+        let base = p.seq;
+        p.seq = base + 1000;
+        p.send_ts(ACK, 5001, 0, &[1u8; 100]);
+        p.seq = base + 3000;
+        p.send_ts(ACK, 5002, 0, &[1u8; 100]);
+        p.recv();
+        p.seq = base + 1000;
+        p.send_ts(ACK, 5003, 0, &[1u8; 100]);
+        let a = p.recv_one();
+        eprintln!("{:?}", a.options.sack.as_slice());
+        assert_eq!(
+            a.options.sack.as_slice()[..2],
+            [(base + 1000, base + 1100), (base + 1000, base + 1100)]
+        );
+    }
+}
+mod review_fin {
+    use super::*;
+    #[test]
+    fn data_wholly_beyond_a_fin_is_not_sacked() {
+        let mut p = Peer::new();
+        let (_, _) = p.established_with_options(5000);
+        let base = p.seq;
+        p.seq = base + 100;
+        p.send_ts(ACK | FIN, 5001, 0, b"");
+        p.recv();
+        p.seq = base + 200;
+        p.send_ts(ACK, 5002, 0, &[9u8; 100]);
+        let a = p.recv();
+        eprintln!(
+            "{:?}",
+            a.iter().map(|s| s.options.sack.as_slice().to_vec()).collect::<Vec<_>>()
+        );
+        assert!(a.iter().all(|s| s.options.sack.is_empty()));
+    }
+}
+mod review_ts_poison {
+    use super::*;
+    /// A segment dropped for its ACK (RFC 5961 §5.2) must not move TS.Recent (Linux: FLAG_UPDATE_TS_RECENT in tcp_ack).
+    #[test]
+    fn a_segment_dropped_for_its_ack_does_not_move_ts_recent() {
+        let mut p = Peer::new();
+        let (h, _) = p.established_with_options(5000);
+        p.send_ts(ACK | PSH, 6000, 0, b"a");
+        p.advance(Duration::from_millis(50));
+        p.recv();
+        // Blind injection: in window (straddles RCV.NXT), a bogus ACK, a TSval far ahead.
+        let (seq, ack) = (p.seq - 10, p.ack + 100_000);
+        let o = TcpOptions {
+            timestamps: Some((6000 + (1 << 30), 0)),
+            ..TcpOptions::default()
+        };
+        p.send_opts(ACK, seq, ack, 65535 >> 7, o, &[0u8; 20]);
+        p.recv();
+        // The real peer goes on.
+        p.send_ts(ACK | PSH, 6001, 0, b"b");
+        p.advance(Duration::from_millis(50));
+        p.recv();
+        assert_eq!(p.read_all(h), b"ab", "paws_dropped={}", p.i.stats().tcp_paws_dropped);
+    }
 }
