@@ -6,7 +6,7 @@
 #![forbid(unsafe_code)]
 
 use super::congestion::Ack;
-use super::tcb::{Tcb, Timer};
+use super::tcb::{Prr, Tcb, Timer};
 use crate::ip::context::Context;
 use crate::time::{Duration, Instant};
 use crate::wire::seq::SeqNum;
@@ -29,6 +29,7 @@ impl Tcb {
         // RFC 6675: the scoreboard takes every ACK's SACK blocks first; with
         // SACK, a duplicate ACK is one that reports something new (a D-SACK
         // of a network duplicate is no sign of loss, RFC 6675 §2).
+        let (una_before, sacked_before) = (t.snd_una, t.scoreboard.sacked_bytes());
         let sack_news = t.sack_ok
             && t.snd_max.gt(t.snd_una)
             && t.scoreboard.update(t.snd_una, t.snd_max, seg.options.sack.as_slice());
@@ -145,6 +146,11 @@ impl Tcb {
             t.retransmit_first(cx);
         }
         if t.sack_recovery() {
+            // RFC 6937's DeliveredData: the change in SND.UNA plus the change
+            // in SACKed bytes (blocks the ACK now covers move from one to the other).
+            let acked = t.snd_una.wrapping_distance_from(una_before) as usize;
+            let delivered = (acked + t.scoreboard.sacked_bytes()).saturating_sub(sacked_before);
+            proportional_rate_reduction(t, delivered);
             t.sack_retransmit(cx);
         }
     }
@@ -159,9 +165,15 @@ fn enter_recovery(t: &mut Tcb, cx: &mut Context<'_>) {
     t.cc.on_fast_retransmit(flight, t.snd_mss);
     if t.sack_ok {
         // RFC 6675 §5 (4.2): cwnd = ssthresh; `pipe` counts what left the
-        // network, so NewReno's inflation by three segments would count it twice.
+        // network, so NewReno's inflation by three segments would count it
+        // twice. PRR then paces the window down to it (RFC 6937).
         let w = t.cc.window_mut();
         w.cwnd = w.ssthresh;
+        t.prr = Prr {
+            delivered: 0,
+            out: 0,
+            recover_fs: flight.max(1),
+        };
     }
     t.recover = Some(t.snd_max);
     t.high_rxt = t.snd_una;
@@ -169,6 +181,27 @@ fn enter_recovery(t: &mut Tcb, cx: &mut Context<'_>) {
     if t.sack_ok {
         cx.stats().tcp_sack_recoveries += 1;
     }
+}
+
+/// Proportional Rate Reduction (RFC 6937 §3): on each ACK of a SACK
+/// recovery, the window is what is in the network plus what this ACK lets
+/// out: in proportion to what was delivered while `pipe` is above ssthresh
+/// (so the window comes down smoothly instead of stopping dead), then
+/// slow-start-like back up to ssthresh (PRR-SSRB).
+fn proportional_rate_reduction(t: &mut Tcb, delivered: usize) {
+    let mss = t.snd_mss;
+    t.prr.delivered += delivered;
+    let pipe = t.in_flight();
+    let ssthresh = t.cc.ssthresh();
+    let sndcnt = if pipe > ssthresh {
+        (t.prr.delivered * ssthresh)
+            .div_ceil(t.prr.recover_fs)
+            .saturating_sub(t.prr.out)
+    } else {
+        let limit = t.prr.delivered.saturating_sub(t.prr.out).max(delivered) + mss;
+        (ssthresh - pipe).min(limit)
+    };
+    t.cc.window_mut().cwnd = pipe + sndcnt;
 }
 
 /// Whether duplicate ACKs for `ack` may start a recovery now: after a

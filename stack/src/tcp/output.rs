@@ -283,6 +283,9 @@ impl Tcb {
             options,
             payload: &[],
         };
+        if self.sack_recovery() {
+            self.prr.out += plan.data_len;
+        }
         if plan.flags & flags::ACK != 0 {
             self.ack_now = false;
             self.bytes_unacked = 0;

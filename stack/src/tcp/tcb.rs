@@ -161,6 +161,8 @@ pub(crate) struct Tcb {
     /// Sequence numbers of the latest out-of-order segments, newest first:
     /// their islands lead our SACK blocks (RFC 2018 §4).
     pub(crate) sack_recent: [Option<SeqNum>; 3],
+    /// Proportional Rate Reduction's counts during a SACK recovery (RFC 6937).
+    pub(crate) prr: Prr,
     /// Segments carry DF (path MTU discovery) unless a path below
     /// [`MIN_PMTU`] was reported.
     pub(crate) dont_fragment: bool,
@@ -274,6 +276,7 @@ impl Tcb {
             sack_recent: [None; 3],
             dsack: None,
             dont_fragment: true,
+            prr: Prr::default(),
             scoreboard: Scoreboard::default(),
             high_rxt: iss,
             irs: SeqNum(0),
@@ -455,6 +458,15 @@ impl Tcb {
             self.state = to;
         }
     }
+}
+
+/// RFC 6937's state: bytes delivered to the peer and sent by us since the
+/// recovery began, and the flight then (RecoverFS).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Prr {
+    pub(crate) delivered: usize,
+    pub(crate) out: usize,
+    pub(crate) recover_fs: usize,
 }
 
 /// The smallest path MTU believed (Linux's `min_pmtu`, RFC 5927 §7.2): a

@@ -1950,3 +1950,31 @@ mod review_ts_poison {
         assert_eq!(p.read_all(h), b"ab", "paws_dropped={}", p.i.stats().tcp_paws_dropped);
     }
 }
+
+/// RFC 6937 (PRR): during a SACK recovery the sender sends about ssthresh /
+/// RecoverFS (CUBIC: 0.7) of what each ACK reports delivered, never a burst:
+/// the window comes down smoothly instead of stopping dead.
+#[test]
+fn proportional_rate_reduction_paces_a_sack_recovery() {
+    let mut p = Peer::new();
+    let (h, _) = p.established_with_options(5000);
+    p.i.tcp(p.now).set_nodelay(h, true);
+    p.i.tcp(p.now).send(h, &vec![7u8; 40 * 1448]).unwrap();
+    let sent = p.recv();
+    assert_eq!(sent.len(), 10);
+    let end = |i: usize| sent[i].seq + sent[i].payload.len() as u32;
+    // Segment 0 is lost; the peer SACKs 1..=9 one ACK at a time.
+    let mut per_ack = Vec::new();
+    for k in 1..=9 {
+        p.ack_with_sack(sent[0].seq, &[(sent[1].seq, end(k))]);
+        per_ack.push(p.recv().iter().filter(|s| !s.payload.is_empty()).count());
+    }
+    assert!(per_ack.iter().all(|&n| n <= 1), "no bursts: {per_ack:?}");
+    assert_eq!(per_ack[..2], [1, 1], "limited transmit on the first two");
+    // From the third on, recovery: 1 retransmission + about 0.7 × 7 segments delivered.
+    let total: usize = per_ack[2..].iter().sum();
+    assert!(
+        (4..=6).contains(&total),
+        "{total} segments sent over the recovery: {per_ack:?}"
+    );
+}
