@@ -284,3 +284,48 @@ impl Drop for Daemon {
         }
     }
 }
+
+/// Runs `ip` with `args` in the caller's namespace, failing the test if it fails.
+fn ip_ok(args: &[&str]) {
+    let mut c = Command::new("ip");
+    c.args(args);
+    process::run(c, Duration::from_secs(20)).assert_success(&format!("ip {args:?}"));
+}
+
+/// Joins three sandboxes into a path beyond the daemon's host side:
+///
+/// stack 10.200.0.2 --tun-- `host` 10.201.1.1 --veth-- 10.201.1.2 `router`
+/// 10.201.2.1 --veth-- 10.201.2.2 `far`
+///
+/// Host and router forward; no kernel on the way rate-limits its ICMP, so
+/// every probe gets its answer. The router's link to the far host is
+/// `tsv-rf` (its MTU may be lowered to test path MTU discovery).
+pub fn router_chain(host: &Sandbox, router: &Sandbox, far: &Sandbox) {
+    let (h, r, f) = (host.name(), router.name(), far.name());
+    ip_ok(&[
+        "-n", h, "link", "add", "tsv-hr", "type", "veth", "peer", "name", "tsv-rh", "netns", r,
+    ]);
+    ip_ok(&[
+        "-n", r, "link", "add", "tsv-rf", "type", "veth", "peer", "name", "tsv-fr", "netns", f,
+    ]);
+    for (ns, dev, addr) in [
+        (h, "tsv-hr", "10.201.1.1/30"),
+        (r, "tsv-rh", "10.201.1.2/30"),
+        (r, "tsv-rf", "10.201.2.1/30"),
+        (f, "tsv-fr", "10.201.2.2/30"),
+    ] {
+        ip_ok(&["-n", ns, "addr", "add", addr, "dev", dev]);
+        ip_ok(&["-n", ns, "link", "set", dev, "up"]);
+    }
+    ip_ok(&["-n", h, "route", "add", "10.201.2.0/30", "via", "10.201.1.2"]);
+    ip_ok(&["-n", r, "route", "add", "10.200.0.0/24", "via", "10.201.1.1"]);
+    ip_ok(&["-n", f, "route", "add", "default", "via", "10.201.2.1"]);
+    for sb in [host, router] {
+        sb.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"], Duration::from_secs(10))
+            .assert_success("ip_forward");
+    }
+    for sb in [host, router, far] {
+        sb.run("sysctl", &["-qw", "net.ipv4.icmp_ratelimit=0"], Duration::from_secs(10))
+            .assert_success("icmp_ratelimit");
+    }
+}

@@ -50,13 +50,6 @@ fn ping_reaches_the_host_kernel_with_iputils_output() {
     assert!(nums[0] <= nums[1] && nums[1] <= nums[2], "{rtt}");
 }
 
-/// Runs `ip` with `args`, failing the test if it fails.
-fn ip(args: &[&str]) {
-    let mut c = std::process::Command::new("ip");
-    c.args(args);
-    tunstack_tests::process::run(c, Duration::from_secs(20)).assert_success(&format!("ip {args:?}"));
-}
-
 #[test]
 fn traceroute_through_a_chain_of_namespaces_names_every_hop() {
     if !live_tests_possible("traceroute_through_a_chain_of_namespaces_names_every_hop") {
@@ -67,34 +60,7 @@ fn traceroute_through_a_chain_of_namespaces_names_every_hop() {
     let router = Sandbox::create();
     let far = Sandbox::create();
     let _d = host.start_daemon(DAEMON, &[]);
-    let (h, r, f) = (host.name(), router.name(), far.name());
-    ip(&[
-        "-n", h, "link", "add", "tsv-hr", "type", "veth", "peer", "name", "tsv-rh", "netns", r,
-    ]);
-    ip(&[
-        "-n", r, "link", "add", "tsv-rf", "type", "veth", "peer", "name", "tsv-fr", "netns", f,
-    ]);
-    for (ns, dev, addr) in [
-        (h, "tsv-hr", "10.201.1.1/30"),
-        (r, "tsv-rh", "10.201.1.2/30"),
-        (r, "tsv-rf", "10.201.2.1/30"),
-        (f, "tsv-fr", "10.201.2.2/30"),
-    ] {
-        ip(&["-n", ns, "addr", "add", addr, "dev", dev]);
-        ip(&["-n", ns, "link", "set", dev, "up"]);
-    }
-    ip(&["-n", h, "route", "add", "10.201.2.0/30", "via", "10.201.1.2"]);
-    ip(&["-n", r, "route", "add", "10.200.0.0/24", "via", "10.201.1.1"]);
-    ip(&["-n", f, "route", "add", "default", "via", "10.201.2.1"]);
-    for sb in [&host, &router] {
-        sb.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"], Duration::from_secs(10))
-            .assert_success("ip_forward");
-    }
-    for sb in [&host, &router, &far] {
-        // Each kernel answers every probe (no ICMP rate limit in these namespaces).
-        sb.run("sysctl", &["-qw", "net.ipv4.icmp_ratelimit=0"], Duration::from_secs(10))
-            .assert_success("ratelimit");
-    }
+    tunstack_tests::netns::router_chain(&host, &router, &far);
     let out = host.run(CLI, &["traceroute", "-w", "3", "10.201.2.2"], Duration::from_secs(120));
     out.assert_success("tunstack traceroute");
     let lines: Vec<&str> = out.stdout.lines().collect();
