@@ -109,7 +109,7 @@ impl Sockets<'_, TcpLayer> {
         let now = self.cx.now();
         let iss = tcp.choose_isn(now, local, remote);
         let mut t = Tcb::new(&tcp.config, local, remote, iss, now, self.cx.mtu());
-        t.ts_offset = self.cx.rng().next_u32();
+        t.ts_offset = tcp.isn.ts_offset(local, remote);
         t.set_state(State::SynSent);
         let h = tcp.conns.insert(t);
         tcp.by_tuple.insert(FourTuple { local, remote }, h);

@@ -141,7 +141,7 @@ impl TcpLayer {
         t.owner = self.listeners.get(lh).and_then(|l| l.owner.clone());
         t.set_state(State::Listen);
         t.set_state(State::SynReceived);
-        t.ts_offset = cx.rng().next_u32();
+        t.ts_offset = self.isn.ts_offset(local, remote);
         accept_syn(&mut t, seg);
         t.ts_recent_at = now;
         let h = self.conns.insert(t);

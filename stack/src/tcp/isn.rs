@@ -32,6 +32,20 @@ impl IsnGenerator {
         let m = (now.total_micros() / 4) as u32;
         SeqNum(m.wrapping_add(f))
     }
+
+    /// The offset added to our millisecond clock for TSvals to `remote`
+    /// (RFC 7323 §5.4, as Linux's secure_tcp_ts_off): keyed by the two
+    /// addresses only, so every connection between two hosts counts on one
+    /// clock, and a new connection's SYN passes PAWS at a peer still holding
+    /// the last one in TIME-WAIT; unpredictable, so TSvals tell nothing of
+    /// our uptime.
+    pub(crate) fn ts_offset(&self, local: SocketAddrV4, remote: SocketAddrV4) -> u32 {
+        let mut key = [0u8; 10];
+        key[..2].copy_from_slice(b"ts");
+        key[2..6].copy_from_slice(&local.ip().octets());
+        key[6..10].copy_from_slice(&remote.ip().octets());
+        (self.secret.hash(&key) >> 32) as u32
+    }
 }
 
 #[cfg(test)]
@@ -57,5 +71,23 @@ mod tests {
         );
         let later = g.isn(t + Duration::from_millis(1), l, r);
         assert_eq!(later.wrapping_distance_from(x), 250, "4 µs ticks");
+    }
+
+    #[test]
+    fn timestamp_offsets_are_per_pair_of_hosts() {
+        let g = IsnGenerator::new(KeyedHasher::new(7, 9));
+        let one = g.ts_offset(a("10.200.0.2:40000"), a("10.200.0.1:80"));
+        assert_eq!(
+            one,
+            g.ts_offset(a("10.200.0.2:40001"), a("10.200.0.1:8080")),
+            "ports do not matter"
+        );
+        assert_ne!(
+            one,
+            g.ts_offset(a("10.200.0.2:40000"), a("10.200.0.3:80")),
+            "another host, another clock"
+        );
+        let other = IsnGenerator::new(KeyedHasher::new(8, 9));
+        assert_ne!(one, other.ts_offset(a("10.200.0.2:40000"), a("10.200.0.1:80")), "keyed");
     }
 }

@@ -148,7 +148,7 @@ pub(crate) struct Tcb {
     pub(crate) want_sack: bool,
     /// Both SYNs carried timestamps: every segment carries them (RFC 7323 §3.2).
     pub(crate) ts_ok: bool,
-    /// Added to our millisecond clock for TSval, so TSvals say nothing of uptime (RFC 7323 §7.1).
+    /// Added to our millisecond clock for TSval: one per pair of hosts (see `IsnGenerator::ts_offset`).
     pub(crate) ts_offset: u32,
     /// TS.Recent: the peer's TSval we echo (RFC 7323 §4.3).
     pub(crate) ts_recent: u32,
