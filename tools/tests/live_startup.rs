@@ -274,10 +274,12 @@ fn a_failure_after_the_tun_exists_takes_it_down_again() {
     // daemon must undo the TUN (and everything else) on its way out.
     std::fs::write(dir.0.join("file"), b"").unwrap();
     let blocked = dir.path("file/c.sock");
+    // The capture file it made goes too.
+    let capture = dir.path("capture.pcap");
     assert_refused(
         &sb,
         &dir,
-        &["--control", &blocked],
+        &["--control", &blocked, "--pcap", &capture],
         &format!(
             "tunstackd: control socket {blocked}: {} is not a directory",
             dir.path("file")

@@ -335,6 +335,30 @@ fn preflight(args: &Args, cfg: &TunConfig) -> io::Result<()> {
 /// at exit, and on any start-up error after the TUN was made.
 struct Running(Stack);
 
+/// A file start-up creates (the `--pcap` capture): removed if start-up
+/// fails, kept once the daemon runs.
+struct NewFile(Option<std::path::PathBuf>);
+
+impl NewFile {
+    /// Guards `path` if there is no file there yet (an existing one is not ours).
+    fn guard(path: Option<&std::path::Path>) -> NewFile {
+        NewFile(path.filter(|p| !p.exists()).map(std::path::Path::to_path_buf))
+    }
+
+    /// Start-up went through: the file stays.
+    fn keep(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for NewFile {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.shutdown();
@@ -354,7 +378,9 @@ fn run(args: Args) -> io::Result<()> {
     // Register signals before anything runs, so none is missed.
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGUSR1])?;
     // From here on each thing made is owned by a guard, so an error on the
-    // way out undoes everything in reverse order: socket file, then stack and TUN.
+    // way out undoes everything in reverse order: socket file, then stack and
+    // TUN, then the capture file.
+    let mut capture = NewFile::guard(args.pcap.as_deref());
     let (stack, name) = Stack::on_tun(&cfg).map_err(|e| match e.kind() {
         io::ErrorKind::PermissionDenied => io::Error::new(
             e.kind(),
@@ -427,6 +453,7 @@ fn run(args: Args) -> io::Result<()> {
         args.tcp_echo
     );
     io::stdout().flush()?;
+    capture.keep();
     log::info!("running on {name}; SIGUSR1 prints counters, SIGINT/SIGTERM stop");
 
     for sig in signals.forever() {
