@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 use tunstack_tests::netns::{Sandbox, live_tests_possible};
+use tunstack_tests::process::Finished;
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_tunstackd");
 const CLI: &str = env!("CARGO_BIN_EXE_tunstack");
@@ -19,20 +20,7 @@ fn get_to_an_unroutable_address_fails_at_once_naming_the_icmp_cause() {
     let d = sb.start_daemon(DAEMON, &[]);
     sb.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"], Duration::from_secs(10))
         .assert_success("sysctl ip_forward");
-    let start = Instant::now();
-    let r = sb.run(
-        CLI,
-        &[
-            "get",
-            "http://10.201.9.9/x",
-            "-o",
-            "/dev/null",
-            "--connect-timeout",
-            "8",
-        ],
-        Duration::from_secs(30),
-    );
-    let took = start.elapsed();
+    let (r, took) = get_unanswered(&sb, "8");
     assert!(!r.status.success(), "get must fail: {}", r.stderr);
     assert!(r.stderr.contains("unreachable"), "names the ICMP cause: {}", r.stderr);
     assert!(
@@ -54,20 +42,7 @@ fn get_to_a_silent_address_fails_within_the_connect_timeout() {
     let sb = Sandbox::create();
     let d = sb.start_daemon(DAEMON, &[]);
     // Forwarding off (the namespace default): the host silently drops what is not for it.
-    let start = Instant::now();
-    let r = sb.run(
-        CLI,
-        &[
-            "get",
-            "http://10.201.9.9/x",
-            "-o",
-            "/dev/null",
-            "--connect-timeout",
-            "2",
-        ],
-        Duration::from_secs(30),
-    );
-    let took = start.elapsed();
+    let (r, took) = get_unanswered(&sb, "2");
     assert!(!r.status.success(), "get must fail: {}", r.stderr);
     assert!(r.stderr.contains("--connect-timeout"), "{}", r.stderr);
     assert!(
@@ -85,4 +60,23 @@ fn get_to_a_silent_address_fails_within_the_connect_timeout() {
         std::thread::sleep(Duration::from_millis(50));
     }
     drop(d);
+}
+
+/// `tunstack get` of a URL at 10.201.9.9, which nobody answers, with the given
+/// `--connect-timeout`; the result and how long it took.
+fn get_unanswered(sb: &Sandbox, connect_timeout: &str) -> (Finished, Duration) {
+    let start = Instant::now();
+    let r = sb.run(
+        CLI,
+        &[
+            "get",
+            "http://10.201.9.9/x",
+            "-o",
+            "/dev/null",
+            "--connect-timeout",
+            connect_timeout,
+        ],
+        Duration::from_secs(30),
+    );
+    (r, start.elapsed())
 }
