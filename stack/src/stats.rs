@@ -155,8 +155,16 @@ counters! {
         tcp_rx_out_of_order,
         /// Loss recoveries driven by the peer's SACK blocks (RFC 6675).
         tcp_sack_recoveries,
-        /// Holes retransmitted because SACK blocks showed them lost.
+        /// Segments retransmitted because SACK and RACK showed them lost.
         tcp_sack_retransmits,
+        /// Segments RACK marked lost: a later one was delivered and the reordering window passed (RFC 8985).
+        tcp_rack_marked,
+        /// Tail loss probes sent (RFC 8985 §7).
+        tcp_loss_probes,
+        /// Losses a tail loss probe repaired by itself (RFC 8985 §7.4.2).
+        tcp_loss_probe_recoveries,
+        /// Window reductions undone because a D-SACK or a timestamp proved the retransmission needless.
+        tcp_spurious_undone,
         /// Segments dropped by PAWS: a timestamp older than the last one (RFC 7323 §5).
         tcp_paws_dropped,
         /// Path MTU reductions from fragmentation-needed errors (RFC 1191).

@@ -1,12 +1,16 @@
 //! ACK processing (RFC 9293 §3.10.7.4 fifth step): what an acknowledgment
 //! frees, the RTT it measures, the congestion window it moves, the window
-//! update it carries, and the loss recovery it starts or steers (RFC 5681
-//! duplicate ACKs, RFC 6582 NewReno, RFC 6675 SACK, RFC 3042).
+//! update it carries, and the loss recovery it starts or steers: RACK-TLP
+//! with SACK (RFC 8985, with RFC 6675's `pipe` and RFC 6937's PRR),
+//! duplicate ACKs and NewReno without (RFC 5681, 6582), and the undoing of
+//! reductions that prove spurious (RFC 2883, 3522).
 
 #![forbid(unsafe_code)]
 
 use super::congestion::Ack;
+use super::sack::Sent;
 use super::tcb::{Prr, Tcb, Timer};
+use super::undo::Undo;
 use crate::ip::context::Context;
 use crate::time::{Duration, Instant};
 use crate::wire::seq::SeqNum;
@@ -14,7 +18,8 @@ use crate::wire::tcp::{TcpSegment, flags};
 
 impl Tcb {
     /// ACK processing for a synchronized connection (RFC 9293 §3.10.7.4
-    /// fifth, RFC 5681 and RFC 6582 for duplicate ACKs and recovery).
+    /// fifth; RFC 5681 and RFC 6582 without SACK; RFC 8985 RACK-TLP with
+    /// SACK; undoing spurious reductions, RFC 2883 and RFC 3522).
     pub(super) fn process_ack(&mut self, cx: &mut Context<'_>, seg: &TcpSegment<'_>) {
         let now = cx.now();
         let t = self;
@@ -26,13 +31,26 @@ impl Tcb {
         };
         let mss = t.snd_mss;
         let mut retransmit_first = false;
-        // RFC 6675: the scoreboard takes every ACK's SACK blocks first; with
-        // SACK, a duplicate ACK is one that reports something new (a D-SACK
-        // of a network duplicate is no sign of loss, RFC 6675 §2).
+        let echo = seg.options.timestamps.filter(|_| t.ts_ok).map(|(_, echo)| echo);
+        let dsack = if t.sack_ok { dsack_block(seg) } else { None };
         let (una_before, sacked_before) = (t.snd_una, t.scoreboard.sacked_bytes());
-        let sack_news = t.sack_ok
-            && t.snd_max.gt(t.snd_una)
-            && t.scoreboard.update(t.snd_una, t.snd_max, seg.options.sack.as_slice());
+        // The SACK blocks first (RFC 6675 §5, RFC 8985 §6.2): each segment
+        // they newly cover is a delivery RACK learns from. A duplicate ACK
+        // with SACK is one that reports something new (a D-SACK of a
+        // network duplicate is no sign of loss, RFC 6675 §2).
+        let mut sack_news = false;
+        if t.sack_ok && t.snd_max.gt(t.snd_una) {
+            for &(left, right) in seg.options.sack.as_slice() {
+                if dsack == Some((left, right)) || !left.lt(right) || right.gt(t.snd_max) {
+                    continue;
+                }
+                let (offset, rack) = (t.ts_offset, &mut t.rack);
+                let news = t
+                    .scoreboard
+                    .sack(left, right, |d| rack.delivered(d, now, echoes_older(d, echo, offset)));
+                sack_news |= news > 0;
+            }
+        }
         let counts_as_dup = !t.sack_ok || sack_news || seg.options.sack.is_empty();
         if seg.ack.gt(t.snd_una) {
             let in_flight = t.flight();
@@ -45,44 +63,51 @@ impl Tcb {
             if t.snd_nxt.lt(t.snd_una) {
                 t.snd_nxt = t.snd_una;
             }
+            let (offset, rack) = (t.ts_offset, &mut t.rack);
+            t.scoreboard
+                .acked(seg.ack, |d| rack.delivered(d, now, echoes_older(d, echo, offset)));
             let cc_rtt = ack_rtt(t, seg, now);
-            match (t.rtt_probe, seg.options.timestamps.filter(|_| t.ts_ok)) {
+            let sample = match (t.rtt_probe, echo) {
                 (Some((s, at)), _) if seg.ack.ge(s) => {
-                    t.rtt.sample(now - at);
                     t.rtt_probe = None;
+                    Some(now - at)
                 }
                 // No probe to time (Karn: it was retransmitted): the echoed
                 // TSval says which transmission this ACK answers (RFC 7323 §4.1).
-                (None, Some((_, echo))) if echo != 0 => {
+                (None, Some(echo)) if echo != 0 => {
                     let ms = t.ts_now(now).wrapping_sub(echo);
-                    if ms < 1 << 31 {
-                        t.rtt.sample(Duration::from_millis(u64::from(ms)));
-                    }
+                    (ms < 1 << 31).then(|| Duration::from_millis(u64::from(ms)))
                 }
-                _ => {}
+                _ => None,
+            };
+            if let Some(rtt) = sample {
+                t.rtt.sample(rtt);
+                t.rack.note_rtt(rtt, now);
+                t.rtt_since_probe = true;
             }
             t.backoff = 0;
             // The path works again: an earlier ICMP error no longer explains a timeout.
             t.soft_error = None;
             if t.rto_high_water.is_some_and(|hw| seg.ack.gt(hw)) {
                 t.rto_high_water = None;
+                t.rack.recovery_ended();
             }
-            t.scoreboard.ack(t.snd_una);
             match t.recover {
                 Some(rec) if seg.ack.ge(rec) => {
                     t.recover = None;
+                    t.rack.recovery_ended();
                     let flight = t.flight();
                     t.cc.on_recovery_exit(flight, mss);
                 }
                 Some(_) => {
                     // Partial ACK: the next hole is lost too (RFC 6582 §3.2
-                    // step 4). With SACK the window is not inflated, so it is
-                    // not deflated either (RFC 6675 counts `pipe` instead).
+                    // step 4). With SACK, RACK finds the holes, and the
+                    // window is not inflated, so not deflated either.
                     if !t.sack_ok {
                         t.cc.on_partial_ack(data_acked, mss);
-                    }
-                    if t.high_rxt.le(t.snd_una) {
-                        retransmit_first = true;
+                        if t.high_rxt.le(t.snd_una) {
+                            retransmit_first = true;
+                        }
                     }
                 }
                 None => t.cc.on_ack(&Ack {
@@ -112,24 +137,26 @@ impl Tcb {
         {
             t.dupacks += 1;
             cx.stats().tcp_dup_acks += 1;
-            if t.recover.is_some() {
-                if !t.sack_ok {
+            // Without SACK, duplicate ACKs are all there is (RFC 5681, 6582).
+            if !t.sack_ok {
+                if t.recover.is_some() {
                     t.cc.on_recovery_dupack(mss);
+                } else if t.dupacks == 3 && fast_retransmit_allowed(t, seg.ack) {
+                    t.enter_recovery(cx);
+                    retransmit_first = true;
                 }
-            } else if t.dupacks == 3 && recovery_allowed(t, seg.ack) {
-                enter_recovery(t, cx);
-                retransmit_first = true;
             }
         }
-        // Enough SACKed data above SND.UNA starts recovery before a third
-        // duplicate (IsLost(SND.UNA), RFC 6675 §5 step (b)).
-        if sack_news
-            && t.recover.is_none()
-            && t.scoreboard.lost_boundary(t.snd_una, mss).gt(t.snd_una)
-            && recovery_allowed(t, seg.ack)
-        {
-            enter_recovery(t, cx);
-            retransmit_first = true;
+        // A reduction that proves needless is taken back.
+        if let Some(undo) = &mut t.undo {
+            let dsacked = dsack.is_some_and(|(left, right)| undo.dsack(left, right));
+            if dsacked || (seg.ack.gt(una_before) && undo.eifel(seg.ack, echo)) {
+                t.undo_reduction(cx);
+            }
+        }
+        t.loss_probe_answered(cx, seg, dsack, una_before);
+        if t.sack_ok {
+            t.detect_loss(cx, dsack.is_some());
         }
         // Window update (RFC 9293 §3.10.7.4: SND.WL1/WL2 guard against old segments).
         if t.snd_wl1.lt(seg.seq) || (t.snd_wl1 == seg.seq && t.snd_wl2.le(seg.ack)) {
@@ -147,40 +174,188 @@ impl Tcb {
         }
         if t.sack_recovery() {
             // RFC 6937's DeliveredData: the change in SND.UNA plus the change
-            // in SACKed bytes (blocks the ACK now covers move from one to the other).
+            // in SACKed bytes (blocks the ACK now covers move from one to the
+            // other). What RACK marked lost goes out from `output`.
             let acked = t.snd_una.wrapping_distance_from(una_before) as usize;
             let delivered = (acked + t.scoreboard.sacked_bytes()).saturating_sub(sacked_before);
             proportional_rate_reduction(t, delivered);
-            t.sack_retransmit(cx);
         }
+        if seg.ack.gt(una_before) {
+            t.schedule_loss_probe(now);
+        }
+    }
+
+    /// RACK's loss detection (RFC 8985 §6.2 steps 4-5), on an ACK or when
+    /// the reordering timer fires: marks what is overdue lost, starts a
+    /// recovery if none is under way, and sets the timer for what may yet
+    /// be only reordered.
+    pub(super) fn detect_loss(&mut self, cx: &mut Context<'_>, dsack: bool) {
+        if self.scoreboard.is_empty() {
+            self.set_timer(Timer::Reorder, None);
+            return;
+        }
+        let in_recovery = self.recover.is_some() || self.rto_high_water.is_some();
+        let reo_wnd = self.reo_wnd(dsack, in_recovery);
+        let (marked, timer) = self.rack.detect_loss(&mut self.scoreboard, cx.now(), reo_wnd);
+        self.set_timer(Timer::Reorder, timer);
+        if marked > 0 {
+            cx.stats().tcp_rack_marked += marked as u64;
+            self.recovery.rack_marked += marked as u64;
+            // After a timeout, RACK repairs what it finds within that
+            // recovery, with no second reduction (RFC 6675 §5.1).
+            if !in_recovery {
+                self.enter_recovery(cx);
+            }
+        }
+    }
+
+    /// RACK's reordering window now (RFC 8985 §6.2 step 4), for an ACK
+    /// with or without a D-SACK.
+    pub(super) fn reo_wnd(&mut self, dsack: bool, in_recovery: bool) -> Duration {
+        let sacked_segs = self.scoreboard.sacked_segs();
+        let (una, nxt, srtt) = (self.snd_una, self.snd_max, self.rtt.srtt());
+        self.rack.reo_wnd(dsack, in_recovery, sacked_segs, una, nxt, srtt)
+    }
+
+    /// Fast retransmit starts a recovery (RFC 5681 §3.2, RFC 6582, RFC
+    /// 6675 §5, RFC 8985): the window falls, and the recovery lasts until
+    /// everything sent so far is acknowledged.
+    pub(super) fn enter_recovery(&mut self, cx: &mut Context<'_>) {
+        let t = self;
+        // FlightSize leaves out what limited transmit sent beyond cwnd (RFC 5681 §3.2 step 2).
+        let flight = t.flight().min(t.cc.cwnd());
+        t.cc.on_fast_retransmit(flight, t.snd_mss);
+        if t.sack_ok {
+            // RFC 6675 §5 (4.2): cwnd = ssthresh; `pipe` counts what left the
+            // network, so NewReno's inflation by three segments would count it
+            // twice. PRR then paces the window down to it (RFC 6937).
+            let w = t.cc.window_mut();
+            w.cwnd = w.ssthresh;
+            t.prr = Prr {
+                delivered: 0,
+                out: 0,
+                recover_fs: flight.max(1),
+            };
+        }
+        t.recover = Some(t.snd_max);
+        t.high_rxt = t.snd_una;
+        t.undo = Some(Undo::new(t.snd_una));
+        t.tlp = None;
+        t.set_timer(Timer::LossProbe, None);
+        t.recovery.fast_recoveries += 1;
+        cx.stats().tcp_fast_retransmits += 1;
+        if t.sack_ok {
+            cx.stats().tcp_sack_recoveries += 1;
+        }
+    }
+
+    /// The latest reduction was needless (a D-SACK for every retransmission,
+    /// or Eifel): the window comes back (RFC 9438 §4.9), the recovery ends,
+    /// and nothing more is resent. After a timeout, sending resumes with new
+    /// data (RFC 4015 §3).
+    fn undo_reduction(&mut self, cx: &mut Context<'_>) {
+        self.undo = None;
+        self.cc.on_spurious_congestion();
+        if self.recover.take().is_some() {
+            self.rack.recovery_ended();
+        }
+        if self.rto_high_water.take().is_some() {
+            self.rack.recovery_ended();
+            self.backoff = 0;
+            self.snd_nxt = self.snd_max;
+        }
+        self.scoreboard.clear_lost();
+        self.dupacks = 0;
+        self.recovery.undone += 1;
+        cx.stats().tcp_spurious_undone += 1;
+        log::debug!(
+            "tcp {} -> {}: spurious retransmission, window restored",
+            self.local,
+            self.remote
+        );
+    }
+
+    /// What the ACK says of the loss probe in flight (RFC 8985 §7.4): it
+    /// arrived with the original (a D-SACK, or a duplicate ACK without
+    /// SACK), or it repaired a loss, which calls for the congestion
+    /// response of a fast recovery.
+    fn loss_probe_answered(
+        &mut self,
+        cx: &mut Context<'_>,
+        seg: &TcpSegment<'_>,
+        dsack: Option<(SeqNum, SeqNum)>,
+        una_before: SeqNum,
+    ) {
+        let Some(probe) = self.tlp else { return };
+        if !seg.ack.ge(probe.end) {
+            return;
+        }
+        if !probe.is_retrans || dsack.is_some_and(|(_, right)| right == probe.end) {
+            self.tlp = None;
+        } else if seg.ack.gt(probe.end) {
+            self.tlp = None;
+            if self.recover.is_none() && self.rto_high_water.is_none() {
+                let flight = self.flight().min(self.cc.cwnd()).max(self.snd_mss);
+                self.cc.on_fast_retransmit(flight, self.snd_mss);
+                let w = self.cc.window_mut();
+                w.cwnd = w.ssthresh;
+                cx.stats().tcp_loss_probe_recoveries += 1;
+            }
+        } else if seg.ack == una_before && seg.options.sack.is_empty() && seg.payload.is_empty() {
+            self.tlp = None;
+        }
+    }
+
+    /// Arms the loss probe timeout (RFC 8985 §7.2) after new data went out
+    /// or new data was acknowledged, outside recovery and with nothing
+    /// SACKed: two SRTTs, plus room for a delayed ACK when a single segment
+    /// is out, and never later than the retransmission timeout.
+    pub(super) fn schedule_loss_probe(&mut self, now: Instant) {
+        let eligible = self.sack_ok
+            && self.state.synchronized()
+            && self.recover.is_none()
+            && self.rto_high_water.is_none()
+            && self.tlp.is_none()
+            && self.scoreboard.sacked_segs() == 0
+            && !self.scoreboard.is_empty();
+        if !eligible {
+            self.set_timer(Timer::LossProbe, None);
+            return;
+        }
+        let pto = match self.rtt.srtt() {
+            Some(srtt) if self.flight() <= self.snd_mss => srtt * 2 + self.rtt.min_rto(),
+            Some(srtt) => srtt * 2 + PTO_SLACK,
+            None => Duration::from_secs(1),
+        };
+        let mut at = now + pto;
+        if let Some(rto) = self.timer(Timer::Retransmit) {
+            at = at.min(rto);
+        }
+        self.set_timer(Timer::LossProbe, Some(at));
     }
 }
 
-/// Fast retransmit starts a recovery (RFC 5681 §3.2, RFC 6582, RFC 6675
-/// §5): the window halves, and the recovery lasts until everything sent so
-/// far is acknowledged.
-fn enter_recovery(t: &mut Tcb, cx: &mut Context<'_>) {
-    // FlightSize leaves out what limited transmit sent beyond cwnd (RFC 5681 §3.2 step 2).
-    let flight = t.flight().min(t.cc.cwnd());
-    t.cc.on_fast_retransmit(flight, t.snd_mss);
-    if t.sack_ok {
-        // RFC 6675 §5 (4.2): cwnd = ssthresh; `pipe` counts what left the
-        // network, so NewReno's inflation by three segments would count it
-        // twice. PRR then paces the window down to it (RFC 6937).
-        let w = t.cc.window_mut();
-        w.cwnd = w.ssthresh;
-        t.prr = Prr {
-            delivered: 0,
-            out: 0,
-            recover_fs: flight.max(1),
-        };
-    }
-    t.recover = Some(t.snd_max);
-    t.high_rxt = t.snd_una;
-    cx.stats().tcp_fast_retransmits += 1;
-    if t.sack_ok {
-        cx.stats().tcp_sack_recoveries += 1;
-    }
+/// Added to two SRTTs for the loss probe timeout when more than one segment
+/// is out, so a probe does not race ACKs jittered by the host (Linux adds
+/// two ticks, `TCP_TIMEOUT_MIN`).
+const PTO_SLACK: Duration = Duration::from_millis(2);
+
+/// The ACK's D-SACK block, if its first block is one (RFC 2883 §4): below
+/// the cumulative ACK, or inside the second block.
+fn dsack_block(seg: &TcpSegment<'_>) -> Option<(SeqNum, SeqNum)> {
+    let blocks = seg.options.sack.as_slice();
+    let &(left, right) = blocks.first()?;
+    let inside_second = blocks.get(1).is_some_and(|&(l2, r2)| left.ge(l2) && right.le(r2));
+    (right.le(seg.ack) || inside_second).then_some((left, right))
+}
+
+/// Whether an ACK echoing `echo` predates the last transmission of `s`
+/// (RFC 8985 §6.2 step 2: it may answer the original, not the resend).
+fn echoes_older(s: &Sent, echo: Option<u32>, ts_offset: u32) -> bool {
+    echo.is_some_and(|echo| {
+        let sent_ts = (s.xmit.total_millis() as u32).wrapping_add(ts_offset);
+        (echo.wrapping_sub(sent_ts) as i32) < 0
+    })
 }
 
 /// Proportional Rate Reduction (RFC 6937 §3): on each ACK of a SACK
@@ -202,15 +377,6 @@ fn proportional_rate_reduction(t: &mut Tcb, delivered: usize) {
         (ssthresh - pipe).min(limit)
     };
     t.cc.window_mut().cwnd = pipe + sndcnt;
-}
-
-/// Whether duplicate ACKs for `ack` may start a recovery now: after a
-/// timeout, RFC 6582's heuristic below, with or without SACK. (RFC 6675
-/// §5.1 would wait for everything sent before the timeout; without a
-/// Linux-like loss state that repairs holes meanwhile, that leaves each lost
-/// retransmission to a backed-off timeout, which is far worse.)
-fn recovery_allowed(t: &Tcb, ack: SeqNum) -> bool {
-    fast_retransmit_allowed(t, ack)
 }
 
 /// RFC 6582 §3.2 step 1 and §4.2: after a timeout, duplicate ACKs that do

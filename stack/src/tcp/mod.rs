@@ -3,7 +3,9 @@
 //!
 //! Files by concern: [`tcb`] the connection block and its states, `input`
 //! segment arrival (RFC 9293 §3.10.7, RFC 5961), `ack` acknowledgments
-//! (RTT, congestion, loss recovery), `sack` the SACK scoreboard, `output` what to send and
+//! (RTT, congestion, loss recovery), `sack` the scoreboard of segments in
+//! flight, `rack` RACK-TLP loss detection, `undo` spurious-retransmission
+//! detection, `output` what to send and
 //! when (Nagle, silly-window avoidance, window updates), `timer`
 //! retransmission, persist, delayed ACK, keepalive and TIME-WAIT, `icmp`
 //! ICMP errors about our segments (RFC 5927), `api` the socket calls, [`buffer`] send/receive buffers with reassembly, [`rtt`]
@@ -65,10 +67,12 @@ mod icmp;
 mod input;
 pub(crate) mod isn;
 mod output;
+mod rack;
 pub(crate) mod rtt;
 mod sack;
 pub(crate) mod tcb;
 mod timer;
+mod undo;
 
 use crate::ip::context::Context;
 use crate::rand::{KeyedHasher, Rng, SeededState};
@@ -86,7 +90,7 @@ use tcb::Tcb;
 pub use crate::socket::{ListenerHandle, TcpHandle};
 pub use congestion::{CongestionAlgorithm, UnknownAlgorithm};
 pub use error::{ConnError, ConnectError, IoError, ListenError};
-pub use tcb::State;
+pub use tcb::{RecoveryCounts, State};
 
 /// TCP settings; defaults follow Linux.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,6 +200,8 @@ pub struct TcpInfo {
     pub bytes_in: u64,
     /// Payload bytes sent (first transmissions).
     pub bytes_out: u64,
+    /// What loss recovery did (zero for listeners).
+    pub recovery: RecoveryCounts,
 }
 
 /// A listening socket with its queues.
@@ -498,6 +504,7 @@ impl TcpLayer {
                 retransmits: 0,
                 bytes_in: 0,
                 bytes_out: 0,
+                recovery: RecoveryCounts::default(),
             })
             .collect();
         out.extend(
@@ -519,6 +526,7 @@ impl TcpLayer {
                     retransmits: t.retransmits,
                     bytes_in: t.bytes_in,
                     bytes_out: t.bytes_out,
+                    recovery: t.recovery,
                 }),
         );
         out

@@ -20,6 +20,8 @@ struct Plan {
     data_offset: usize,
     data_len: usize,
     options: TcpOptions,
+    /// It carries sequence space sent before.
+    retransmission: bool,
 }
 
 impl Tcb {
@@ -112,6 +114,7 @@ impl Tcb {
                 data_offset: 0,
                 data_len: 0,
                 options,
+                retransmission: false,
             });
         }
         if matches!(self.state, State::Closed | State::Listen) {
@@ -122,12 +125,10 @@ impl Tcb {
             State::Established | State::CloseWait | State::FinWait1 | State::LastAck | State::Closing
         );
         let data_end = self.data_end();
-        let resending = self.sack_ok && self.snd_nxt.lt(self.snd_max);
-        if resending && may_send_data {
-            // Going back over what was sent (after a timeout or a smaller path
-            // MTU): what the peer has SACKed since needs no second copy.
-            self.snd_nxt = self.scoreboard.skip_sacked(self.snd_nxt);
-        }
+        // Going back over what was sent, without SACK (after a timeout or a
+        // smaller path MTU). With SACK, what is lost is resent by
+        // `retransmit_lost` instead, and SND.NXT stays at SND.MAX.
+        let resending = self.snd_nxt.lt(self.snd_max);
         let unsent = if self.snd_nxt.lt(data_end) {
             data_end.wrapping_distance_from(self.snd_nxt) as usize
         } else {
@@ -136,9 +137,13 @@ impl Tcb {
         if may_send_data && unsent > 0 {
             let flight = self.flight();
             // RFC 3042 limited transmit: the first two duplicate ACKs each let
-            // one new segment out beyond the congestion window.
-            let limited = if self.recover.is_none() {
+            // one new segment out beyond the congestion window. (With SACK,
+            // `pipe` leaves out what was SACKed, which does the same.) A loss
+            // probe may exceed the window by one segment (RFC 8985 §7.3).
+            let limited = if self.recover.is_none() && !self.sack_ok {
                 self.dupacks.min(2) as usize * self.snd_mss
+            } else if self.probing {
+                self.snd_mss
             } else {
                 0
             };
@@ -149,16 +154,13 @@ impl Tcb {
             let by_congestion = (self.cc.cwnd() + limited).saturating_sub(self.in_flight());
             let usable = by_peer.min(by_congestion);
             let mss = self.send_mss();
-            let mut len = unsent.min(mss).min(usable);
-            if resending {
-                if let Some(next) = self.scoreboard.next_block_start(self.snd_nxt) {
-                    len = len.min(next.wrapping_distance_from(self.snd_nxt) as usize);
-                }
-            }
-            // Nagle and sender SWS hold back new small segments, never a resend.
+            let len = unsent.min(mss).min(usable);
+            // Nagle and sender SWS hold back new small segments, never a
+            // resend or a loss probe.
             let send_it = len > 0
                 && (len == mss
                     || resending
+                    || self.probing
                     || (len == unsent && (self.nodelay || flight == 0 || self.fin_queued()))
                     || len >= (self.max_snd_wnd as usize / 2).max(1)
                     || flight == 0);
@@ -172,6 +174,7 @@ impl Tcb {
                         f |= flags::FIN;
                     }
                 }
+                let retransmission = seq.lt(self.snd_max);
                 self.note_sent(now, seq, len as u32 + u32::from(f & flags::FIN != 0), len, rto_if_idle);
                 return Some(Plan {
                     seq,
@@ -179,11 +182,13 @@ impl Tcb {
                     data_offset: offset,
                     data_len: len,
                     options: TcpOptions::default(),
+                    retransmission,
                 });
             }
         }
         if self.fin_queued() && self.snd_nxt == data_end && may_send_data {
             let seq = self.snd_nxt;
+            let retransmission = seq.lt(self.snd_max);
             self.note_sent(now, seq, 1, 0, rto_if_idle);
             return Some(Plan {
                 seq,
@@ -191,6 +196,7 @@ impl Tcb {
                 data_offset: 0,
                 data_len: 0,
                 options: TcpOptions::default(),
+                retransmission,
             });
         }
         if may_send_data
@@ -219,6 +225,7 @@ impl Tcb {
             data_offset: 0,
             data_len: 0,
             options: TcpOptions::default(),
+            retransmission: false,
         }
     }
 
@@ -249,14 +256,20 @@ impl Tcb {
 }
 
 impl Tcb {
-    /// Sends whatever the connection has to send now.
+    /// Sends whatever the connection has to send now: what is marked lost
+    /// first, then new data, FIN and ACKs.
     pub(super) fn output(&mut self, cx: &mut Context<'_>) {
+        let sent_before = self.snd_max;
+        self.retransmit_lost(cx);
         loop {
             let rto = self.rtt.backed_off(self.backoff);
             let Some(plan) = self.next_segment(cx.now(), rto) else {
                 break;
             };
             self.transmit(cx, &plan);
+        }
+        if self.snd_max != sent_before {
+            self.schedule_loss_probe(cx.now());
         }
     }
 
@@ -286,6 +299,19 @@ impl Tcb {
         if self.sack_recovery() {
             self.prr.out += plan.data_len;
         }
+        let span = plan.data_len as u32 + u32::from(plan.flags & flags::FIN != 0);
+        if span > 0 && plan.flags & (flags::SYN | flags::RST) == 0 {
+            let (start, end) = (plan.seq, plan.seq + span);
+            if self.sack_ok {
+                self.scoreboard.sent(start, end, cx.now());
+            }
+            if plan.retransmission {
+                let tsval = self.ts_ok.then(|| self.ts_now(cx.now()));
+                if let Some(undo) = &mut self.undo {
+                    undo.retransmitted(start, end, tsval);
+                }
+            }
+        }
         if plan.flags & flags::ACK != 0 {
             self.ack_now = false;
             self.bytes_unacked = 0;
@@ -306,53 +332,49 @@ impl Tcb {
         self.sack_ok && self.recover.is_some()
     }
 
-    /// Bytes counted against the congestion window: SND.NXT − SND.UNA, or in
-    /// a SACK recovery RFC 6675's `pipe`: what is neither SACKed nor lost
-    /// (lost bytes count again once retransmitted).
+    /// Bytes counted against the congestion window: with SACK, RFC 6675's
+    /// `pipe` as Linux counts it (sent, less what is SACKed or deemed lost;
+    /// a lost segment counts again once resent); without, SND.NXT − SND.UNA.
     pub(crate) fn in_flight(&self) -> usize {
-        if !self.sack_recovery() {
-            return self.flight();
+        if self.sack_ok {
+            self.scoreboard.pipe()
+        } else {
+            self.flight()
         }
-        let board = &self.scoreboard;
-        let unsacked = board.unsacked_between(self.snd_una, self.snd_nxt);
-        let lost_end = board.lost_boundary(self.snd_una, self.snd_mss);
-        let lost_end = if lost_end.gt(self.snd_nxt) {
-            self.snd_nxt
-        } else {
-            lost_end
-        };
-        let rexmit_end = if self.high_rxt.gt(self.snd_una) {
-            self.high_rxt
-        } else {
-            self.snd_una
-        };
-        unsacked - board.unsacked_between(rexmit_end, lost_end)
     }
 
-    /// RFC 6675 §5 NextSeg rule 1: while the window has room, retransmits the
-    /// holes above HighRxt that the scoreboard shows lost (new data then
-    /// follows from `output`).
-    pub(crate) fn sack_retransmit(&mut self, cx: &mut Context<'_>) {
+    /// Resends, lowest first, what RACK or a timeout marked lost, while the
+    /// congestion window has room (RFC 6675 §5 NextSeg rule 1, with RACK's
+    /// marks for IsLost; new data follows from `output`).
+    fn retransmit_lost(&mut self, cx: &mut Context<'_>) {
+        if !self.sack_ok || self.scoreboard.lost_bytes() == 0 {
+            return;
+        }
         let mss = self.send_mss();
-        let sent_end = if self.fin_sent() { self.data_end() } else { self.snd_max };
         // Bounded: each round sends a segment or stops (DESIGN rule 11).
         for _ in 0..64 {
             if self.in_flight() + mss > self.cc.cwnd() {
                 break;
             }
-            let lost_end = self.scoreboard.lost_boundary(self.snd_una, self.snd_mss);
-            let limit = if lost_end.lt(sent_end) { lost_end } else { sent_end };
-            let from = if self.high_rxt.gt(self.snd_una) {
-                self.high_rxt
-            } else {
-                self.snd_una
-            };
-            let Some((start, end)) = self.scoreboard.next_hole(from, limit) else {
+            let Some(lost) = self.scoreboard.first_lost() else {
                 break;
             };
-            let len = (end.wrapping_distance_from(start) as usize).min(mss);
-            self.retransmit_range(cx, start, len, false);
+            self.resend(cx, lost.start, lost.end.min(lost.start + mss as u32));
             cx.stats().tcp_sack_retransmits += 1;
+        }
+    }
+
+    /// Resends the sequence space `start..end`: data, and the FIN if it lies there.
+    pub(super) fn resend(&mut self, cx: &mut Context<'_>, start: SeqNum, end: SeqNum) {
+        match self.snd_fin {
+            Some(fin) if end.gt(fin) => {
+                let len = fin.wrapping_distance_from(start) as usize;
+                self.retransmit_range(cx, start, len, true);
+            }
+            _ => {
+                let len = end.wrapping_distance_from(start) as usize;
+                self.retransmit_range(cx, start, len, false);
+            }
         }
     }
 
@@ -378,6 +400,7 @@ impl Tcb {
             data_offset: start.wrapping_distance_from(self.data_start()) as usize,
             data_len: len,
             options: TcpOptions::default(),
+            retransmission: true,
         };
         self.transmit(cx, &plan);
     }
@@ -393,10 +416,10 @@ impl Tcb {
         } else {
             0
         };
-        let hole = match self.scoreboard.next_hole(start, sent_end) {
-            Some((s, e)) if s == start => e.wrapping_distance_from(s) as usize,
-            _ => avail,
-        };
+        let hole = self
+            .scoreboard
+            .next_sacked(start)
+            .map_or(avail, |sacked| sacked.wrapping_distance_from(start) as usize);
         let len = avail.min(hole).min(self.send_mss());
         let fin = len == avail && self.fin_sent();
         if len == 0 && !fin {
@@ -422,6 +445,7 @@ impl Tcb {
             data_offset: 0,
             data_len: 0,
             options: TcpOptions::default(),
+            retransmission: false,
         };
         self.transmit(cx, &plan);
     }

@@ -56,6 +56,11 @@ impl RttEstimator {
         self.rto.saturating_mul(1u32 << backoff.min(16)).min(self.max_rto)
     }
 
+    /// The smallest RTO (Linux's `tcp_rto_min`).
+    pub(crate) fn min_rto(&self) -> Duration {
+        self.min_rto
+    }
+
     /// The smoothed RTT, once measured.
     pub(crate) fn srtt(&self) -> Option<Duration> {
         self.srtt

@@ -1,247 +1,415 @@
-//! The sender's SACK scoreboard (RFC 6675 §2-4): which bytes above SND.UNA
-//! the receiver reported holding, and from it which holes count as lost
-//! (`IsLost`) and how much is still in the network (`pipe`).
+//! The sender's scoreboard (RFC 6675 §3, RFC 8985 §5.2): every segment
+//! between SND.UNA and SND.MAX, in sequence order, as last transmitted:
+//! when it was sent, whether it was ever resent, whether the peer SACKed it,
+//! and whether it is deemed lost. Running byte counts make `pipe` (bytes in
+//! the network) cost nothing per segment sent.
 //!
-//! Blocks are kept sorted and merged, as sequence ranges `[left, right)`
-//! strictly inside SND.UNA..SND.MAX; at most [`MAX_BLOCKS`] of them, so a
-//! receiver cannot make the scoreboard grow without bound.
+//! SACK blocks mark segments (splitting one a block edge falls inside); the
+//! cumulative ACK drops them. Nothing grows beyond the segments in flight,
+//! whatever blocks the receiver sends.
 
 #![forbid(unsafe_code)]
 
+use crate::time::Instant;
 use crate::wire::seq::SeqNum;
+use std::collections::VecDeque;
 
-/// SACKed ranges the scoreboard keeps at most (the lowest are kept: they
-/// decide which holes are lost).
-pub(crate) const MAX_BLOCKS: usize = 32;
+/// One segment as last transmitted (RFC 8985 §5.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Sent {
+    /// First sequence number.
+    pub(crate) start: SeqNum,
+    /// One past the last (a FIN counts one).
+    pub(crate) end: SeqNum,
+    /// When it was last sent (Segment.xmit_ts).
+    pub(crate) xmit: Instant,
+    /// It was sent more than once (Segment.retransmitted).
+    pub(crate) retransmitted: bool,
+    /// Its last transmission is deemed lost: it waits to be sent again (Segment.lost).
+    pub(crate) lost: bool,
+    /// The peer SACKed it.
+    pub(crate) sacked: bool,
+}
 
-/// RFC 6675's DupThresh: SACKed segments above a hole before it counts as lost.
-pub(crate) const DUP_THRESH: usize = 3;
+impl Sent {
+    /// Sequence space it covers.
+    pub(crate) fn len(&self) -> usize {
+        self.end.wrapping_distance_from(self.start) as usize
+    }
+}
 
-/// SACKed ranges above SND.UNA, sorted and disjoint.
+/// Every segment between SND.UNA and SND.MAX, in sequence order.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Scoreboard {
-    blocks: Vec<(SeqNum, SeqNum)>,
+    segs: VecDeque<Sent>,
+    /// Bytes SACKed.
+    sacked: usize,
+    /// Bytes marked lost (never SACKed ones).
+    lost: usize,
+    /// Segments SACKed (RACK.segs_sacked).
+    sacked_segs: usize,
 }
 
 impl Scoreboard {
-    /// Forgets everything (after a retransmission timeout, RFC 2018 §8:
-    /// the receiver may have discarded what it SACKed).
-    pub(crate) fn clear(&mut self) {
-        self.blocks.clear();
+    /// Records a transmission of `start..end` at `now`: a first one appends,
+    /// a retransmission stamps the segments it covers (RFC 8985 §6.1),
+    /// splitting those it covers only in part.
+    pub(crate) fn sent(&mut self, start: SeqNum, end: SeqNum, now: Instant) {
+        if !start.lt(end) {
+            return;
+        }
+        let tail = self.segs.back().map(|s| s.end);
+        let first_new = match tail {
+            Some(tail) if start.lt(tail) => {
+                let resent_end = if end.lt(tail) { end } else { tail };
+                self.split_at(start);
+                self.split_at(resent_end);
+                for s in self.range_mut(start, resent_end) {
+                    s.retransmitted = true;
+                    s.xmit = now;
+                    s.lost = false;
+                }
+                self.recount();
+                tail
+            }
+            _ => start,
+        };
+        if first_new.lt(end) {
+            self.segs.push_back(Sent {
+                start: first_new,
+                end,
+                xmit: now,
+                retransmitted: false,
+                lost: false,
+                sacked: false,
+            });
+        }
     }
 
-    /// Records the SACK blocks of an ACK for SND.UNA `una` with SND.MAX `max`;
-    /// returns whether they reported anything new. Blocks at or below `una`
-    /// (D-SACKs, RFC 2883) or beyond `max` (bogus) are ignored.
-    pub(crate) fn update(&mut self, una: SeqNum, max: SeqNum, blocks: &[(SeqNum, SeqNum)]) -> bool {
-        let before = self.sacked_bytes();
-        for &(left, right) in blocks {
-            if !left.lt(right) || right.le(una) || right.gt(max) {
+    /// The cumulative ACK reached `una`: calls `delivered` for each segment
+    /// it newly delivers (not those SACKed before) and forgets them.
+    pub(crate) fn acked(&mut self, una: SeqNum, mut delivered: impl FnMut(&Sent)) {
+        while let Some(front) = self.segs.front_mut() {
+            if front.end.le(una) {
+                let s = self.segs.pop_front().expect("front exists");
+                self.forget(&s);
+                if !s.sacked {
+                    delivered(&s);
+                }
+            } else {
+                if front.start.lt(una) {
+                    // Part of a segment: what is left of it stays.
+                    let cut = una.wrapping_distance_from(front.start) as usize;
+                    if front.sacked {
+                        self.sacked -= cut;
+                    } else if front.lost {
+                        self.lost -= cut;
+                    }
+                    front.start = una;
+                }
+                break;
+            }
+        }
+    }
+
+    /// Marks what lies inside the SACK block `left..right` as SACKed and
+    /// calls `delivered` for each segment newly SACKed. Returns the bytes
+    /// newly SACKed.
+    pub(crate) fn sack(&mut self, left: SeqNum, right: SeqNum, mut delivered: impl FnMut(&Sent)) -> usize {
+        let (Some(first), Some(last)) = (self.segs.front(), self.segs.back()) else {
+            return 0;
+        };
+        let left = if left.lt(first.start) { first.start } else { left };
+        let right = if right.gt(last.end) { last.end } else { right };
+        if !left.lt(right) {
+            return 0;
+        }
+        self.split_at(left);
+        self.split_at(right);
+        let mut news = 0;
+        let (mut bytes, mut lost, mut segs) = (0, 0, 0);
+        for s in self.range_mut(left, right) {
+            if s.sacked {
                 continue;
             }
-            let left = if left.lt(una) { una } else { left };
-            self.insert(left, right);
+            s.sacked = true;
+            bytes += s.len();
+            segs += 1;
+            if s.lost {
+                s.lost = false;
+                lost += s.len();
+            }
+            news += s.len();
+            delivered(s);
         }
-        self.sacked_bytes() != before
+        self.sacked += bytes;
+        self.sacked_segs += segs;
+        self.lost -= lost;
+        news
     }
 
-    fn insert(&mut self, mut left: SeqNum, mut right: SeqNum) {
-        // Merge with every block it touches or overlaps.
-        let mut i = 0;
-        while i < self.blocks.len() {
-            let (l, r) = self.blocks[i];
-            if r.lt(left) || right.lt(l) {
-                i += 1;
-                continue;
-            }
-            left = if l.lt(left) { l } else { left };
-            right = if r.gt(right) { r } else { right };
-            self.blocks.remove(i);
-        }
-        let at = self
-            .blocks
-            .iter()
-            .position(|(l, _)| left.lt(*l))
-            .unwrap_or(self.blocks.len());
-        self.blocks.insert(at, (left, right));
-        self.blocks.truncate(MAX_BLOCKS);
+    /// Whether the segment at SND.UNA is SACKed: the receiver kept data
+    /// beyond its cumulative ACK and then did not take it in order, so it
+    /// dropped what it SACKed (reneging, RFC 2018 §8; Linux's test).
+    pub(crate) fn head_sacked(&self) -> bool {
+        self.segs.front().is_some_and(|s| s.sacked)
     }
 
-    /// The cumulative ACK moved to `una`: what lies below it is history.
-    pub(crate) fn ack(&mut self, una: SeqNum) {
-        self.blocks.retain(|(_, r)| r.gt(una));
-        if let Some(first) = self.blocks.first_mut() {
-            if first.0.lt(una) {
-                first.0 = una;
-            }
+    /// Forgets every SACK (the receiver reneged).
+    pub(crate) fn clear_sacks(&mut self) {
+        for s in &mut self.segs {
+            s.sacked = false;
         }
+        self.recount();
+    }
+
+    /// Marks every segment not SACKed as lost (a retransmission timeout, a
+    /// smaller path MTU): all of it goes again.
+    pub(crate) fn mark_all_lost(&mut self) {
+        for s in &mut self.segs {
+            s.lost = !s.sacked;
+        }
+        self.recount();
+    }
+
+    /// Takes back every loss mark (the reduction proved spurious): nothing
+    /// more is resent.
+    pub(crate) fn clear_lost(&mut self) {
+        for s in &mut self.segs {
+            s.lost = false;
+        }
+        self.lost = 0;
+    }
+
+    /// Bytes sent and neither SACKed nor deemed lost: what is in the network
+    /// (RFC 6675's `pipe`, as Linux counts it; a lost segment resent counts
+    /// again).
+    pub(crate) fn pipe(&self) -> usize {
+        self.total() - self.sacked - self.lost
     }
 
     /// Bytes SACKed.
     pub(crate) fn sacked_bytes(&self) -> usize {
-        self.blocks
-            .iter()
-            .map(|(l, r)| r.wrapping_distance_from(*l) as usize)
-            .sum()
+        self.sacked
     }
 
-    /// Whether `seq` is SACKed.
+    /// Bytes marked lost and not yet sent again.
+    pub(crate) fn lost_bytes(&self) -> usize {
+        self.lost
+    }
+
+    /// Segments SACKed.
+    pub(crate) fn sacked_segs(&self) -> usize {
+        self.sacked_segs
+    }
+
+    /// The lowest segment marked lost.
+    pub(crate) fn first_lost(&self) -> Option<Sent> {
+        if self.lost == 0 {
+            return None;
+        }
+        self.segs.iter().find(|s| s.lost).copied()
+    }
+
+    /// The highest segment sent.
+    pub(crate) fn last(&self) -> Option<Sent> {
+        self.segs.back().copied()
+    }
+
+    /// Whether nothing is outstanding.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.segs.is_empty()
+    }
+
+    /// The segments, lowest first.
     #[cfg(test)]
-    pub(crate) fn is_sacked(&self, seq: SeqNum) -> bool {
-        self.blocks.iter().any(|(l, r)| seq.ge(*l) && seq.lt(*r))
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Sent> {
+        self.segs.iter()
     }
 
-    /// The highest sequence number below which every unSACKed byte counts as
-    /// lost, or `una` if none does. RFC 6675 `IsLost(seq)`: DupThresh
-    /// discontiguous SACKed ranges, or more than (DupThresh − 1) × SMSS
-    /// SACKed bytes, above `seq`. Both only grow as `seq` goes down, so the
-    /// boundary is the left edge of the highest block where that holds.
-    pub(crate) fn lost_boundary(&self, una: SeqNum, mss: usize) -> SeqNum {
-        let mut bytes_above = 0usize;
-        for (count, &(left, right)) in self.blocks.iter().rev().enumerate() {
-            bytes_above += right.wrapping_distance_from(left) as usize;
-            if count + 1 >= DUP_THRESH || bytes_above > (DUP_THRESH - 1) * mss {
-                return left;
+    /// Marks lost each segment neither SACKed nor already lost for which
+    /// `lost(index, segment)` says so; returns how many.
+    pub(crate) fn mark_lost(&mut self, mut lost: impl FnMut(usize, &Sent) -> bool) -> usize {
+        let mut marked = 0;
+        for (i, s) in self.segs.iter_mut().enumerate() {
+            if !s.sacked && !s.lost && lost(i, s) {
+                s.lost = true;
+                self.lost += s.len();
+                marked += 1;
             }
         }
-        una
+        marked
     }
 
-    /// The first unSACKed range at or above `from` and below `limit`:
-    /// `(start, end)` with `end` at the next SACKed block or `limit`.
-    pub(crate) fn next_hole(&self, from: SeqNum, limit: SeqNum) -> Option<(SeqNum, SeqNum)> {
-        let mut at = from;
-        for &(l, r) in &self.blocks {
-            if r.le(at) {
-                continue;
-            }
-            if at.lt(l) {
-                let end = if l.lt(limit) { l } else { limit };
-                return at.lt(end).then_some((at, end));
-            }
-            at = r;
-        }
-        at.lt(limit).then_some((at, limit))
+    /// Where the first SACKed segment at or above `seq` begins, if any.
+    pub(crate) fn next_sacked(&self, seq: SeqNum) -> Option<SeqNum> {
+        self.segs.iter().find(|s| s.sacked && s.end.gt(seq)).map(|s| s.start)
     }
 
-    /// `seq`, or the end of the SACKed range holding it.
-    pub(crate) fn skip_sacked(&self, seq: SeqNum) -> SeqNum {
-        self.blocks
-            .iter()
-            .find(|(l, r)| seq.ge(*l) && seq.lt(*r))
-            .map_or(seq, |&(_, r)| r)
-    }
-
-    /// Where the first SACKed range above `seq` begins, if any.
-    pub(crate) fn next_block_start(&self, seq: SeqNum) -> Option<SeqNum> {
-        self.blocks.iter().map(|&(l, _)| l).find(|l| l.gt(seq))
-    }
-
-    /// The SACKed ranges, lowest first.
+    /// Panics unless the segments tile SND.UNA..SND.MAX in order and the
+    /// running counts match them.
     #[cfg(test)]
-    pub(crate) fn blocks(&self) -> &[(SeqNum, SeqNum)] {
-        &self.blocks
+    pub(crate) fn assert_sound(&self, una: SeqNum, max: SeqNum) {
+        let (Some(first), Some(last)) = (self.segs.front(), self.segs.back()) else {
+            return;
+        };
+        assert_eq!(
+            (first.start, last.end),
+            (una, max),
+            "the segments cover SND.UNA..SND.MAX"
+        );
+        for w in self.segs.iter().collect::<Vec<_>>().windows(2) {
+            assert_eq!(w[0].end, w[1].start, "contiguous: {:?}", self.segs);
+        }
+        let mut copy = self.clone();
+        copy.recount();
+        assert_eq!(
+            (copy.sacked, copy.lost, copy.sacked_segs),
+            (self.sacked, self.lost, self.sacked_segs)
+        );
+        assert!(self.segs.iter().all(|s| s.start.lt(s.end) && !(s.lost && s.sacked)));
     }
 
-    /// UnSACKed bytes in `[from, to)`.
-    pub(crate) fn unsacked_between(&self, from: SeqNum, to: SeqNum) -> usize {
-        if !from.lt(to) {
-            return 0;
+    fn total(&self) -> usize {
+        match (self.segs.front(), self.segs.back()) {
+            (Some(f), Some(b)) => b.end.wrapping_distance_from(f.start) as usize,
+            _ => 0,
         }
-        let total = to.wrapping_distance_from(from) as usize;
-        let sacked: usize = self
-            .blocks
-            .iter()
-            .map(|&(l, r)| {
-                let l = if l.lt(from) { from } else { l };
-                let r = if r.gt(to) { to } else { r };
-                if l.lt(r) {
-                    r.wrapping_distance_from(l) as usize
-                } else {
-                    0
-                }
-            })
-            .sum();
-        total - sacked
+    }
+
+    fn forget(&mut self, s: &Sent) {
+        if s.sacked {
+            self.sacked -= s.len();
+            self.sacked_segs -= 1;
+        } else if s.lost {
+            self.lost -= s.len();
+        }
+    }
+
+    fn recount(&mut self) {
+        self.sacked = 0;
+        self.lost = 0;
+        self.sacked_segs = 0;
+        for s in &self.segs {
+            if s.sacked {
+                self.sacked += s.len();
+                self.sacked_segs += 1;
+            } else if s.lost {
+                self.lost += s.len();
+            }
+        }
+    }
+
+    /// Index of the segment holding `seq`.
+    fn index_of(&self, seq: SeqNum) -> Option<usize> {
+        let i = self.segs.partition_point(|s| s.end.le(seq));
+        (i < self.segs.len() && self.segs[i].start.le(seq)).then_some(i)
+    }
+
+    /// Splits the segment holding `seq` so that a segment starts there.
+    fn split_at(&mut self, seq: SeqNum) {
+        let Some(i) = self.index_of(seq) else { return };
+        let s = self.segs[i];
+        if s.start == seq {
+            return;
+        }
+        self.segs[i].end = seq;
+        let mut upper = s;
+        upper.start = seq;
+        self.segs.insert(i + 1, upper);
+        if s.sacked {
+            self.sacked_segs += 1;
+        }
+    }
+
+    /// The segments inside `start..end` (boundaries already split there).
+    fn range_mut(&mut self, start: SeqNum, end: SeqNum) -> impl Iterator<Item = &mut Sent> {
+        let from = self.segs.partition_point(|s| s.end.le(start));
+        self.segs.range_mut(from..).take_while(move |s| s.end.le(end))
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn s(n: u32) -> SeqNum {
+    pub(crate) fn s(n: u32) -> SeqNum {
         SeqNum(n)
     }
 
-    #[test]
-    fn blocks_merge_and_stay_inside_the_window() {
-        let mut b = Scoreboard::default();
-        assert!(b.update(s(1000), s(10_000), &[(s(3000), s(4000)), (s(5000), s(6000))]));
-        assert!(
-            b.update(s(1000), s(10_000), &[(s(4000), s(5000))]),
-            "fills the gap: one block"
-        );
-        assert_eq!(b.blocks, [(s(3000), s(6000))]);
-        assert!(!b.update(s(1000), s(10_000), &[(s(3500), s(4500))]), "nothing new");
-        assert!(
-            !b.update(s(1000), s(10_000), &[(s(500), s(900)), (s(9000), s(11_000))]),
-            "D-SACK and beyond SND.MAX"
-        );
-        b.ack(s(3500));
-        assert_eq!(b.blocks, [(s(3500), s(6000))]);
-        assert_eq!(b.sacked_bytes(), 2500);
+    pub(crate) fn ms(n: u64) -> Instant {
+        Instant::from_millis(n)
     }
 
-    #[test]
-    fn works_across_the_sequence_wrap() {
-        let mut b = Scoreboard::default();
-        let una = s(u32::MAX - 1000);
-        b.update(una, s(5000), &[(s(u32::MAX - 100), s(200))]);
-        assert!(b.is_sacked(s(u32::MAX)) && b.is_sacked(s(100)) && !b.is_sacked(s(300)));
-        assert_eq!(b.next_hole(una, s(5000)), Some((una, s(u32::MAX - 100))));
-        assert_eq!(b.next_hole(s(u32::MAX - 50), s(5000)), Some((s(200), s(5000))));
-    }
-
-    /// RFC 6675 §4 IsLost: three SACKed ranges above a hole, or more than
-    /// two segments' worth of SACKed bytes.
-    #[test]
-    fn holes_count_as_lost_by_dupthresh() {
-        let mss = 1000;
-        let mut b = Scoreboard::default();
-        b.update(s(0), s(20_000), &[(s(1000), s(2000))]);
-        assert_eq!(b.lost_boundary(s(0), mss), s(0), "one segment above: not yet");
-        b.update(s(0), s(20_000), &[(s(3000), s(4000))]);
-        assert_eq!(b.lost_boundary(s(0), mss), s(0), "two discontiguous: not yet");
-        b.update(s(0), s(20_000), &[(s(5000), s(6000))]);
-        assert_eq!(
-            b.lost_boundary(s(0), mss),
-            s(1000),
-            "three: the hole below the first is lost"
-        );
-        let mut big = Scoreboard::default();
-        big.update(s(0), s(20_000), &[(s(1000), s(3001))]);
-        assert_eq!(big.lost_boundary(s(0), mss), s(1000), "more than 2 × SMSS bytes above");
-    }
-
-    #[test]
-    fn holes_and_unsacked_bytes() {
-        let mut b = Scoreboard::default();
-        b.update(s(0), s(10_000), &[(s(2000), s(3000)), (s(5000), s(6000))]);
-        assert_eq!(b.next_hole(s(0), s(10_000)), Some((s(0), s(2000))));
-        assert_eq!(b.next_hole(s(2500), s(10_000)), Some((s(3000), s(5000))));
-        assert_eq!(b.next_hole(s(5000), s(5500)), None);
-        assert_eq!(b.unsacked_between(s(0), s(10_000)), 8000);
-        assert_eq!(b.unsacked_between(s(2500), s(5500)), 2000);
-    }
-
-    #[test]
-    fn the_scoreboard_is_bounded() {
-        let mut b = Scoreboard::default();
-        for i in 0..100u32 {
-            b.update(s(0), s(1_000_000), &[(s(i * 2000 + 1000), s(i * 2000 + 1500))]);
+    /// Ten 100-byte segments sent 1 ms apart from t = 0.
+    pub(crate) fn ten() -> Scoreboard {
+        let mut log = Scoreboard::default();
+        for i in 0..10u32 {
+            log.sent(s(i * 100), s(i * 100 + 100), ms(u64::from(i)));
         }
-        assert_eq!(b.blocks.len(), MAX_BLOCKS);
-        assert_eq!(b.blocks[0], (s(1000), s(1500)), "the lowest are kept");
+        log
+    }
+
+    #[test]
+    fn the_log_counts_pipe_sacked_and_lost() {
+        let mut log = ten();
+        assert_eq!(log.pipe(), 1000);
+        assert_eq!(log.sack(s(300), s(500), |_| {}), 200);
+        assert_eq!((log.pipe(), log.sacked_bytes(), log.sacked_segs()), (800, 200, 2));
+        log.mark_all_lost();
+        assert_eq!((log.pipe(), log.lost_bytes()), (0, 800));
+        log.sent(s(0), s(100), ms(20));
+        assert_eq!(log.pipe(), 100, "a lost segment sent again is in the network again");
+        let mut got = Vec::new();
+        log.acked(s(250), |d| got.push(d.start));
+        assert_eq!(got, [s(0), s(100)], "the third is only partly acknowledged");
+        assert_eq!(log.iter().next().map(|f| f.start), Some(s(250)));
+        assert_eq!((log.lost_bytes(), log.sacked_bytes()), (50 + 500, 200));
+        log.acked(s(1000), |_| {});
+        assert!(log.is_empty());
+        assert_eq!(
+            (log.pipe(), log.lost_bytes(), log.sacked_bytes(), log.sacked_segs()),
+            (0, 0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn a_partial_retransmission_or_sack_splits_a_segment() {
+        let mut log = ten();
+        log.sent(s(150), s(180), ms(30));
+        let parts: Vec<_> = log
+            .iter()
+            .take(4)
+            .map(|x| (x.start.0, x.end.0, x.retransmitted))
+            .collect();
+        assert_eq!(
+            parts,
+            [(0, 100, false), (100, 150, false), (150, 180, true), (180, 200, false)]
+        );
+        assert_eq!(log.sack(s(420), s(460), |_| {}), 40);
+        assert_eq!(log.sacked_segs(), 1);
+        assert_eq!(log.pipe(), 960);
+    }
+
+    #[test]
+    fn a_retransmission_reaching_past_the_tail_appends_the_new_part() {
+        let mut log = ten();
+        log.sent(s(950), s(1100), ms(40));
+        let last: Vec<_> = log
+            .iter()
+            .skip(10)
+            .map(|x| (x.start.0, x.end.0, x.retransmitted))
+            .collect();
+        assert_eq!(last, [(950, 1000, true), (1000, 1100, false)]);
+        assert_eq!(log.pipe(), 1100);
+    }
+
+    #[test]
+    fn sack_blocks_outside_the_flight_change_nothing() {
+        let mut log = ten();
+        assert_eq!(log.sack(s(2000), s(3000), |_| {}), 0);
+        assert_eq!(log.sack(s(u32::MAX - 10), s(0), |_| {}), 0);
+        assert_eq!(log.sack(s(900), s(5000), |_| {}), 100, "clipped to SND.MAX");
+        assert_eq!(log.next_sacked(s(0)), Some(s(900)));
     }
 }

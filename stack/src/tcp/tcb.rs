@@ -5,8 +5,10 @@
 use super::TcpConfig;
 use super::buffer::{RecvBuffer, SendBuffer};
 use super::congestion::{self, CongestionControl, Window};
+use super::rack::Rack;
 use super::rtt::RttEstimator;
 use super::sack::Scoreboard;
+use super::undo::Undo;
 use crate::socket::Handle;
 use crate::time::{Duration, Instant};
 use crate::wire::seq::SeqNum;
@@ -94,13 +96,21 @@ pub(crate) enum Timer {
     Keepalive = 3,
     /// TIME-WAIT's 2×MSL, or FIN-WAIT-2's timeout for closed sockets.
     Linger = 4,
+    /// RACK's reordering timer: when a segment waiting out the reordering
+    /// window counts as lost (RFC 8985 §6.2 step 5).
+    Reorder = 5,
+    /// TLP's probe timeout (PTO, RFC 8985 §7.2).
+    LossProbe = 6,
 }
 
 /// Number of [`Timer`] kinds.
-pub(crate) const TIMERS: usize = 5;
+pub(crate) const TIMERS: usize = 7;
 
-/// All kinds, for iteration.
+/// All kinds, in the order they run when due together: RACK and TLP
+/// before the retransmission timeout they exist to forestall.
 pub(crate) const ALL_TIMERS: [Timer; TIMERS] = [
+    Timer::Reorder,
+    Timer::LossProbe,
     Timer::Retransmit,
     Timer::Persist,
     Timer::DelayedAck,
@@ -168,10 +178,23 @@ pub(crate) struct Tcb {
     pub(crate) dont_fragment: bool,
     /// A duplicate to report first in the next ACK (D-SACK, RFC 2883).
     pub(crate) dsack: Option<(SeqNum, SeqNum)>,
-    /// What the peer SACKed of ours (RFC 6675's scoreboard).
-    pub(crate) scoreboard: Scoreboard,
     /// HighRxt: the end of the highest retransmission in this recovery (RFC 6675 §2).
     pub(crate) high_rxt: SeqNum,
+    /// Every segment in flight, with SACK: when sent, whether SACKed or
+    /// lost (RFC 6675's scoreboard, with RFC 8985 §5.2's fields).
+    pub(crate) scoreboard: Scoreboard,
+    /// RACK's state (RFC 8985 §5.3).
+    pub(crate) rack: Rack,
+    /// The loss probe in flight, if any (TLP.end_seq, TLP.is_retrans).
+    pub(crate) tlp: Option<LossProbe>,
+    /// An RTT was measured since the last loss probe (RFC 8985 §7.3).
+    pub(crate) rtt_since_probe: bool,
+    /// The next segment is a loss probe: it may exceed cwnd by one segment and ignores Nagle.
+    pub(crate) probing: bool,
+    /// The latest congestion episode, while it may prove spurious.
+    pub(crate) undo: Option<Undo>,
+    /// What loss recovery did on this connection, for `netstat -t -i`.
+    pub(crate) recovery: RecoveryCounts,
 
     // Receive sequence space.
     pub(crate) irs: SeqNum,
@@ -277,8 +300,14 @@ impl Tcb {
             dsack: None,
             dont_fragment: true,
             prr: Prr::default(),
-            scoreboard: Scoreboard::default(),
             high_rxt: iss,
+            scoreboard: Scoreboard::default(),
+            rack: Rack::default(),
+            tlp: None,
+            rtt_since_probe: true,
+            probing: false,
+            undo: None,
+            recovery: RecoveryCounts::default(),
             irs: SeqNum(0),
             rcv_nxt: SeqNum(0),
             recv: RecvBuffer::new(cfg.recv_buffer),
@@ -387,10 +416,14 @@ impl Tcb {
         }
         self.dont_fragment &= dont_fragment;
         self.snd_mss = mss.min(self.snd_mss);
-        self.snd_nxt = self.snd_una;
         self.rtt_probe = None;
-        self.scoreboard.clear();
         self.high_rxt = self.snd_una;
+        if self.sack_ok {
+            // Resent at the new size by `retransmit_lost`, SACKed data excepted.
+            self.scoreboard.mark_all_lost();
+        } else {
+            self.snd_nxt = self.snd_una;
+        }
         true
     }
 
@@ -458,6 +491,30 @@ impl Tcb {
             self.state = to;
         }
     }
+}
+
+/// A loss probe sent and not yet answered (RFC 8985 §7.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LossProbe {
+    /// SND.NXT after the probe (TLP.end_seq).
+    pub(crate) end: SeqNum,
+    /// The probe resent old data (TLP.is_retrans).
+    pub(crate) is_retrans: bool,
+}
+
+/// What loss recovery did on one connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryCounts {
+    /// Fast recoveries (SACK-steered or NewReno).
+    pub fast_recoveries: u64,
+    /// Segments RACK marked lost.
+    pub rack_marked: u64,
+    /// Tail loss probes sent.
+    pub loss_probes: u64,
+    /// Congestion episodes undone as spurious (D-SACK or Eifel).
+    pub undone: u64,
+    /// Retransmission timeouts.
+    pub timeouts: u64,
 }
 
 /// RFC 6937's state: bytes delivered to the peer and sent by us since the

@@ -1,9 +1,11 @@
-//! Connection timers: retransmission (RFC 6298), persist, delayed ACK,
-//! keepalive, and TIME-WAIT / FIN-WAIT-2 expiry.
+//! Connection timers: retransmission (RFC 6298), RACK's reordering timer
+//! and TLP's probe timeout (RFC 8985), persist, delayed ACK, keepalive, and
+//! TIME-WAIT / FIN-WAIT-2 expiry.
 
 #![forbid(unsafe_code)]
 
-use super::tcb::{ALL_TIMERS, ConnError, State, Tcb, Timer};
+use super::tcb::{ALL_TIMERS, ConnError, LossProbe, State, Tcb, Timer};
+use super::undo::Undo;
 use super::{TcpConfig, TcpLayer};
 use crate::ip::context::Context;
 use std::cmp::Reverse;
@@ -65,10 +67,13 @@ impl Tcb {
                     cx.stats().tcp_timeouts += 1;
                     return Some(Some(t.soft_error.unwrap_or(ConnError::TimedOut)));
                 }
+                let first_timeout = t.backoff == 0;
                 if t.state.synchronized() {
                     let (flight, mss) = (t.flight(), t.snd_mss);
-                    if t.backoff == 0 {
+                    if first_timeout {
                         t.cc.on_rto(flight, mss);
+                        t.undo = Some(Undo::new(t.snd_una));
+                        t.recovery.timeouts += 1;
                     } else {
                         t.cc.on_rto_again(mss);
                     }
@@ -76,13 +81,27 @@ impl Tcb {
                 }
                 t.backoff += 1;
                 t.recover = None;
-                // RFC 2018 §8: after a timeout the receiver may have dropped
-                // what it SACKed; everything unacknowledged goes again.
-                t.scoreboard.clear();
                 t.high_rxt = t.snd_una;
                 t.dupacks = 0;
                 t.rtt_probe = None; // Karn: never time a retransmitted segment.
-                t.snd_nxt = t.snd_una;
+                t.tlp = None;
+                t.set_timer(Timer::LossProbe, None);
+                t.set_timer(Timer::Reorder, None);
+                if t.sack_ok {
+                    // SACK information stays (RFC 6675 §5.1), unless the
+                    // receiver reneged: it SACKed the segment at SND.UNA
+                    // and still did not acknowledge it (Linux's test).
+                    if t.scoreboard.head_sacked() {
+                        t.scoreboard.clear_sacks();
+                    }
+                    // The first segment, and whatever RACK finds overdue, is
+                    // lost (RFC 8985 §6.3); `output` resends it.
+                    let reo_wnd = t.reo_wnd(false, true);
+                    t.rack.mark_lost_on_timeout(&mut t.scoreboard, now, reo_wnd);
+                } else {
+                    // Go back N from SND.UNA.
+                    t.snd_nxt = t.snd_una;
+                }
                 let rto = t.rtt.backed_off(t.backoff);
                 t.set_timer(Timer::Retransmit, Some(now + rto));
                 cx.stats().tcp_rto_retransmits += 1;
@@ -94,6 +113,12 @@ impl Tcb {
                     t.output(cx);
                 }
             }
+            Timer::Reorder => {
+                // RACK's reordering window passed (RFC 8985 §6.2 step 5).
+                t.detect_loss(cx, false);
+                t.output(cx);
+            }
+            Timer::LossProbe => t.send_loss_probe(cx),
             Timer::Persist => {
                 // Probes the peer never answers end the connection (as Linux's
                 // tcp_retries2; an orphan gets fewer, like tcp_orphan_retries).
@@ -142,5 +167,45 @@ impl Tcb {
             }
         }
         None
+    }
+}
+
+impl Tcb {
+    /// The probe timeout fired (RFC 8985 §7.3): unless a probe is already
+    /// out or no RTT was measured since the last, send one segment, new
+    /// data if the peer's window allows, else the highest sent again; then
+    /// the retransmission timer takes over.
+    fn send_loss_probe(&mut self, cx: &mut Context<'_>) {
+        let now = cx.now();
+        if !self.state.synchronized() || self.scoreboard.is_empty() {
+            return;
+        }
+        if self.tlp.is_none() && self.rtt_since_probe {
+            let sent_before = self.snd_max;
+            self.probing = true;
+            self.output(cx);
+            self.probing = false;
+            let is_retrans = self.snd_max == sent_before;
+            if is_retrans {
+                let Some(last) = self.scoreboard.last() else { return };
+                let mss = self.send_mss() as u32;
+                let start = if last.len() > mss as usize {
+                    last.end - mss
+                } else {
+                    last.start
+                };
+                self.resend(cx, start, last.end);
+            }
+            self.tlp = Some(LossProbe {
+                end: self.snd_max,
+                is_retrans,
+            });
+            self.rtt_since_probe = false;
+            self.recovery.loss_probes += 1;
+            cx.stats().tcp_loss_probes += 1;
+        }
+        self.set_timer(Timer::LossProbe, None);
+        let rto = self.rtt.backed_off(self.backoff);
+        self.set_timer(Timer::Retransmit, Some(now + rto));
     }
 }

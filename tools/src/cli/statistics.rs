@@ -175,7 +175,14 @@ fn layout() -> Vec<Row> {
         count("tcp_sack_recoveries", "{} recoveries steered by SACK"),
         count(
             "tcp_sack_retransmits",
-            "{} holes retransmitted because SACK showed them lost",
+            "{} segments retransmitted because SACK and RACK showed them lost",
+        ),
+        count("tcp_rack_marked", "{} segments RACK marked lost"),
+        count("tcp_loss_probes", "{} tail loss probes sent"),
+        count("tcp_loss_probe_recoveries", "{} losses repaired by a tail loss probe"),
+        count(
+            "tcp_spurious_undone",
+            "{} window reductions undone as spurious (D-SACK or timestamps)",
         ),
         count("tcp_rto_retransmits", "{} retransmission timeouts"),
         count("tcp_dup_acks", "{} duplicate acknowledgments received"),

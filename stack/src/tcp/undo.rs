@@ -1,0 +1,132 @@
+//! Spurious retransmissions found out, and the window reduction undone:
+//! through D-SACK (RFC 2883 §4.2, RFC 3708) when every retransmission of
+//! a recovery was reported as a duplicate, and through timestamps (Eifel,
+//! RFC 3522) when the first ACK after a retransmission echoes the original
+//! transmission. Reordering and duplication then cost no window.
+
+#![forbid(unsafe_code)]
+
+use crate::wire::seq::SeqNum;
+
+/// Retransmitted ranges one episode tracks at most; past that it cannot be undone.
+const MAX_RANGES: usize = 64;
+
+/// One congestion episode (a fast recovery, a TLP-repaired loss or a
+/// timeout) that may yet prove spurious (Linux's undo_marker,
+/// undo_retrans and retrans_stamp).
+#[derive(Clone, Debug)]
+pub(crate) struct Undo {
+    /// SND.UNA when the episode began: only data from here on was resent.
+    marker: SeqNum,
+    /// Retransmitted ranges no D-SACK has reported yet.
+    pending: Vec<(SeqNum, SeqNum)>,
+    /// Something was retransmitted in this episode.
+    retransmitted: bool,
+    /// More retransmissions than `MAX_RANGES`: the D-SACK test gives up.
+    overflow: bool,
+    /// The TSval of the episode's first retransmission (Eifel's RetransmitTS).
+    first_tsval: Option<u32>,
+    /// The first ACK past the marker was checked (Eifel looks only at it).
+    eifel_checked: bool,
+}
+
+impl Undo {
+    /// An episode starting with SND.UNA at `marker`.
+    pub(crate) fn new(marker: SeqNum) -> Undo {
+        Undo {
+            marker,
+            pending: Vec::new(),
+            retransmitted: false,
+            overflow: false,
+            first_tsval: None,
+            eifel_checked: false,
+        }
+    }
+
+    /// `start..end` was retransmitted, carrying `tsval` if timestamps are on.
+    pub(crate) fn retransmitted(&mut self, start: SeqNum, end: SeqNum, tsval: Option<u32>) {
+        self.retransmitted = true;
+        if self.first_tsval.is_none() {
+            self.first_tsval = tsval;
+        }
+        if self.pending.contains(&(start, end)) {
+            // Sent twice: one D-SACK cannot vouch for both copies.
+            self.overflow = true;
+        } else if self.pending.len() < MAX_RANGES {
+            self.pending.push((start, end));
+        } else {
+            self.overflow = true;
+        }
+    }
+
+    /// A D-SACK reported `left..right` received twice. True when that was
+    /// the last retransmission outstanding: every one was needless (RFC 3708).
+    pub(crate) fn dsack(&mut self, left: SeqNum, right: SeqNum) -> bool {
+        if left.lt(self.marker) {
+            return false;
+        }
+        let before = self.pending.len();
+        self.pending.retain(|&(s, e)| !(s.ge(left) && e.le(right)));
+        self.pending.len() < before && self.pending.is_empty() && self.retransmitted && !self.overflow
+    }
+
+    /// An ACK acknowledged new data up to `ack`, echoing `echo` (RFC 3522
+    /// §3.2): if it is the first past the marker and its echo predates the
+    /// first retransmission, the original arrived and the retransmission
+    /// was needless.
+    pub(crate) fn eifel(&mut self, ack: SeqNum, echo: Option<u32>) -> bool {
+        if self.eifel_checked || !ack.gt(self.marker) {
+            return false;
+        }
+        self.eifel_checked = true;
+        match (echo, self.first_tsval) {
+            (Some(echo), Some(first)) => echo != 0 && (echo.wrapping_sub(first) as i32) < 0,
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(n: u32) -> SeqNum {
+        SeqNum(n)
+    }
+
+    #[test]
+    fn dsacks_for_every_retransmission_prove_the_episode_spurious() {
+        let mut u = Undo::new(s(1000));
+        u.retransmitted(s(1000), s(2000), None);
+        u.retransmitted(s(3000), s(4000), None);
+        assert!(!u.dsack(s(500), s(1000)), "below the marker: an older duplicate");
+        assert!(!u.dsack(s(1000), s(2000)), "one still outstanding");
+        assert!(!u.dsack(s(1000), s(2000)), "the same again counts once");
+        assert!(u.dsack(s(3000), s(4000)));
+    }
+
+    #[test]
+    fn a_range_resent_twice_cannot_be_undone_by_dsack() {
+        let mut u = Undo::new(s(0));
+        u.retransmitted(s(0), s(100), None);
+        u.retransmitted(s(0), s(100), None);
+        assert!(!u.dsack(s(0), s(100)));
+    }
+
+    /// RFC 3522: only the first ACK past the marker is looked at, and it
+    /// proves the retransmission needless if it echoes an older TSval.
+    #[test]
+    fn eifel_looks_at_the_first_ack_past_the_marker() {
+        let mut u = Undo::new(s(1000));
+        u.retransmitted(s(1000), s(2000), Some(500));
+        assert!(!u.eifel(s(1000), Some(400)), "no new data acknowledged");
+        assert!(u.eifel(s(2000), Some(400)));
+        let mut u = Undo::new(s(1000));
+        u.retransmitted(s(1000), s(2000), Some(500));
+        assert!(!u.eifel(s(2000), Some(500)), "echoes the retransmission");
+        assert!(!u.eifel(s(3000), Some(400)), "only the first ACK counts");
+        let mut u = Undo::new(s(1000));
+        u.retransmitted(s(1000), s(2000), Some(5));
+        assert!(u.eifel(s(2000), Some(u32::MAX - 5)), "across the TSval wrap");
+    }
+}
