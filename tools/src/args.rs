@@ -33,6 +33,26 @@ fn duration(s: &str, per_second: f64, unit: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(v / per_second).map_err(|_| format!("{s} {unit} is too long a time"))
 }
 
+/// Parses a buffer size in bytes, with an optional binary suffix ("65536",
+/// "512K", "6M"), from 4 KiB to 1 GiB (the most a window can scale to, RFC 7323).
+pub fn buffer_size(s: &str) -> Result<usize, String> {
+    let expected = || "expected a size in bytes, like 262144, 256K or 6M".to_string();
+    let (digits, unit) = match s.strip_suffix(['K', 'k']) {
+        Some(d) => (d, 1usize << 10),
+        None => match s.strip_suffix(['M', 'm']) {
+            Some(d) => (d, 1 << 20),
+            None => (s, 1),
+        },
+    };
+    let n: usize = digits.parse().map_err(|_| expected())?;
+    let bytes = n.checked_mul(unit).ok_or_else(expected)?;
+    if (4096..=1 << 30).contains(&bytes) {
+        Ok(bytes)
+    } else {
+        Err(format!("{s} is out of range: from 4K to 1024M"))
+    }
+}
+
 /// Parses a probability: a number from 0 to 1.
 pub fn probability(s: &str) -> Result<f64, String> {
     let p: f64 = s.parse().map_err(|e| format!("{e}"))?;
@@ -46,6 +66,17 @@ pub fn probability(s: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buffer_sizes_take_suffixes_and_stay_in_range() {
+        assert_eq!(buffer_size("65536"), Ok(65536));
+        assert_eq!(buffer_size("256K"), Ok(256 << 10));
+        assert_eq!(buffer_size("6M"), Ok(6 << 20));
+        assert_eq!(buffer_size("1024m"), Ok(1 << 30));
+        for bad in ["", "M", "-1", "1.5M", "4095", "1025M", "6G", "99999999999999999999M"] {
+            assert!(buffer_size(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn seconds_take_decimals_and_refuse_what_is_no_time() {

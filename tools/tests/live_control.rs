@@ -137,6 +137,12 @@ fn ifconfig_route_and_netstat_show_the_stack() {
         details.contains(" B)  ssthresh ∞  mss 1460 B  retrans 0 seg  received 3 B  sent 3 B"),
         "{details}"
     );
+    // Auto-tuning's starting point: a 64 KiB receive buffer, a send buffer
+    // of two initial windows, and one page of memory each for three bytes.
+    assert!(
+        details.contains("  rcvbuf 65536 B (4096 allocated)  sndbuf 29200 B (4096 allocated)"),
+        "{details}"
+    );
     conn.shutdown(Shutdown::Write).unwrap();
     assert_eq!(conn.read(&mut buf).unwrap(), 0);
     drop(conn);

@@ -327,11 +327,42 @@ impl TcpStream {
         Ok(self.stack.lock().iface.tcp_layer().congestion(self.handle))
     }
 
+    /// Fixes the receive buffer at `bytes` (`SO_RCVBUF`; socket2's name):
+    /// auto-tuning stops for this connection, as on Linux. Unlike Linux the
+    /// size is not doubled: tunstack's buffers count payload bytes only.
+    pub fn set_recv_buffer_size(&self, bytes: usize) -> io::Result<()> {
+        self.option_call(|tcp, h| tcp.set_recv_buffer_size(h, bytes))
+    }
+
+    /// The receive buffer's size now: auto-tuned unless set.
+    pub fn recv_buffer_size(&self) -> io::Result<usize> {
+        Ok(self.stack.lock().iface.tcp_layer().recv_buffer_size(self.handle))
+    }
+
+    /// Fixes the send buffer at `bytes` (`SO_SNDBUF`): auto-tuning stops for this connection.
+    pub fn set_send_buffer_size(&self, bytes: usize) -> io::Result<()> {
+        self.option_call(|tcp, h| tcp.set_send_buffer_size(h, bytes))
+    }
+
+    /// The send buffer's size now: auto-tuned unless set.
+    pub fn send_buffer_size(&self) -> io::Result<usize> {
+        Ok(self.stack.lock().iface.tcp_layer().send_buffer_size(self.handle))
+    }
+
     /// Probes the peer after `idle` without traffic (`SO_KEEPALIVE` + `TCP_KEEPIDLE`); `None` turns it off.
     pub fn set_keepalive(&self, idle: Option<Duration>) -> io::Result<()> {
+        self.option_call(|tcp, h| tcp.set_keepalive(h, idle))
+    }
+
+    /// Runs a socket-option call on the core, then wakes the stack thread:
+    /// the call may have armed a timer or queued a segment.
+    fn option_call(
+        &self,
+        f: impl FnOnce(&mut crate::ip::Sockets<'_, crate::tcp::TcpLayer>, TcpHandle),
+    ) -> io::Result<()> {
         let mut core = self.stack.lock();
         let now = self.stack.now();
-        core.iface.tcp(now).set_keepalive(self.handle, idle);
+        f(&mut core.iface.tcp(now), self.handle);
         self.stack.kick(core);
         Ok(())
     }

@@ -33,6 +33,10 @@ pub struct TunConfig {
     pub msl: std::time::Duration,
     /// TCP congestion control of new connections.
     pub congestion: crate::tcp::CongestionAlgorithm,
+    /// Largest TCP receive buffer per connection, in bytes (auto-tuning's cap; `TcpConfig::recv_buffer`).
+    pub recv_buffer: usize,
+    /// Largest TCP send buffer per connection, in bytes (`TcpConfig::send_buffer`).
+    pub send_buffer: usize,
     /// Record every packet in and out to this pcap file.
     pub pcap: Option<std::path::PathBuf>,
     /// Impair the link (loss, delay, ...) in the given direction(s).
@@ -51,6 +55,8 @@ impl Default for TunConfig {
             answer_broadcast_echo: true,
             msl: std::time::Duration::from_secs(30),
             congestion: crate::tcp::CongestionAlgorithm::Cubic,
+            recv_buffer: crate::tcp::TcpConfig::default().recv_buffer,
+            send_buffer: crate::tcp::TcpConfig::default().send_buffer,
             pcap: None,
             impair: None,
         }
@@ -332,6 +338,8 @@ impl Stack {
         config.answer_broadcast_echo = cfg.answer_broadcast_echo;
         config.tcp.msl = cfg.msl;
         config.tcp.congestion = cfg.congestion;
+        config.tcp.recv_buffer = cfg.recv_buffer;
+        config.tcp.send_buffer = cfg.send_buffer;
         let name = device.name().to_owned();
         // The capture sees what crosses the TUN: inside the impairment, so a
         // lost packet appears once (as sent by the host) and never again.

@@ -133,6 +133,7 @@ impl Sockets<'_, TcpLayer> {
             return Err(IoError::BrokenPipe);
         }
         let n = t.send.push(data);
+        t.note_send_space(n < data.len());
         if n == 0 && !data.is_empty() {
             return Err(IoError::WouldBlock);
         }
@@ -142,10 +143,12 @@ impl Sockets<'_, TcpLayer> {
 
     /// Reads received bytes; `Ok(0)` is end of stream (FIN, or shut down for reading).
     pub fn recv(&mut self, h: TcpHandle, buf: &mut [u8]) -> Result<usize, IoError> {
+        let now = self.cx.now();
         let t = self.layer.tcb_mut(h);
         if !t.recv.is_empty() && !buf.is_empty() {
             let old_window = t.rcv_wnd();
             let n = t.recv.read(buf);
+            t.rcv_space_adjust(now, n);
             // Announce a window that opened by a useful amount (receiver SWS avoidance).
             let threshold = (t.recv.limit() / 2).min(t.rcv_mss);
             if t.state.synchronized() && t.free_window() >= old_window as usize + threshold {
@@ -277,6 +280,28 @@ impl Sockets<'_, TcpLayer> {
             log::debug!("tcp {} -> {}: congestion control {algorithm}", t.local, t.remote);
             t.cc = congestion::controller(algorithm, t.cc.window());
         }
+    }
+
+    /// Fixes the receive buffer at `bytes` (`SO_RCVBUF`, at least 2 KiB, at
+    /// most the stack's cap): auto-tuning stops for this connection, as on
+    /// Linux. The window scale stays as the SYN chose it; a smaller buffer
+    /// takes effect as the application reads what the window already let in.
+    pub fn set_recv_buffer_size(&mut self, h: TcpHandle, bytes: usize) {
+        let t = self.layer.tcb_mut(h);
+        let before = t.free_window();
+        t.lock_recv_buffer(bytes);
+        if t.state.synchronized() && t.free_window() > before {
+            // A larger buffer opens the window: say so now.
+            t.ack_now = true;
+            self.layer.output(&mut self.cx, h.0);
+        }
+    }
+
+    /// Fixes the send buffer at `bytes` (`SO_SNDBUF`, at least 2 KiB, at
+    /// most the stack's cap): auto-tuning stops for this connection; what
+    /// is queued stays.
+    pub fn set_send_buffer_size(&mut self, h: TcpHandle, bytes: usize) {
+        self.layer.tcb_mut(h).lock_send_buffer(bytes);
     }
 
     /// Turns keepalive on after `idle` without traffic, or off.

@@ -1,5 +1,7 @@
 //! Send and receive buffers: rings that start empty and grow with use up to
 //! a limit, so idle connections cost little and busy ones get big windows.
+//! The limits themselves move with auto-tuning (`autotune.rs`); memory
+//! follows only as data needs it.
 
 #![forbid(unsafe_code)]
 
@@ -11,7 +13,6 @@ struct Ring {
 }
 
 impl Ring {
-    #[cfg(test)]
     fn capacity(&self) -> usize {
         self.buf.len()
     }
@@ -86,13 +87,22 @@ impl SendBuffer {
         self.len == 0
     }
 
-    /// Room for more bytes.
+    /// Room for more bytes (none while a lowered limit is below what is held).
     pub(crate) fn free(&self) -> usize {
-        self.limit - self.len
+        self.limit.saturating_sub(self.len)
+    }
+
+    /// The most bytes it may hold.
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Changes the most bytes it may hold; bytes already held stay.
+    pub(crate) fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
     }
 
     /// Bytes of memory allocated.
-    #[cfg(test)]
     pub(crate) fn allocated(&self) -> usize {
         self.ring.capacity()
     }
@@ -168,13 +178,18 @@ impl RecvBuffer {
         self.limit
     }
 
+    /// Changes the most bytes it may hold. The caller keeps it at or above
+    /// what the advertised window promised (the window never shrinks).
+    pub(crate) fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
+    }
+
     /// Room past RCV.NXT: the receive window this buffer can back.
     pub(crate) fn window(&self) -> usize {
-        self.limit - self.len
+        self.limit.saturating_sub(self.len)
     }
 
     /// Bytes of memory allocated.
-    #[cfg(test)]
     pub(crate) fn allocated(&self) -> usize {
         self.ring.capacity()
     }
@@ -186,8 +201,16 @@ impl RecvBuffer {
 
     /// Stores `data` that starts `offset` bytes past RCV.NXT (clipped to the
     /// window). Returns how far the in-order part advanced (RCV.NXT moves by that).
+    #[cfg(test)]
     pub(crate) fn write_at(&mut self, offset: usize, data: &[u8]) -> usize {
-        let room = self.window();
+        self.write_within(offset, data, 0)
+    }
+
+    /// As `write_at`, but takes data up to `promised` bytes past RCV.NXT
+    /// even beyond the limit: a scaled window rounds up (RFC 7323 §2.3),
+    /// and what the advertised window let in is kept.
+    pub(crate) fn write_within(&mut self, offset: usize, data: &[u8], promised: usize) -> usize {
+        let room = self.window().max(promised);
         if offset >= room || data.is_empty() {
             return 0;
         }

@@ -188,6 +188,9 @@ impl TcpLayer {
                 t.set_timer(Timer::Keepalive, Some(now + idle));
             }
             self.output(cx, h);
+            if let Some(t) = self.conns.get_mut(h) {
+                t.expand_send_buffer();
+            }
             self.notify(cx, h);
         }
     }
@@ -580,9 +583,16 @@ fn receive_text(
         return;
     }
     let holes_before = !t.recv.out_of_order().is_empty();
-    let advanced = t.recv.write_at(offset, data);
+    let promised = t.rcv_wnd() as usize;
+    let advanced = t.recv.write_within(offset, data, promised);
     t.rcv_nxt += advanced as u32;
     t.bytes_in += advanced as u64;
+    t.rcv_rtt_measure(
+        now,
+        seg.options.timestamps.map(|(_, echo)| echo),
+        seg.payload.len(),
+        data.len(),
+    );
     if t.shut_rd {
         // Shut down for reading: acknowledged, then thrown away.
         let mut sink = [0u8; 4096];

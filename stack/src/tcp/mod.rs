@@ -8,7 +8,8 @@
 //! detection, `output` what to send and
 //! when (Nagle, silly-window avoidance, window updates), `timer`
 //! retransmission, persist, delayed ACK, keepalive and TIME-WAIT, `icmp`
-//! ICMP errors about our segments (RFC 5927), `api` the socket calls, [`buffer`] send/receive buffers with reassembly, [`rtt`]
+//! ICMP errors about our segments (RFC 5927), `api` the socket calls, [`buffer`] send/receive buffers with reassembly,
+//! `autotune` how big those buffers may grow (Linux's auto-tuning), [`rtt`]
 //! RFC 6298, [`congestion`] CUBIC with HyStart++ and NewReno behind a trait, [`isn`] RFC 6528.
 //! Sequence numbers ([`SeqNum`]) live with the wire format, in `wire::seq`.
 //!
@@ -60,6 +61,7 @@
 
 mod ack;
 mod api;
+mod autotune;
 pub(crate) mod buffer;
 pub(crate) mod congestion;
 mod error;
@@ -113,10 +115,20 @@ pub struct TcpConfig {
     pub fin_timeout: Duration,
     /// Delayed-ACK timeout (at most 500 ms per RFC 1122; Linux uses 40 ms).
     pub delayed_ack: Duration,
-    /// Receive buffer limit per connection (grows with use up to this).
+    /// Largest receive buffer per connection (Linux's `tcp_rmem[2]`: 6 MiB):
+    /// auto-tuning grows each connection's buffer towards twice what the
+    /// path delivers per round trip, up to this; the window scale is chosen
+    /// for it. Counts payload bytes, not memory with overhead as Linux does.
     pub recv_buffer: usize,
-    /// Send buffer limit per connection (grows with use up to this).
+    /// Receive buffer a connection starts with, at most `recv_buffer` (64 KiB:
+    /// the window Linux's `tcp_rmem[1]` of 128 KiB gives).
+    pub recv_buffer_initial: usize,
+    /// Largest send buffer per connection (Linux's `tcp_wmem[2]`: 4 MiB):
+    /// auto-tuning keeps it at twice the congestion window, up to this.
     pub send_buffer: usize,
+    /// Send buffer a connection starts with, at most `send_buffer` (Linux's
+    /// `tcp_wmem[1]`: 16 KiB); established connections get two initial windows.
+    pub send_buffer_initial: usize,
     /// Half-open (SYN-RECEIVED) connections per listener at most.
     pub syn_backlog: usize,
     /// Challenge ACKs per second for the whole stack (RFC 5961 §7).
@@ -145,8 +157,10 @@ impl Default for TcpConfig {
             retries: 15,
             fin_timeout: Duration::from_secs(60),
             delayed_ack: Duration::from_millis(40),
-            recv_buffer: 1 << 20,
-            send_buffer: 1 << 20,
+            recv_buffer: 6 << 20,
+            recv_buffer_initial: 64 << 10,
+            send_buffer: 4 << 20,
+            send_buffer_initial: 16 << 10,
             syn_backlog: 256,
             challenge_ack_limit: 1000,
             keepalive_interval: Duration::from_secs(75),
@@ -186,6 +200,8 @@ pub struct TcpInfo {
     pub send_queue: usize,
     /// Smoothed RTT.
     pub srtt: Option<Duration>,
+    /// The receiver's RTT estimate, which receive buffer auto-tuning uses (`ss`'s rcv_rtt).
+    pub rcv_rtt: Option<Duration>,
     /// Current RTO.
     pub rto: Duration,
     /// Congestion window in bytes.
@@ -202,6 +218,14 @@ pub struct TcpInfo {
     pub bytes_out: u64,
     /// What loss recovery did (zero for listeners).
     pub recovery: RecoveryCounts,
+    /// Receive buffer limit in bytes, as auto-tuning or the application set it (0 for listeners).
+    pub recv_buffer: usize,
+    /// Memory the receive buffer holds now, in bytes.
+    pub recv_allocated: usize,
+    /// Send buffer limit in bytes.
+    pub send_buffer: usize,
+    /// Memory the send buffer holds now, in bytes.
+    pub send_allocated: usize,
 }
 
 /// A listening socket with its queues.
@@ -437,6 +461,16 @@ impl TcpLayer {
         self.tcb(h).send.free()
     }
 
+    /// The receive buffer's limit in bytes (`SO_RCVBUF`), as auto-tuning or the application set it.
+    pub fn recv_buffer_size(&self, h: TcpHandle) -> usize {
+        self.tcb(h).recv.limit()
+    }
+
+    /// The send buffer's limit in bytes (`SO_SNDBUF`).
+    pub fn send_buffer_size(&self, h: TcpHandle) -> usize {
+        self.tcb(h).send.limit()
+    }
+
     /// Bytes queued but not yet acknowledged.
     pub fn send_queue(&self, h: TcpHandle) -> usize {
         self.tcb(h).send.len()
@@ -497,6 +531,7 @@ impl TcpLayer {
                 recv_queue: l.accept_queue.len(),
                 send_queue: l.backlog,
                 srtt: None,
+                rcv_rtt: None,
                 rto: Duration::ZERO,
                 cwnd: 0,
                 ssthresh: 0,
@@ -505,6 +540,10 @@ impl TcpLayer {
                 bytes_in: 0,
                 bytes_out: 0,
                 recovery: RecoveryCounts::default(),
+                recv_buffer: 0,
+                recv_allocated: 0,
+                send_buffer: 0,
+                send_allocated: 0,
             })
             .collect();
         out.extend(
@@ -519,6 +558,7 @@ impl TcpLayer {
                     recv_queue: t.recv.len(),
                     send_queue: t.send.len(),
                     srtt: t.rtt.srtt(),
+                    rcv_rtt: t.tune.rcv_rtt(),
                     rto: t.rtt.backed_off(t.backoff),
                     cwnd: t.cc.cwnd(),
                     ssthresh: t.cc.ssthresh(),
@@ -527,6 +567,10 @@ impl TcpLayer {
                     bytes_in: t.bytes_in,
                     bytes_out: t.bytes_out,
                     recovery: t.recovery,
+                    recv_buffer: t.recv.limit(),
+                    recv_allocated: t.recv.allocated(),
+                    send_buffer: t.send.limit(),
+                    send_allocated: t.send.allocated(),
                 }),
         );
         out

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 use super::TcpConfig;
+use super::autotune::AutoTune;
 use super::buffer::{RecvBuffer, SendBuffer};
 use super::congestion::{self, CongestionControl, Window};
 use super::rack::Rack;
@@ -249,6 +250,9 @@ pub(crate) struct Tcb {
     /// Who uses the connection, for netstat (a service name, or pid/program).
     pub(crate) owner: Option<std::sync::Arc<str>>,
 
+    /// Buffer auto-tuning: how far `send` and `recv` may grow (`autotune.rs`).
+    pub(crate) tune: AutoTune,
+
     // Counters for netstat -i.
     pub(crate) retransmits: u64,
     pub(crate) bytes_in: u64,
@@ -266,6 +270,8 @@ impl Tcb {
         mtu: usize,
     ) -> Tcb {
         let rcv_mss = mtu - 40;
+        // The scale is chosen for the cap, so auto-tuning can grow the
+        // window without renegotiation (RFC 7323 §2.3, as Linux's tcp_rmem[2]).
         let rcv_wscale = window_scale_for(cfg.recv_buffer);
         Tcb {
             state: State::Closed,
@@ -282,7 +288,7 @@ impl Tcb {
             max_snd_wnd: 0,
             snd_wl1: SeqNum(0),
             snd_wl2: SeqNum(0),
-            send: SendBuffer::new(cfg.send_buffer),
+            send: SendBuffer::new(cfg.send_buffer_initial.min(cfg.send_buffer)),
             snd_fin: None,
             snd_mss: 536,
             snd_wscale: 0,
@@ -310,7 +316,7 @@ impl Tcb {
             recovery: RecoveryCounts::default(),
             irs: SeqNum(0),
             rcv_nxt: SeqNum(0),
-            recv: RecvBuffer::new(cfg.recv_buffer),
+            recv: RecvBuffer::new(cfg.recv_buffer_initial.min(cfg.recv_buffer)),
             rcv_adv: SeqNum(0),
             rcv_mss,
             fin_seq: None,
@@ -338,6 +344,7 @@ impl Tcb {
             soft_error: None,
             event_pending: false,
             owner: None,
+            tune: AutoTune::new(cfg.recv_buffer, cfg.send_buffer, rcv_mss, now),
             retransmits: 0,
             bytes_in: 0,
             bytes_out: 0,

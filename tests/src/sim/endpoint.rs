@@ -98,6 +98,11 @@ impl TunstackEndpoint {
         TunstackEndpoint::new(Interface::new(TunstackEndpoint::config(addr, seed, spec)))
     }
 
+    /// The connection the application holds, once connected or accepted.
+    pub fn handle(&self) -> Option<TcpHandle> {
+        self.conn
+    }
+
     pub(crate) fn conn(&self) -> Result<TcpHandle, String> {
         self.conn.ok_or_else(|| "no connection".to_string())
     }

@@ -17,7 +17,7 @@ use tunstack::Ipv4Cidr;
 use tunstack::device::impair::{Direction, ImpairConfig};
 use tunstack::runtime::{Stack, TunConfig};
 use tunstack::tcp::CongestionAlgorithm;
-use tunstack_tools::args::{millis, probability, seconds};
+use tunstack_tools::args::{buffer_size, millis, probability, seconds};
 use tunstack_tools::{control, services};
 
 /// tunstackd, the daemon: creates a TUN interface and runs tunstack's own TCP/IP stack on it, with built-in services and a control socket, until SIGINT or SIGTERM.
@@ -93,6 +93,14 @@ struct Args {
     /// TCP congestion control of the stack's connections.
     #[arg(long, value_enum, default_value_t = Congestion::Cubic)]
     congestion: Congestion,
+
+    /// Largest TCP receive buffer per connection (auto-tuning grows each towards it; Linux's tcp_rmem max).
+    #[arg(long, default_value = "6M", value_name = "BYTES", value_parser = buffer_size)]
+    recv_buffer: usize,
+
+    /// Largest TCP send buffer per connection (Linux's tcp_wmem max).
+    #[arg(long, default_value = "4M", value_name = "BYTES", value_parser = buffer_size)]
+    send_buffer: usize,
 
     /// Serve the files under DIR: the downloader protocol and HTTP/1.1 (off by default).
     #[arg(long, value_name = "DIR")]
@@ -283,6 +291,8 @@ impl Args {
             answer_broadcast_echo: !self.ignore_broadcast_ping,
             msl: self.msl,
             congestion: self.congestion.into(),
+            recv_buffer: self.recv_buffer,
+            send_buffer: self.send_buffer,
             pcap: self.pcap.clone(),
             impair: Some(self.impair.config()),
         }
@@ -532,6 +542,22 @@ mod tests {
         assert_eq!(stack(&["--congestion", "newreno"]), CongestionAlgorithm::NewReno);
         assert_eq!(stack(&["--congestion", "cubic"]), CongestionAlgorithm::Cubic);
         assert!(Args::try_parse_from(["tunstackd", "--congestion", "bbr"]).is_err());
+    }
+
+    #[test]
+    fn buffer_caps_default_to_linux_and_follow_the_flags() {
+        let cfg = |args: &[&str]| {
+            let a = Args::try_parse_from(std::iter::once("tunstackd").chain(args.iter().copied())).unwrap();
+            let c = a.tun_config();
+            (c.recv_buffer, c.send_buffer)
+        };
+        let linux = tunstack::tcp::TcpConfig::default();
+        assert_eq!(cfg(&[]), (linux.recv_buffer, linux.send_buffer));
+        assert_eq!(
+            cfg(&["--recv-buffer", "16M", "--send-buffer", "256K"]),
+            (16 << 20, 256 << 10)
+        );
+        assert!(Args::try_parse_from(["tunstackd", "--recv-buffer", "2G"]).is_err());
     }
 
     fn clash(args: &[&str]) -> Option<String> {

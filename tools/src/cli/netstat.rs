@@ -117,8 +117,19 @@ fn internals(r: &[(String, String)]) -> String {
         "-" => "∞".to_owned(),
         v => or_dash(v.parse().ok().map(|b| segments(b, mss))),
     };
+    // Buffers as auto-tuning left them (`ss -m`'s rb and tb), with the memory
+    // they hold; a daemon from before auto-tuning does not report them.
+    let buffers = match (n("rcvbuf"), n("sndbuf")) {
+        (Some(rb), Some(tb)) => format!(
+            "  rcv_rtt {}  rcvbuf {rb} B ({} allocated)  sndbuf {tb} B ({} allocated)",
+            or_dash(n("rcv_rtt_us").map(millis)),
+            or_dash(n("rcvbuf_alloc").map(|v| v.to_string())),
+            or_dash(n("sndbuf_alloc").map(|v| v.to_string())),
+        ),
+        _ => String::new(),
+    };
     format!(
-        "        rtt {}  rto {}  cwnd {}  ssthresh {ssthresh}  mss {} B  retrans {} seg  received {} B  sent {} B",
+        "        rtt {}  rto {}  cwnd {}  ssthresh {ssthresh}  mss {} B  retrans {} seg  received {} B  sent {} B{buffers}",
         or_dash(n("rtt_us").map(millis)),
         or_dash(n("rto_us").map(millis)),
         or_dash(n("cwnd").map(|b| segments(b, mss))),
@@ -210,6 +221,15 @@ mod tests {
         assert_eq!(
             internals(&r),
             "        rtt 0.215ms  rto 200ms  cwnd 10 seg (14600 B)  ssthresh ∞  mss 1460 B  retrans 2 seg  received 3 B  sent 4 B"
+        );
+        let r = row(
+            "proto=tcp state=ESTABLISHED rtt_us=215 rto_us=200000 cwnd=14600 ssthresh=- mss=1460 retrans=2 bytes_in=3 bytes_out=4 rcv_rtt_us=20100 rcvbuf=65536 rcvbuf_alloc=4096 sndbuf=29200 sndbuf_alloc=0",
+        );
+        assert!(
+            internals(&r)
+                .ends_with("sent 4 B  rcv_rtt 20.1ms  rcvbuf 65536 B (4096 allocated)  sndbuf 29200 B (0 allocated)"),
+            "{}",
+            internals(&r)
         );
     }
 

@@ -457,7 +457,7 @@ fn sockets(stack: &Stack) -> Vec<String> {
                 return format!("{common} sendq=0 owner={} backlog={}", owner(&t.owner), t.send_queue);
             }
             format!(
-                "{common} sendq={} owner={} rtt_us={} rto_us={} cwnd={} ssthresh={} mss={} retrans={} bytes_in={} bytes_out={}",
+                "{common} sendq={} owner={} rtt_us={} rto_us={} cwnd={} ssthresh={} mss={} retrans={} bytes_in={} bytes_out={} rcv_rtt_us={} rcvbuf={} rcvbuf_alloc={} sndbuf={} sndbuf_alloc={}",
                 t.send_queue,
                 owner(&t.owner),
                 t.srtt.map_or("-".into(), |d| d.as_micros().to_string()),
@@ -467,7 +467,12 @@ fn sockets(stack: &Stack) -> Vec<String> {
                 t.mss,
                 t.retransmits,
                 t.bytes_in,
-                t.bytes_out
+                t.bytes_out,
+                t.rcv_rtt.map_or("-".into(), |d| d.as_micros().to_string()),
+                t.recv_buffer,
+                t.recv_allocated,
+                t.send_buffer,
+                t.send_allocated
             )
         })
         .collect();
