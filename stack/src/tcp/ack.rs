@@ -31,7 +31,12 @@ impl Tcb {
         };
         let mss = t.snd_mss;
         let mut retransmit_first = false;
-        let echo = seg.options.timestamps.filter(|_| t.ts_ok).map(|(_, echo)| echo);
+        // A zero TSecr echoes nothing (as Linux reads it).
+        let echo = seg
+            .options
+            .timestamps
+            .filter(|&(_, echo)| t.ts_ok && echo != 0)
+            .map(|(_, echo)| echo);
         let dsack = if t.sack_ok { dsack_block(seg) } else { None };
         let (una_before, sacked_before) = (t.snd_una, t.scoreboard.sacked_bytes());
         // The SACK blocks first (RFC 6675 §5, RFC 8985 §6.2): each segment
@@ -74,7 +79,7 @@ impl Tcb {
                 }
                 // No probe to time (Karn: it was retransmitted): the echoed
                 // TSval says which transmission this ACK answers (RFC 7323 §4.1).
-                (None, Some(echo)) if echo != 0 => {
+                (None, Some(echo)) => {
                     let ms = t.ts_now(now).wrapping_sub(echo);
                     (ms < 1 << 31).then(|| Duration::from_millis(u64::from(ms)))
                 }
@@ -147,10 +152,15 @@ impl Tcb {
                 }
             }
         }
-        // A reduction that proves needless is taken back.
+        // A reduction that proves needless is taken back. A retransmission
+        // reported received twice also shows the original was only late:
+        // reordering, which RACK's window must allow for (RFC 8985 §3.3.2).
         if let Some(undo) = &mut t.undo {
-            let dsacked = dsack.is_some_and(|(left, right)| undo.dsack(left, right));
-            if dsacked || (seg.ack.gt(una_before) && undo.eifel(seg.ack, echo)) {
+            let verdict = dsack.and_then(|(left, right)| undo.dsack(left, right));
+            if verdict.is_some() {
+                t.rack.reordering_seen = true;
+            }
+            if verdict == Some(true) || (seg.ack.gt(una_before) && undo.eifel(seg.ack, echo)) {
                 t.undo_reduction(cx);
             }
         }

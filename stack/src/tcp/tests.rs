@@ -1985,3 +1985,5 @@ fn proportional_rate_reduction_paces_a_sack_recovery() {
         "{total} segments sent over the recovery: {per_ack:?}"
     );
 }
+
+mod recovery;

@@ -59,15 +59,16 @@ impl Undo {
         }
     }
 
-    /// A D-SACK reported `left..right` received twice. True when that was
-    /// the last retransmission outstanding: every one was needless (RFC 3708).
-    pub(crate) fn dsack(&mut self, left: SeqNum, right: SeqNum) -> bool {
+    /// A D-SACK reported `left..right` received twice: `None` if it covers
+    /// none of this episode's retransmissions, else whether that was the
+    /// last one outstanding, so every one was needless (RFC 3708).
+    pub(crate) fn dsack(&mut self, left: SeqNum, right: SeqNum) -> Option<bool> {
         if left.lt(self.marker) {
-            return false;
+            return None;
         }
         let before = self.pending.len();
         self.pending.retain(|&(s, e)| !(s.ge(left) && e.le(right)));
-        self.pending.len() < before && self.pending.is_empty() && self.retransmitted && !self.overflow
+        (self.pending.len() < before).then_some(self.pending.is_empty() && self.retransmitted && !self.overflow)
     }
 
     /// An ACK acknowledged new data up to `ack`, echoing `echo` (RFC 3522
@@ -99,10 +100,10 @@ mod tests {
         let mut u = Undo::new(s(1000));
         u.retransmitted(s(1000), s(2000), None);
         u.retransmitted(s(3000), s(4000), None);
-        assert!(!u.dsack(s(500), s(1000)), "below the marker: an older duplicate");
-        assert!(!u.dsack(s(1000), s(2000)), "one still outstanding");
-        assert!(!u.dsack(s(1000), s(2000)), "the same again counts once");
-        assert!(u.dsack(s(3000), s(4000)));
+        assert_eq!(u.dsack(s(500), s(1000)), None, "below the marker: an older duplicate");
+        assert_eq!(u.dsack(s(1000), s(2000)), Some(false), "one still outstanding");
+        assert_eq!(u.dsack(s(1000), s(2000)), None, "the same again counts once");
+        assert_eq!(u.dsack(s(3000), s(4000)), Some(true));
     }
 
     #[test]
@@ -110,7 +111,7 @@ mod tests {
         let mut u = Undo::new(s(0));
         u.retransmitted(s(0), s(100), None);
         u.retransmitted(s(0), s(100), None);
-        assert!(!u.dsack(s(0), s(100)));
+        assert_eq!(u.dsack(s(0), s(100)), Some(false));
     }
 
     /// RFC 3522: only the first ACK past the marker is looked at, and it

@@ -1,0 +1,208 @@
+//! RACK-TLP (RFC 8985) and the undoing of spurious reductions (RFC 2883,
+//! 3522), segment by segment against a scripted peer on a 1 ms path.
+
+use super::*;
+
+/// cwnd and the recovery counters of the one connection.
+fn info(p: &Peer) -> TcpInfo {
+    p.i.tcp_layer()
+        .sockets()
+        .into_iter()
+        .find(|s| s.state != State::Listen)
+        .expect("a connection")
+}
+
+/// A connection with SACK and timestamps that sent `n` full segments at
+/// once; returns its handle and the segments, a round trip ago.
+fn flight(p: &mut Peer, n: usize) -> (TcpHandle, Vec<Seg>) {
+    let (h, _) = p.established_with_options(5000);
+    p.i.tcp(p.now).set_nodelay(h, true);
+    p.i.tcp(p.now).send(h, &vec![7u8; n * 1448]).unwrap();
+    let sent = p.recv();
+    assert_eq!(sent.len(), n.min(10), "the initial window");
+    p.advance(PATH_RTT);
+    (h, sent)
+}
+
+fn range(s: &Seg) -> (SeqNum, SeqNum) {
+    (s.seq, s.seq + s.payload.len() as u32)
+}
+
+/// Data segments among `segs`, by sequence number.
+fn data(segs: &[Seg]) -> Vec<SeqNum> {
+    segs.iter().filter(|s| !s.payload.is_empty()).map(|s| s.seq).collect()
+}
+
+impl Peer {
+    /// An ACK echoing `echo` as TSecr, with SACK `blocks`.
+    fn ack_echoing(&mut self, ack: SeqNum, echo: u32, blocks: &[(SeqNum, SeqNum)]) {
+        self.advance(ACK_SPACING);
+        let mut options = TcpOptions {
+            timestamps: Some((6000, echo)),
+            ..TcpOptions::default()
+        };
+        for &(l, r) in blocks {
+            options.sack.push(l, r);
+        }
+        let seq = self.seq;
+        self.send_opts(ACK, seq, ack, 65535 >> 7, options, b"");
+    }
+}
+
+/// RFC 8985 §6.2: one segment lost in ten; once three segments after it
+/// are SACKed (no reordering seen: DupThresh), it is lost and goes again,
+/// once, with no timeout.
+#[test]
+fn a_single_loss_is_repaired_by_fast_recovery_without_a_timeout() {
+    let mut p = Peer::new();
+    let (_, sent) = flight(&mut p, 10);
+    let mut resent = Vec::new();
+    p.ack_with_sack(sent[3].seq, &[]);
+    for k in 4..10 {
+        p.ack_with_sack(sent[3].seq, &[(sent[4].seq, range(&sent[k]).1)]);
+        resent.extend(data(&p.recv()).into_iter().filter(|s| s.lt(range(&sent[9]).1)));
+    }
+    assert_eq!(resent, [sent[3].seq], "the lost segment, once");
+    p.ack_with_sack(range(&sent[9]).1, &[]);
+    let i = info(&p);
+    assert_eq!((i.recovery.fast_recoveries, i.recovery.timeouts), (1, 0));
+    assert_eq!(p.i.stats().tcp_rto_retransmits, 0);
+}
+
+/// RFC 8985 §7: the last two segments of a flight are lost, so no ACK
+/// reports them. Two SRTTs later, not an RTO later, the last one goes again
+/// as a probe; its SACK shows the other lost, and fast recovery repairs it.
+#[test]
+fn a_tail_loss_is_repaired_by_a_loss_probe_without_a_timeout() {
+    let mut p = Peer::new();
+    let (h, sent) = flight(&mut p, 10);
+    p.ack_with_sack(sent[8].seq, &[]);
+    assert!(data(&p.recv()).is_empty());
+    // PTO: 2 × SRTT (1 ms) + 2 ms, far below the 200 ms minimum RTO.
+    p.advance(Duration::from_millis(5));
+    let probe = p.recv();
+    assert_eq!(data(&probe), [sent[9].seq], "the last segment goes again as the probe");
+    assert_eq!(p.i.stats().tcp_loss_probes, 1);
+    // The probe arrives: the peer SACKs it; RACK finds segment 8 lost.
+    p.advance(PATH_RTT);
+    p.ack_with_sack(sent[8].seq, &[range(&sent[9])]);
+    p.advance(PATH_RTT / 2);
+    assert_eq!(data(&p.recv()), [sent[8].seq], "the hole before the probe");
+    p.ack_with_sack(range(&sent[9]).1, &[]);
+    let i = info(&p);
+    assert_eq!(i.recovery.loss_probes, 1);
+    assert_eq!(i.recovery.timeouts, 0);
+    assert_eq!(p.i.stats().tcp_rto_retransmits, 0, "no timeout");
+    assert_eq!(p.i.tcp_layer().state(h), State::Established);
+    assert!(i.recovery.fast_recoveries >= 1);
+}
+
+/// RFC 8985 §7.4.2: a probe that was the only repair still counts as a
+/// loss for congestion control (no D-SACK came to say the original arrived).
+#[test]
+fn a_loss_the_probe_alone_repaired_reduces_the_window() {
+    let mut p = Peer::new();
+    let (h, sent) = flight(&mut p, 10);
+    p.ack_with_sack(sent[9].seq, &[]);
+    let before = info(&p).cwnd;
+    p.advance(Duration::from_millis(300));
+    assert_eq!(data(&p.recv()), [sent[9].seq]);
+    // The probe was the only copy to arrive: a plain ACK for it, then new data is acknowledged.
+    p.ack_with_sack(range(&sent[9]).1, &[]);
+    p.i.tcp(p.now).send(h, &[1u8; 100]).unwrap();
+    let more = p.recv();
+    p.ack_with_sack(range(&more[0]).1, &[]);
+    assert_eq!(p.i.stats().tcp_loss_probe_recoveries, 1);
+    assert!(info(&p).cwnd < before, "cwnd {} not below {before}", info(&p).cwnd);
+}
+
+/// RFC 8985 §3.3.2: segment 2 arrives after 3, 4 and 5. The first time,
+/// DupThresh calls it lost and it goes again; the D-SACK for that copy
+/// shows reordering, the window comes back, and RACK's reordering window
+/// opens. The same reordering in the next flight costs no retransmission.
+#[test]
+fn reordering_of_three_segments_costs_nothing_once_the_window_adapted() {
+    let mut p = Peer::new();
+    let (h, sent) = flight(&mut p, 10);
+    let late = |p: &mut Peer, s: &[Seg]| {
+        let mut resent = Vec::new();
+        p.ack_with_sack(s[2].seq, &[]);
+        for k in 3..6 {
+            p.ack_with_sack(s[2].seq, &[(s[3].seq, range(&s[k]).1)]);
+            resent.extend(
+                data(&p.recv())
+                    .into_iter()
+                    .filter(|x| x.lt(range(&s[9]).1) && x.ge(s[0].seq)),
+            );
+        }
+        // Segment 2 arrives late: the cumulative ACK jumps.
+        p.ack_with_sack(range(&s[5]).1, &[]);
+        resent.extend(
+            data(&p.recv())
+                .into_iter()
+                .filter(|x| x.lt(range(&s[9]).1) && x.ge(s[0].seq)),
+        );
+        resent
+    };
+    assert_eq!(
+        late(&mut p, &sent),
+        [sent[2].seq],
+        "the first time, DupThresh calls it lost"
+    );
+    // The retransmitted copy arrives too: D-SACK.
+    p.ack_with_sack(range(&sent[5]).1, &[range(&sent[2])]);
+    assert_eq!(p.i.stats().tcp_spurious_undone, 1, "every retransmission was needless");
+    p.ack_with_sack(range(&sent[9]).1, &[]);
+    p.recv();
+    let marked = p.i.stats().tcp_rack_marked;
+    // The next flight, reordered the same way.
+    p.i.tcp(p.now).send(h, &vec![8u8; 10 * 1448]).unwrap();
+    let next = p.recv();
+    assert!(next.len() >= 10, "a full flight: {}", next.len());
+    p.advance(PATH_RTT);
+    assert_eq!(late(&mut p, &next), [], "no retransmission");
+    assert_eq!(p.i.stats().tcp_rack_marked, marked, "nothing marked lost");
+}
+
+/// RFC 3522 (Eifel) with RFC 4015's response: the ACKs were only delayed
+/// past the RTO. The first ACK after the timeout echoes the original
+/// transmission's TSval, so the timeout was spurious: the window comes
+/// back and nothing more is resent.
+#[test]
+fn a_spurious_timeout_is_undone() {
+    let mut p = Peer::new();
+    let (_, sent) = flight(&mut p, 10);
+    let before = info(&p).cwnd;
+    let original_tsval = sent[0].options.timestamps.expect("timestamps").0;
+    // Nothing comes back: first the probe, then the timeout.
+    p.advance(Duration::from_millis(5));
+    assert_eq!(data(&p.recv()), [sent[9].seq], "the probe");
+    p.advance(Duration::from_millis(400));
+    assert_eq!(data(&p.recv()), [sent[0].seq], "the timeout resends the first segment");
+    assert_eq!(info(&p).cwnd, info(&p).mss, "one segment after a timeout");
+    // The delayed ACK for the originals arrives, echoing their TSval.
+    p.ack_echoing(range(&sent[4]).1, original_tsval, &[]);
+    let out = p.recv();
+    let resent: Vec<_> = data(&out).into_iter().filter(|s| s.lt(range(&sent[9]).1)).collect();
+    assert_eq!(resent, [], "nothing more goes again");
+    assert_eq!(p.i.stats().tcp_spurious_undone, 1);
+    let i = info(&p);
+    assert_eq!(i.recovery.undone, 1);
+    assert!(i.cwnd >= before, "cwnd {} restored to at least {before}", i.cwnd);
+}
+
+/// Without the echo (the ACK answers the retransmission) the timeout stands.
+#[test]
+fn a_real_timeout_is_not_undone() {
+    let mut p = Peer::new();
+    let (_, sent) = flight(&mut p, 10);
+    p.advance(Duration::from_millis(5));
+    p.recv();
+    p.advance(Duration::from_millis(400));
+    let rto = p.recv();
+    let resend_tsval = rto[0].options.timestamps.expect("timestamps").0;
+    p.ack_echoing(range(&sent[0]).1, resend_tsval, &[]);
+    assert_eq!(p.i.stats().tcp_spurious_undone, 0);
+    let i = info(&p);
+    assert!(i.cwnd <= 2 * i.mss, "still slow-starting: {}", i.cwnd);
+}
