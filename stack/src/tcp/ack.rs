@@ -85,12 +85,15 @@ impl Tcb {
                 }
                 _ => None,
             };
+            // Karn (RFC 6298 §5, as Linux): the backed-off timer stays until
+            // an RTT is measured, from a segment sent once or from an echoed
+            // TSval; an ACK of retransmitted data alone proves nothing.
             if let Some(rtt) = sample {
                 t.rtt.sample(rtt);
                 t.rack.note_rtt(rtt, now);
                 t.rtt_since_probe = true;
+                t.backoff = 0;
             }
-            t.backoff = 0;
             // The path works again: an earlier ICMP error no longer explains a timeout.
             t.soft_error = None;
             if t.rto_high_water.is_some_and(|hw| seg.ack.gt(hw)) {
@@ -130,7 +133,8 @@ impl Tcb {
             if t.snd_una == t.snd_max {
                 t.set_timer(Timer::Retransmit, None);
             } else {
-                let rto = t.rtt.rto();
+                // RFC 6298 (5.3): restarted with the current RTO, backoff included.
+                let rto = t.rtt.backed_off(t.backoff);
                 t.set_timer(Timer::Retransmit, Some(now + rto));
             }
         } else if seg.ack == t.snd_una

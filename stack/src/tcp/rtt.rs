@@ -47,6 +47,7 @@ impl RttEstimator {
     }
 
     /// The current RTO, before backoff.
+    #[cfg(test)]
     pub(crate) fn rto(&self) -> Duration {
         self.rto
     }

@@ -84,6 +84,7 @@ impl TunstackEndpoint {
         c.seed = seed;
         c.tcp.msl = spec.msl;
         c.tcp.congestion = spec.congestion;
+        c.tcp.timestamps = spec.timestamps;
         if let Some(n) = spec.recv_buffer {
             c.tcp.recv_buffer = n;
         }

@@ -31,6 +31,8 @@ pub struct TransferSpec {
     pub send_buffer: Option<usize>,
     /// Congestion control of the tunstack endpoints.
     pub congestion: CongestionAlgorithm,
+    /// Whether tunstack endpoints offer timestamps (RFC 7323).
+    pub timestamps: bool,
     /// Loop iterations before the run is declared hung.
     pub max_steps: u64,
     /// Virtual time before the run is declared hung.
@@ -53,6 +55,7 @@ impl TransferSpec {
             recv_buffer: None,
             send_buffer: None,
             congestion: CongestionAlgorithm::default(),
+            timestamps: true,
             max_steps: 2_000_000,
             max_time: Duration::from_secs(3600),
             trace: false,
@@ -113,6 +116,10 @@ pub(crate) struct TransferApp {
     /// The slow reader stopped with its budget spent (it wakes at `next_read`).
     throttled: bool,
     buf: Vec<u8>,
+    /// When data last arrived (or the connection opened), and the longest
+    /// wait for data so far, until EOF: how long a reader sat stalled.
+    last_data: Instant,
+    longest_gap: Duration,
 }
 
 impl TransferApp {
@@ -134,6 +141,7 @@ impl TransferApp {
             if !self.ready {
                 return Ok(());
             }
+            self.last_data = now;
         }
         // Write.
         while self.sent < self.out.len() {
@@ -170,6 +178,8 @@ impl TransferApp {
             match r {
                 Ok(Recv::Data(n)) => {
                     self.got.extend_from_slice(&buf[..n]);
+                    self.longest_gap = self.longest_gap.max(now - self.last_data);
+                    self.last_data = now;
                     if self.read_limit.is_some() {
                         self.read_budget -= n;
                     }
@@ -242,6 +252,9 @@ pub struct SideReport {
     pub drained_at: Option<Instant>,
     /// When valid RSTs were delivered to this side.
     pub resets_at: Vec<Instant>,
+    /// The longest time its application waited for data, from the
+    /// connection's opening to EOF (a stalled transfer shows here).
+    pub longest_read_gap: Duration,
 }
 
 /// A [`State`] usable as a map key, by name.
@@ -335,6 +348,8 @@ impl Sim {
             read_budget: 0,
             throttled: false,
             buf: vec![0u8; 8192],
+            last_data: Instant::ZERO,
+            longest_gap: Duration::ZERO,
         };
         let mut link = SimLink::new(spec.link.clone(), spec.seed ^ 0x11AC_0000_0000_0001);
         link.trace = spec.trace;
@@ -416,6 +431,7 @@ impl Sim {
             // Observe states.
             for (i, ep) in [&*a, &*b].into_iter().enumerate() {
                 let r = &mut self.reports[i];
+                r.longest_read_gap = self.apps[i].longest_gap;
                 for s in ep.states() {
                     r.first_seen.entry(s.name()).or_insert(now);
                 }
