@@ -1,8 +1,9 @@
 //! Live tests of the control socket and the `tunstack` CLI against a
 //! running daemon in a namespace, with host tools on the other side; among
 //! them the CLI behaving like the classic tools: `netstat -s` against
-//! SIGUSR1's line through a lossy link, a closed stdout pipe, `nc -u`
-//! meeting a closed port.
+//! SIGUSR1's line through a lossy link, `netstat -t -i` counting a
+//! connection's loss recovery, a closed stdout pipe, `nc -u` meeting a
+//! closed port.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -134,7 +135,9 @@ fn ifconfig_route_and_netstat_show_the_stack() {
         "{details}"
     );
     assert!(
-        details.contains(" B)  ssthresh ∞  mss 1460 B  retrans 0 seg  received 3 B  sent 3 B"),
+        details.contains(
+            " B)  ssthresh ∞  mss 1460 B  retrans 0 seg  recovery 0 fast, 0 rack-marked, 0 probes, 0 undone, 0 timeouts  received 3 B  sent 3 B"
+        ),
         "{details}"
     );
     // Auto-tuning's starting point: a 64 KiB receive buffer, a send buffer
@@ -294,6 +297,14 @@ fn netstat_s_agrees_with_sigusr1(sb: &Sandbox, d: &Daemon, control: &str) -> Has
                 ("tcp_rx_segments", "segments received"),
                 ("tcp_tx_segments", "segments sent out"),
                 ("tcp_fast_retransmits", "fast retransmits"),
+                ("tcp_sack_recoveries", "recoveries steered by SACK"),
+                ("tcp_rack_marked", "segments RACK marked lost"),
+                ("tcp_loss_probes", "tail loss probes sent"),
+                (
+                    "tcp_spurious_undone",
+                    "window reductions undone as spurious (D-SACK or timestamps)",
+                ),
+                ("tcp_rto_retransmits", "retransmission timeouts"),
             ] {
                 let line = format!("    {} {text}", after[key]);
                 assert!(lines.contains(&line.as_str()), "no {line:?} in\n{shown}");
@@ -352,6 +363,94 @@ fn netstat_s_matches_sigusr1_and_counts_recovery_through_a_lossy_link() {
     );
     // One line per SIGUSR1, never the old second `sockets:` line.
     assert!(!d.stdout().snapshot().iter().any(|l| l.starts_with("sockets:")));
+}
+
+/// The five figures of `netstat -t -i`'s `recovery 3 fast, 12 rack-marked,
+/// 2 probes, 1 undone, 0 timeouts`, by their words.
+fn recovery_shown(details: &str) -> HashMap<String, u64> {
+    let (_, rest) = details
+        .split_once("  recovery ")
+        .unwrap_or_else(|| panic!("no recovery counts: {details}"));
+    let list = rest.split("  ").next().unwrap();
+    list.split(", ")
+        .map(|c| {
+            let (n, what) = c.split_once(' ').unwrap_or_else(|| panic!("{c:?} in {details}"));
+            (
+                what.to_owned(),
+                n.parse().unwrap_or_else(|_| panic!("{c:?} in {details}")),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn netstat_i_and_the_stats_line_show_what_recovery_did_through_loss() {
+    if !live_tests_possible("netstat_i_and_the_stats_line_show_what_recovery_did_through_loss") {
+        return;
+    }
+    let (sb, d, control) = start("recovery", &["--loss", "0.05", "--seed", "12"]);
+    let before = d.stats();
+    // Two megabytes echoed through 5% loss each way, the host writing and
+    // reading at once; the connection stays open for netstat -t -i.
+    const LEN: usize = 2_000_000;
+    let sent: Arc<Vec<u8>> = Arc::new((0..LEN).map(|i| (i % 251) as u8).collect());
+    let conn = sb.enter(|| HostTcp::connect("10.200.0.2:7").unwrap());
+    conn.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    conn.set_write_timeout(Some(Duration::from_secs(60))).unwrap();
+    let port = conn.local_addr().unwrap().port();
+    let mut writer = conn.try_clone().unwrap();
+    let data = Arc::clone(&sent);
+    let writing = std::thread::spawn(move || writer.write_all(&data).unwrap());
+    let mut got = vec![0u8; LEN];
+    (&conn)
+        .read_exact(&mut got)
+        .expect("the echo came back within the timeouts");
+    writing.join().unwrap();
+    assert!(got == *sent, "the echo differs from what was sent");
+
+    // Read both between two SIGUSR1 lines that agree: no retransmission
+    // (of a lost last ACK, say) moved a counter meanwhile.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (details, after) = loop {
+        let first = d.stats();
+        let info = cli(&sb, &control, &["netstat", "-t", "-i"]);
+        let after = netstat_s_agrees_with_sigusr1(&sb, &d, &control);
+        if first == after {
+            let lines: Vec<&str> = info.lines().collect();
+            let at = lines
+                .iter()
+                .position(|l| l.contains(&format!("10.200.0.1:{port}")) && l.contains("ESTABLISHED"))
+                .unwrap_or_else(|| panic!("no row for the connection:\n{info}"));
+            break (lines[at + 1].to_owned(), after);
+        }
+        assert!(Instant::now() < deadline, "the counters never held still");
+    };
+    let shown = recovery_shown(&details);
+    let mut words: Vec<&str> = shown.keys().map(String::as_str).collect();
+    words.sort_unstable();
+    assert_eq!(
+        words,
+        ["fast", "probes", "rack-marked", "timeouts", "undone"],
+        "{details}"
+    );
+    assert!(shown["fast"] > 0, "no fast recovery through 5% loss: {details}");
+    assert!(shown["rack-marked"] > 0, "RACK marked nothing lost: {details}");
+    // The only connection: its counts are the stack's, which the stats
+    // line (SIGUSR1's, and netstat -s above) shows under its own names.
+    let grew = |k: &str| after[k] - before[k];
+    assert_eq!(shown["fast"], grew("tcp_fast_retransmits"), "{details}\n{after:?}");
+    assert_eq!(
+        grew("tcp_sack_recoveries"),
+        shown["fast"],
+        "the host offers SACK, so every recovery is steered by it"
+    );
+    assert_eq!(shown["rack-marked"], grew("tcp_rack_marked"));
+    assert_eq!(shown["probes"], grew("tcp_loss_probes"));
+    assert_eq!(shown["undone"], grew("tcp_spurious_undone"));
+    // A timeout counts once per connection however often it backs off.
+    assert!(shown["timeouts"] <= grew("tcp_rto_retransmits"), "{details}\n{after:?}");
+    assert!(grew("impair_in_lost") > 0 && grew("impair_out_lost") > 0, "{after:?}");
+    eprintln!("{details}");
 }
 
 #[test]

@@ -26,7 +26,7 @@ pub struct NetstatArgs {
     #[arg(short, long)]
     program: bool,
     /// Per-connection TCP internals on a line of their own: RTT, RTO, cwnd,
-    /// ssthresh, MSS, retransmissions, bytes.
+    /// ssthresh, MSS, retransmissions, what loss recovery did, bytes, buffers.
     #[arg(short, long)]
     info: bool,
     /// Per-protocol statistics, like netstat -s (with -t or -u: only those protocols).
@@ -108,7 +108,8 @@ pub fn run(control: &Path, args: &NetstatArgs) -> io::Result<()> {
 }
 
 /// A connection's TCP internals, as `ss -i` puts them under its row, with
-/// units on every figure: `rtt 0.215ms  rto 200ms  cwnd 10 seg (14600 B)  ...`.
+/// units on every figure: `rtt 0.215ms  rto 200ms  cwnd 10 seg (14600 B)  ...`,
+/// and after the retransmissions what loss recovery did.
 fn internals(r: &[(String, String)]) -> String {
     let n = |k: &str| get(r, k).parse::<u64>().ok();
     let mss = n("mss").unwrap_or(0);
@@ -129,15 +130,35 @@ fn internals(r: &[(String, String)]) -> String {
         _ => String::new(),
     };
     format!(
-        "        rtt {}  rto {}  cwnd {}  ssthresh {ssthresh}  mss {} B  retrans {} seg  received {} B  sent {} B{buffers}",
+        "        rtt {}  rto {}  cwnd {}  ssthresh {ssthresh}  mss {} B  retrans {} seg{}  received {} B  sent {} B{buffers}",
         or_dash(n("rtt_us").map(millis)),
         or_dash(n("rto_us").map(millis)),
         or_dash(n("cwnd").map(|b| segments(b, mss))),
         mss,
         or_dash(n("retrans").map(|v| v.to_string())),
+        recovery(r),
         or_dash(n("bytes_in").map(|v| v.to_string())),
         or_dash(n("bytes_out").map(|v| v.to_string())),
     )
+}
+
+/// What loss recovery did on a connection, after two spaces: `recovery 3
+/// fast, 12 rack-marked, 2 probes, 1 undone, 0 timeouts` (fast recoveries,
+/// segments RACK marked lost, tail loss probes, reductions undone as
+/// spurious, retransmission timeouts). Empty when the daemon, from before
+/// RACK-TLP, does not report them.
+fn recovery(r: &[(String, String)]) -> String {
+    let counts: Option<Vec<String>> = [
+        ("recoveries", "fast"),
+        ("rack_marked", "rack-marked"),
+        ("tlps", "probes"),
+        ("undone", "undone"),
+        ("rtos", "timeouts"),
+    ]
+    .iter()
+    .map(|(key, what)| Some(format!("{} {what}", get(r, key).parse::<u64>().ok()?)))
+    .collect();
+    counts.map_or_else(String::new, |c| format!("  recovery {}", c.join(", ")))
 }
 
 /// A time given in µs, in milliseconds: three decimals below 1 ms, one
@@ -230,6 +251,36 @@ mod tests {
                 .ends_with("sent 4 B  rcv_rtt 20.1ms  rcvbuf 65536 B (4096 allocated)  sndbuf 29200 B (0 allocated)"),
             "{}",
             internals(&r)
+        );
+    }
+
+    #[test]
+    fn recovery_counts_follow_the_retransmissions_when_the_daemon_sends_them() {
+        let line = crate::control::server::tcp_row(&crate::control::server::recovered_connection());
+        let shown = internals(&row(&line));
+        assert!(
+            shown.contains(
+                "  retrans 17 seg  recovery 3 fast, 12 rack-marked, 2 probes, 1 undone, 4 timeouts  received 3000000 B"
+            ),
+            "{shown}"
+        );
+        // A daemon from before RACK-TLP: no recovery, and nothing else lost.
+        let old = row("cwnd=14600 ssthresh=- mss=1460 retrans=2 bytes_in=3 bytes_out=4");
+        assert!(
+            internals(&old).contains("  retrans 2 seg  received 3 B"),
+            "{}",
+            internals(&old)
+        );
+        assert_eq!(recovery(&old), "");
+        assert_eq!(
+            recovery(&row("recoveries=1 rack_marked=2 tlps=3 undone=4")),
+            "",
+            "all five or none"
+        );
+        assert_eq!(
+            recovery(&row("recoveries=0 rack_marked=0 tlps=0 undone=0 rtos=0")),
+            "  recovery 0 fast, 0 rack-marked, 0 probes, 0 undone, 0 timeouts",
+            "a clean connection shows its zeros"
         );
     }
 

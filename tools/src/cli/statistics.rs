@@ -359,6 +359,30 @@ mod tests {
     }
 
     #[test]
+    fn tcpext_says_what_loss_recovery_did() {
+        let counters: HashMap<String, u64> = [
+            ("tcp_sack_recoveries", 3),
+            ("tcp_rack_marked", 12),
+            ("tcp_loss_probes", 2),
+            ("tcp_spurious_undone", 1),
+            ("tcp_rto_retransmits", 4),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let tcpext = only(render(&counters), &["TcpExt:"]);
+        for line in [
+            "    3 recoveries steered by SACK",
+            "    12 segments RACK marked lost",
+            "    2 tail loss probes sent",
+            "    1 window reductions undone as spurious (D-SACK or timestamps)",
+            "    4 retransmission timeouts",
+        ] {
+            assert!(tcpext.iter().any(|l| l == line), "no {line:?} in {tcpext:#?}");
+        }
+    }
+
+    #[test]
     fn sections_can_be_picked_like_netstat_st() {
         let all = render(&HashMap::new());
         let tcp = only(all.clone(), &["Tcp:", "TcpExt:"]);

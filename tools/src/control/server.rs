@@ -441,41 +441,7 @@ fn routes(stack: &Stack, ifname: &str) -> Vec<String> {
 fn sockets(stack: &Stack) -> Vec<String> {
     let (tcp, udp) = stack.with_interface(|i| (i.tcp_layer().sockets(), i.udp_layer().sockets().collect::<Vec<_>>()));
     let owner = |o: &Option<Arc<str>>| escape(o.as_deref().unwrap_or("-"));
-    let mut lines: Vec<String> = tcp
-        .iter()
-        .map(|t| {
-            let common = format!(
-                "proto=tcp state={} local={} remote={} recvq={}",
-                t.state.name(),
-                t.local,
-                t.remote,
-                t.recv_queue
-            );
-            if t.state == State::Listen {
-                // As netstat -anp shows a listener (from /proc/net/tcp): the
-                // accept queue as Recv-Q, Send-Q 0; the backlog on its own.
-                return format!("{common} sendq=0 owner={} backlog={}", owner(&t.owner), t.send_queue);
-            }
-            format!(
-                "{common} sendq={} owner={} rtt_us={} rto_us={} cwnd={} ssthresh={} mss={} retrans={} bytes_in={} bytes_out={} rcv_rtt_us={} rcvbuf={} rcvbuf_alloc={} sndbuf={} sndbuf_alloc={}",
-                t.send_queue,
-                owner(&t.owner),
-                t.srtt.map_or("-".into(), |d| d.as_micros().to_string()),
-                t.rto.as_micros(),
-                t.cwnd,
-                ssthresh(t),
-                t.mss,
-                t.retransmits,
-                t.bytes_in,
-                t.bytes_out,
-                t.rcv_rtt.map_or("-".into(), |d| d.as_micros().to_string()),
-                t.recv_buffer,
-                t.recv_allocated,
-                t.send_buffer,
-                t.send_allocated
-            )
-        })
-        .collect();
+    let mut lines: Vec<String> = tcp.iter().map(tcp_row).collect();
     lines.extend(udp.iter().map(|u| {
         format!(
             "proto=udp state={} local={} remote={} recvq={} sendq=0 owner={} rx={} tx={} drops={}",
@@ -490,6 +456,47 @@ fn sockets(stack: &Stack) -> Vec<String> {
         )
     }));
     lines
+}
+
+/// A TCP socket's `SOCKETS` line: a listener's queues, or a connection's
+/// internals and what loss recovery did.
+pub(crate) fn tcp_row(t: &TcpInfo) -> String {
+    let owner = escape(t.owner.as_deref().unwrap_or("-"));
+    let common = format!(
+        "proto=tcp state={} local={} remote={} recvq={}",
+        t.state.name(),
+        t.local,
+        t.remote,
+        t.recv_queue
+    );
+    if t.state == State::Listen {
+        // As netstat -anp shows a listener (from /proc/net/tcp): the
+        // accept queue as Recv-Q, Send-Q 0; the backlog on its own.
+        return format!("{common} sendq=0 owner={owner} backlog={}", t.send_queue);
+    }
+    let r = &t.recovery;
+    format!(
+        "{common} sendq={} owner={owner} rtt_us={} rto_us={} cwnd={} ssthresh={} mss={} retrans={} bytes_in={} bytes_out={} rcv_rtt_us={} rcvbuf={} rcvbuf_alloc={} sndbuf={} sndbuf_alloc={} recoveries={} rack_marked={} tlps={} undone={} rtos={}",
+        t.send_queue,
+        t.srtt.map_or("-".into(), |d| d.as_micros().to_string()),
+        t.rto.as_micros(),
+        t.cwnd,
+        ssthresh(t),
+        t.mss,
+        t.retransmits,
+        t.bytes_in,
+        t.bytes_out,
+        t.rcv_rtt.map_or("-".into(), |d| d.as_micros().to_string()),
+        t.recv_buffer,
+        t.recv_allocated,
+        t.send_buffer,
+        t.send_allocated,
+        r.fast_recoveries,
+        r.rack_marked,
+        r.loss_probes,
+        r.undone,
+        r.timeouts
+    )
 }
 
 /// A connection's slow-start threshold, `-` until the first loss sets it.
@@ -555,9 +562,75 @@ pub(crate) fn error_text(e: &io::Error) -> String {
     }
 }
 
+/// An established connection that has been through loss recovery, for tests
+/// of the `SOCKETS` line and of what netstat makes of it.
+#[cfg(test)]
+pub(crate) fn recovered_connection() -> TcpInfo {
+    TcpInfo {
+        owner: Some("4242/my prog".into()),
+        state: State::Established,
+        local: "10.200.0.2:7".parse().unwrap(),
+        remote: "10.200.0.1:40000".parse().unwrap(),
+        recv_queue: 0,
+        send_queue: 2920,
+        srtt: Some(Duration::from_micros(1500)),
+        rcv_rtt: None,
+        rto: Duration::from_millis(201),
+        cwnd: 14600,
+        ssthresh: 7300,
+        mss: 1460,
+        retransmits: 17,
+        bytes_in: 3_000_000,
+        bytes_out: 2_997_080,
+        recovery: tunstack::tcp::RecoveryCounts {
+            fast_recoveries: 3,
+            rack_marked: 12,
+            loss_probes: 2,
+            undone: 1,
+            timeouts: 4,
+        },
+        recv_buffer: 65536,
+        recv_allocated: 4096,
+        send_buffer: 29200,
+        send_allocated: 8192,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_row_carries_its_internals_and_recovery_counts() {
+        let mut t = recovered_connection();
+        let row = crate::control::fields(&tcp_row(&t));
+        let value = |k: &str| row.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        assert_eq!(value("owner"), Some("4242/my prog"), "escaped, then read back");
+        for (key, want) in [
+            ("state", "ESTABLISHED"),
+            ("sendq", "2920"),
+            ("rtt_us", "1500"),
+            ("ssthresh", "7300"),
+            ("retrans", "17"),
+            ("rcv_rtt_us", "-"),
+            ("recoveries", "3"),
+            ("rack_marked", "12"),
+            ("tlps", "2"),
+            ("undone", "1"),
+            ("rtos", "4"),
+        ] {
+            assert_eq!(value(key), Some(want), "{key}");
+        }
+        // A listener has none of a connection's figures.
+        t.state = State::Listen;
+        t.send_queue = 128;
+        let listener = tcp_row(&t);
+        assert!(
+            listener.ends_with(" sendq=0 owner=4242/my%20prog backlog=128"),
+            "{listener}"
+        );
+        assert!(!listener.contains("recoveries="), "{listener}");
+    }
 
     #[test]
     fn groups_are_found_by_name_or_number_and_a_missing_one_is_named() {
