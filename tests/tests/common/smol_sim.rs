@@ -71,6 +71,13 @@ pub struct SmolEndpoint {
     opened: bool,
     shut: bool,
     closed: bool,
+    /// The peer's initial sequence number, from its SYN or SYN-ACK.
+    peer_isn: Option<u32>,
+    /// Bytes the application has read.
+    read_total: u64,
+    /// Segments withheld from smoltcp because it would take their FIN
+    /// wrongly (see `takes_fin_it_would_trim`).
+    fin_trim_drops: u64,
 }
 
 fn smol_now(now: Instant) -> SmolInstant {
@@ -115,7 +122,43 @@ impl SmolEndpoint {
             opened: false,
             shut: false,
             closed: false,
+            peer_isn: None,
+            read_total: 0,
+            fin_trim_drops: 0,
         }
+    }
+
+    /// smoltcp 0.14 trims a segment to its receive window but still acts on
+    /// its FIN (it ignores a FIN only after a hole, socket/tcp.rs "ignoring
+    /// FIN because we don't have full data yet"), so a FIN on a segment that
+    /// reaches past its window, which it may have shrunk since it last
+    /// advertised it, ends the stream early and the trimmed bytes are lost
+    /// (tunstack_client_smoltcp_server seed 12025 of 10,000). RFC 9293
+    /// §3.10.7.4 trims the FIN with the tail. Such a segment is withheld, as
+    /// if lost: the sender resends it once the window opens.
+    fn takes_fin_it_would_trim(&mut self, packet: &[u8]) -> bool {
+        let Ok(ip) = etherparse::Ipv4Slice::from_slice(packet) else {
+            return false;
+        };
+        let Ok(tcp) = etherparse::TcpSlice::from_slice(ip.payload().payload) else {
+            return false;
+        };
+        if tcp.syn() {
+            self.peer_isn = Some(tcp.sequence_number());
+        }
+        let (Some(isn), true) = (self.peer_isn, tcp.fin() && !tcp.syn()) else {
+            return false;
+        };
+        let sock = self.socket();
+        let queued = sock.recv_queue() as u64;
+        let rcv_nxt = isn.wrapping_add(1).wrapping_add((self.read_total + queued) as u32);
+        let window_end = rcv_nxt.wrapping_add((sock.recv_capacity() as u64 - queued) as u32);
+        let seg_end = tcp.sequence_number().wrapping_add(tcp.payload().len() as u32);
+        let beyond = (seg_end.wrapping_sub(window_end) as i32) > 0;
+        if beyond {
+            self.fin_trim_drops += 1;
+        }
+        beyond
     }
 
     fn socket(&self) -> &smol_tcp::Socket<'static> {
@@ -178,7 +221,9 @@ impl SmolEndpoint {
 
 impl Endpoint for SmolEndpoint {
     fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
-        self.dev.rx.push_back(packet.to_vec());
+        if !self.takes_fin_it_would_trim(packet) {
+            self.dev.rx.push_back(packet.to_vec());
+        }
         self.poll(now);
     }
 
@@ -240,7 +285,10 @@ impl TcpEndpoint for SmolEndpoint {
                 self.check_alive()?;
                 Ok(Recv::WouldBlock)
             }
-            Ok(n) => Ok(Recv::Data(n)),
+            Ok(n) => {
+                self.read_total += n as u64;
+                Ok(Recv::Data(n))
+            }
             Err(smol_tcp::RecvError::Finished) => Ok(Recv::Eof),
             Err(e) => Err(format!("smoltcp recv: {e} (state {})", self.socket().state())),
         }
@@ -275,12 +323,13 @@ impl TcpEndpoint for SmolEndpoint {
     fn describe(&self) -> String {
         let s = self.socket();
         format!(
-            "smoltcp: state {}, send queue {}, recv queue {}, local {:?}, remote {:?}",
+            "smoltcp: state {}, send queue {}, recv queue {}, local {:?}, remote {:?}, FIN segments withheld {}",
             s.state(),
             s.send_queue(),
             s.recv_queue(),
             s.local_endpoint(),
-            s.remote_endpoint()
+            s.remote_endpoint(),
+            self.fin_trim_drops
         )
     }
 }
