@@ -16,10 +16,14 @@ use super::sack::{Scoreboard, Sent};
 use crate::time::{Duration, Instant};
 use crate::wire::seq::SeqNum;
 
-/// RACK_sent_after (RFC 8985 §6.2): whether (t1, seq1) was sent after
-/// (t2, seq2); sequence order breaks ties of the clock.
-fn sent_after(t1: Instant, seq1: SeqNum, t2: Instant, seq2: SeqNum) -> bool {
-    t1 > t2 || (t1 == t2 && seq1.gt(seq2))
+/// RACK_sent_after (RFC 8985 §6.2): whether `a` was sent after `b`. The
+/// RFC breaks ties of the clock by sequence number, which is wrong for a
+/// retransmission sent in the same tick as new data above it (a burst
+/// takes no time on a fast machine, or in a simulation): the retransmission
+/// would count as sent first and be marked lost again at once. Each
+/// transmission's place in the connection's order decides instead.
+fn sent_after(a: &Sent, b: (Instant, u64)) -> bool {
+    (a.xmit, a.order) > b
 }
 
 /// The reordering window starts at a quarter of the minimum RTT (RFC 8985 §6.2 step 4).
@@ -37,8 +41,9 @@ const DUP_THRESH: usize = 3;
 /// RACK's per-connection state (RFC 8985 §5.3).
 #[derive(Clone, Debug)]
 pub(crate) struct Rack {
-    /// RACK.xmit_ts and RACK.end_seq: the most recently sent segment delivered.
-    latest: Option<(Instant, SeqNum)>,
+    /// RACK.xmit_ts, and the transmission's order in place of RACK.end_seq:
+    /// the most recently sent segment delivered.
+    latest: Option<(Instant, u64)>,
     /// RACK.rtt: the RTT of that delivery.
     rtt: Duration,
     /// RACK.min_RTT, and when it was measured.
@@ -107,11 +112,8 @@ impl Rack {
         }
         self.rtt = rtt;
         self.note_rtt(rtt, now);
-        let later = self
-            .latest
-            .is_none_or(|(xmit, end)| sent_after(s.xmit, s.end, xmit, end));
-        if later {
-            self.latest = Some((s.xmit, s.end));
+        if self.latest.is_none_or(|latest| sent_after(s, latest)) {
+            self.latest = Some((s.xmit, s.order));
         }
     }
 
@@ -162,12 +164,12 @@ impl Rack {
         now: Instant,
         reo_wnd: Duration,
     ) -> (usize, Option<Instant>) {
-        let Some((xmit, end)) = self.latest else {
+        let Some(latest) = self.latest else {
             return (0, None);
         };
         let mut timer: Option<Instant> = None;
         let marked = log.mark_lost(|_, s| {
-            if !sent_after(xmit, end, s.xmit, s.end) {
+            if sent_after(s, latest) || (s.xmit, s.order) == latest {
                 return false;
             }
             let due = s.xmit + self.rtt + reo_wnd;
@@ -215,6 +217,26 @@ mod tests {
             (1, None),
             "segments after RACK.segment are never marked"
         );
+    }
+
+    /// A retransmission sent in the same tick as new data above it, but
+    /// after it, is not lost when that new data is SACKed (the RFC's tie
+    /// break by sequence number would mark it lost again at once).
+    #[test]
+    fn a_retransmission_in_the_same_tick_as_new_data_is_not_marked_again() {
+        let mut log = Scoreboard::default();
+        log.sent(s(0), s(100), ms(0));
+        log.sent(s(100), s(200), ms(0));
+        log.mark_all_lost();
+        log.sent(s(200), s(300), ms(5));
+        log.sent(s(0), s(100), ms(5));
+        let mut rack = Rack::default();
+        let mut delivered = Vec::new();
+        log.sack(s(200), s(300), |d| delivered.push(*d));
+        rack.delivered(&delivered[0], ms(6), false);
+        let (marked, _) = rack.detect_loss(&mut log, ms(6), Duration::ZERO);
+        assert_eq!(marked, 0, "100..200 is already marked; 0..100 went after 200..300");
+        assert_eq!(log.first_lost().map(|x| x.start), Some(s(100)));
     }
 
     #[test]

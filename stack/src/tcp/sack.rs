@@ -23,6 +23,8 @@ pub(crate) struct Sent {
     pub(crate) end: SeqNum,
     /// When it was last sent (Segment.xmit_ts).
     pub(crate) xmit: Instant,
+    /// The place of that transmission in the connection's sending order.
+    pub(crate) order: u64,
     /// It was sent more than once (Segment.retransmitted).
     pub(crate) retransmitted: bool,
     /// Its last transmission is deemed lost: it waits to be sent again (Segment.lost).
@@ -48,6 +50,8 @@ pub(crate) struct Scoreboard {
     lost: usize,
     /// Segments SACKed (RACK.segs_sacked).
     sacked_segs: usize,
+    /// Transmissions so far: the next one's `order`.
+    transmissions: u64,
 }
 
 impl Scoreboard {
@@ -58,6 +62,8 @@ impl Scoreboard {
         if !start.lt(end) {
             return;
         }
+        let order = self.transmissions;
+        self.transmissions += 1;
         let tail = self.segs.back().map(|s| s.end);
         let first_new = match tail {
             Some(tail) if start.lt(tail) => {
@@ -67,6 +73,7 @@ impl Scoreboard {
                 for s in self.range_mut(start, resent_end) {
                     s.retransmitted = true;
                     s.xmit = now;
+                    s.order = order;
                     s.lost = false;
                 }
                 self.recount();
@@ -79,6 +86,7 @@ impl Scoreboard {
                 start: first_new,
                 end,
                 xmit: now,
+                order,
                 retransmitted: false,
                 lost: false,
                 sacked: false,
