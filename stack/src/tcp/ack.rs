@@ -204,12 +204,15 @@ impl Tcb {
     /// recovery if none is under way, and sets the timer for what may yet
     /// be only reordered.
     pub(super) fn detect_loss(&mut self, cx: &mut Context<'_>, dsack: bool) {
-        if self.scoreboard.is_empty() {
+        let in_recovery = self.recover.is_some() || self.rto_high_water.is_some();
+        let reo_wnd = self.reo_wnd(dsack, in_recovery);
+        // With nothing SACKed and no recovery under way, every segment sent
+        // before the latest one delivered was delivered too: nothing to
+        // look for (the common case costs no walk of the scoreboard).
+        if self.scoreboard.is_empty() || (self.scoreboard.sacked_segs() == 0 && !in_recovery) {
             self.set_timer(Timer::Reorder, None);
             return;
         }
-        let in_recovery = self.recover.is_some() || self.rto_high_water.is_some();
-        let reo_wnd = self.reo_wnd(dsack, in_recovery);
         let (marked, timer) = self.rack.detect_loss(&mut self.scoreboard, cx.now(), reo_wnd);
         self.set_timer(Timer::Reorder, timer);
         if marked > 0 {
