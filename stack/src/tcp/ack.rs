@@ -68,23 +68,30 @@ impl Tcb {
             if t.snd_nxt.lt(t.snd_una) {
                 t.snd_nxt = t.snd_una;
             }
+            // The segments this ACK delivers that were sent once: their send
+            // times, in microseconds, time the path (as Linux's seq_rtt and
+            // ca_rtt: the oldest for the estimator, the newest for
+            // congestion control). Else the timed segment; else, all of it
+            // retransmitted, the echoed TSval says which transmission this
+            // ACK answers (RFC 7323 §4.1), to the millisecond.
             let (offset, rack) = (t.ts_offset, &mut t.rack);
-            t.scoreboard
-                .acked(seg.ack, |d| rack.delivered(d, now, echoes_older(d, echo, offset)));
-            let cc_rtt = ack_rtt(t, seg, now);
-            let sample = match (t.rtt_probe, echo) {
-                (Some((s, at)), _) if seg.ack.ge(s) => {
-                    t.rtt_probe = None;
-                    Some(now - at)
+            let mut fresh: Option<(Instant, Instant)> = None;
+            t.scoreboard.acked(seg.ack, |d| {
+                rack.delivered(d, now, echoes_older(d, echo, offset));
+                if !d.retransmitted {
+                    fresh = Some(fresh.map_or((d.xmit, d.xmit), |(o, n)| (o.min(d.xmit), n.max(d.xmit))));
                 }
-                // No probe to time (Karn: it was retransmitted): the echoed
-                // TSval says which transmission this ACK answers (RFC 7323 §4.1).
-                (None, Some(echo)) => {
-                    let ms = t.ts_now(now).wrapping_sub(echo);
-                    (ms < 1 << 31).then(|| Duration::from_millis(u64::from(ms)))
-                }
-                _ => None,
-            };
+            });
+            let probe = t.rtt_probe.filter(|&(s, _)| seg.ack.ge(s)).map(|(_, at)| now - at);
+            if probe.is_some() {
+                t.rtt_probe = None;
+            }
+            let echoed = echo.and_then(|echo| {
+                let ms = t.ts_now(now).wrapping_sub(echo);
+                (ms < 1 << 31).then(|| Duration::from_millis(u64::from(ms)))
+            });
+            let sample = fresh.map(|(oldest, _)| now - oldest).or(probe).or(echoed);
+            let cc_rtt = fresh.map(|(_, newest)| now - newest).or(probe).or(echoed);
             // Karn (RFC 6298 §5, as Linux): the backed-off timer stays until
             // an RTT is measured, from a segment sent once or from an echoed
             // TSval; an ACK of retransmitted data alone proves nothing.
@@ -104,7 +111,13 @@ impl Tcb {
                 Some(rec) if seg.ack.ge(rec) => {
                     t.recover = None;
                     t.rack.recovery_ended();
-                    let flight = t.flight();
+                    // With SACK, PRR has brought the window to ssthresh and
+                    // it stays there (RFC 6937 §3, Linux's
+                    // tcp_end_cwnd_reduction); NewReno deflates to what is
+                    // in flight (RFC 6582 §3.2 step 3). Deflating after PRR
+                    // would take the window to a segment or two whenever
+                    // the recovery drained the flight, as a single loss does.
+                    let flight = if t.sack_ok { t.cc.ssthresh() } else { t.flight() };
                     t.cc.on_recovery_exit(flight, mss);
                 }
                 Some(_) => {
@@ -408,17 +421,4 @@ fn fast_retransmit_allowed(t: &Tcb, ack: SeqNum) -> bool {
         }
         _ => true,
     }
-}
-
-/// The RTT an ACK of new data measures, for congestion control: it wants
-/// one from every ACK that gives one (HyStart++ counts samples per round),
-/// where the estimator takes one per flight. The timed segment's if this
-/// ACK covers it, else the echoed TSval's (RFC 7323 §4.1).
-fn ack_rtt(t: &Tcb, seg: &TcpSegment<'_>, now: Instant) -> Option<Duration> {
-    if let Some((_, at)) = t.rtt_probe.filter(|&(s, _)| seg.ack.ge(s)) {
-        return Some(now - at);
-    }
-    let (_, echo) = seg.options.timestamps.filter(|_| t.ts_ok)?;
-    let ms = t.ts_now(now).wrapping_sub(echo);
-    (echo != 0 && ms < 1 << 31).then(|| Duration::from_millis(u64::from(ms)))
 }

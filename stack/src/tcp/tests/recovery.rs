@@ -206,3 +206,22 @@ fn a_real_timeout_is_not_undone() {
     let i = info(&p);
     assert!(i.cwnd <= 2 * i.mss, "still slow-starting: {}", i.cwnd);
 }
+
+/// RFC 6937 §3, as Linux's tcp_end_cwnd_reduction: a SACK recovery ends
+/// with the window at ssthresh, where PRR brought it, even when the
+/// recovery drained the flight (NewReno's deflation to the flight would
+/// leave a segment or two).
+#[test]
+fn a_sack_recovery_ends_at_ssthresh() {
+    let mut p = Peer::new();
+    let (_, sent) = flight(&mut p, 10);
+    p.ack_with_sack(sent[1].seq, &[]);
+    for k in 2..10 {
+        p.ack_with_sack(sent[1].seq, &[(sent[2].seq, range(&sent[k]).1)]);
+    }
+    assert!(data(&p.recv()).contains(&sent[1].seq), "the loss went again");
+    p.ack_with_sack(range(&sent[9]).1, &[]);
+    let i = info(&p);
+    assert_eq!(i.cwnd, i.ssthresh, "the recovery ends at ssthresh");
+    assert!(i.cwnd > 2 * i.mss, "not deflated to the empty flight: {}", i.cwnd);
+}
