@@ -1,7 +1,7 @@
 //! Loss recovery rules found missing in review (RFC 6298, 8985, 3522),
 //! segment by segment against the scripted peer of `recovery.rs`.
 
-use super::recovery::{data, flight, range};
+use super::recovery::{data, flight, info, range};
 use super::*;
 use crate::tcp::tcb::Timer;
 
@@ -34,5 +34,44 @@ fn a_timeout_resends_the_first_segment_even_with_a_fresh_one_in_flight() {
         data(&p.recv()),
         [sent[1].seq],
         "the first unacknowledged segment goes again"
+    );
+}
+
+/// RFC 3522 §2 and Linux's partial undo (`tcp_try_undo_partial` gives up
+/// while retransmissions are still out): an ACK whose echo predates the
+/// first retransmission shows only that the segment at the hole arrived
+/// late. A second hole, really lost and resent, is still outstanding: the
+/// reduction stands.
+#[test]
+fn eifel_does_not_undo_while_another_retransmission_is_outstanding() {
+    let mut p = Peer::new();
+    let (_, sent) = flight(&mut p, 10);
+    let original_tsval = sent[0].options.timestamps.expect("timestamps").0;
+    // Segment 0 is delayed, segment 4 lost: the peer SACKs 1-3, then 5-9.
+    let mut resent = Vec::new();
+    for k in 1..10 {
+        if k == 4 {
+            continue;
+        }
+        let mut blocks = vec![(sent[1].seq, range(&sent[k.min(3)]).1)];
+        if k > 4 {
+            blocks.insert(0, (sent[5].seq, range(&sent[k]).1));
+        }
+        p.ack_with_sack(sent[0].seq, &blocks);
+        resent.extend(data(&p.recv()));
+    }
+    assert!(
+        resent.contains(&sent[0].seq) && resent.contains(&sent[4].seq),
+        "{resent:?}"
+    );
+    let reduced = info(&p).cwnd;
+    // The original segment 0 arrives: the ACK echoes its TSval; 4 is still a hole.
+    p.advance(PATH_RTT);
+    p.ack_echoing(sent[4].seq, original_tsval, &[(sent[5].seq, range(&sent[9]).1)]);
+    assert_eq!(p.i.stats().tcp_spurious_undone, 0, "segment 4 was really lost");
+    assert!(
+        info(&p).cwnd <= reduced + 2 * info(&p).mss,
+        "cwnd {} back up from {reduced}",
+        info(&p).cwnd
     );
 }
