@@ -75,3 +75,42 @@ fn eifel_does_not_undo_while_another_retransmission_is_outstanding() {
         info(&p).cwnd
     );
 }
+
+/// RFC 8985 §3.3.2 and §6.2 step 4: the reordering window widens for
+/// D-SACKs that show one of our retransmissions was needless. A D-SACK for
+/// data never resent is the network duplicating a segment (`--duplicate`):
+/// it says nothing of reordering, and Linux ignores it (`tcp_dsack_seen`:
+/// no more D-SACKed segments than were ever retransmitted). Here four
+/// rounds each carry such a D-SACK; a real loss afterwards must still be
+/// found a quarter min_RTT after RACK.rtt, not a whole SRTT.
+#[test]
+fn dsacks_for_data_never_resent_leave_the_reordering_window_alone() {
+    let mut p = Peer::new();
+    let (h, sent) = flight(&mut p, 10);
+    // Segment 1 arrives after 2: reordering seen (§6.2 step 3), nothing resent.
+    p.ack_with_sack(sent[1].seq, &[range(&sent[2])]);
+    p.ack_with_sack(range(&sent[9]).1, &[]);
+    assert_eq!(data(&p.recv()), [], "nothing resent");
+    for _ in 0..4 {
+        p.i.tcp(p.now).send(h, &vec![1u8; 10 * 1448]).unwrap();
+        let round = p.recv();
+        p.advance(PATH_RTT);
+        // The network duplicated segment 0, long acknowledged.
+        p.ack_with_sack(range(&round[4]).1, &[range(&sent[0])]);
+        p.ack_with_sack(range(round.last().expect("a round")).1, &[]);
+        assert_eq!(p.recv().len(), 0, "no loss, nothing resent");
+    }
+    p.i.tcp(p.now).send(h, &vec![2u8; 10 * 1448]).unwrap();
+    let last = p.recv();
+    assert_eq!(last.len(), 10);
+    let sent_at = p.now;
+    p.advance(PATH_RTT);
+    // Segment 0 is lost; 1-9 are SACKed.
+    for k in 1..10 {
+        p.ack_with_sack(last[0].seq, &[(last[1].seq, range(&last[k]).1)]);
+    }
+    assert_eq!(data(&p.recv()), [], "within the reordering window");
+    // RACK.rtt is 1.18 ms, min_RTT / 4 is 0.25 ms.
+    p.advance(sent_at + Duration::from_micros(1600) - p.now);
+    assert_eq!(data(&p.recv()), [last[0].seq], "lost once RACK.rtt + min_RTT/4 passed");
+}
