@@ -408,6 +408,14 @@ fn proportional_rate_reduction(t: &mut Tcb, delivered: usize) {
         let limit = t.prr.delivered.saturating_sub(t.prr.out).max(delivered) + mss;
         (ssthresh - pipe).min(limit)
     };
+    // The fast retransmit goes on the ACK that starts the recovery (RFC
+    // 6675 §5 (4.3)), even when a proportional share of one delivered
+    // segment is less than a segment (as Linux: one while prr_out is zero).
+    let sndcnt = if t.prr.out == 0 {
+        sndcnt.max(t.send_mss())
+    } else {
+        sndcnt
+    };
     t.cc.window_mut().cwnd = pipe + sndcnt;
 }
 

@@ -114,3 +114,36 @@ fn dsacks_for_data_never_resent_leave_the_reordering_window_alone() {
     p.advance(sent_at + Duration::from_micros(1600) - p.now);
     assert_eq!(data(&p.recv()), [last[0].seq], "lost once RACK.rtt + min_RTT/4 passed");
 }
+
+/// RFC 6675 §5 (4.3) and RFC 6937 §3: entering recovery, the first lost
+/// segment goes at once (Linux's PRR sends at least one segment while
+/// `prr_out` is zero). With a flight of 14, `pipe` (10 segments) stays
+/// above ssthresh (0.7 × 14), and PRR's proportional share of the one
+/// segment this ACK delivered is less than a segment: it must not hold the
+/// fast retransmit back until the next ACK.
+#[test]
+fn entering_recovery_the_fast_retransmit_goes_on_the_same_ack() {
+    let mut p = Peer::new();
+    let (h, sent) = flight(&mut p, 10);
+    for s in &sent {
+        p.ack_with_sack(range(s).1, &[]);
+    }
+    let mss = 1448;
+    assert!(
+        info(&p).cwnd >= 14 * mss,
+        "slow start grew the window: {}",
+        info(&p).cwnd
+    );
+    p.i.tcp(p.now).send(h, &vec![3u8; 14 * mss]).unwrap();
+    let next = p.recv();
+    assert_eq!(next.len(), 14);
+    p.advance(PATH_RTT);
+    // Segment 0 is lost; once 1-3 are SACKed (DupThresh) RACK marks it.
+    for k in 1..3 {
+        p.ack_with_sack(next[0].seq, &[(next[1].seq, range(&next[k]).1)]);
+        assert_eq!(data(&p.recv()), [], "not yet lost");
+    }
+    p.ack_with_sack(next[0].seq, &[(next[1].seq, range(&next[3]).1)]);
+    assert_eq!(info(&p).recovery.fast_recoveries, 1);
+    assert_eq!(data(&p.recv()), [next[0].seq], "the fast retransmit");
+}
