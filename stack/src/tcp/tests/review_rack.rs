@@ -147,3 +147,37 @@ fn entering_recovery_the_fast_retransmit_goes_on_the_same_ack() {
     assert_eq!(info(&p).recovery.fast_recoveries, 1);
     assert_eq!(data(&p.recv()), [next[0].seq], "the fast retransmit");
 }
+
+/// `sack.rs` promises that nothing grows beyond the segments in flight,
+/// whatever blocks the receiver sends (DESIGN: bad peer input costs
+/// nothing). A SACK block edge inside a segment splits it, so a peer
+/// SACKing single bytes adds up to six entries per ACK (1209 after 200
+/// ACKs for a 10-segment flight; a 4 MiB flight allows millions), each
+/// split an O(n) insertion. Linux SACKs only whole segments
+/// (`tcp_match_skb_to_sack` rounds a block to MSS multiples).
+///
+/// Ignored: the fix (mark only whole entries, never split on SACK) changes
+/// the scoreboard's documented splitting rule and its unit test
+/// `a_partial_retransmission_or_sack_splits_a_segment`; left to the owner.
+#[test]
+#[ignore = "judgement call: SACK granularity; see the comment"]
+fn single_byte_sack_blocks_do_not_multiply_the_scoreboard() {
+    let mut p = Peer::new();
+    let (h, sent) = flight(&mut p, 10);
+    let base = sent[1].seq;
+    for round in 0..200u32 {
+        let blocks: Vec<_> = (0..3u32)
+            .map(|b| {
+                let at = base + (round * 6 + b * 2) % (9 * 1448);
+                (at, at + 1)
+            })
+            .collect();
+        p.ack_with_sack(sent[0].seq, &blocks);
+    }
+    let t = p.i.tcp_layer().conns.get(h.0).expect("the connection");
+    let entries = t.scoreboard.iter().count();
+    assert!(
+        entries <= 2 * sent.len(),
+        "{entries} scoreboard entries for 10 segments"
+    );
+}
