@@ -37,7 +37,12 @@ impl Tcb {
             .timestamps
             .filter(|&(_, echo)| t.ts_ok && echo != 0)
             .map(|(_, echo)| echo);
-        let dsack = if t.sack_ok { dsack_block(seg) } else { None };
+        let dsack_seen = if t.sack_ok { dsack_block(seg) } else { None };
+        // Only a D-SACK our own retransmissions can explain says anything
+        // of reordering or of a spurious episode (Linux's tcp_dsack_seen);
+        // a duplicate of a loss probe says nothing of RACK's window either.
+        let dsack = dsack_seen.filter(|&(left, right)| t.dsack_plausible(left, right));
+        let probe_dsack = dsack.is_some_and(|(_, right)| t.tlp.is_some_and(|p| p.is_retrans && p.end == right));
         let (una_before, sacked_before) = (t.snd_una, t.scoreboard.sacked_bytes());
         // The SACK blocks first (RFC 6675 §5, RFC 8985 §6.2): each segment
         // they newly cover is a delivery RACK learns from. A duplicate ACK
@@ -46,7 +51,7 @@ impl Tcb {
         let mut sack_news = false;
         if t.sack_ok && t.snd_max.gt(t.snd_una) {
             for &(left, right) in seg.options.sack.as_slice() {
-                if dsack == Some((left, right)) || !left.lt(right) || right.gt(t.snd_max) {
+                if dsack_seen == Some((left, right)) || !left.lt(right) || right.gt(t.snd_max) {
                     continue;
                 }
                 let (offset, rack) = (t.ts_offset, &mut t.rack);
@@ -183,7 +188,7 @@ impl Tcb {
         }
         t.loss_probe_answered(cx, seg, dsack, una_before);
         if t.sack_ok {
-            t.detect_loss(cx, dsack.is_some());
+            t.detect_loss(cx, dsack.is_some() && !probe_dsack);
         }
         // Window update (RFC 9293 §3.10.7.4: SND.WL1/WL2 guard against old segments).
         if t.snd_wl1.lt(seg.seq) || (t.snd_wl1 == seg.seq && t.snd_wl2.le(seg.ack)) {
@@ -210,6 +215,19 @@ impl Tcb {
         if seg.ack.gt(una_before) {
             t.schedule_loss_probe(now);
         }
+    }
+
+    /// Whether a D-SACK for `left..right` may report one of our
+    /// retransmissions (RFC 8985 §3.3.2): not wider than any window the
+    /// peer offered, and no more segments D-SACKed in all than were ever
+    /// resent; beyond that the network duplicates (Linux's tcp_dsack_seen).
+    fn dsack_plausible(&mut self, left: SeqNum, right: SeqNum) -> bool {
+        let len = right.wrapping_distance_from(left);
+        if !left.lt(right) || len > self.max_snd_wnd.max(self.snd_mss as u32) {
+            return false;
+        }
+        self.dsack_dups += u64::from(len.div_ceil(self.snd_mss.max(1) as u32));
+        self.dsack_dups <= self.retransmits
     }
 
     /// RACK's loss detection (RFC 8985 §6.2 steps 4-5), on an ACK or when
@@ -405,6 +423,14 @@ fn proportional_rate_reduction(t: &mut Tcb, delivered: usize) {
     } else {
         let limit = t.prr.delivered.saturating_sub(t.prr.out).max(delivered) + mss;
         (ssthresh - pipe).min(limit)
+    };
+    // The fast retransmit goes on the ACK that starts the recovery (RFC
+    // 6675 §5 (4.3)), even when a proportional share of one delivered
+    // segment is less than a segment (as Linux: one while prr_out is zero).
+    let sndcnt = if t.prr.out == 0 {
+        sndcnt.max(t.send_mss())
+    } else {
+        sndcnt
     };
     t.cc.window_mut().cwnd = pipe + sndcnt;
 }

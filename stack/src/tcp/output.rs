@@ -353,15 +353,22 @@ impl Tcb {
         let mss = self.send_mss();
         // Bounded: each round sends a segment or stops (DESIGN rule 11).
         for _ in 0..64 {
-            if self.in_flight() + mss > self.cc.cwnd() {
+            if self.in_flight() + mss > self.cc.cwnd() || !self.resend_first_lost(cx) {
                 break;
             }
-            let Some(lost) = self.scoreboard.first_lost() else {
-                break;
-            };
-            self.resend(cx, lost.start, lost.end.min(lost.start + mss as u32));
-            cx.stats().tcp_sack_retransmits += 1;
         }
+    }
+
+    /// Resends the lowest segment marked lost (at most one MSS of it),
+    /// whatever the congestion window says; false if none is.
+    pub(super) fn resend_first_lost(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(lost) = self.scoreboard.first_lost() else {
+            return false;
+        };
+        let mss = self.send_mss() as u32;
+        self.resend(cx, lost.start, lost.end.min(lost.start + mss));
+        cx.stats().tcp_sack_retransmits += 1;
+        true
     }
 
     /// Resends the sequence space `start..end`: data, and the FIN if it lies there.

@@ -253,6 +253,10 @@ pub(crate) struct Tcb {
     /// Buffer auto-tuning: how far `send` and `recv` may grow (`autotune.rs`).
     pub(crate) tune: AutoTune,
 
+    /// Segments D-SACKed (Linux's `dsack_dups`): more than `retransmits`
+    /// means the network duplicates, and D-SACKs then prove nothing.
+    pub(crate) dsack_dups: u64,
+
     // Counters for netstat -i.
     pub(crate) retransmits: u64,
     pub(crate) bytes_in: u64,
@@ -345,6 +349,7 @@ impl Tcb {
             event_pending: false,
             owner: None,
             tune: AutoTune::new(cfg.recv_buffer, cfg.send_buffer, rcv_mss, now),
+            dsack_dups: 0,
             retransmits: 0,
             bytes_in: 0,
             bytes_out: 0,

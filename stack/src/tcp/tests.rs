@@ -1987,3 +1987,4 @@ fn proportional_rate_reduction_paces_a_sack_recovery() {
 }
 
 mod recovery;
+mod review_rack;

@@ -110,6 +110,13 @@ impl Tcb {
                     // even into a closed window; the answer carries the real window.
                     t.retransmit_first(cx);
                 } else {
+                    // RFC 6298 §5.4: the earliest segment goes now, as Linux's
+                    // timer sends it. A segment sent within RACK.rtt is not
+                    // overdue and stays in `pipe`, which would otherwise keep
+                    // the one-segment window shut until the next, doubled, timeout.
+                    if t.sack_ok {
+                        t.resend_first_lost(cx);
+                    }
                     t.output(cx);
                 }
             }

@@ -75,11 +75,20 @@ impl Undo {
     /// §3.2): if it is the first past the marker and its echo predates the
     /// first retransmission, the original arrived and the retransmission
     /// was needless.
+    ///
+    /// The echo speaks only for the segment that filled the hole at the
+    /// marker (the receiver takes TS.Recent from in-order segments, RFC
+    /// 7323 §4.3): a retransmission still outstanding above the ACK may
+    /// have repaired a real loss, so the reduction then stands (as Linux's
+    /// partial undo, which waits for `retrans_out` to reach zero).
     pub(crate) fn eifel(&mut self, ack: SeqNum, echo: Option<u32>) -> bool {
         if self.eifel_checked || !ack.gt(self.marker) {
             return false;
         }
         self.eifel_checked = true;
+        if self.overflow || self.pending.iter().any(|&(_, end)| end.gt(ack)) {
+            return false;
+        }
         match (echo, self.first_tsval) {
             (Some(echo), Some(first)) => echo != 0 && (echo.wrapping_sub(first) as i32) < 0,
             _ => false,
@@ -129,5 +138,12 @@ mod tests {
         let mut u = Undo::new(s(1000));
         u.retransmitted(s(1000), s(2000), Some(5));
         assert!(u.eifel(s(2000), Some(u32::MAX - 5)), "across the TSval wrap");
+        let mut u = Undo::new(s(1000));
+        u.retransmitted(s(1000), s(2000), Some(500));
+        u.retransmitted(s(5000), s(6000), Some(501));
+        assert!(
+            !u.eifel(s(2000), Some(400)),
+            "the resend of 5000 may have repaired a loss"
+        );
     }
 }

@@ -4,7 +4,7 @@
 use super::*;
 
 /// cwnd and the recovery counters of the one connection.
-fn info(p: &Peer) -> TcpInfo {
+pub(super) fn info(p: &Peer) -> TcpInfo {
     p.i.tcp_layer()
         .sockets()
         .into_iter()
@@ -14,7 +14,7 @@ fn info(p: &Peer) -> TcpInfo {
 
 /// A connection with SACK and timestamps that sent `n` full segments at
 /// once; returns its handle and the segments, a round trip ago.
-fn flight(p: &mut Peer, n: usize) -> (TcpHandle, Vec<Seg>) {
+pub(super) fn flight(p: &mut Peer, n: usize) -> (TcpHandle, Vec<Seg>) {
     let (h, _) = p.established_with_options(5000);
     p.i.tcp(p.now).set_nodelay(h, true);
     p.i.tcp(p.now).send(h, &vec![7u8; n * 1448]).unwrap();
@@ -24,18 +24,18 @@ fn flight(p: &mut Peer, n: usize) -> (TcpHandle, Vec<Seg>) {
     (h, sent)
 }
 
-fn range(s: &Seg) -> (SeqNum, SeqNum) {
+pub(super) fn range(s: &Seg) -> (SeqNum, SeqNum) {
     (s.seq, s.seq + s.payload.len() as u32)
 }
 
 /// Data segments among `segs`, by sequence number.
-fn data(segs: &[Seg]) -> Vec<SeqNum> {
+pub(super) fn data(segs: &[Seg]) -> Vec<SeqNum> {
     segs.iter().filter(|s| !s.payload.is_empty()).map(|s| s.seq).collect()
 }
 
 impl Peer {
     /// An ACK echoing `echo` as TSecr, with SACK `blocks`.
-    fn ack_echoing(&mut self, ack: SeqNum, echo: u32, blocks: &[(SeqNum, SeqNum)]) {
+    pub(super) fn ack_echoing(&mut self, ack: SeqNum, echo: u32, blocks: &[(SeqNum, SeqNum)]) {
         self.advance(ACK_SPACING);
         let mut options = TcpOptions {
             timestamps: Some((6000, echo)),
