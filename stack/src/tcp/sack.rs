@@ -4,9 +4,10 @@
 //! and whether it is deemed lost. Running byte counts make `pipe` (bytes in
 //! the network) cost nothing per segment sent.
 //!
-//! SACK blocks mark segments (splitting one a block edge falls inside); the
-//! cumulative ACK drops them. Nothing grows beyond the segments in flight,
-//! whatever blocks the receiver sends.
+//! SACK blocks mark the segments they cover whole; the cumulative ACK drops
+//! them. Only our own retransmissions split a segment (a part resent at a
+//! smaller MSS), so nothing grows beyond the segments we sent, whatever
+//! blocks the receiver sends.
 
 #![forbid(unsafe_code)]
 
@@ -120,9 +121,9 @@ impl Scoreboard {
         }
     }
 
-    /// Marks what lies inside the SACK block `left..right` as SACKed and
-    /// calls `delivered` for each segment newly SACKed. Returns the bytes
-    /// newly SACKed.
+    /// Marks the segments wholly inside the SACK block `left..right` as
+    /// SACKed and calls `delivered` for each one newly SACKed. Returns the
+    /// bytes newly SACKed.
     pub(crate) fn sack(&mut self, left: SeqNum, right: SeqNum, mut delivered: impl FnMut(&Sent)) -> usize {
         let (Some(first), Some(last)) = (self.segs.front(), self.segs.back()) else {
             return 0;
@@ -132,8 +133,10 @@ impl Scoreboard {
         if !left.lt(right) {
             return 0;
         }
-        self.split_at(left);
-        self.split_at(right);
+        // Whole segments only, as Linux: a block edge inside a segment does
+        // not split it (a peer sending one-byte blocks could otherwise make
+        // the scoreboard grow by several entries per ACK). A segment only
+        // partly SACKed is resent whole if lost; the receiver keeps what it has.
         let mut news = 0;
         let (mut bytes, mut lost, mut segs) = (0, 0, 0);
         for s in self.range_mut(left, right) {
@@ -382,7 +385,7 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn a_partial_retransmission_or_sack_splits_a_segment() {
+    fn a_partial_retransmission_splits_a_segment_and_a_partial_sack_does_not() {
         let mut log = ten();
         log.sent(s(150), s(180), ms(30));
         let parts: Vec<_> = log
@@ -394,9 +397,14 @@ pub(super) mod tests {
             parts,
             [(0, 100, false), (100, 150, false), (150, 180, true), (180, 200, false)]
         );
-        assert_eq!(log.sack(s(420), s(460), |_| {}), 40);
-        assert_eq!(log.sacked_segs(), 1);
-        assert_eq!(log.pipe(), 960);
+        assert_eq!(log.sack(s(420), s(460), |_| {}), 0, "part of a segment: not SACKed");
+        assert_eq!(
+            log.sack(s(400), s(520), |_| {}),
+            100,
+            "the whole segment inside the block"
+        );
+        assert_eq!((log.sacked_segs(), log.iter().count()), (1, 12));
+        assert_eq!(log.pipe(), 900);
     }
 
     #[test]

@@ -150,17 +150,12 @@ fn entering_recovery_the_fast_retransmit_goes_on_the_same_ack() {
 
 /// `sack.rs` promises that nothing grows beyond the segments in flight,
 /// whatever blocks the receiver sends (DESIGN: bad peer input costs
-/// nothing). A SACK block edge inside a segment splits it, so a peer
-/// SACKing single bytes adds up to six entries per ACK (1209 after 200
+/// nothing). When a SACK block edge inside a segment split it, a peer
+/// SACKing single bytes added up to six entries per ACK (1209 after 200
 /// ACKs for a 10-segment flight; a 4 MiB flight allows millions), each
-/// split an O(n) insertion. Linux SACKs only whole segments
+/// split an O(n) insertion. Now only whole segments are SACKed, as Linux
 /// (`tcp_match_skb_to_sack` rounds a block to MSS multiples).
-///
-/// Ignored: the fix (mark only whole entries, never split on SACK) changes
-/// the scoreboard's documented splitting rule and its unit test
-/// `a_partial_retransmission_or_sack_splits_a_segment`; left to the owner.
 #[test]
-#[ignore = "judgement call: SACK granularity; see the comment"]
 fn single_byte_sack_blocks_do_not_multiply_the_scoreboard() {
     let mut p = Peer::new();
     let (h, sent) = flight(&mut p, 10);
