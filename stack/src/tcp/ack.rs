@@ -212,7 +212,9 @@ impl Tcb {
             let delivered = (acked + t.scoreboard.sacked_bytes()).saturating_sub(sacked_before);
             proportional_rate_reduction(t, delivered);
         }
-        if seg.ack.gt(una_before) {
+        // New data acknowledged re-arms the probe; SACKs cancel it (RFC 8985
+        // §7.2: the reordering timer and recovery take over).
+        if seg.ack.gt(una_before) || sack_news {
             t.schedule_loss_probe(now);
         }
     }

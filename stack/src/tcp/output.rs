@@ -353,7 +353,11 @@ impl Tcb {
         let mss = self.send_mss();
         // Bounded: each round sends a segment or stops (DESIGN rule 11).
         for _ in 0..64 {
-            if self.in_flight() + mss > self.cc.cwnd() || !self.resend_first_lost(cx) {
+            // Room for this segment (a small one, such as a FIN, fits in less than an MSS).
+            let Some(next) = self.scoreboard.first_lost() else {
+                break;
+            };
+            if self.in_flight() + next.len().min(mss) > self.cc.cwnd() || !self.resend_first_lost(cx) {
                 break;
             }
         }
