@@ -177,12 +177,34 @@ fn listener(args: &Args, service: Service) -> tcp::Socket<'static> {
         tcp::SocketBuffer::new(vec![0; args.buffer]),
         tcp::SocketBuffer::new(vec![0; args.buffer]),
     );
-    s.set_congestion_control(tcp::CongestionControl::Cubic);
     s.set_tsval_generator(Some(tsval));
-    // Echo answers each request at once, as tunstackd's echo does.
-    s.set_nagle_enabled(service != Service::Echo);
-    s.listen(PORTS[service as usize]).expect("a fresh socket listens");
+    // Echo answers each request at once. Bulk needs it off too: at MTU
+    // 65535 one segment fills the host's early window, and with Nagle on
+    // smoltcp then waits out the host's delayed ACK (about 3 MB/s).
+    s.set_nagle_enabled(false);
+    relisten(&mut s, service);
     s
+}
+
+/// Makes a closed (or new) socket listen again, with a fresh CUBIC state:
+/// a pool socket is reused rather than its MiB buffers freed and allocated
+/// again for every connection.
+fn relisten(s: &mut tcp::Socket, service: Service) {
+    s.set_congestion_control(tcp::CongestionControl::Cubic);
+    s.listen(PORTS[service as usize]).expect("a closed socket listens");
+}
+
+impl Conn {
+    fn new(handle: SocketHandle, service: Service) -> Conn {
+        Conn {
+            handle,
+            service,
+            request: Vec::new(),
+            remaining: None,
+            sent: 0,
+            closing: false,
+        }
+    }
 }
 
 /// 95 lines of chargen (RFC 864), twice, so that any offset into the first
@@ -329,28 +351,25 @@ fn run(args: &Args) -> io::Result<()> {
         let mut listening = [0usize; 3];
         conns.retain_mut(|c| {
             let s = sockets.get_mut::<tcp::Socket>(c.handle);
+            let pool = &mut listening[c.service as usize];
             if s.state() == tcp::State::Listen {
-                listening[c.service as usize] += 1;
-                return true;
+                *pool += 1;
+            } else if !serve(c, s, &mut scratch, &pattern) {
+                // Done: back to the pool, unless the pool is full.
+                if *pool >= args.backlog {
+                    sockets.remove(c.handle);
+                    return false;
+                }
+                relisten(s, c.service);
+                *c = Conn::new(c.handle, c.service);
+                *pool += 1;
             }
-            let alive = serve(c, s, &mut scratch, &pattern);
-            if !alive {
-                sockets.remove(c.handle);
-            }
-            alive
+            true
         });
         // Refill each port's pool, so that new SYNs always find a listener.
         for service in services {
             for _ in listening[service as usize]..args.backlog {
-                let handle = sockets.add(listener(args, service));
-                conns.push(Conn {
-                    handle,
-                    service,
-                    request: Vec::new(),
-                    remaining: None,
-                    sent: 0,
-                    closing: false,
-                });
+                conns.push(Conn::new(sockets.add(listener(args, service)), service));
             }
         }
         // Sending what serve() queued, or a window update, is due at once.
