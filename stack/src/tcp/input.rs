@@ -605,14 +605,24 @@ fn receive_text(
         }
         t.ack_now = true;
     } else {
+        // Every second full-sized segment is acknowledged at once (RFC
+        // 5681 §4.2). Full-sized is what this peer's segments carry: with
+        // timestamps, 12 bytes less than the MSS, so counting against the
+        // MSS would wait for a third segment, or the delayed-ACK timer.
+        t.rcv_seg_max = t.rcv_seg_max.max(seg.payload.len()).min(t.rcv_mss);
+        let full = t.rcv_seg_max.max(t.rcv_mss.min(MIN_FULL_SEGMENT));
         t.bytes_unacked += advanced;
-        if t.bytes_unacked >= 2 * t.rcv_mss {
+        if t.bytes_unacked >= 2 * full {
             t.ack_now = true;
         } else if t.timer(Timer::DelayedAck).is_none() {
             t.set_timer(Timer::DelayedAck, Some(now + delayed_ack));
         }
     }
 }
+
+/// The smallest payload taken for a full-sized segment, whatever the peer
+/// sent so far (RFC 9293's default MSS, as Linux's `TCP_MSS_DEFAULT`).
+const MIN_FULL_SEGMENT: usize = 536;
 
 /// Enters TIME-WAIT: only the 2×MSL timer stays.
 fn enter_time_wait(t: &mut Tcb, now: Instant, msl: Duration) {

@@ -205,6 +205,10 @@ pub(crate) struct Tcb {
     pub(crate) rcv_adv: SeqNum,
     /// Largest segment we expect (our advertised MSS).
     pub(crate) rcv_mss: usize,
+    /// The largest payload received so far: what a full-sized segment from
+    /// this peer carries (less than `rcv_mss` once options take their
+    /// room, as Linux's `tcp_measure_rcv_mss` estimates it).
+    pub(crate) rcv_seg_max: usize,
     /// Where the peer's FIN sits, once seen (it may arrive out of order).
     pub(crate) fin_seq: Option<SeqNum>,
     /// The peer's FIN has been consumed: reads end after the buffered data.
@@ -323,6 +327,7 @@ impl Tcb {
             recv: RecvBuffer::new(cfg.recv_buffer_initial.min(cfg.recv_buffer)),
             rcv_adv: SeqNum(0),
             rcv_mss,
+            rcv_seg_max: 0,
             fin_seq: None,
             rcv_closed: false,
             shut_rd: false,

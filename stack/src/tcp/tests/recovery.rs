@@ -225,3 +225,19 @@ fn a_sack_recovery_ends_at_ssthresh() {
     assert_eq!(i.cwnd, i.ssthresh, "the recovery ends at ssthresh");
     assert!(i.cwnd > 2 * i.mss, "not deflated to the empty flight: {}", i.cwnd);
 }
+
+/// RFC 5681 §4.2: every second full-sized segment is acknowledged at once.
+/// With timestamps a full segment from a Linux peer carries 1448 bytes, 12
+/// less than the MSS; two of them still draw the ACK (waiting for a third,
+/// or 40 ms, slows the peer's ACK clock and its loss recovery).
+#[test]
+fn two_full_segments_with_timestamps_draw_an_ack_at_once() {
+    let mut p = Peer::new();
+    let (_h, _) = p.established_with_options(5000);
+    p.send_ts(ACK, 6001, 0, &[1u8; 1448]);
+    assert!(p.recv().is_empty(), "one segment: the ACK is delayed");
+    p.send_ts(ACK, 6002, 0, &[2u8; 1448]);
+    let acks = p.recv();
+    assert_eq!(acks.len(), 1, "the second full segment is acknowledged at once");
+    assert_eq!(acks[0].ack, p.seq);
+}
