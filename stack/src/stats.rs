@@ -141,7 +141,9 @@ counters! {
         tcp_listen_overflows,
         /// Duplicate ACKs received.
         tcp_dup_acks,
-        /// Fast retransmits (three duplicate ACKs).
+        /// Segments sent again, for any reason (Linux's RetransSegs).
+        tcp_retransmitted_segments,
+        /// Fast recoveries entered (three duplicate ACKs, or RACK with SACK).
         tcp_fast_retransmits,
         /// Retransmission timeouts.
         tcp_rto_retransmits,

@@ -34,22 +34,20 @@ fn duration(s: &str, per_second: f64, unit: &str) -> Result<Duration, String> {
 }
 
 /// Parses a buffer size in bytes, with an optional binary suffix ("65536",
-/// "512K", "6M"), from 4 KiB to 1 GiB (the most a window can scale to, RFC 7323).
+/// "512K", "6M", "1G"), from 4 KiB to 1 GiB (the most a window can scale to, RFC 7323).
 pub fn buffer_size(s: &str) -> Result<usize, String> {
     let expected = || "expected a size in bytes, like 262144, 256K or 6M".to_string();
-    let (digits, unit) = match s.strip_suffix(['K', 'k']) {
-        Some(d) => (d, 1usize << 10),
-        None => match s.strip_suffix(['M', 'm']) {
-            Some(d) => (d, 1 << 20),
-            None => (s, 1),
-        },
-    };
+    let suffixes = [(['K', 'k'], 1usize << 10), (['M', 'm'], 1 << 20), (['G', 'g'], 1 << 30)];
+    let (digits, unit) = suffixes
+        .iter()
+        .find_map(|&(letters, unit)| s.strip_suffix(letters).map(|d| (d, unit)))
+        .unwrap_or((s, 1));
     let n: usize = digits.parse().map_err(|_| expected())?;
     let bytes = n.checked_mul(unit).ok_or_else(expected)?;
     if (4096..=1 << 30).contains(&bytes) {
         Ok(bytes)
     } else {
-        Err(format!("{s} is out of range: from 4K to 1024M"))
+        Err(format!("{s} is out of range: from 4K to 1G"))
     }
 }
 
@@ -73,6 +71,8 @@ mod tests {
         assert_eq!(buffer_size("256K"), Ok(256 << 10));
         assert_eq!(buffer_size("6M"), Ok(6 << 20));
         assert_eq!(buffer_size("1024m"), Ok(1 << 30));
+        assert_eq!(buffer_size("1G"), Ok(1 << 30));
+        assert!(buffer_size("2G").is_err());
         for bad in ["", "M", "-1", "1.5M", "4095", "1025M", "6G", "99999999999999999999M"] {
             assert!(buffer_size(bad).is_err(), "{bad}");
         }

@@ -349,6 +349,15 @@ impl TcpStream {
         Ok(self.stack.lock().iface.tcp_layer().send_buffer_size(self.handle))
     }
 
+    /// Takes the connection's pending soft error, as `std`'s `take_error`
+    /// (`SO_ERROR`): an ICMP unreachable about its segments that did not end
+    /// it, say. `Ok(None)` if there is none.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        let mut st = self.stack.lock();
+        let error = st.iface.tcp(self.stack.now()).take_error(self.handle);
+        Ok(error.map(conn_errno))
+    }
+
     /// Probes the peer after `idle` without traffic (`SO_KEEPALIVE` + `TCP_KEEPIDLE`); `None` turns it off.
     pub fn set_keepalive(&self, idle: Option<Duration>) -> io::Result<()> {
         self.option_call(|tcp, h| tcp.set_keepalive(h, idle))

@@ -2,9 +2,9 @@
 
 #![forbid(unsafe_code)]
 
-use super::ConnectError;
 use super::congestion::{self, CongestionAlgorithm};
 use super::tcb::{State, Tcb, Timer};
+use super::{ConnError, ConnectError};
 use super::{FourTuple, IoError, ListenError, Listener, ListenerHandle, Shutdown, TcpHandle, TcpLayer};
 use crate::ip::Sockets;
 use crate::socket::{self as sock, Handle};
@@ -295,6 +295,14 @@ impl Sockets<'_, TcpLayer> {
             t.ack_now = true;
             self.layer.output(&mut self.cx, h.0);
         }
+    }
+
+    /// Takes the latest soft error: an ICMP error about the connection's
+    /// segments that did not end it (`SO_ERROR`, which on Linux returns
+    /// `sk_err_soft` when no hard error is pending). An error that ended
+    /// the connection is what `recv` and `send` report.
+    pub fn take_error(&mut self, h: TcpHandle) -> Option<ConnError> {
+        self.layer.tcb_mut(h).soft_error.take()
     }
 
     /// Fixes the send buffer at `bytes` (`SO_SNDBUF`, at least 2 KiB, at

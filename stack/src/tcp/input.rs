@@ -29,6 +29,11 @@ const OOW_ACK_INTERVAL: Duration = Duration::from_millis(500);
 /// How long TS.Recent stays valid for PAWS without a refresh (RFC 7323 §5.5: 24 days).
 const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
 
+/// PAWS forgives a TSval this many ticks behind TS.Recent (Linux's
+/// `TCP_PAWS_WINDOW`: timestamps of segments sent close together may be
+/// taken from clocks read out of order).
+const PAWS_WINDOW: i32 = 1;
+
 /// What a segment did to its connection that the layer must act on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Outcome {
@@ -236,6 +241,23 @@ impl Tcb {
     }
 
     /// RFC 9293 §3.10.7.3: SYN-SENT.
+    /// Linux's `tcp_disordered_ack`: a pure duplicate ACK at RCV.NXT that
+    /// changes no window and whose TSval is behind TS.Recent by less than
+    /// an RTO was only reordered on the way (an ACK that left before the
+    /// one that set TS.Recent); PAWS lets it through.
+    fn disordered_ack(&self, seg: &TcpSegment<'_>, behind: i32) -> bool {
+        let new_wnd = u32::from(seg.window) << self.snd_wscale;
+        let may_update_window = seg.ack.gt(self.snd_una)
+            || seg.seq.gt(self.snd_wl1)
+            || (seg.seq == self.snd_wl1 && (new_wnd > self.snd_wnd || new_wnd == 0));
+        seg.has(flags::ACK)
+            && seg.seg_len() == 0
+            && seg.seq == self.rcv_nxt
+            && seg.ack == self.snd_una
+            && !may_update_window
+            && i64::from(behind) <= self.rtt.backed_off(self.backoff).as_millis() as i64
+    }
+
     fn syn_sent_input(&mut self, cx: &mut Context<'_>, seg: &TcpSegment<'_>) -> Outcome {
         let ack_ok = seg.has(flags::ACK) && seg.ack.gt(self.iss) && seg.ack.le(self.snd_max);
         if seg.has(flags::ACK) && !ack_ok {
@@ -323,8 +345,18 @@ impl Tcb {
         let tsval = seg.options.timestamps.filter(|_| self.ts_ok).map(|(value, _)| value);
         if let Some(value) = tsval {
             let recent_valid = now.saturating_duration_since(self.ts_recent_at) < PAWS_IDLE;
-            if (value.wrapping_sub(self.ts_recent) as i32) < 0 && recent_valid && !seg.has(flags::RST) {
+            // As Linux: a tick of tolerance (TCP_PAWS_WINDOW), and a late
+            // duplicate ACK (reordered on the way) is let through.
+            let behind = self.ts_recent.wrapping_sub(value) as i32;
+            if behind > PAWS_WINDOW && recent_valid && !seg.has(flags::RST) && !self.disordered_ack(seg, behind) {
                 cx.stats().tcp_paws_dropped += 1;
+                let end = seg.seq + seg.payload.len() as u32;
+                if self.sack_ok && !seg.payload.is_empty() && seg.seq.lt(self.rcv_nxt) {
+                    // Data we had: the duplicate ACK says so (D-SACK, RFC
+                    // 2883 §4.1, as Linux's tcp_send_dupack), so a sender
+                    // whose retransmission was needless can undo.
+                    self.dsack = Some((seg.seq, end.min(self.rcv_nxt)));
+                }
                 if !seg.payload.is_empty() || !self.oow_limited(now) {
                     self.send_ack(cx);
                 }

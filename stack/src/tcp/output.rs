@@ -306,6 +306,7 @@ impl Tcb {
                 self.scoreboard.sent(start, end, cx.now());
             }
             if plan.retransmission {
+                cx.stats().tcp_retransmitted_segments += 1;
                 let tsval = self.ts_ok.then(|| self.ts_now(cx.now()));
                 if let Some(undo) = &mut self.undo {
                     undo.retransmitted(start, end, tsval);

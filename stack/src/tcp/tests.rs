@@ -1241,6 +1241,22 @@ fn soft_icmp_error_is_reported_when_the_connection_times_out() {
     assert_eq!(p.i.tcp_layer().error(h), Some(ConnError::NetUnreachable));
 }
 
+/// Linux's SO_ERROR (std's `take_error`): a soft ICMP error is pending on
+/// the open connection until taken, once; the connection goes on.
+#[test]
+fn a_soft_icmp_error_is_taken_once_with_take_error() {
+    use crate::wire::icmp::{kind, unreachable};
+    let mut p = Peer::new();
+    let h = p.established_active();
+    p.i.tcp(p.now).send(h, b"lost").unwrap();
+    let data = p.recv_one();
+    assert_eq!(p.i.tcp(p.now).take_error(h), None);
+    p.icmp_error_about(ROUTER, kind::DEST_UNREACHABLE, unreachable::HOST, data.seq);
+    assert_eq!(p.i.tcp(p.now).take_error(h), Some(ConnError::HostUnreachable));
+    assert_eq!(p.i.tcp(p.now).take_error(h), None, "taken once");
+    assert_eq!(p.i.tcp_layer().state(h), State::Established);
+}
+
 /// A half-open connection from a listener goes when its SYN-ACK cannot
 /// reach the peer (net or host unreachable, time exceeded) and the error
 /// quotes exactly our SYN-ACK, as Linux's tcp_req_err; a port or protocol

@@ -94,11 +94,11 @@ struct Args {
     #[arg(long, value_enum, default_value_t = Congestion::Cubic)]
     congestion: Congestion,
 
-    /// Largest TCP receive buffer per connection, 4K to 1024M (auto-tuning grows towards it; Linux's tcp_rmem max).
+    /// Largest TCP receive buffer per connection, 4K to 1G (auto-tuning grows towards it; Linux's tcp_rmem max).
     #[arg(long, default_value = "6M", value_name = "BYTES", value_parser = buffer_size)]
     recv_buffer: usize,
 
-    /// Largest TCP send buffer per connection, 4K to 1024M (auto-tuning grows towards it; Linux's tcp_wmem max).
+    /// Largest TCP send buffer per connection, 4K to 1G (auto-tuning grows towards it; Linux's tcp_wmem max).
     #[arg(long, default_value = "4M", value_name = "BYTES", value_parser = buffer_size)]
     send_buffer: usize,
 

@@ -157,6 +157,7 @@ fn layout() -> Vec<Row> {
         count("tcp_tx_segments", "{} segments sent out"),
         count("tcp_malformed", "{} bad segments received"),
         count("tcp_bad_checksum", "InCsumErrors: {}"),
+        count("tcp_retransmitted_segments", "{} segments retransmitted"),
         count("tcp_tx_resets", "{} resets sent"),
         count("tcp_rx_resets", "{} resets received"),
         count("tcp_no_socket", "{} segments for no connection (answered with a reset)"),
@@ -171,7 +172,7 @@ fn layout() -> Vec<Row> {
             "tcp_syn_queue_full",
             "{} SYNs dropped because the half-open queue was full",
         ),
-        count("tcp_fast_retransmits", "{} fast retransmits"),
+        count("tcp_fast_retransmits", "{} fast recoveries"),
         count("tcp_sack_recoveries", "{} recoveries steered by SACK"),
         count(
             "tcp_sack_retransmits",
@@ -321,7 +322,7 @@ mod tests {
         assert!(has("    1384 total packets received"));
         assert!(has("    0 forwarded"));
         assert!(has("    1351 segments received"));
-        assert!(has("    4 fast retransmits"));
+        assert!(has("    4 fast recoveries"));
         assert!(has("    ICMP input histogram:"));
         assert!(has("        echo requests: 2"));
         assert!(
@@ -387,7 +388,7 @@ mod tests {
         let all = render(&HashMap::new());
         let tcp = only(all.clone(), &["Tcp:", "TcpExt:"]);
         assert_eq!(tcp[0], "Tcp:");
-        assert!(tcp.contains(&"TcpExt:".to_owned()) && tcp.contains(&"    0 fast retransmits".to_owned()));
+        assert!(tcp.contains(&"TcpExt:".to_owned()) && tcp.contains(&"    0 fast recoveries".to_owned()));
         assert!(!tcp.iter().any(|l| l == "Udp:" || l.contains("total packets received")));
         assert_eq!(only(all.clone(), &[]), all);
     }

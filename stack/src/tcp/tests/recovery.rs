@@ -241,3 +241,43 @@ fn two_full_segments_with_timestamps_draw_an_ack_at_once() {
     assert_eq!(acks.len(), 1, "the second full segment is acknowledged at once");
     assert_eq!(acks[0].ack, p.seq);
 }
+
+/// PAWS on a path that reorders, as Linux (tcp_paws_discard): a TSval one
+/// tick behind TS.Recent is let through; a late pure duplicate ACK is only
+/// reordered and is let through (its SACK blocks count); and old data that
+/// PAWS drops is reported as a D-SACK, so its sender can undo a needless
+/// retransmission (RFC 2883 §4.1).
+#[test]
+fn paws_forgives_a_tick_and_late_acks_and_dsacks_what_it_drops() {
+    let mut p = Peer::new();
+    let (_h, _) = p.established_with_options(5000);
+    p.send_ts(ACK | PSH, 6000, 0, b"abc");
+    p.advance(Duration::from_millis(50));
+    p.recv();
+    p.send_ts(ACK | PSH, 5999, 0, b"def");
+    assert_eq!(p.i.stats().tcp_paws_dropped, 0, "one tick behind is forgiven");
+    p.advance(Duration::from_millis(50));
+    p.recv();
+    // The peer's pure ACKs; then one that left before the last of them.
+    p.send_ts(ACK, 6001, 0, b"");
+    let (seq, ack) = (p.seq, p.ack);
+    let late = TcpOptions {
+        timestamps: Some((5990, 0)),
+        ..TcpOptions::default()
+    };
+    p.send_opts(ACK, seq, ack, 65535 >> 7, late, b"");
+    assert_eq!(p.i.stats().tcp_paws_dropped, 0, "a reordered duplicate ACK passes");
+    // Old data again, with an old TSval: dropped, and reported as a duplicate.
+    let old = TcpOptions {
+        timestamps: Some((5000, 0)),
+        ..TcpOptions::default()
+    };
+    p.send_opts(ACK | PSH, seq - 3, ack, 65535 >> 7, old, b"def");
+    assert_eq!(p.i.stats().tcp_paws_dropped, 1);
+    let dup = p.recv_one();
+    assert_eq!(
+        dup.options.sack.as_slice().first(),
+        Some(&(seq - 3, seq)),
+        "a D-SACK for it"
+    );
+}
