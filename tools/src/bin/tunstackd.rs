@@ -98,8 +98,8 @@ struct Args {
     #[arg(long, default_value = "6M", value_name = "BYTES", value_parser = buffer_size)]
     recv_buffer: usize,
 
-    /// Largest TCP send buffer per connection, 4K to 1G (auto-tuning grows towards it; Linux's tcp_wmem max).
-    #[arg(long, default_value = "4M", value_name = "BYTES", value_parser = buffer_size)]
+    /// Largest TCP send buffer per connection, 4K to 1G (auto-tuning grows towards it; Linux's tcp_wmem max, but 1M: see the README).
+    #[arg(long, default_value = "1M", value_name = "BYTES", value_parser = buffer_size)]
     send_buffer: usize,
 
     /// Serve the files under DIR: the downloader protocol and HTTP/1.1 (off by default).
