@@ -76,17 +76,22 @@ impl Tcb {
             // The segments this ACK delivers that were sent once: their send
             // times, in microseconds, time the path (as Linux's seq_rtt and
             // ca_rtt: the oldest for the estimator, the newest for
-            // congestion control). Else the timed segment; else, all of it
-            // retransmitted, the echoed TSval says which transmission this
-            // ACK answers (RFC 7323 §4.1), to the millisecond.
+            // congestion control). Not when it delivers a retransmission
+            // too (Karn, RFC 6298 §3, as Linux): those sent once waited at
+            // the receiver for it to fill the hole. Else the timed segment;
+            // else the echoed TSval says which transmission this ACK answers
+            // (RFC 7323 §4.1), to the millisecond.
             let (offset, rack) = (t.ts_offset, &mut t.rack);
             let mut fresh: Option<(Instant, Instant)> = None;
+            let mut resent_acked = false;
             t.scoreboard.acked(seg.ack, |d| {
                 rack.delivered(d, now, echoes_older(d, echo, offset));
+                resent_acked |= d.retransmitted;
                 if !d.retransmitted {
                     fresh = Some(fresh.map_or((d.xmit, d.xmit), |(o, n)| (o.min(d.xmit), n.max(d.xmit))));
                 }
             });
+            let fresh = fresh.filter(|_| !resent_acked);
             let probe = t.rtt_probe.filter(|&(s, _)| seg.ack.ge(s)).map(|(_, at)| now - at);
             if probe.is_some() {
                 t.rtt_probe = None;

@@ -2003,4 +2003,5 @@ fn proportional_rate_reduction_paces_a_sack_recovery() {
 }
 
 mod recovery;
+mod review2;
 mod review_rack;
