@@ -641,7 +641,7 @@ fn receive_text(
         // 5681 §4.2). Full-sized is what this peer's segments carry: with
         // timestamps, 12 bytes less than the MSS, so counting against the
         // MSS would wait for a third segment, or the delayed-ACK timer.
-        t.rcv_seg_max = t.rcv_seg_max.max(seg.payload.len()).min(t.rcv_mss);
+        measure_rcv_seg(t, seg.payload.len());
         let full = t.rcv_seg_max.max(t.rcv_mss.min(MIN_FULL_SEGMENT));
         t.bytes_unacked += advanced;
         if t.bytes_unacked >= 2 * full {
@@ -651,6 +651,31 @@ fn receive_text(
         }
     }
 }
+
+/// Learns the size of this peer's full-sized segments from an in-order
+/// one of `len` bytes, as Linux's `tcp_measure_rcv_mss`: a larger one
+/// raises it at once (never past our MSS: a coalesced super-segment is
+/// not one); two in a row of the same smaller size lower it (the peer's
+/// path MTU fell), unless they are too small to be anyone's full segment.
+fn measure_rcv_seg(t: &mut Tcb, len: usize) {
+    let last = std::mem::take(&mut t.rcv_last_seg);
+    if len >= t.rcv_seg_max {
+        t.rcv_seg_max = len.min(t.rcv_mss);
+        return;
+    }
+    // Counted with the timestamp option's room, as Linux counts the header.
+    let options = if t.ts_ok { TIMESTAMP_OPTION_LEN } else { 0 };
+    if len + options >= MIN_FULL_SEGMENT {
+        t.rcv_last_seg = len;
+        if len == last {
+            t.rcv_seg_max = len;
+        }
+    }
+}
+
+/// Bytes the timestamp option takes in every segment once negotiated
+/// (RFC 7323 §3.2: 10, padded to 12).
+const TIMESTAMP_OPTION_LEN: usize = 12;
 
 /// The smallest payload taken for a full-sized segment, whatever the peer
 /// sent so far (RFC 9293's default MSS, as Linux's `TCP_MSS_DEFAULT`).

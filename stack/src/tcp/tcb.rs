@@ -209,6 +209,10 @@ pub(crate) struct Tcb {
     /// this peer carries (less than `rcv_mss` once options take their
     /// room, as Linux's `tcp_measure_rcv_mss` estimates it).
     pub(crate) rcv_seg_max: usize,
+    /// The payload of the last in-order segment smaller than
+    /// `rcv_seg_max` that could still be full-sized; a second one of the
+    /// same size makes it the full size (Linux's `last_seg_size`).
+    pub(crate) rcv_last_seg: usize,
     /// Where the peer's FIN sits, once seen (it may arrive out of order).
     pub(crate) fin_seq: Option<SeqNum>,
     /// The peer's FIN has been consumed: reads end after the buffered data.
@@ -328,6 +332,7 @@ impl Tcb {
             rcv_adv: SeqNum(0),
             rcv_mss,
             rcv_seg_max: 0,
+            rcv_last_seg: 0,
             fin_seq: None,
             rcv_closed: false,
             shut_rd: false,

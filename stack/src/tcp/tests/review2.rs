@@ -30,3 +30,31 @@ fn an_ack_covering_a_retransmission_times_nothing_by_the_segments_sent_once() {
         "SRTT {after:?} from {before:?}: timed by segment 1, sent 400 ms ago"
     );
 }
+
+/// RFC 5681 §4.2, as Linux's tcp_measure_rcv_mss: what counts as a
+/// full-sized segment follows the peer down when its segments shrink (its
+/// path MTU fell): two in a row of the same smaller size (at least 536
+/// bytes) are the new full size, and every second one draws an ACK again,
+/// not every third.
+#[test]
+fn full_sized_follows_the_peer_down_after_its_segments_shrink() {
+    let mut p = Peer::new();
+    let (_h, _) = p.established_with_options(5000);
+    p.send_ts(ACK, 6001, 0, &[1u8; 1448]);
+    p.send_ts(ACK, 6002, 0, &[2u8; 1448]);
+    assert_eq!(p.recv().len(), 1, "two full segments: an ACK");
+    // The peer's path MTU falls to 1280: 1228 bytes with timestamps.
+    p.send_ts(ACK, 6003, 0, &[3u8; 1228]);
+    p.send_ts(ACK, 6004, 0, &[4u8; 1228]);
+    p.recv();
+    p.send_ts(ACK, 6005, 0, &[5u8; 1228]);
+    assert!(p.recv().is_empty(), "one segment: the ACK is delayed");
+    p.send_ts(ACK, 6006, 0, &[6u8; 1228]);
+    let acks = p.recv();
+    assert_eq!(
+        acks.len(),
+        1,
+        "the second segment of the new size is acknowledged at once"
+    );
+    assert_eq!(acks[0].ack, p.seq);
+}
