@@ -348,6 +348,9 @@ impl Tcb {
             // As Linux: a tick of tolerance (TCP_PAWS_WINDOW), and a late
             // duplicate ACK (reordered on the way) is let through.
             let behind = self.ts_recent.wrapping_sub(value) as i32;
+            // A TS.Recent of zero is none (as Linux's tcp_paws_check):
+            // some stacks send TSval 0 in their SYN, then their real clock.
+            let recent_valid = recent_valid && self.ts_recent != 0;
             if behind > PAWS_WINDOW && recent_valid && !seg.has(flags::RST) && !self.disordered_ack(seg, behind) {
                 cx.stats().tcp_paws_dropped += 1;
                 let end = seg.seq + seg.payload.len() as u32;
@@ -472,9 +475,9 @@ impl Tcb {
         // left edge of the window (not from one beyond a hole); taken only now
         // that the segment passed the RST, SYN and ACK checks (as Linux), so a
         // blind in-window segment cannot move it. A TS.Recent idle past PAWS's
-        // 24 days is replaced whatever its order (§5.5).
+        // 24 days, or zero (none, as above), is replaced whatever its order (§5.5).
         if let Some(value) = tsval {
-            let stale = now.saturating_duration_since(self.ts_recent_at) >= PAWS_IDLE;
+            let stale = now.saturating_duration_since(self.ts_recent_at) >= PAWS_IDLE || self.ts_recent == 0;
             if ((value.wrapping_sub(self.ts_recent) as i32) >= 0 || stale) && seg.seq.le(self.last_ack_sent) {
                 self.ts_recent = value;
                 self.ts_recent_at = now;

@@ -58,3 +58,33 @@ fn full_sized_follows_the_peer_down_after_its_segments_shrink() {
     );
     assert_eq!(acks[0].ack, p.seq);
 }
+
+/// RFC 7323 §5 as Linux applies it (tcp_paws_check): a TS.Recent of zero
+/// is no timestamp at all (some stacks send TSval 0 in the SYN, then their
+/// real clock), so PAWS does not drop what follows it, and the next TSval
+/// replaces it, whatever half of the number space it lies in.
+#[test]
+fn paws_ignores_a_zero_ts_recent_from_the_syn() {
+    let mut p = Peer::new();
+    let l = p.listen(8);
+    let (seq, ack) = (p.seq, p.ack);
+    p.send_opts(SYN, seq, ack, 65535, linux_syn_options(0), b"");
+    p.seq += 1;
+    let synack = p.recv_one();
+    p.ack = synack.seq + 1;
+    let echo = synack.options.timestamps.map_or(0, |(v, _)| v);
+    p.advance(PATH_RTT);
+    p.send_ts(ACK, 0x9000_0000, echo, b"");
+    let (h, _) = p.i.tcp(p.now).accept(l).expect("the handshake completed");
+    assert_eq!(p.i.tcp_layer().state(h), State::Established);
+    p.send_ts(ACK | PSH, 0x9000_0001, echo, b"data");
+    p.advance(Duration::from_millis(50));
+    let ack = p.recv_one();
+    assert_eq!(ack.ack, p.seq, "the data was taken");
+    assert_eq!(
+        ack.options.timestamps.map(|(_, e)| e),
+        Some(0x9000_0001),
+        "TS.Recent replaced"
+    );
+    assert_eq!(p.i.stats().tcp_paws_dropped, 0);
+}
