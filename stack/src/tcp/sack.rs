@@ -140,7 +140,8 @@ impl Scoreboard {
         let mut news = 0;
         let (mut bytes, mut lost, mut segs) = (0, 0, 0);
         for s in self.range_mut(left, right) {
-            if s.sacked {
+            // The first may begin below the block: only partly SACKed.
+            if s.sacked || s.start.lt(left) {
                 continue;
             }
             s.sacked = true;
@@ -333,7 +334,8 @@ impl Scoreboard {
         }
     }
 
-    /// The segments inside `start..end` (boundaries already split there).
+    /// The segments that end inside `start..end`: the first may begin
+    /// below `start` unless a segment was split there.
     fn range_mut(&mut self, start: SeqNum, end: SeqNum) -> impl Iterator<Item = &mut Sent> {
         let from = self.segs.partition_point(|s| s.end.le(start));
         self.segs.range_mut(from..).take_while(move |s| s.end.le(end))

@@ -88,3 +88,17 @@ fn paws_ignores_a_zero_ts_recent_from_the_syn() {
     );
     assert_eq!(p.i.stats().tcp_paws_dropped, 0);
 }
+
+/// RFC 6675 §4 (a segment is SACKed when a block covers it whole), as
+/// Linux's tcp_match_skb_to_sack: a block whose left edge falls inside a
+/// segment does not mark that segment, whose first bytes the receiver may
+/// never have had; marked, it would never be resent before a timeout.
+#[test]
+fn a_block_beginning_inside_a_segment_leaves_that_segment_unsacked() {
+    use crate::tcp::sack::tests::{s, ten};
+    let mut log = ten();
+    assert_eq!(log.sack(s(450), s(600), |_| {}), 100, "only 500..600 lies inside");
+    assert_eq!(log.next_sacked(s(0)), Some(s(500)));
+    assert_eq!((log.sacked_segs(), log.pipe()), (1, 900));
+    log.assert_sound(s(0), s(1000));
+}
