@@ -349,9 +349,10 @@ impl TcpStream {
         Ok(self.stack.lock().iface.tcp_layer().send_buffer_size(self.handle))
     }
 
-    /// Takes the connection's pending soft error, as `std`'s `take_error`
-    /// (`SO_ERROR`): an ICMP unreachable about its segments that did not end
-    /// it, say. `Ok(None)` if there is none.
+    /// Takes the connection's pending error, as `std`'s `take_error`
+    /// (`SO_ERROR`): the error that ended it, once, else a soft one (an ICMP
+    /// unreachable about its segments that did not end it). `Ok(None)` if
+    /// there is none.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         let mut st = self.stack.lock();
         let error = st.iface.tcp(self.stack.now()).take_error(self.handle);

@@ -297,12 +297,20 @@ impl Sockets<'_, TcpLayer> {
         }
     }
 
-    /// Takes the latest soft error: an ICMP error about the connection's
-    /// segments that did not end it (`SO_ERROR`, which on Linux returns
-    /// `sk_err_soft` when no hard error is pending). An error that ended
-    /// the connection is what `recv` and `send` report.
+    /// Takes the pending error, as Linux's `SO_ERROR`: the error that ended
+    /// the connection (a reset, a timeout), once; else the latest soft
+    /// error, an ICMP error about the connection's segments that did not end
+    /// it (`sk_err_soft`). `recv` and `send` go on reporting an error that
+    /// ended the connection.
     pub fn take_error(&mut self, h: TcpHandle) -> Option<ConnError> {
-        self.layer.tcb_mut(h).soft_error.take()
+        let t = self.layer.tcb_mut(h);
+        match t.error {
+            Some(e) if !t.error_taken => {
+                t.error_taken = true;
+                Some(e)
+            }
+            _ => t.soft_error.take(),
+        }
     }
 
     /// Fixes the send buffer at `bytes` (`SO_SNDBUF`, at least 2 KiB, at

@@ -251,6 +251,8 @@ pub(crate) struct Tcb {
     pub(crate) last_heard: Instant,
 
     pub(crate) error: Option<ConnError>,
+    /// `take_error` has returned `error` (SO_ERROR reports it once).
+    pub(crate) error_taken: bool,
     /// The latest ICMP error about this connection's segments, reported
     /// instead of a timeout if the connection times out (Linux's `sk_err_soft`).
     pub(crate) soft_error: Option<ConnError>,
@@ -355,6 +357,7 @@ impl Tcb {
             prev_una: iss,
             last_heard: now,
             error: None,
+            error_taken: false,
             soft_error: None,
             event_pending: false,
             owner: None,
