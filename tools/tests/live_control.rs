@@ -140,10 +140,10 @@ fn ifconfig_route_and_netstat_show_the_stack() {
         ),
         "{details}"
     );
-    // Auto-tuning's starting point: a 64 KiB receive buffer, a send buffer
-    // of two initial windows, and one page of memory each for three bytes.
+    // Auto-tuning's starting point: 64 KiB buffers each way, and one page
+    // of memory each for three bytes.
     assert!(
-        details.contains("  rcvbuf 65536 B (4096 allocated)  sndbuf 29200 B (4096 allocated)"),
+        details.contains("  rcvbuf 65536 B (4096 allocated)  sndbuf 65536 B (4096 allocated)"),
         "{details}"
     );
     conn.shutdown(Shutdown::Write).unwrap();
