@@ -149,9 +149,14 @@ impl Sockets<'_, TcpLayer> {
             let old_window = t.rcv_wnd();
             let n = t.recv.read(buf);
             t.rcv_space_adjust(now, n);
-            // Announce a window that opened by a useful amount (receiver SWS avoidance).
+            // Announce a window that opened by a useful amount (receiver SWS
+            // avoidance). And as Linux (tcp_cleanup_rbuf): once the
+            // application has read all of a pushed burst, its delayed ACK
+            // goes now, unless a reply is likely to carry it (pingpong);
+            // else a sender's tail waits 40 ms, and its loss probe fires.
             let threshold = (t.recv.limit() / 2).min(t.rcv_mss);
-            if t.state.synchronized() && t.free_window() >= old_window as usize + threshold {
+            let pushed_and_read = t.ack_pushed && !t.pingpong && t.bytes_unacked > 0 && t.recv.is_empty();
+            if t.state.synchronized() && (t.free_window() >= old_window as usize + threshold || pushed_and_read) {
                 t.ack_now = true;
                 self.layer.output(&mut self.cx, h.0);
             }

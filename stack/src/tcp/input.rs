@@ -647,6 +647,7 @@ fn receive_text(
         measure_rcv_seg(t, seg.payload.len());
         let full = t.rcv_seg_max.max(t.rcv_mss.min(MIN_FULL_SEGMENT));
         t.bytes_unacked += advanced;
+        t.ack_pushed |= seg.has(flags::PSH);
         if t.bytes_unacked >= 2 * full {
             t.ack_now = true;
         } else if t.timer(Timer::DelayedAck).is_none() {

@@ -314,7 +314,12 @@ impl Tcb {
             }
         }
         if plan.flags & flags::ACK != 0 {
+            if plan.data_len > 0 && self.bytes_unacked > 0 {
+                // Data that carries an ACK we owed: a request answered.
+                self.pingpong = true;
+            }
             self.ack_now = false;
+            self.ack_pushed = false;
             self.bytes_unacked = 0;
             self.set_timer(Timer::DelayedAck, None);
             self.last_ack_sent = self.rcv_nxt;

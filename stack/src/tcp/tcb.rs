@@ -223,6 +223,14 @@ pub(crate) struct Tcb {
     // Acknowledgment generation.
     pub(crate) ack_now: bool,
     pub(crate) bytes_unacked: usize,
+    /// A segment with PSH arrived since our last ACK (Linux's
+    /// `ICSK_ACK_PUSHED`): once the application has read everything, the
+    /// ACK goes at once rather than after the delayed-ACK timer.
+    pub(crate) ack_pushed: bool,
+    /// The connection looks interactive: our data carried ACKs we owed
+    /// (Linux's pingpong mode), so delayed ACKs ride on replies and reads
+    /// send no ACK of their own. Ends when the delayed-ACK timer fires.
+    pub(crate) pingpong: bool,
     /// Last out-of-window or challenge ACK sent (rate limit, as Linux's tcp_invalid_ratelimit).
     pub(crate) last_oow_ack: Option<Instant>,
 
@@ -340,6 +348,8 @@ impl Tcb {
             shut_rd: false,
             ack_now: false,
             bytes_unacked: 0,
+            ack_pushed: false,
+            pingpong: false,
             last_oow_ack: None,
             timers: [None; TIMERS],
             scheduled: None,

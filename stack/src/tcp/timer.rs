@@ -146,6 +146,8 @@ impl Tcb {
                 t.send_probe(cx);
             }
             Timer::DelayedAck => {
+                // No reply came to carry it: not interactive after all.
+                t.pingpong = false;
                 t.ack_now = true;
                 t.output(cx);
             }

@@ -281,3 +281,30 @@ fn paws_forgives_a_tick_and_late_acks_and_dsacks_what_it_drops() {
         "a D-SACK for it"
     );
 }
+
+/// Linux's tcp_cleanup_rbuf: once the application has read all of a pushed
+/// burst, the delayed ACK goes at once (a sender's tail would otherwise wait
+/// 40 ms and fire its loss probe), unless the connection is interactive
+/// (pingpong: our replies carry the ACKs), where a read sends nothing and
+/// the reply carries the ACK.
+#[test]
+fn reading_a_pushed_burst_acks_it_unless_replies_carry_the_acks() {
+    let mut p = Peer::new();
+    let h = p.established_active();
+    let mut buf = [0u8; 256];
+    p.send_next(ACK | PSH, &[1u8; 100]);
+    assert!(p.recv().is_empty(), "the ACK is delayed");
+    assert_eq!(p.i.tcp(p.now).recv(h, &mut buf), Ok(100));
+    let ack = p.recv_one();
+    assert_eq!((ack.ack, ack.payload.len()), (p.seq, 0), "read: acknowledged at once");
+    // A request answered: the reply carries the ACK, and the connection is interactive.
+    p.send_next(ACK | PSH, &[2u8; 100]);
+    p.i.tcp(p.now).send(h, b"reply").unwrap();
+    let reply = p.recv_one();
+    assert_eq!((reply.ack, reply.payload.len()), (p.seq, 5));
+    p.send_next(ACK | PSH, &[3u8; 100]);
+    assert_eq!(p.i.tcp(p.now).recv(h, &mut buf), Ok(200));
+    assert!(p.recv().is_empty(), "interactive: the read sends no ACK of its own");
+    p.advance(Duration::from_millis(50));
+    assert_eq!(p.recv_one().ack, p.seq, "the delayed ACK still comes");
+}
