@@ -146,17 +146,24 @@ impl Sockets<'_, TcpLayer> {
         let now = self.cx.now();
         let t = self.layer.tcb_mut(h);
         if !t.recv.is_empty() && !buf.is_empty() {
-            let old_window = t.rcv_wnd();
+            let old_window = t.rcv_wnd() as usize;
             let n = t.recv.read(buf);
             t.rcv_space_adjust(now, n);
-            // Announce a window that opened by a useful amount (receiver SWS
-            // avoidance). And as Linux (tcp_cleanup_rbuf): once the
-            // application has read all of a pushed burst, its delayed ACK
-            // goes now, unless a reply is likely to carry it (pingpong);
-            // else a sender's tail waits 40 ms, and its loss probe fires.
-            let threshold = (t.recv.limit() / 2).min(t.rcv_mss);
+            // As Linux (tcp_cleanup_rbuf), a read sends an ACK only when it
+            // matters: when the window the peer has is down to half the
+            // buffer or less and this read at least doubles it (a window
+            // update on every read would double the ACKs of a bulk
+            // transfer; receiver SWS avoidance, RFC 9293 §3.8.6.2.2); or
+            // once the application has read all of a pushed burst, whose
+            // delayed ACK then goes now unless a reply is likely to carry it
+            // (pingpong), else a sender's tail waits 40 ms and its loss
+            // probe fires.
+            let reopens = 2 * old_window <= t.recv.limit() && {
+                let new_window = t.free_window();
+                new_window > 0 && new_window >= 2 * old_window
+            };
             let pushed_and_read = t.ack_pushed && !t.pingpong && t.bytes_unacked > 0 && t.recv.is_empty();
-            if t.state.synchronized() && (t.free_window() >= old_window as usize + threshold || pushed_and_read) {
+            if t.state.synchronized() && (reopens || pushed_and_read) {
                 t.ack_now = true;
                 self.layer.output(&mut self.cx, h.0);
             }
