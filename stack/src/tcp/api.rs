@@ -8,14 +8,25 @@ use super::{ConnError, ConnectError};
 use super::{FourTuple, IoError, ListenError, Listener, ListenerHandle, Shutdown, TcpHandle, TcpLayer};
 use crate::ip::Sockets;
 use crate::socket::{self as sock, Handle};
-use crate::time::Duration;
+use crate::time::{Duration, Instant};
+use crate::wire::seq::SeqNum;
 use std::collections::{HashSet, VecDeque};
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
+/// Who holds a 4-tuple an active open wants.
+enum Holder {
+    Nobody,
+    /// A closed connection in TIME-WAIT that may be replaced: its handle,
+    /// and the ISS the new connection must start from.
+    ReusableTimeWait(Handle, SeqNum),
+    Taken,
+}
+
 impl TcpLayer {
-    /// A free port from the ephemeral range, not used by any connection or listener.
-    fn ephemeral_port(&self, rng: &mut crate::rand::Rng) -> Option<u16> {
+    /// A free port from the ephemeral range for a listener: not used by any
+    /// connection or listener.
+    fn listen_port(&self, rng: &mut crate::rand::Rng) -> Option<u16> {
         let used: HashSet<u16> = self
             .conns
             .iter()
@@ -23,6 +34,58 @@ impl TcpLayer {
             .chain(self.listen_ports.keys().copied())
             .collect();
         sock::ephemeral_port(rng, |p| used.contains(&p))
+    }
+
+    /// Who holds `tuple`, for our active open. As Linux's
+    /// `tcp_twsk_unique`, a TIME-WAIT connection gives way if timestamps
+    /// were on and its last one came over a second ago: PAWS at the peer
+    /// then rejects the old connection's segments, and the new ISS starts
+    /// past its sequence space.
+    fn holder(&self, tuple: &FourTuple, now: Instant) -> Holder {
+        let Some(&h) = self.by_tuple.get(tuple) else {
+            return Holder::Nobody;
+        };
+        let t = self.conns.get(h).expect("table and slab agree");
+        if self.config.tw_reuse
+            && t.state == State::TimeWait
+            && t.orphaned
+            && t.ts_ok
+            && now >= t.ts_recent_at + Duration::from_secs(1)
+        {
+            return Holder::ReusableTimeWait(h, t.snd_nxt + 65535 + 2);
+        }
+        Holder::Taken
+    }
+
+    /// A port for an active open from `local` to `remote` (RFC 6056
+    /// §3.3.4, see `ports`): free for this 4-tuple, never a listener's.
+    fn connect_port(
+        &mut self,
+        rng: &mut crate::rand::Rng,
+        now: Instant,
+        local: Ipv4Addr,
+        remote: SocketAddrV4,
+    ) -> Option<(u16, Holder)> {
+        let probe = self
+            .ports
+            .probe(sock::EPHEMERAL_FIRST..=sock::EPHEMERAL_LAST, local, remote);
+        for (i, port) in probe.ports() {
+            if self.listen_ports.contains_key(&port) {
+                continue;
+            }
+            let holder = self.holder(
+                &FourTuple {
+                    local: SocketAddrV4::new(local, port),
+                    remote,
+                },
+                now,
+            );
+            if !matches!(holder, Holder::Taken) {
+                self.ports.taken(&probe, i, rng);
+                return Some((port, holder));
+            }
+        }
+        None
     }
 }
 
@@ -36,7 +99,7 @@ impl Sockets<'_, TcpLayer> {
             return Err(ListenError::AddrNotAvailable);
         }
         let port = if local.port() == 0 {
-            self.layer.ephemeral_port(self.cx.rng()).ok_or(ListenError::AddrInUse)?
+            self.layer.listen_port(self.cx.rng()).ok_or(ListenError::AddrInUse)?
         } else {
             local.port()
         };
@@ -96,18 +159,28 @@ impl Sockets<'_, TcpLayer> {
         if !self.cx.has_route(rip) {
             return Err(ConnectError::NetUnreachable);
         }
-        let tcp = &mut *self.layer;
-        let port = if local_port == 0 {
-            tcp.ephemeral_port(self.cx.rng()).ok_or(ConnectError::AddrInUse)?
-        } else {
-            local_port
-        };
-        let local = SocketAddrV4::new(self.cx.addr(), port);
-        if tcp.by_tuple.contains_key(&FourTuple { local, remote }) {
-            return Err(ConnectError::AddrInUse);
-        }
         let now = self.cx.now();
-        let iss = tcp.choose_isn(now, local, remote);
+        let ip = self.cx.addr();
+        let (port, holder) = if local_port == 0 {
+            let rng = self.cx.rng();
+            self.layer
+                .connect_port(rng, now, ip, remote)
+                .ok_or(ConnectError::AddrNotAvailable)?
+        } else {
+            let local = SocketAddrV4::new(ip, local_port);
+            (local_port, self.layer.holder(&FourTuple { local, remote }, now))
+        };
+        let local = SocketAddrV4::new(ip, port);
+        let iss = match holder {
+            Holder::Taken => return Err(ConnectError::AddrInUse),
+            Holder::Nobody => self.layer.choose_isn(now, local, remote),
+            Holder::ReusableTimeWait(old, iss) => {
+                log::debug!("tcp {local} -> {remote}: new connection replaces TIME-WAIT");
+                self.layer.release(&mut self.cx, old, None);
+                iss
+            }
+        };
+        let tcp = &mut *self.layer;
         let mut t = Tcb::new(&tcp.config, local, remote, iss, now, self.cx.mtu());
         t.ts_offset = tcp.isn.ts_offset(local, remote);
         t.set_state(State::SynSent);

@@ -59,9 +59,10 @@ pub enum ConnectError {
     InvalidAddress,
     /// No route to the peer.
     NetUnreachable,
-    /// No free local port, or the 4-tuple is in use.
+    /// The 4-tuple asked for is in use.
     AddrInUse,
-    /// The local address is not ours.
+    /// No ephemeral port is free towards this peer (Linux's EADDRNOTAVAIL),
+    /// or the local address is not ours.
     AddrNotAvailable,
 }
 
@@ -95,8 +96,8 @@ error_messages!(ListenError {
 error_messages!(ConnectError {
     InvalidAddress => "invalid peer address (port 0, 0.0.0.0, broadcast or multicast)",
     NetUnreachable => "network is unreachable",
-    AddrInUse => "no free local port, or the connection exists",
-    AddrNotAvailable => "local address not available on this interface",
+    AddrInUse => "the connection exists",
+    AddrNotAvailable => "no free local port towards this peer, or local address not ours",
 });
 
 impl fmt::Display for IoError {

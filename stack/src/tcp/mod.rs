@@ -8,7 +8,7 @@
 //! detection, `output` what to send and
 //! when (Nagle, silly-window avoidance, window updates), `timer`
 //! retransmission, persist, delayed ACK, keepalive and TIME-WAIT, `icmp`
-//! ICMP errors about our segments (RFC 5927), `api` the socket calls, [`buffer`] send/receive buffers with reassembly,
+//! ICMP errors about our segments (RFC 5927), `api` the socket calls, `ports` ephemeral ports for active opens (RFC 6056), [`buffer`] send/receive buffers with reassembly,
 //! `autotune` how big those buffers may grow (Linux's auto-tuning), [`rtt`]
 //! RFC 6298, [`congestion`] CUBIC with HyStart++ and NewReno behind a trait, [`isn`] RFC 6528.
 //! Sequence numbers ([`SeqNum`]) live with the wire format, in `wire::seq`.
@@ -69,6 +69,7 @@ mod icmp;
 mod input;
 pub(crate) mod isn;
 mod output;
+mod ports;
 mod rack;
 pub(crate) mod rtt;
 mod sack;
@@ -83,6 +84,7 @@ use crate::socket::{Handle, Slab, SocketEvent};
 use crate::time::{Duration, Instant};
 use crate::wire::seq::SeqNum;
 use isn::IsnGenerator;
+use ports::PortPicker;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -152,6 +154,13 @@ pub struct TcpConfig {
     pub sack: bool,
     /// Congestion control of new connections (Linux's `tcp_congestion_control`: cubic).
     pub congestion: CongestionAlgorithm,
+    /// Let an active open take a 4-tuple still in TIME-WAIT when timestamps
+    /// make it safe: the old connection used them and its last one is over
+    /// a second old, so the peer's PAWS tells old segments from new (Linux's
+    /// `tcp_tw_reuse` = 1, whose default 2 allows it on loopback only).
+    /// Without it, connects to one server are capped at the range's size
+    /// per 2×MSL: about 270 a second.
+    pub tw_reuse: bool,
 }
 
 impl Default for TcpConfig {
@@ -177,6 +186,7 @@ impl Default for TcpConfig {
             timestamps: true,
             sack: true,
             congestion: CongestionAlgorithm::Cubic,
+            tw_reuse: true,
         }
     }
 }
@@ -268,6 +278,7 @@ pub struct TcpLayer {
     listeners: Slab<Listener>,
     listen_ports: HashMap<u16, Handle, SeededState>,
     isn: IsnGenerator,
+    ports: PortPicker,
     /// Tests pin our ISN to exercise sequence wrap-around on the send side.
     #[cfg(test)]
     isn_override: Option<SeqNum>,
@@ -279,13 +290,19 @@ pub struct TcpLayer {
 
 impl TcpLayer {
     pub(crate) fn new(config: TcpConfig, rng: &mut Rng) -> TcpLayer {
+        let by_tuple = HashMap::with_hasher(SeededState::from_rng(rng));
+        let listen_ports = HashMap::with_hasher(SeededState::from_rng(rng));
+        // One secret for ISNs, timestamp offsets and ports, each hashing
+        // its own kind of input (draws from `rng` as before).
+        let secret = KeyedHasher::from_rng(rng);
         TcpLayer {
             config,
             conns: Slab::default(),
-            by_tuple: HashMap::with_hasher(SeededState::from_rng(rng)),
+            by_tuple,
             listeners: Slab::default(),
-            listen_ports: HashMap::with_hasher(SeededState::from_rng(rng)),
-            isn: IsnGenerator::new(KeyedHasher::from_rng(rng)),
+            listen_ports,
+            isn: IsnGenerator::new(secret),
+            ports: PortPicker::new(secret),
             #[cfg(test)]
             isn_override: None,
             challenge_limiter: RateLimiter::new(config.challenge_ack_limit, config.challenge_ack_limit),

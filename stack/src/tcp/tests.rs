@@ -2002,6 +2002,7 @@ fn proportional_rate_reduction_paces_a_sack_recovery() {
     );
 }
 
+mod ephemeral;
 mod recovery;
 mod review2;
 mod review_rack;
