@@ -1,15 +1,24 @@
 //! Send and receive buffers: rings that start empty and grow with use up to
 //! a limit, so idle connections cost little and busy ones get big windows.
 //! The limits themselves move with auto-tuning (`autotune.rs`); memory
-//! follows only as data needs it.
+//! follows only as data needs it, and goes back when the ring empties after
+//! a use much smaller than its size (an idle connection keeps none).
 
 #![forbid(unsafe_code)]
 
-/// A byte ring whose capacity grows on demand up to `limit`.
+/// Smallest storage a ring allocates: one page. A ring that would shrink
+/// below it releases its storage instead.
+const FLOOR: usize = 4096;
+
+/// A byte ring whose capacity grows on demand up to `limit`, and shrinks
+/// when it empties after a use much smaller than its size.
 #[derive(Debug, Default)]
 struct Ring {
     buf: Vec<u8>,
     head: usize,
+    /// The most positions from the head in use since the ring was last
+    /// empty: what its latest use needed.
+    peak: usize,
 }
 
 impl Ring {
@@ -17,45 +26,72 @@ impl Ring {
         self.buf.len()
     }
 
-    /// Makes room for positions `0..needed` from the head (at most `limit`).
-    fn reserve(&mut self, needed: usize, limit: usize) {
+    /// Where position `at` from the head lies in `buf` (`at <= capacity`;
+    /// the capacity itself maps to the head).
+    fn index(&self, at: usize) -> usize {
+        let i = self.head + at;
+        if i >= self.buf.len() { i - self.buf.len() } else { i }
+    }
+
+    /// Makes room for positions `0..needed` from the head (at most `limit`),
+    /// keeping the bytes at positions `0..keep`.
+    fn reserve(&mut self, needed: usize, keep: usize, limit: usize) {
+        self.peak = self.peak.max(needed);
         if needed <= self.buf.len() {
             return;
         }
-        let new_cap = needed.max(self.buf.len() * 2).max(4096).min(limit.max(needed));
-        let mut new = vec![0u8; new_cap];
-        let cap = self.buf.len();
-        for (i, b) in new.iter_mut().enumerate().take(cap) {
-            *b = self.buf[(self.head + i) % cap];
-        }
+        let new_cap = needed.max(self.buf.len() * 2).max(FLOOR).min(limit.max(needed));
+        // The kept bytes are at most two contiguous runs: from the head to
+        // the end of the storage, then from its start.
+        let keep = keep.min(self.buf.len());
+        let first = keep.min(self.buf.len() - self.head);
+        let mut new = Vec::with_capacity(new_cap);
+        new.extend_from_slice(&self.buf[self.head..self.head + first]);
+        new.extend_from_slice(&self.buf[..keep - first]);
+        new.resize(new_cap, 0);
         self.buf = new;
         self.head = 0;
     }
 
     /// Copies `data` to positions `at..` from the head.
     fn write(&mut self, at: usize, data: &[u8]) {
-        let cap = self.buf.len();
-        let start = (self.head + at) % cap;
-        let first = data.len().min(cap - start);
+        let start = self.index(at);
+        let first = data.len().min(self.buf.len() - start);
         self.buf[start..start + first].copy_from_slice(&data[..first]);
         self.buf[..data.len() - first].copy_from_slice(&data[first..]);
     }
 
     /// Copies positions `at..at + out.len()` from the head into `out`.
     fn read(&self, at: usize, out: &mut [u8]) {
-        let cap = self.buf.len();
-        let start = (self.head + at) % cap;
-        let first = out.len().min(cap - start);
+        let start = self.index(at);
+        let first = out.len().min(self.buf.len() - start);
         out[..first].copy_from_slice(&self.buf[start..start + first]);
         let rest = out.len() - first;
         out[first..].copy_from_slice(&self.buf[..rest]);
     }
 
+    /// Drops the `n` positions at the head (`n <= capacity`).
     fn advance(&mut self, n: usize) {
-        if self.buf.is_empty() {
-            return;
+        self.head = self.index(n);
+    }
+
+    /// The ring holds nothing any more. If its latest use needed at most an
+    /// eighth of it, it halves, and below a page it lets go of its storage:
+    /// an idle connection keeps no memory, while one whose uses fill its
+    /// ring (a bulk transfer drains it between bursts) keeps it, and a ring
+    /// left big by a burst shrinks step by step as smaller uses follow.
+    fn emptied(&mut self) {
+        self.head = 0;
+        let cap = self.buf.len();
+        if cap > 0 && self.peak <= cap / 8 {
+            if cap / 2 < FLOOR {
+                self.buf = Vec::new();
+            } else {
+                self.buf.truncate(cap / 2);
+                self.buf.shrink_to_fit();
+            }
         }
-        self.head = (self.head + n) % self.buf.len();
+        self.peak = 0;
     }
 }
 
@@ -113,7 +149,7 @@ impl SendBuffer {
         if n == 0 {
             return 0;
         }
-        self.ring.reserve(self.len + n, self.limit);
+        self.ring.reserve(self.len + n, self.len, self.limit);
         self.ring.write(self.len, &data[..n]);
         self.len += n;
         n
@@ -132,6 +168,9 @@ impl SendBuffer {
         let n = n.min(self.len);
         self.ring.advance(n);
         self.len -= n;
+        if self.len == 0 && n > 0 {
+            self.ring.emptied();
+        }
     }
 }
 
@@ -222,7 +261,8 @@ impl RecvBuffer {
             // thousands of islands (Linux prunes its out-of-order queue too).
             return 0;
         }
-        self.ring.reserve(self.len + offset + data.len(), self.limit);
+        let held = self.len + self.ooo.last().map_or(0, |r| r.1);
+        self.ring.reserve(self.len + offset + data.len(), held, self.limit);
         self.ring.write(self.len + offset, data);
         self.add_range(offset, offset + data.len());
         if self.ooo.first().is_some_and(|r| r.0 == 0) {
@@ -259,6 +299,11 @@ impl RecvBuffer {
             self.ring.read(0, &mut out[..n]);
             self.ring.advance(n);
             self.len -= n;
+            // Out-of-order islands sit past the in-order part: the ring is
+            // empty only without them.
+            if self.len == 0 && self.ooo.is_empty() {
+                self.ring.emptied();
+            }
         }
         n
     }
@@ -267,6 +312,8 @@ impl RecvBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rand::Rng;
+    use std::collections::VecDeque;
 
     #[test]
     fn send_buffer_grows_wraps_and_consumes() {
@@ -354,5 +401,252 @@ mod tests {
             delivered.extend_from_slice(&out[..n]);
         }
         assert_eq!(delivered, data);
+    }
+    #[test]
+    fn growth_across_the_wrap_point_keeps_the_data() {
+        let data: Vec<u8> = (0..40_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut b = SendBuffer::new(1 << 20);
+        // Move the head to the middle of one page, then wrap the data.
+        assert_eq!(b.push(&data[..3000]), 3000);
+        b.consume(2000);
+        assert_eq!(
+            b.push(&data[3000..6000]),
+            3000,
+            "wraps: 4000 bytes from 2000 in one page"
+        );
+        assert_eq!(b.allocated(), 4096);
+        assert_eq!(b.push(&data[6000..7000]), 1000);
+        assert_eq!(b.allocated(), 8192, "grew across the wrap point");
+        assert_eq!(b.push(&data[7000..]), 33_000);
+        let mut out = vec![0u8; b.len()];
+        b.peek(0, &mut out);
+        assert_eq!(out, data[2000..]);
+        // The receive side, with an island past the wrap point when it grows.
+        let mut r = RecvBuffer::new(1 << 20);
+        assert_eq!(r.write_at(0, &data[..3000]), 3000);
+        let mut sink = vec![0u8; 2999];
+        assert_eq!(r.read(&mut sink), 2999);
+        assert_eq!(r.write_at(1500, &data[4500..5000]), 0, "an island that wraps");
+        assert_eq!(r.write_at(6000, &data[9000..9100]), 0, "a write that grows the ring");
+        assert_eq!(r.out_of_order(), [(1500, 2000), (6000, 6100)]);
+        assert_eq!(r.write_at(0, &data[3000..9000]), 6100);
+        let mut out = vec![0u8; 6101];
+        assert_eq!(r.read(&mut out), 6101);
+        assert_eq!(out, data[2999..9100]);
+    }
+
+    #[test]
+    fn empty_rings_shrink_and_small_uses_release_them() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+        let mut b = SendBuffer::new(1 << 20);
+        assert_eq!(b.push(&data), 100_000);
+        let big = b.allocated();
+        assert!(big >= 100_000);
+        b.consume(100_000);
+        assert_eq!(b.allocated(), big, "a ring its use filled stays for the next burst");
+        // Small uses after a burst halve it, step by step, then release it.
+        let mut sizes = Vec::new();
+        for i in 0..10 {
+            assert_eq!(b.push(&data[i..i + 10]), 10);
+            let mut out = [0u8; 10];
+            b.peek(0, &mut out);
+            assert_eq!(out, data[i..i + 10], "data intact after a shrink");
+            b.consume(10);
+            sizes.push(b.allocated());
+        }
+        assert_eq!(sizes[..5], [big / 2, big / 4, big / 8, big / 16, 0], "{sizes:?}");
+        assert!(sizes[5..].iter().all(|&s| s == 0), "{sizes:?}");
+        // An idle echo connection: a few bytes each way, then nothing held.
+        let mut r = RecvBuffer::new(65536);
+        assert_eq!(r.write_at(0, b"hello\n"), 6);
+        assert_eq!(r.allocated(), 4096);
+        let mut out = [0u8; 16];
+        assert_eq!(r.read(&mut out[..3]), 3);
+        assert_eq!(r.allocated(), 4096, "not empty yet");
+        assert_eq!(r.read(&mut out), 3);
+        assert_eq!(&out[..3], b"lo\n");
+        assert_eq!(r.allocated(), 0, "empty after a small use: released");
+        assert_eq!(r.write_at(0, b"again"), 5);
+        assert_eq!(r.read(&mut out), 5);
+        assert_eq!(&out[..5], b"again");
+    }
+
+    #[test]
+    fn no_shrink_while_islands_are_pending() {
+        let mut r = RecvBuffer::new(65536);
+        assert_eq!(r.write_at(0, b"abc"), 3);
+        assert_eq!(r.write_at(10, b"island"), 0);
+        let mut out = [0u8; 16];
+        assert_eq!(r.read(&mut out), 3);
+        assert!(r.is_empty());
+        assert_eq!(r.allocated(), 4096, "the island still lives in the ring");
+        assert_eq!(r.write_at(0, b"0123456789"), 16);
+        assert_eq!(r.read(&mut out), 16);
+        assert_eq!(&out, b"0123456789island");
+        assert_eq!(r.allocated(), 0);
+    }
+
+    /// The byte at stream position `p`, so that any piece can be checked.
+    fn stream(p: usize) -> u8 {
+        (p.wrapping_mul(2_654_435_761) >> 13) as u8
+    }
+
+    #[test]
+    fn send_buffer_matches_a_simple_model() {
+        let mut rng = Rng::new(13);
+        for round in 0..20 {
+            let mut b = SendBuffer::new(1 + rng.below(20_000) as usize);
+            let mut most_limit = b.limit();
+            let mut model: VecDeque<u8> = VecDeque::new();
+            let mut written = 0usize;
+            for _ in 0..3000 {
+                match rng.below(10) {
+                    0..=3 => {
+                        let most = if rng.chance(0.3) { 9000 } else { 300 };
+                        let len = rng.below(most) as usize;
+                        let data: Vec<u8> = (written..written + len).map(stream).collect();
+                        let n = b.push(&data);
+                        assert_eq!(n, len.min(b.limit().saturating_sub(model.len())), "round {round}");
+                        model.extend(&data[..n]);
+                        written += n;
+                    }
+                    4..=6 => {
+                        let n = rng.below(model.len() as u64 + 2) as usize;
+                        b.consume(n);
+                        model.drain(..n.min(model.len()));
+                    }
+                    7 | 8 => {
+                        let offset = rng.below(model.len() as u64 + 1) as usize;
+                        let len = rng.below((model.len() - offset) as u64 + 1) as usize;
+                        let mut out = vec![0u8; len];
+                        b.peek(offset, &mut out);
+                        assert!(out.iter().eq(model.range(offset..offset + len)), "round {round}");
+                    }
+                    _ => {
+                        b.set_limit(1 + rng.below(20_000) as usize);
+                        most_limit = most_limit.max(b.limit());
+                    }
+                }
+                assert_eq!(b.len(), model.len());
+                assert!(b.allocated() >= b.len());
+                assert!(b.allocated() <= most_limit.max(FLOOR));
+            }
+        }
+    }
+
+    #[test]
+    fn recv_buffer_matches_a_simple_model() {
+        let mut rng = Rng::new(11);
+        for round in 0..20 {
+            let mut b = RecvBuffer::new(1 + rng.below(10_000) as usize);
+            // Readable bytes, and the positions past RCV.NXT received so far.
+            let mut ready: VecDeque<u8> = VecDeque::new();
+            let mut ahead: Vec<bool> = Vec::new();
+            let mut nxt = 0usize;
+            for step in 0..3000 {
+                match rng.below(10) {
+                    0..=5 => {
+                        let room = b.window();
+                        let offset = rng.below(room as u64 + 100) as usize;
+                        let most = if rng.chance(0.2) { 5000 } else { 600 };
+                        let len = rng.below(most) as usize;
+                        let data: Vec<u8> = (nxt + offset..nxt + offset + len).map(stream).collect();
+                        let end = (offset + len).min(room);
+                        let joins = offset == 0 || b.out_of_order().iter().any(|r| r.0 <= end && r.1 >= offset);
+                        let taken = offset < room && len > 0 && (joins || b.out_of_order().len() < MAX_HOLES);
+                        let advanced = b.write_at(offset, &data);
+                        if taken {
+                            ahead.resize(ahead.len().max(end), false);
+                            ahead[offset..end].iter_mut().for_each(|x| *x = true);
+                        }
+                        let expected = ahead.iter().take_while(|&&x| x).count();
+                        assert_eq!(advanced, expected, "round {round}");
+                        ready.extend((nxt..nxt + expected).map(stream));
+                        ahead.drain(..expected);
+                        nxt += expected;
+                    }
+                    6..=8 => {
+                        let mut out = vec![0u8; rng.below(3000) as usize];
+                        let n = b.read(&mut out);
+                        assert_eq!(n, out.len().min(ready.len()));
+                        assert!(ready.drain(..n).eq(out[..n].iter().copied()), "round {round}");
+                    }
+                    _ => b.set_limit(b.limit() + rng.below(2000) as usize),
+                }
+                assert_eq!(b.len(), ready.len());
+                if step % 8 != 0 {
+                    continue;
+                }
+                // The islands are the runs of received positions ahead.
+                let mut islands = Vec::new();
+                for (i, &x) in ahead.iter().enumerate() {
+                    match (x, islands.last_mut()) {
+                        (true, Some((_, e))) if *e == i => *e = i + 1,
+                        (true, _) => islands.push((i, i + 1)),
+                        _ => {}
+                    }
+                }
+                assert_eq!(b.out_of_order(), islands, "round {round}");
+                assert!(b.allocated() >= b.len() + islands.last().map_or(0, |r| r.1));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+    use std::time::Instant;
+
+    /// Growth and peek throughput, printed (run with `--ignored --nocapture`).
+    #[test]
+    #[ignore = "a timing, not a check"]
+    fn ring_growth_and_peek_throughput() {
+        let chunk = vec![7u8; 1448];
+        // Growth: fill a 4 MiB buffer from empty after its head moved, so
+        // every doubling copies a wrapped ring.
+        let rounds = 50;
+        let start = Instant::now();
+        let mut grown = 0usize;
+        for _ in 0..rounds {
+            let mut b = SendBuffer::new(4 << 20);
+            b.push(&chunk[..1000]);
+            b.consume(1000);
+            while b.push(&chunk) > 0 {}
+            grown += b.len();
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!("growth to 4 MiB: {:.0} MB/s filled", grown as f64 / secs / 1e6);
+        // Peek: segment-sized copies out of a full, wrapped ring.
+        let mut b = SendBuffer::new(1 << 20);
+        while b.push(&chunk) > 0 {}
+        b.consume(100_000);
+        while b.push(&chunk) > 0 {}
+        let mut out = vec![0u8; 1448];
+        let start = Instant::now();
+        let mut copied = 0usize;
+        for _ in 0..200 {
+            let mut off = 0;
+            while off + out.len() <= b.len() {
+                b.peek(off, &mut out);
+                off += out.len();
+                copied += out.len();
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!("peek 1448 B: {:.0} MB/s", copied as f64 / secs / 1e6);
+        // Receive: segments in, application reads of 64 KiB out.
+        let mut r = RecvBuffer::new(1 << 20);
+        let mut sink = vec![0u8; 65536];
+        let start = Instant::now();
+        let mut moved = 0usize;
+        for _ in 0..20_000 {
+            for _ in 0..40 {
+                moved += r.write_at(0, &chunk);
+            }
+            while r.read(&mut sink) > 0 {}
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!("recv 1448 B in, 64 KiB reads: {:.0} MB/s", moved as f64 / secs / 1e6);
     }
 }
