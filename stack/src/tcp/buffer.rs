@@ -6,8 +6,7 @@
 
 #![forbid(unsafe_code)]
 
-/// Smallest storage a ring allocates: one page. A ring that would shrink
-/// below it releases its storage instead.
+/// Smallest storage a ring allocates once used: one page, which it keeps.
 const FLOOR: usize = 4096;
 
 /// A byte ring whose capacity grows on demand up to `limit`, and shrinks
@@ -76,20 +75,18 @@ impl Ring {
     }
 
     /// The ring holds nothing any more. If its latest use needed at most an
-    /// eighth of it, it halves, and below a page it lets go of its storage:
-    /// an idle connection keeps no memory, while one whose uses fill its
-    /// ring (a bulk transfer drains it between bursts) keeps it, and a ring
-    /// left big by a burst shrinks step by step as smaller uses follow.
+    /// eighth of it, it halves, down to one page, which it keeps: one whose
+    /// uses fill it (a bulk transfer drains it between bursts) keeps its
+    /// size, a ring left big by a burst shrinks step by step as smaller uses
+    /// follow, and small messages back and forth cost no allocation each
+    /// (letting go of the last page is for an idle timer, not for every
+    /// emptying).
     fn emptied(&mut self) {
         self.head = 0;
         let cap = self.buf.len();
-        if cap > 0 && self.peak <= cap / 8 {
-            if cap / 2 < FLOOR {
-                self.buf = Vec::new();
-            } else {
-                self.buf.truncate(cap / 2);
-                self.buf.shrink_to_fit();
-            }
+        if cap > FLOOR && self.peak <= cap / 8 {
+            self.buf.truncate((cap / 2).max(FLOOR));
+            self.buf.shrink_to_fit();
         }
         self.peak = 0;
     }
@@ -454,8 +451,8 @@ mod tests {
             b.consume(10);
             sizes.push(b.allocated());
         }
-        assert_eq!(sizes[..5], [big / 2, big / 4, big / 8, big / 16, 0], "{sizes:?}");
-        assert!(sizes[5..].iter().all(|&s| s == 0), "{sizes:?}");
+        assert_eq!(sizes[..5], [big / 2, big / 4, big / 8, big / 16, FLOOR], "{sizes:?}");
+        assert!(sizes[5..].iter().all(|&s| s == FLOOR), "one page stays: {sizes:?}");
         // An idle echo connection: a few bytes each way, then nothing held.
         let mut r = RecvBuffer::new(65536);
         assert_eq!(r.write_at(0, b"hello\n"), 6);
@@ -465,7 +462,11 @@ mod tests {
         assert_eq!(r.allocated(), 4096, "not empty yet");
         assert_eq!(r.read(&mut out), 3);
         assert_eq!(&out[..3], b"lo\n");
-        assert_eq!(r.allocated(), 0, "empty after a small use: released");
+        assert_eq!(
+            r.allocated(),
+            FLOOR,
+            "empty after a small use: one page stays, no allocation per message"
+        );
         assert_eq!(r.write_at(0, b"again"), 5);
         assert_eq!(r.read(&mut out), 5);
         assert_eq!(&out[..5], b"again");
@@ -483,7 +484,7 @@ mod tests {
         assert_eq!(r.write_at(0, b"0123456789"), 16);
         assert_eq!(r.read(&mut out), 16);
         assert_eq!(&out, b"0123456789island");
-        assert_eq!(r.allocated(), 0);
+        assert_eq!(r.allocated(), FLOOR);
     }
 
     /// The byte at stream position `p`, so that any piece can be checked.
