@@ -141,6 +141,10 @@ counters! {
         tcp_listen_overflows,
         /// Duplicate ACKs received.
         tcp_dup_acks,
+        /// Connections this stack opened (SYN sent; Linux's ActiveOpens).
+        tcp_active_opens,
+        /// Connections a listener accepted the handshake of (Linux's PassiveOpens).
+        tcp_passive_opens,
         /// Segments sent again, for any reason (Linux's RetransSegs).
         tcp_retransmitted_segments,
         /// Fast recoveries entered (three duplicate ACKs, or RACK with SACK).

@@ -186,6 +186,7 @@ impl Sockets<'_, TcpLayer> {
         t.set_state(State::SynSent);
         let h = tcp.conns.insert(t);
         tcp.by_tuple.insert(FourTuple { local, remote }, h);
+        self.cx.stats().tcp_active_opens += 1;
         tcp.output(&mut self.cx, h);
         Ok(TcpHandle(h))
     }

@@ -452,6 +452,7 @@ impl TcpLayer {
         };
         l.half_open = l.half_open.saturating_sub(1);
         l.accept_queue.push_back(h);
+        cx.stats().tcp_passive_opens += 1;
         self.conns.get_mut(h).expect("live").queued = true;
         self.notify_listener(cx, lh);
     }

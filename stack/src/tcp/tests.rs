@@ -269,6 +269,12 @@ fn passive_open_three_way_handshake_with_mss_option() {
     p.send_next(ACK, b"");
     let (h, _) = p.i.tcp(p.now).accept(l).unwrap();
     assert_eq!(p.i.tcp_layer().state(h), State::Established);
+    let s = p.i.stats();
+    assert_eq!(
+        (s.tcp_passive_opens, s.tcp_active_opens),
+        (1, 0),
+        "Linux's PassiveOpens"
+    );
 }
 
 #[test]
@@ -294,6 +300,8 @@ fn active_open_handshake_and_data() {
     let d = p.recv_one();
     assert_eq!(d.payload, b"hello");
     assert_eq!(d.ack, p.seq);
+    let s = p.i.stats();
+    assert_eq!((s.tcp_active_opens, s.tcp_passive_opens), (1, 0), "Linux's ActiveOpens");
 }
 
 #[test]

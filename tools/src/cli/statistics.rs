@@ -147,6 +147,8 @@ fn layout() -> Vec<Row> {
         count("udp_rx_queue_full", "{} receive buffer errors"),
         count("udp_icmp_errors", "{} ICMP errors reported to sockets"),
         heading("Tcp:"),
+        count("tcp_active_opens", "{} active connection openings"),
+        count("tcp_passive_opens", "{} passive connection openings"),
         // Linux's CurrEstab counts ESTABLISHED and CLOSE_WAIT.
         row(
             4,
