@@ -1461,9 +1461,14 @@ impl Peer {
     /// negotiated), [`ACK_SPACING`] after the previous one (the first ACK
     /// of a flight comes a [`PATH_RTT`] after it: the test advances).
     fn ack_with_sack(&mut self, ack: SeqNum, blocks: &[(SeqNum, SeqNum)]) {
+        self.ack_echoing(ack, 0, blocks);
+    }
+
+    /// The same, echoing `echo` as TSecr.
+    fn ack_echoing(&mut self, ack: SeqNum, echo: u32, blocks: &[(SeqNum, SeqNum)]) {
         self.advance(ACK_SPACING);
         let mut options = TcpOptions {
-            timestamps: Some((6000, 0)),
+            timestamps: Some((6000, echo)),
             ..TcpOptions::default()
         };
         for &(l, r) in blocks {

@@ -33,22 +33,6 @@ pub(super) fn data(segs: &[Seg]) -> Vec<SeqNum> {
     segs.iter().filter(|s| !s.payload.is_empty()).map(|s| s.seq).collect()
 }
 
-impl Peer {
-    /// An ACK echoing `echo` as TSecr, with SACK `blocks`.
-    pub(super) fn ack_echoing(&mut self, ack: SeqNum, echo: u32, blocks: &[(SeqNum, SeqNum)]) {
-        self.advance(ACK_SPACING);
-        let mut options = TcpOptions {
-            timestamps: Some((6000, echo)),
-            ..TcpOptions::default()
-        };
-        for &(l, r) in blocks {
-            options.sack.push(l, r);
-        }
-        let seq = self.seq;
-        self.send_opts(ACK, seq, ack, 65535 >> 7, options, b"");
-    }
-}
-
 /// RFC 8985 §6.2: one segment lost in ten; once three segments after it
 /// are SACKed (no reordering seen: DupThresh), it is lost and goes again,
 /// once, with no timeout.
