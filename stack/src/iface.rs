@@ -185,7 +185,9 @@ impl Interface {
         self.ip.routes_mut()
     }
 
-    /// Processes one packet received from the link.
+    /// Processes one packet received from the link. An ACK it owes may wait
+    /// for the next [`poll_transmit`](Self::poll_transmit), so that feeding
+    /// a whole batch first gets one ACK per connection for it.
     pub fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
         let stats = self.ip.stats_mut();
         stats.link_rx_packets += 1;
@@ -213,7 +215,12 @@ impl Interface {
 
     /// Writes the next outgoing packet into `buf` (at least the MTU long) and
     /// returns its length, or `None` when nothing is waiting.
-    pub fn poll_transmit(&mut self, _now: Instant, buf: &mut [u8]) -> Option<usize> {
+    /// ACKs owed for a batch of received packets go out first (one per
+    /// connection: see `handle_packet`), so call it after the whole batch.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        if self.transports.tcp.has_deferred_acks() {
+            self.transports.tcp.flush_deferred_acks(&mut self.ip.context(now));
+        }
         self.ip.poll_transmit(buf)
     }
 
@@ -230,6 +237,16 @@ impl Interface {
                 SocketEvent::Tcp(_) | SocketEvent::Listener(_) => t.tcp.event_taken(*e),
             }
         }
+    }
+
+    /// Whether packets wait for [`poll_transmit`](Self::poll_transmit).
+    pub fn has_output(&self) -> bool {
+        !self.ip.tx_queue_is_empty() || self.transports.tcp.has_deferred_acks()
+    }
+
+    /// Whether socket events wait for [`take_events`](Self::take_events).
+    pub fn has_events(&self) -> bool {
+        self.ip.has_events()
     }
 
     /// Whether the transmit queue is empty (senders refused with a full queue may retry).

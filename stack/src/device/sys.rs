@@ -1,5 +1,5 @@
 //! The crate's only `unsafe` code: interface ioctls, the list of the
-//! host's addresses, and `ppoll(2)`.
+//! host's addresses, `ppoll(2)`, and the stack thread's eventfd and timerfd.
 //!
 //! Each unsafe block passes a pointer to a live, correctly sized value that
 //! the kernel reads or writes for the duration of the call only.
@@ -191,6 +191,99 @@ pub fn wait_readable(fds: &[RawFd], timeout: Option<Duration>, ready: &mut Vec<u
     Ok(())
 }
 
+/// An `eventfd(2)` counter: writes from any thread make it readable until
+/// drained. The stack thread's wake-up line: one 8-byte write, no buffer to
+/// fill, however many wakes pile up.
+#[derive(Debug)]
+pub struct EventFd(OwnedFd);
+
+impl EventFd {
+    /// A non-blocking, close-on-exec eventfd.
+    pub fn new() -> io::Result<EventFd> {
+        // SAFETY: eventfd takes no pointers.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh descriptor that nothing else owns.
+        Ok(EventFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Makes the descriptor readable (adds one to the counter).
+    pub fn signal(&self) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live array. A full counter
+        // (EAGAIN) is readable already, so the result does not matter.
+        let _ = unsafe { libc::write(self.0.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+    }
+
+    /// Resets the counter, so the descriptor is no longer readable.
+    pub fn drain(&self) {
+        read_counter(&self.0);
+    }
+
+    /// The descriptor, for `wait_readable`.
+    pub fn raw(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+/// Reads the 8-byte counter of an eventfd or timerfd, which resets it.
+fn read_counter(fd: &OwnedFd) {
+    let mut value = [0u8; 8];
+    // SAFETY: reads at most 8 bytes into a live array; EAGAIN means it was 0.
+    let _ = unsafe { libc::read(fd.as_raw_fd(), value.as_mut_ptr().cast(), value.len()) };
+}
+
+/// A `timerfd_create(2)` one-shot timer on the monotonic clock: readable
+/// once it expires. Any thread can move it without waking the stack
+/// thread, which is what lets an application thread arm a retransmission
+/// timer without a wake-up.
+#[derive(Debug)]
+pub struct TimerFd(OwnedFd);
+
+impl TimerFd {
+    /// A disarmed, non-blocking, close-on-exec timer.
+    pub fn new() -> io::Result<TimerFd> {
+        // SAFETY: timerfd_create takes no pointers.
+        let fd = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh descriptor that nothing else owns.
+        Ok(TimerFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Expires after `after` (at least a nanosecond), or never (`None`).
+    pub fn set(&self, after: Option<Duration>) {
+        let value = match after {
+            // An all-zero value would disarm it: due now means in 1 ns.
+            Some(d) => libc::timespec {
+                tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+                tv_nsec: d.subsec_nanos().max(u32::from(d.is_zero())) as libc::c_long,
+            },
+            None => libc::timespec { tv_sec: 0, tv_nsec: 0 },
+        };
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+            it_value: value,
+        };
+        // SAFETY: spec is a live itimerspec; the old value is not asked for.
+        // The descriptor and arguments are valid, so it cannot fail.
+        let _ = unsafe { libc::timerfd_settime(self.0.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+    }
+
+    /// Clears an expiry, so the descriptor is no longer readable.
+    pub fn drain(&self) {
+        read_counter(&self.0);
+    }
+
+    /// The descriptor, for `wait_readable`.
+    pub fn raw(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,5 +334,35 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ready, [1]);
+    }
+
+    #[test]
+    fn eventfd_is_readable_from_signal_to_drain() {
+        let e = EventFd::new().unwrap();
+        let mut ready = Vec::new();
+        wait_readable(&[e.raw()], Some(Duration::from_millis(1)), &mut ready).unwrap();
+        assert!(ready.is_empty());
+        e.signal();
+        e.signal();
+        wait_readable(&[e.raw()], Some(Duration::from_secs(5)), &mut ready).unwrap();
+        assert_eq!(ready, [0]);
+        e.drain();
+        wait_readable(&[e.raw()], Some(Duration::from_millis(1)), &mut ready).unwrap();
+        assert!(ready.is_empty(), "one drain clears every signal");
+    }
+
+    #[test]
+    fn timerfd_expires_once_and_can_be_moved_or_disarmed() {
+        let t = TimerFd::new().unwrap();
+        let mut ready = Vec::new();
+        t.set(Some(Duration::from_secs(60)));
+        t.set(Some(Duration::ZERO));
+        wait_readable(&[t.raw()], Some(Duration::from_secs(5)), &mut ready).unwrap();
+        assert_eq!(ready, [0], "moved earlier: due at once");
+        t.drain();
+        t.set(Some(Duration::from_millis(1)));
+        t.set(None);
+        wait_readable(&[t.raw()], Some(Duration::from_millis(20)), &mut ready).unwrap();
+        assert!(ready.is_empty(), "disarmed");
     }
 }

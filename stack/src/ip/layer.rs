@@ -104,6 +104,10 @@ impl IpLayer {
         &mut self.events
     }
 
+    pub(crate) fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     pub(crate) fn tx_queue_is_empty(&self) -> bool {
         self.tx.is_empty()
     }

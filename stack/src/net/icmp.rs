@@ -3,10 +3,11 @@
 use super::{block_on, check_timeout, errno, network_down};
 use crate::ping::{IcmpEvent, IcmpHandle, PingError};
 use crate::runtime::Stack;
+use crate::runtime::Waiter;
 use crate::socket::SocketEvent;
 use std::io;
 use std::net::Ipv4Addr;
-use std::sync::{Arc, Condvar};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// An ICMP echo socket on a tunstack [`Stack`].
@@ -14,7 +15,7 @@ use std::time::Duration;
 pub struct IcmpSocket {
     stack: Stack,
     handle: IcmpHandle,
-    ready: Arc<Condvar>,
+    ready: Arc<Waiter>,
 }
 
 impl IcmpSocket {

@@ -14,10 +14,11 @@ pub use icmp::IcmpSocket;
 pub use tcp::{DEFAULT_BACKLOG, Incoming, TcpListener, TcpStream};
 pub use udp::{RecvMeta, UdpSocket};
 
+use crate::runtime::Waiter;
 use crate::runtime::{Core, Stack};
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4, ToSocketAddrs};
-use std::sync::{Condvar, MutexGuard};
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 /// An error with Linux's errno `code`.
@@ -102,7 +103,7 @@ impl Options {
 /// between tries; `WouldBlock` when non-blocking or once `timeout` passes.
 pub(crate) fn block_on<T>(
     stack: &Stack,
-    cv: &Condvar,
+    cv: &Waiter,
     nonblocking: bool,
     timeout: Option<Duration>,
     mut attempt: impl FnMut(&mut Core) -> Option<io::Result<T>>,

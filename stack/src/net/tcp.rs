@@ -2,13 +2,14 @@
 
 use super::{Options, block_on, check_timeout, errno, network_down, resolve_v4};
 use crate::runtime::Stack;
+use crate::runtime::Waiter;
 use crate::socket::SocketEvent;
 use crate::tcp::tcb::{ConnError, State};
 use crate::tcp::{CongestionAlgorithm, ConnectError, IoError, ListenError, ListenerHandle, Shutdown, TcpHandle};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar};
 use std::time::Duration;
 
 /// The backlog `TcpListener::bind` uses, as std's (128).
@@ -39,7 +40,7 @@ fn io_errno(e: IoError) -> io::Error {
 pub struct TcpListener {
     stack: Stack,
     handle: ListenerHandle,
-    ready: Arc<Condvar>,
+    ready: Arc<Waiter>,
     options: Options,
 }
 
@@ -149,7 +150,7 @@ impl Iterator for Incoming<'_> {
 pub struct TcpStream {
     stack: Stack,
     handle: TcpHandle,
-    ready: Arc<Condvar>,
+    ready: Arc<Waiter>,
     options: Options,
     abort_on_drop: AtomicBool,
 }
@@ -282,7 +283,7 @@ impl TcpStream {
         let now = self.stack.now();
         let r = core.iface.tcp(now).shutdown(self.handle, how).map_err(io_errno);
         self.stack.kick(core);
-        self.ready.notify_all();
+        self.ready.notify();
         r
     }
 

@@ -2,11 +2,12 @@
 
 use super::{Options, block_on, errno, network_down, resolve_v4};
 use crate::runtime::Stack;
+use crate::runtime::Waiter;
 use crate::socket::SocketEvent;
 use crate::udp::{BindError, ConnectError, RecvError, RecvLimits, SendError, SocketError, UdpHandle, UdpIcmpError};
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4, ToSocketAddrs};
-use std::sync::{Arc, Condvar};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The errno Linux reports for an ICMP-derived socket error.
@@ -56,7 +57,7 @@ impl RecvMeta {
 pub struct UdpSocket {
     stack: Stack,
     handle: UdpHandle,
-    readable: Arc<Condvar>,
+    readable: Arc<Waiter>,
     options: Options,
 }
 

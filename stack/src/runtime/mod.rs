@@ -1,13 +1,22 @@
 //! The runtime: one thread drives the sans-IO core over a device, and
 //! [`Stack`] handles let any thread use it.
 //!
-//! The stack thread sleeps in `ppoll(2)` until the device is readable, the
-//! core's next deadline comes, or an API call wakes it; it never spins and
-//! never ticks on a fixed sleep. Each turn it reads the device in a batch
-//! until it would block, then (under the lock) feeds the packets to the
-//! core, runs due timers, wakes API threads whose sockets changed, and takes
-//! a batch of packets to send; then (with the lock released) writes them.
-//! No lock is held across a syscall.
+//! The stack thread sleeps in `ppoll(2)` on three descriptors: the device,
+//! an eventfd other threads signal, and a timerfd set to the core's next
+//! deadline. It never spins and never ticks on a fixed sleep. Each turn it
+//! reads the device until it would block (or a batch is full), feeds the
+//! whole batch to the core under one acquisition of the lock, runs due
+//! timers, wakes the threads whose sockets can now progress, and writes
+//! what the core has to send.
+//!
+//! Output does not wait for the stack thread. Whoever queued it (the stack
+//! thread, or an application thread returning from `write`) sends it, if
+//! nobody else is sending: the device has a lock of its own, held across
+//! the writes, and the core's lock is released before them. An
+//! application call wakes the stack thread only when the core's next
+//! deadline moved earlier than the timerfd, and then only by moving the
+//! timerfd: a request answered from the application thread costs no
+//! wake-up at all. No lock is held across a blocking syscall.
 
 mod tun;
 
@@ -18,36 +27,45 @@ use crate::device::{Device, sys};
 use crate::iface::Interface;
 use crate::socket::SocketEvent;
 use crate::stats::Stats;
-use crate::time::{Duration, Instant};
+use crate::time::Instant;
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::net::UnixStream;
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 /// Packets read per turn before timers and transmit get their turn.
-const RX_BATCH: usize = 32;
-/// Packets taken from the core per turn, written without the lock.
-const TX_BATCH: usize = 32;
+const RX_BATCH: usize = 64;
+/// Packets taken from the core per device-lock acquisition.
+const TX_BATCH: usize = 64;
 
-/// Wakes the stack thread from another thread or a signal handler. Cheap to clone.
+/// Wakes the stack thread from another thread. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Waker {
-    tx: Arc<UnixStream>,
+    fd: Arc<sys::EventFd>,
 }
 
 impl Waker {
     /// Makes the stack thread's next (or current) wait return at once.
     pub fn wake(&self) {
-        // A full pipe already holds a pending wake-up: nothing is lost.
-        let _ = (&*self.tx).write(&[1]);
+        self.fd.signal();
     }
+}
 
-    /// A file descriptor whose writes wake the stack thread, for
-    /// `signal_hook::low_level::pipe::register`.
-    pub fn to_fd(&self) -> io::Result<OwnedFd> {
-        Ok(self.tx.try_clone()?.into())
+/// A condition variable that knows whether anyone waits on it, so the
+/// stack thread never pays a futex call to notify nobody.
+#[derive(Debug, Default)]
+pub(crate) struct Waiter {
+    cv: Condvar,
+    waiting: AtomicUsize,
+}
+
+impl Waiter {
+    /// Wakes the threads waiting, if any.
+    pub(crate) fn notify(&self) {
+        if self.waiting.load(Ordering::Acquire) > 0 {
+            self.cv.notify_all();
+        }
     }
 }
 
@@ -55,19 +73,24 @@ impl Waker {
 #[derive(Debug)]
 pub(crate) struct Core {
     pub(crate) iface: Interface,
-    waiters: HashMap<SocketEvent, Arc<Condvar>>,
-    /// The stack thread is (about to be) asleep in ppoll: API calls that
-    /// queue output must wake it.
+    waiters: HashMap<SocketEvent, Arc<Waiter>>,
+    /// Events taken from the core, waiting to be delivered (kept to reuse its allocation).
+    events: Vec<SocketEvent>,
+    /// The stack thread is (about to be) asleep in ppoll.
     sleeping: bool,
+    /// When the timerfd fires (core time), `None` if disarmed.
+    armed: Option<Instant>,
+    /// The device's impairment counts and own next deadline (delayed
+    /// packets of the impairment layer), as last seen by whoever used it.
+    device: DeviceSnapshot,
     stopped: bool,
-    /// The device's impairment counts, copied by the stack thread (which
-    /// owns the device) whenever they change.
-    impairment: Option<ImpairCounts>,
+    /// Device errors seen while the lock was not held, to count.
+    rx_errors: u64,
 }
 
 impl Core {
-    /// The condition variable API threads wait on for socket `s`.
-    pub(crate) fn waiter(&mut self, s: SocketEvent) -> Arc<Condvar> {
+    /// The waiter API threads use for socket `s`.
+    pub(crate) fn waiter(&mut self, s: SocketEvent) -> Arc<Waiter> {
         self.waiters.entry(s).or_default().clone()
     }
 
@@ -80,17 +103,82 @@ impl Core {
     pub(crate) fn stopped(&self) -> bool {
         self.stopped
     }
+
+    /// Wakes whoever waits on the sockets whose state changed.
+    fn deliver_events(&mut self) {
+        let mut events = std::mem::take(&mut self.events);
+        self.iface.take_events(&mut events);
+        for e in events.drain(..) {
+            if let Some(w) = self.waiters.get(&e) {
+                w.notify();
+            }
+        }
+        self.events = events;
+    }
+
+    /// Keeps a look at the device unless a newer one is kept already.
+    fn publish(&mut self, snapshot: DeviceSnapshot) {
+        if snapshot.uses > self.device.uses {
+            self.device = snapshot;
+        }
+    }
+
+    /// The earliest of the core's and the device's deadlines.
+    fn next_deadline(&self) -> Option<Instant> {
+        match (self.iface.poll_timeout(), self.device.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
-#[derive(Debug)]
+/// The device and its transmit batch: whoever holds it may write.
+struct Link {
+    device: Box<dyn Device + Send>,
+    tx: Batch,
+    /// Counts the times the device was used, so an older look at it
+    /// (taken before another thread's) never overwrites a newer one.
+    uses: u64,
+}
+
+impl Link {
+    /// What the device looks like now, for [`Core::publish`].
+    fn snapshot(&mut self) -> DeviceSnapshot {
+        self.uses += 1;
+        DeviceSnapshot {
+            uses: self.uses,
+            impairment: self.device.impairment(),
+            deadline: self.device.next_deadline(),
+        }
+    }
+}
+
+/// The device's counts and next deadline, as of its `uses`-th use.
+#[derive(Clone, Copy, Debug, Default)]
+struct DeviceSnapshot {
+    uses: u64,
+    impairment: Option<ImpairCounts>,
+    deadline: Option<Instant>,
+}
+
 struct Shared {
     core: Mutex<Core>,
-    /// Notified whenever the stack thread took packets out of a transmit
-    /// queue, so senders refused with a full queue can retry.
-    tx_space: Condvar,
-    waker: Waker,
+    link: Mutex<Link>,
+    /// Notified when the transmit queue drained, for senders refused with a
+    /// full queue (UDP); `tx_space.waiting` counts them.
+    tx_space: Waiter,
+    wake: Arc<sys::EventFd>,
+    timer: sys::TimerFd,
     epoch: std::time::Instant,
     thread: Mutex<Option<JoinHandle<io::Result<()>>>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("core", &self.core)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A running stack: a cheap, clonable handle shared by every socket and thread.
@@ -102,21 +190,28 @@ pub struct Stack {
 impl Stack {
     /// Starts a thread driving `iface` over `device`.
     pub fn start<D: Device + Send + 'static>(iface: Interface, device: D) -> io::Result<Stack> {
-        let (tx, wake_rx) = UnixStream::pair()?;
-        tx.set_nonblocking(true)?;
-        wake_rx.set_nonblocking(true)?;
         let mtu = iface.config().mtu;
+        let readable_fd = device.readable_fd();
         let stack = Stack {
             shared: Arc::new(Shared {
                 core: Mutex::new(Core {
                     iface,
                     waiters: HashMap::new(),
+                    events: Vec::new(),
                     sleeping: false,
+                    armed: None,
+                    device: DeviceSnapshot::default(),
                     stopped: false,
-                    impairment: None,
+                    rx_errors: 0,
                 }),
-                tx_space: Condvar::new(),
-                waker: Waker { tx: Arc::new(tx) },
+                link: Mutex::new(Link {
+                    device: Box::new(device),
+                    tx: Batch::new(TX_BATCH, mtu.max(68)),
+                    uses: 0,
+                }),
+                tx_space: Waiter::default(),
+                wake: Arc::new(sys::EventFd::new()?),
+                timer: sys::TimerFd::new()?,
                 epoch: std::time::Instant::now(),
                 thread: Mutex::new(None),
             }),
@@ -124,7 +219,7 @@ impl Stack {
         let shared = stack.shared.clone();
         let handle = std::thread::Builder::new()
             .name("tunstack".into())
-            .spawn(move || stack_thread(&shared, device, wake_rx, mtu))?;
+            .spawn(move || stack_thread(&shared, readable_fd, mtu))?;
         *stack.shared.thread.lock().expect("thread slot") = Some(handle);
         Ok(stack)
     }
@@ -136,18 +231,18 @@ impl Stack {
 
     /// A handle that interrupts the stack thread's wait.
     pub fn waker(&self) -> Waker {
-        self.shared.waker.clone()
+        Waker {
+            fd: self.shared.wake.clone(),
+        }
     }
 
     /// Locks the core.
     pub(crate) fn lock(&self) -> MutexGuard<'_, Core> {
-        // A panic while holding the lock is a bug in the core; carry on
-        // with the state as it is rather than poisoning every socket.
-        self.shared.core.lock().unwrap_or_else(|p| p.into_inner())
+        self.shared.lock_core()
     }
 
     /// Runs `f` on the interface under the lock (for counters, routes, ...),
-    /// then lets the stack thread send whatever `f` queued.
+    /// then sends whatever `f` queued.
     pub fn with_interface<R>(&self, f: impl FnOnce(&mut Interface) -> R) -> R {
         let mut core = self.lock();
         let r = f(&mut core.iface);
@@ -163,41 +258,52 @@ impl Stack {
     /// What the device's impairment (`--loss`, `--delay`, ...) did so far,
     /// each way; `None` if the device is not impaired.
     pub fn impairment(&self) -> Option<ImpairCounts> {
-        self.lock().impairment
+        self.lock().device.impairment
     }
 
-    /// Releases the lock, waking the stack thread if it sleeps: the caller
-    /// may have queued packets for it to send.
-    pub(crate) fn kick(&self, mut core: MutexGuard<'_, Core>) {
-        let wake = std::mem::replace(&mut core.sleeping, false);
-        drop(core);
-        if wake {
-            self.shared.waker.wake();
+    /// Finishes an API call that may have changed the core: sends what it
+    /// queued (from this thread), wakes the sockets it changed, and moves
+    /// the stack thread's timer if a deadline came earlier. Releases the lock.
+    pub(crate) fn kick(&self, core: MutexGuard<'_, Core>) {
+        let mut core = self.shared.transmit(core, false);
+        if !core.events.is_empty() || core.iface.has_events() {
+            core.deliver_events();
         }
-    }
-
-    /// Waits on `cv` (with the lock) until `deadline`; false if it passed.
-    pub(crate) fn wait<'a>(
-        &self,
-        cv: &Condvar,
-        core: MutexGuard<'a, Core>,
-        deadline: Option<std::time::Instant>,
-    ) -> (MutexGuard<'a, Core>, bool) {
-        match deadline {
-            None => (cv.wait(core).unwrap_or_else(|p| p.into_inner()), true),
-            Some(d) => {
-                let now = std::time::Instant::now();
-                if now >= d {
-                    return (core, false);
-                }
-                let (g, _) = cv.wait_timeout(core, d - now).unwrap_or_else(|p| p.into_inner());
-                (g, std::time::Instant::now() < d)
+        if core.sleeping {
+            let next = core.next_deadline();
+            if next.is_some_and(|n| core.armed.is_none_or(|a| n < a)) {
+                self.shared.arm(&mut core, next);
             }
         }
     }
 
-    /// The condition notified when transmit queues drain.
-    pub(crate) fn tx_space(&self) -> &Condvar {
+    /// Waits on `w` (with the lock) until `deadline`; false if it passed.
+    pub(crate) fn wait<'a>(
+        &self,
+        w: &Waiter,
+        core: MutexGuard<'a, Core>,
+        deadline: Option<std::time::Instant>,
+    ) -> (MutexGuard<'a, Core>, bool) {
+        let now = std::time::Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            return (core, false);
+        }
+        // Counted under the lock, which the notifier holds too: a notify
+        // cannot fall between the count and the wait.
+        w.waiting.fetch_add(1, Ordering::AcqRel);
+        let (g, in_time) = match deadline {
+            None => (w.cv.wait(core).unwrap_or_else(|p| p.into_inner()), true),
+            Some(d) => {
+                let (g, _) = w.cv.wait_timeout(core, d - now).unwrap_or_else(|p| p.into_inner());
+                (g, std::time::Instant::now() < d)
+            }
+        };
+        w.waiting.fetch_sub(1, Ordering::AcqRel);
+        (g, in_time)
+    }
+
+    /// The waiter notified when transmit queues drain.
+    pub(crate) fn tx_space(&self) -> &Waiter {
         &self.shared.tx_space
     }
 
@@ -207,12 +313,12 @@ impl Stack {
         {
             let mut core = self.lock();
             core.stopped = true;
-            for cv in core.waiters.values() {
-                cv.notify_all();
+            for w in core.waiters.values() {
+                w.cv.notify_all();
             }
         }
-        self.shared.tx_space.notify_all();
-        self.shared.waker.wake();
+        self.shared.tx_space.cv.notify_all();
+        self.shared.wake.signal();
         let handle = self.shared.thread.lock().expect("thread slot").take();
         match handle {
             Some(h) => h.join().map_err(|_| io::Error::other("stack thread panicked"))?,
@@ -224,6 +330,70 @@ impl Stack {
 impl Shared {
     fn now(&self) -> Instant {
         Instant::from_micros(u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX))
+    }
+
+    fn lock_core(&self) -> MutexGuard<'_, Core> {
+        // A panic while holding the lock is a bug in the core; carry on
+        // with the state as it is rather than poisoning every socket.
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets the timerfd to `deadline` (core time), if it is not set there already.
+    fn arm(&self, core: &mut Core, deadline: Option<Instant>) {
+        if core.armed != deadline {
+            core.armed = deadline;
+            self.timer
+                .set(deadline.map(|d| d.saturating_duration_since(self.now())));
+        }
+    }
+
+    /// Writes what the core has queued, batch by batch, unless another
+    /// thread holds the device: that thread looks at the queue again, under
+    /// the core's lock, before it lets the device go, so nothing is left
+    /// behind and packets leave in the order the core made them. `device_due`
+    /// flushes the device even with nothing queued (delayed packets).
+    fn transmit<'a>(&'a self, mut core: MutexGuard<'a, Core>, mut device_due: bool) -> MutexGuard<'a, Core> {
+        loop {
+            if !device_due && !core.iface.has_output() {
+                return core;
+            }
+            let Ok(mut link) = self.link.try_lock() else {
+                return core;
+            };
+            device_due = false;
+            let now = self.now();
+            let link = &mut *link;
+            let tx = &mut link.tx;
+            tx.count = 0;
+            while !tx.full() {
+                match core.iface.poll_transmit(now, &mut tx.bufs[tx.count]) {
+                    Some(len) => {
+                        tx.lens[tx.count] = len;
+                        tx.count += 1;
+                    }
+                    None => break,
+                }
+            }
+            if tx.count > 0 {
+                self.tx_space.notify();
+            }
+            drop(core);
+            let mut tx_errors = 0;
+            for p in link.tx.packets() {
+                if let Err(e) = link.device.send(now, p) {
+                    tx_errors += 1;
+                    log::debug!("device send failed: {e}");
+                }
+            }
+            if let Err(e) = link.device.flush(now) {
+                log::debug!("device flush failed: {e}");
+            }
+            let snapshot = link.snapshot();
+            core = self.lock_core();
+            core.iface.count_device_errors(0, tx_errors);
+            core.publish(snapshot);
+            // The device is let go under the core's lock (see above).
+        }
     }
 }
 
@@ -252,114 +422,75 @@ impl Batch {
     }
 }
 
-fn stack_thread<D: Device>(shared: &Shared, mut device: D, mut wake_rx: UnixStream, mtu: usize) -> io::Result<()> {
-    // TUN reads never exceed the MTU; 64 KiB covers any IPv4 packet.
+fn stack_thread(shared: &Shared, device_fd: Option<std::os::fd::RawFd>, mtu: usize) -> io::Result<()> {
+    // TUN reads never exceed the MTU.
     let mut rx = Batch::new(RX_BATCH, mtu.max(68));
-    let mut tx = Batch::new(TX_BATCH, mtu.max(68));
-    let mut events = Vec::new();
     let mut ready = Vec::with_capacity(sys::MAX_POLL_FDS);
-    let (mut rx_errors, mut tx_errors) = (0u64, 0u64);
-    let mut impairment;
+    let mut fds = vec![shared.wake.raw(), shared.timer.raw()];
+    fds.extend(device_fd);
     loop {
-        let (wait, stop) = {
-            let mut core = shared.core.lock().unwrap_or_else(|p| p.into_inner());
-            let core = &mut *core;
-            core.sleeping = false;
-            core.iface
-                .count_device_errors(std::mem::take(&mut rx_errors), std::mem::take(&mut tx_errors));
-            // What the last reads did to the counts (the lock is held anyway).
-            impairment = device.impairment();
-            core.impairment = impairment;
+        // Read until the device would block, or the batch is full.
+        rx.count = 0;
+        let mut rx_errors = 0;
+        let snapshot = {
+            let mut link = shared.link.lock().unwrap_or_else(|p| p.into_inner());
             let now = shared.now();
-            for p in rx.packets() {
-                core.iface.handle_packet(now, p);
-            }
-            core.iface.handle_timeout(now);
-            core.iface.take_events(&mut events);
-            for e in events.drain(..) {
-                if let Some(cv) = core.waiters.get(&e) {
-                    cv.notify_all();
-                }
-            }
-            tx.count = 0;
-            while !tx.full() {
-                match core.iface.poll_transmit(now, &mut tx.bufs[tx.count]) {
-                    Some(len) => {
-                        tx.lens[tx.count] = len;
-                        tx.count += 1;
+            while !rx.full() {
+                match link.device.recv(now, &mut rx.bufs[rx.count]) {
+                    Ok(n) => {
+                        rx.lens[rx.count] = n;
+                        rx.count += 1;
                     }
-                    None => break,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        rx_errors += 1;
+                        log::warn!("device receive failed: {e}");
+                        break;
+                    }
                 }
             }
-            if tx.count > 0 {
-                shared.tx_space.notify_all();
-            }
-            let busy = tx.full() || rx.full();
-            let wait = if busy {
-                Some(Duration::ZERO)
-            } else {
-                core.iface.poll_timeout().map(|d| d.saturating_duration_since(now))
-            };
-            core.sleeping = !busy;
-            (wait, core.stopped)
+            // What the reads did to the counts, and packets they delayed.
+            link.snapshot()
         };
+        let mut core = shared.lock_core();
+        core.sleeping = false;
+        core.publish(snapshot);
+        core.rx_errors += rx_errors;
+        let errors = std::mem::take(&mut core.rx_errors);
+        core.iface.count_device_errors(errors, 0);
         let now = shared.now();
-        for p in tx.packets() {
-            if let Err(e) = device.send(now, p) {
-                tx_errors += 1;
-                log::debug!("device send failed: {e}");
-            }
+        for p in rx.packets() {
+            core.iface.handle_packet(now, p);
         }
-        if let Err(e) = device.flush(now) {
-            log::debug!("device flush failed: {e}");
-        }
-        // The writes changed the counts too: publish them before sleeping, so
-        // a reader never sees the idle stack's counts lag behind.
-        let now_impaired = device.impairment();
-        if now_impaired != impairment {
-            impairment = now_impaired;
-            shared.core.lock().unwrap_or_else(|p| p.into_inner()).impairment = impairment;
-        }
-        if stop {
+        core.iface.handle_timeout(now);
+        core.deliver_events();
+        let device_due = core.device.deadline.is_some_and(|d| d <= now);
+        let mut core = shared.transmit(core, device_due);
+        // Packets the core made while we sent (loopback replies) are due at once.
+        core.deliver_events();
+        if core.stopped {
+            drop(core);
+            // Whatever the last turn queued still goes out.
+            let core = shared.transmit(shared.lock_core(), true);
+            drop(core);
             return Ok(());
         }
-        // The device may hold delayed packets (impairment) that are due sooner.
-        let wait = match (wait, device.next_deadline()) {
-            (w, Some(d)) => {
-                let until = d.saturating_duration_since(now);
-                Some(w.map_or(until, |w| w.min(until)))
-            }
-            (w, None) => w,
-        };
-        let mut fds = [wake_rx.as_raw_fd(), -1];
-        let nfds = match device.readable_fd() {
-            Some(fd) => {
-                fds[1] = fd;
-                2
-            }
-            None => 1,
-        };
-        sys::wait_readable(&fds[..nfds], wait, &mut ready)?;
-        if ready.contains(&0) {
-            let mut sink = [0u8; 64];
-            while matches!(wake_rx.read(&mut sink), Ok(n) if n > 0) {}
+        if rx.full() {
+            continue;
         }
-        rx.count = 0;
-        let now = shared.now();
-        while !rx.full() {
-            match device.recv(now, &mut rx.bufs[rx.count]) {
-                Ok(n) => {
-                    rx.lens[rx.count] = n;
-                    rx.count += 1;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    rx_errors += 1;
-                    log::warn!("device receive failed: {e}");
-                    break;
-                }
-            }
+        let next = core.next_deadline();
+        shared.arm(&mut core, next);
+        core.sleeping = true;
+        drop(core);
+        sys::wait_readable(&fds, None, &mut ready)?;
+        if ready.contains(&0) {
+            shared.wake.drain();
+        }
+        if ready.contains(&1) {
+            shared.timer.drain();
+            // The timer is spent: the next turn arms it again.
+            shared.lock_core().armed = None;
         }
     }
 }

@@ -261,6 +261,11 @@ impl RecvBuffer {
         let held = self.len + self.ooo.last().map_or(0, |r| r.1);
         self.ring.reserve(self.len + offset + data.len(), held, self.limit);
         self.ring.write(self.len + offset, data);
+        if offset == 0 && self.ooo.is_empty() {
+            // In order with no islands waiting: the common case, no bookkeeping.
+            self.len += data.len();
+            return data.len();
+        }
         self.add_range(offset, offset + data.len());
         if self.ooo.first().is_some_and(|r| r.0 == 0) {
             let advance = self.ooo.remove(0).1;

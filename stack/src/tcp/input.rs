@@ -12,7 +12,7 @@
 
 use super::congestion::{self, Window};
 use super::output::send_raw;
-use super::tcb::{ConnError, State, Tcb, Timer};
+use super::tcb::{ConnError, MAX_QUICK_ACKS, State, Tcb, Timer};
 use super::{FourTuple, TcpConfig, TcpLayer};
 use crate::ip::Delivery;
 use crate::ip::context::{Context, Datagram};
@@ -159,6 +159,7 @@ impl TcpLayer {
 
     /// Processes a segment for an existing connection.
     fn segment_arrives(&mut self, cx: &mut Context<'_>, h: Handle, seg: &TcpSegment<'_>) {
+        let before = self.conns.get(h).map(Progress::of);
         let listener = self.conns.get(h).and_then(|t| t.listener);
         let accept_queue_full = listener.is_some_and(|l| self.accept_queue_full(l));
         let TcpLayer {
@@ -195,10 +196,58 @@ impl TcpLayer {
             self.output(cx, h);
             if let Some(t) = self.conns.get_mut(h) {
                 t.expand_send_buffer();
+                if t.ack_deferred && !t.ack_listed {
+                    t.ack_listed = true;
+                    self.deferred_acks.push(h);
+                }
+                if before.is_none_or(|b| b.woken_by(t)) {
+                    self.notify(cx, h);
+                }
             }
-            self.notify(cx, h);
         }
     }
+}
+
+/// What an application may be waiting for on a connection, before a
+/// segment, to tell whether the segment lets it progress: a pure ACK that
+/// frees a little send space wakes nobody.
+#[derive(Clone, Copy)]
+struct Progress {
+    state: State,
+    /// Moves with data and FIN to read.
+    rcv_nxt: SeqNum,
+    failed: bool,
+    writable: bool,
+    acknowledged: bool,
+}
+
+impl Progress {
+    fn of(t: &Tcb) -> Progress {
+        Progress {
+            state: t.state,
+            rcv_nxt: t.rcv_nxt,
+            failed: t.error.is_some(),
+            writable: writable(t),
+            acknowledged: t.send.is_empty(),
+        }
+    }
+
+    /// Whether `t`, after the segment, has news for whoever waits on it:
+    /// a new state or error, data or EOF to read, a third of the send
+    /// buffer free again (Linux's `sk_stream_write_space`), or all of it
+    /// acknowledged.
+    fn woken_by(&self, t: &Tcb) -> bool {
+        self.state != t.state
+            || self.rcv_nxt != t.rcv_nxt
+            || self.failed != t.error.is_some()
+            || (!self.writable && writable(t))
+            || (!self.acknowledged && t.send.is_empty())
+    }
+}
+
+/// A writer may go on: at least a third of the send buffer is free.
+pub(crate) fn writable(t: &Tcb) -> bool {
+    3 * t.send.free() >= t.send.limit()
 }
 
 /// RFC 9293 §3.10.7.1: the reply to a segment for no connection.
@@ -634,26 +683,47 @@ fn receive_text(
         while t.recv.read(&mut sink) > 0 {}
     }
     if offset > 0 || advanced < data.len() || holes_before {
-        // Out of order, beyond the window, or filling a hole: ACK at once (RFC 5681 §4.2).
+        // Out of order, beyond the window, or filling a hole: ACK at once
+        // (RFC 5681 §4.2), and the next segments one by one too, so the
+        // sender's recovery is not slowed (Linux's quick-ACK mode).
         if offset > 0 {
             stats.tcp_rx_out_of_order += 1;
         }
         t.ack_now = true;
+        t.quick_acks = MAX_QUICK_ACKS;
     } else {
-        // Every second full-sized segment is acknowledged at once (RFC
-        // 5681 §4.2). Full-sized is what this peer's segments carry: with
-        // timestamps, 12 bytes less than the MSS, so counting against the
-        // MSS would wait for a third segment, or the delayed-ACK timer.
+        // Every second full-sized segment is acknowledged (RFC 5681 §4.2).
+        // Full-sized is what this peer's segments carry: with timestamps,
+        // 12 bytes less than the MSS, so counting against the MSS would
+        // wait for a third segment, or the delayed-ACK timer.
         measure_rcv_seg(t, seg.payload.len());
         let full = t.rcv_seg_max.max(t.rcv_mss.min(MIN_FULL_SEGMENT));
         t.bytes_unacked += advanced;
         t.ack_pushed |= seg.has(flags::PSH);
-        if t.bytes_unacked >= 2 * full {
+        if t.quick_acks > 0 && !t.pingpong && seg.payload.len() >= full {
+            // Quick-ACK mode: each full segment at once. (Linux counts
+            // small ones too; a request of a few bytes is answered by
+            // the application's reply, or the delayed ACK, instead.)
+            t.quick_acks -= 1;
             t.ack_now = true;
+        } else if t.bytes_unacked >= stretch_limit(t, full) {
+            t.ack_now = true;
+        } else if t.bytes_unacked >= 2 * full {
+            // Owed, but the rest of this batch of packets may be ours too:
+            // one ACK for all of it at the end of the batch (a stretch ACK,
+            // as Linux's GRO makes). Each ACK costs the peer a trip
+            // through its stack; on a TUN link that is our thread's time.
+            t.ack_deferred = true;
         } else if t.timer(Timer::DelayedAck).is_none() {
             t.set_timer(Timer::DelayedAck, Some(now + delayed_ack));
         }
     }
+}
+
+/// Bytes a stretch ACK may cover at most: a quarter of the receive buffer
+/// (so the sender's window keeps moving), at most 64 KiB (GRO's largest).
+fn stretch_limit(t: &Tcb, full: usize) -> usize {
+    (t.recv.limit() / 4).min(64 * 1024).max(2 * full)
 }
 
 /// Learns the size of this peer's full-sized segments from an in-order

@@ -286,6 +286,8 @@ pub struct TcpLayer {
     /// Connection deadlines, earliest first; entries that no longer match
     /// their connection's `scheduled` are stale and skipped.
     heap: BinaryHeap<Reverse<(Instant, Handle)>>,
+    /// Connections owing an ACK at the end of the batch (`Tcb::ack_deferred`).
+    deferred_acks: Vec<Handle>,
 }
 
 impl TcpLayer {
@@ -307,6 +309,7 @@ impl TcpLayer {
             isn_override: None,
             challenge_limiter: RateLimiter::new(config.challenge_ack_limit, config.challenge_ack_limit),
             heap: BinaryHeap::new(),
+            deferred_acks: Vec::new(),
         }
     }
 
@@ -358,6 +361,26 @@ impl TcpLayer {
             t.output(cx);
         }
         self.reschedule(h);
+    }
+
+    /// Whether ACKs wait for [`flush_deferred_acks`](Self::flush_deferred_acks).
+    pub(crate) fn has_deferred_acks(&self) -> bool {
+        !self.deferred_acks.is_empty()
+    }
+
+    /// Sends the ACKs deferred to the end of the batch of received packets,
+    /// one per connection, unless data carried them meanwhile.
+    pub(crate) fn flush_deferred_acks(&mut self, cx: &mut Context<'_>) {
+        let mut list = std::mem::take(&mut self.deferred_acks);
+        for h in list.drain(..) {
+            let Some(t) = self.conns.get_mut(h) else { continue };
+            t.ack_listed = false;
+            if std::mem::take(&mut t.ack_deferred) {
+                t.ack_now = true;
+                self.output(cx, h);
+            }
+        }
+        self.deferred_acks = list;
     }
 
     /// The earliest deadline of any connection.

@@ -319,6 +319,7 @@ impl Tcb {
                 self.pingpong = true;
             }
             self.ack_now = false;
+            self.ack_deferred = false;
             self.ack_pushed = false;
             self.bytes_unacked = 0;
             self.set_timer(Timer::DelayedAck, None);

@@ -231,6 +231,15 @@ pub(crate) struct Tcb {
     /// (Linux's pingpong mode), so delayed ACKs ride on replies and reads
     /// send no ACK of their own. Ends when the delayed-ACK timer fires.
     pub(crate) pingpong: bool,
+    /// An ACK is owed for in-order data but waits for the end of the
+    /// batch of received packets: one (stretch) ACK then covers all of it.
+    pub(crate) ack_deferred: bool,
+    /// The connection is on the layer's list of deferred ACKs.
+    pub(crate) ack_listed: bool,
+    /// Full-sized segments still to be acknowledged one by one (Linux's
+    /// quick-ACK mode): at the start, so the peer's slow start is not
+    /// slowed by stretch ACKs, and after a hole is filled.
+    pub(crate) quick_acks: u8,
     /// Last out-of-window or challenge ACK sent (rate limit, as Linux's tcp_invalid_ratelimit).
     pub(crate) last_oow_ack: Option<Instant>,
 
@@ -350,6 +359,9 @@ impl Tcb {
             bytes_unacked: 0,
             ack_pushed: false,
             pingpong: false,
+            ack_deferred: false,
+            ack_listed: false,
+            quick_acks: MAX_QUICK_ACKS,
             last_oow_ack: None,
             timers: [None; TIMERS],
             scheduled: None,
@@ -527,6 +539,9 @@ impl Tcb {
         }
     }
 }
+
+/// Segments acknowledged one by one in quick-ACK mode (Linux's `TCP_MAX_QUICKACKS`).
+pub(crate) const MAX_QUICK_ACKS: u8 = 16;
 
 /// A loss probe sent and not yet answered (RFC 8985 §7.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! Segment-level TCP tests: one rule each, named after it. A scripted peer
 //! (the host, 10.200.0.1) sends crafted segments; we check the replies.
 
-use super::tcb::{ConnError, State};
+use super::tcb::{ConnError, MAX_QUICK_ACKS, State};
 use super::*;
 use crate::iface::Interface;
 use crate::testutil::{HOST, US, config, ip_packet};
@@ -93,6 +93,21 @@ impl Peer {
         let (seq, ack) = (self.seq, self.ack);
         self.send(f, seq, ack, payload);
         self.seq += payload.len() as u32 + u32::from(f & (SYN | FIN) != 0);
+    }
+
+    /// Ends the quick-ACK mode of a connection's start, for tests of the
+    /// steady-state ACK rules.
+    fn end_quick_acks(&mut self, h: TcpHandle) {
+        self.i.tcp_layer_mut().conns.get_mut(h.0).expect("live").quick_acks = 0;
+    }
+
+    /// Sends the full-sized segments a new connection acknowledges one by
+    /// one (quick-ACK mode), checking each ACK.
+    fn through_quick_acks(&mut self) {
+        for i in 0..MAX_QUICK_ACKS {
+            self.send_next(ACK, &[i; 1460]);
+            assert_eq!(self.recv_one().ack, self.seq, "quick ACK {i}");
+        }
     }
 
     /// Everything the stack sent, as TCP segments.
@@ -560,10 +575,52 @@ fn delayed_ack_waits_at_most_40ms_but_every_second_full_segment_is_acked() {
     assert!(p.recv().is_empty());
     p.advance(Duration::from_millis(1));
     assert_eq!(p.recv_one().ack, p.seq);
+    p.through_quick_acks();
     p.send_next(ACK, &[1u8; 1460]);
     assert!(p.recv().is_empty());
     p.send_next(ACK, &[2u8; 1460]);
     assert_eq!(p.recv_one().ack, p.seq, "second full-sized segment: ACK now");
+}
+
+#[test]
+fn a_batch_of_in_order_segments_gets_one_stretch_ack_capped_at_a_quarter_buffer() {
+    let mut p = Peer::new();
+    let (_l, h) = p.established_passive();
+    p.through_quick_acks();
+    let _ = p.read_all(h);
+    // Six segments in one batch (no poll_transmit between): one ACK for all.
+    for i in 0..6u8 {
+        p.send_next(ACK, &[i; 1460]);
+    }
+    let acks = p.recv();
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    assert_eq!(acks[0].ack, p.seq, "the stretch ACK covers the whole batch");
+    // A long batch: an ACK goes whenever a quarter of the buffer is unacknowledged.
+    let quarter = p.i.tcp_layer().conns.get(h.0).unwrap().recv.limit() / 4;
+    let per_ack = quarter.div_ceil(1460);
+    for i in 0..(3 * per_ack) as u8 {
+        p.send_next(ACK, &[i; 1460]);
+        let _ = p.read_all(h);
+    }
+    let acks = p.recv();
+    assert_eq!(acks.len(), 3, "one per quarter buffer: {acks:?}");
+    assert_eq!(acks[2].ack, p.seq);
+}
+
+#[test]
+fn a_filled_hole_restarts_quick_acks() {
+    let mut p = Peer::new();
+    let (_l, h) = p.established_passive();
+    p.through_quick_acks();
+    let base = p.seq;
+    p.send(ACK, base + 1460, p.ack, &[7; 1460]);
+    assert_eq!(p.recv_one().ack, base, "out of order: duplicate ACK at once");
+    p.send(ACK, base, p.ack, &[6; 1460]);
+    assert_eq!(p.recv_one().ack, base + 2920, "hole filled: at once");
+    p.seq = base + 2920;
+    p.send_next(ACK, &[8; 1460]);
+    assert_eq!(p.recv_one().ack, p.seq, "quick ACKs again after the loss");
+    let _ = p.read_all(h);
 }
 
 #[test]

@@ -217,7 +217,8 @@ fn a_sack_recovery_ends_at_ssthresh() {
 #[test]
 fn two_full_segments_with_timestamps_draw_an_ack_at_once() {
     let mut p = Peer::new();
-    let (_h, _) = p.established_with_options(5000);
+    let (h, _) = p.established_with_options(5000);
+    p.end_quick_acks(h);
     p.send_ts(ACK, 6001, 0, &[1u8; 1448]);
     assert!(p.recv().is_empty(), "one segment: the ACK is delayed");
     p.send_ts(ACK, 6002, 0, &[2u8; 1448]);

@@ -39,7 +39,8 @@ fn an_ack_covering_a_retransmission_times_nothing_by_the_segments_sent_once() {
 #[test]
 fn full_sized_follows_the_peer_down_after_its_segments_shrink() {
     let mut p = Peer::new();
-    let (_h, _) = p.established_with_options(5000);
+    let (h, _) = p.established_with_options(5000);
+    p.end_quick_acks(h);
     p.send_ts(ACK, 6001, 0, &[1u8; 1448]);
     p.send_ts(ACK, 6002, 0, &[2u8; 1448]);
     assert_eq!(p.recv().len(), 1, "two full segments: an ACK");
