@@ -251,7 +251,14 @@ impl Sockets<'_, TcpLayer> {
         }
         match t.state {
             State::Closed | State::Listen => Err(IoError::NotConnected),
-            _ => Err(IoError::WouldBlock),
+            _ => {
+                // The reader will wait: the connection is idle on its side.
+                // Empty rings give their pages back (an idle connection
+                // holds no buffer memory; the next message allocates one).
+                t.recv.release_if_empty();
+                t.send.release_if_empty();
+                Err(IoError::WouldBlock)
+            }
         }
     }
 

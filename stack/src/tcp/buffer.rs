@@ -2,11 +2,13 @@
 //! a limit, so idle connections cost little and busy ones get big windows.
 //! The limits themselves move with auto-tuning (`autotune.rs`); memory
 //! follows only as data needs it, and goes back when the ring empties after
-//! a use much smaller than its size (an idle connection keeps none).
+//! a use much smaller than its size, and altogether once the connection is
+//! idle (an idle connection keeps none).
 
 #![forbid(unsafe_code)]
 
-/// Smallest storage a ring allocates once used: one page, which it keeps.
+/// Smallest storage a ring allocates once used: one page, which it keeps
+/// while in use.
 const FLOOR: usize = 4096;
 
 /// A byte ring whose capacity grows on demand up to `limit`, and shrinks
@@ -44,10 +46,11 @@ impl Ring {
         // the end of the storage, then from its start.
         let keep = keep.min(self.buf.len());
         let first = keep.min(self.buf.len() - self.head);
-        let mut new = Vec::with_capacity(new_cap);
-        new.extend_from_slice(&self.buf[self.head..self.head + first]);
-        new.extend_from_slice(&self.buf[..keep - first]);
-        new.resize(new_cap, 0);
+        // Zeroed by the allocator (fresh pages from the OS cost no memset),
+        // then the kept bytes: two memcpy calls.
+        let mut new = vec![0u8; new_cap];
+        new[..first].copy_from_slice(&self.buf[self.head..self.head + first]);
+        new[first..keep].copy_from_slice(&self.buf[..keep - first]);
         self.buf = new;
         self.head = 0;
     }
@@ -79,8 +82,8 @@ impl Ring {
     /// uses fill it (a bulk transfer drains it between bursts) keeps its
     /// size, a ring left big by a burst shrinks step by step as smaller uses
     /// follow, and small messages back and forth cost no allocation each
-    /// (letting go of the last page is for an idle timer, not for every
-    /// emptying).
+    /// (the last page goes when the connection is idle: `release`, when
+    /// its reader finds nothing to read).
     fn emptied(&mut self) {
         self.head = 0;
         let cap = self.buf.len();
@@ -89,6 +92,11 @@ impl Ring {
             self.buf.shrink_to_fit();
         }
         self.peak = 0;
+    }
+
+    /// Gives all storage back (the ring must hold nothing).
+    fn release(&mut self) {
+        *self = Ring::default();
     }
 }
 
@@ -135,7 +143,14 @@ impl SendBuffer {
         self.limit = limit;
     }
 
-    /// Bytes of memory allocated.
+    /// Gives the storage back if nothing is buffered (the connection went idle).
+    pub(crate) fn release_if_empty(&mut self) {
+        if self.len == 0 {
+            self.ring.release();
+        }
+    }
+
+    /// Bytes of storage allocated.
     pub(crate) fn allocated(&self) -> usize {
         self.ring.capacity()
     }
@@ -225,7 +240,14 @@ impl RecvBuffer {
         self.limit.saturating_sub(self.len)
     }
 
-    /// Bytes of memory allocated.
+    /// Gives the storage back if nothing is buffered (the connection went idle).
+    pub(crate) fn release_if_empty(&mut self) {
+        if self.len == 0 && self.ooo.is_empty() {
+            self.ring.release();
+        }
+    }
+
+    /// Bytes of storage allocated.
     pub(crate) fn allocated(&self) -> usize {
         self.ring.capacity()
     }

@@ -583,6 +583,31 @@ fn delayed_ack_waits_at_most_40ms_but_every_second_full_segment_is_acked() {
 }
 
 #[test]
+fn a_reader_that_finds_nothing_lets_the_empty_rings_go() {
+    let mut p = Peer::new();
+    let (_l, h) = p.established_passive();
+    p.send_next(ACK | PSH, b"request");
+    let mut buf = [0u8; 64];
+    assert_eq!(p.i.tcp(p.now).recv(h, &mut buf), Ok(7));
+    p.i.tcp(p.now).send(h, b"reply").unwrap();
+    let sent = p.recv();
+    assert_eq!(sent.last().map(|s| &s.payload[..]), Some(&b"reply"[..]));
+    let held = |p: &Peer| {
+        let t = p.i.tcp_layer().conns.get(h.0).unwrap();
+        (t.recv.allocated(), t.send.allocated())
+    };
+    assert!(held(&p).0 > 0 && held(&p).1 > 0, "both rings in use: {:?}", held(&p));
+    p.ack += 5;
+    p.send_next(ACK, b"");
+    assert_eq!(p.i.tcp(p.now).recv(h, &mut buf), Err(IoError::WouldBlock));
+    assert_eq!(held(&p), (0, 0), "idle: no buffer memory");
+    // The next message works as before.
+    p.send_next(ACK | PSH, b"again");
+    assert_eq!(p.i.tcp(p.now).recv(h, &mut buf), Ok(5));
+    assert_eq!(&buf[..5], b"again");
+}
+
+#[test]
 fn a_batch_of_in_order_segments_gets_one_stretch_ack_capped_at_a_quarter_buffer() {
     let mut p = Peer::new();
     let (_l, h) = p.established_passive();
