@@ -218,8 +218,13 @@ impl Interface {
     /// ACKs owed for a batch of received packets go out first (one per
     /// connection: see `handle_packet`), so call it after the whole batch.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
-        if self.transports.tcp.has_deferred_acks() {
-            self.transports.tcp.flush_deferred_acks(&mut self.ip.context(now));
+        let tcp = &mut self.transports.tcp;
+        if tcp.has_output() {
+            let mut cx = self.ip.context(now);
+            tcp.flush_deferred_acks(&mut cx);
+            if cx.tx_backlog() == 0 {
+                tcp.pull_output(&mut cx);
+            }
         }
         self.ip.poll_transmit(buf)
     }
@@ -241,7 +246,7 @@ impl Interface {
 
     /// Whether packets wait for [`poll_transmit`](Self::poll_transmit).
     pub fn has_output(&self) -> bool {
-        !self.ip.tx_queue_is_empty() || self.transports.tcp.has_deferred_acks()
+        !self.ip.tx_queue_is_empty() || self.transports.tcp.has_output()
     }
 
     /// Whether socket events wait for [`take_events`](Self::take_events).

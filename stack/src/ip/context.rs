@@ -132,6 +132,12 @@ impl<'a> Context<'a> {
         self.ip.events.push(event);
     }
 
+    /// Datagrams queued for the link and not yet taken by `poll_transmit`:
+    /// a transport that builds segments as they are sent stops at a few.
+    pub(crate) fn tx_backlog(&self) -> usize {
+        self.ip.tx.len()
+    }
+
     /// An empty buffer to build a payload in (recycled when possible).
     pub(crate) fn buffer(&mut self) -> Vec<u8> {
         self.ip.tx.buffer()

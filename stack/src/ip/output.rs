@@ -106,6 +106,11 @@ impl TxQueue {
         Ok(())
     }
 
+    /// Datagrams waiting.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
     /// Whether nothing is waiting.
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()

@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 use super::congestion::{self, CongestionAlgorithm};
-use super::tcb::{State, Tcb, Timer};
+use super::tcb::{IDLE_RELEASE, State, Tcb, Timer};
 use super::{ConnError, ConnectError};
 use super::{FourTuple, IoError, ListenError, Listener, ListenerHandle, Shutdown, TcpHandle, TcpLayer};
 use crate::ip::Sockets;
@@ -252,11 +252,15 @@ impl Sockets<'_, TcpLayer> {
         match t.state {
             State::Closed | State::Listen => Err(IoError::NotConnected),
             _ => {
-                // The reader will wait: the connection is idle on its side.
-                // Empty rings give their pages back (an idle connection
-                // holds no buffer memory; the next message allocates one).
-                t.recv.release_if_empty();
-                t.send.release_if_empty();
+                // The reader will wait. If nothing comes for a while, the
+                // empty rings give their pages back (not at once: a bulk
+                // reader waits between bursts, and would reallocate its
+                // ring each time).
+                if t.recv.allocated() + t.send.allocated() > 0 && t.timer(Timer::Idle).is_none() {
+                    t.idle_mark = t.bytes_in + t.bytes_out;
+                    t.set_timer(Timer::Idle, Some(now + IDLE_RELEASE));
+                    self.layer.reschedule(h.0);
+                }
                 Err(IoError::WouldBlock)
             }
         }

@@ -82,8 +82,8 @@ impl Ring {
     /// uses fill it (a bulk transfer drains it between bursts) keeps its
     /// size, a ring left big by a burst shrinks step by step as smaller uses
     /// follow, and small messages back and forth cost no allocation each
-    /// (the last page goes when the connection is idle: `release`, when
-    /// its reader finds nothing to read).
+    /// (the last page goes once the connection is idle: `release`, a
+    /// second after its reader began to wait, `Timer::Idle`).
     fn emptied(&mut self) {
         self.head = 0;
         let cap = self.buf.len();

@@ -288,6 +288,8 @@ pub struct TcpLayer {
     heap: BinaryHeap<Reverse<(Instant, Handle)>>,
     /// Connections owing an ACK at the end of the batch (`Tcb::ack_deferred`).
     deferred_acks: Vec<Handle>,
+    /// Connections with more to send once the link's queue drains (`Tcb::tx_pending`), in turn.
+    tx_ready: VecDeque<Handle>,
 }
 
 impl TcpLayer {
@@ -310,6 +312,7 @@ impl TcpLayer {
             challenge_limiter: RateLimiter::new(config.challenge_ack_limit, config.challenge_ack_limit),
             heap: BinaryHeap::new(),
             deferred_acks: Vec::new(),
+            tx_ready: VecDeque::new(),
         }
     }
 
@@ -345,9 +348,14 @@ impl TcpLayer {
         self.isn_override = Some(iss);
     }
 
-    /// Re-files `h`'s earliest deadline in the heap if it moved earlier.
+    /// Re-files `h`'s earliest deadline in the heap if it moved earlier,
+    /// and lists it if it has output waiting for room in the link's queue.
     fn reschedule(&mut self, h: Handle) {
         let Some(t) = self.conns.get_mut(h) else { return };
+        if t.tx_pending && !t.tx_listed {
+            t.tx_listed = true;
+            self.tx_ready.push_back(h);
+        }
         let Some(next) = t.next_deadline() else { return };
         if t.scheduled.is_none_or(|s| next < s) {
             t.scheduled = Some(next);
@@ -363,9 +371,23 @@ impl TcpLayer {
         self.reschedule(h);
     }
 
-    /// Whether ACKs wait for [`flush_deferred_acks`](Self::flush_deferred_acks).
-    pub(crate) fn has_deferred_acks(&self) -> bool {
-        !self.deferred_acks.is_empty()
+    /// Whether ACKs wait for [`flush_deferred_acks`](Self::flush_deferred_acks)
+    /// or segments for [`pull_output`](Self::pull_output).
+    pub(crate) fn has_output(&self) -> bool {
+        !self.deferred_acks.is_empty() || !self.tx_ready.is_empty()
+    }
+
+    /// Builds the next segments of connections that stopped for room in
+    /// the link's queue, each in turn, until the queue holds enough again.
+    pub(crate) fn pull_output(&mut self, cx: &mut Context<'_>) {
+        while cx.tx_backlog() < tcb::BUILD_AHEAD {
+            let Some(h) = self.tx_ready.pop_front() else { break };
+            let Some(t) = self.conns.get_mut(h) else { continue };
+            t.tx_listed = false;
+            if std::mem::take(&mut t.tx_pending) {
+                self.output(cx, h);
+            }
+        }
     }
 
     /// Sends the ACKs deferred to the end of the batch of received packets,

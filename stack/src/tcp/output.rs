@@ -5,7 +5,7 @@
 #![forbid(unsafe_code)]
 
 use super::FourTuple;
-use super::tcb::{State, Tcb, Timer};
+use super::tcb::{BUILD_AHEAD, State, Tcb, Timer};
 use crate::ip::context::Context;
 use crate::ip::{DEFAULT_TTL, protocol};
 use crate::time::Instant;
@@ -262,6 +262,12 @@ impl Tcb {
         let sent_before = self.snd_max;
         self.retransmit_lost(cx);
         loop {
+            if cx.tx_backlog() >= BUILD_AHEAD {
+                // Enough queued: the rest is built as the queue drains
+                // (`TcpLayer::pull_output`), straight from the send buffer.
+                self.tx_pending = true;
+                break;
+            }
             let rto = self.rtt.backed_off(self.backoff);
             let Some(plan) = self.next_segment(cx.now(), rto) else {
                 break;
@@ -360,6 +366,10 @@ impl Tcb {
         let mss = self.send_mss();
         // Bounded: each round sends a segment or stops (DESIGN rule 11).
         for _ in 0..64 {
+            if cx.tx_backlog() >= BUILD_AHEAD {
+                self.tx_pending = true;
+                break;
+            }
             // Room for this segment (a small one, such as a FIN, fits in less than an MSS).
             let Some(next) = self.scoreboard.first_lost() else {
                 break;

@@ -102,10 +102,16 @@ pub(crate) enum Timer {
     Reorder = 5,
     /// TLP's probe timeout (PTO, RFC 8985 §7.2).
     LossProbe = 6,
+    /// The reader has waited this long with both rings empty: they give
+    /// their memory back.
+    Idle = 7,
 }
 
 /// Number of [`Timer`] kinds.
-pub(crate) const TIMERS: usize = 7;
+pub(crate) const TIMERS: usize = 8;
+
+/// How long a connection's reader waits, rings empty, before they let their pages go.
+pub(crate) const IDLE_RELEASE: crate::time::Duration = crate::time::Duration::from_secs(1);
 
 /// All kinds, in the order they run when due together: RACK and TLP
 /// before the retransmission timeout they exist to forestall.
@@ -117,6 +123,7 @@ pub(crate) const ALL_TIMERS: [Timer; TIMERS] = [
     Timer::DelayedAck,
     Timer::Keepalive,
     Timer::Linger,
+    Timer::Idle,
 ];
 
 /// One connection.
@@ -240,6 +247,13 @@ pub(crate) struct Tcb {
     /// quick-ACK mode): at the start, so the peer's slow start is not
     /// slowed by stretch ACKs, and after a hole is filled.
     pub(crate) quick_acks: u8,
+    /// The congestion and flow windows allow more, but the link's queue
+    /// holds enough already: the rest is built when the queue drains.
+    pub(crate) tx_pending: bool,
+    /// The connection is on the layer's list of pending output.
+    pub(crate) tx_listed: bool,
+    /// Bytes in and out when the reader began to wait (`Timer::Idle`).
+    pub(crate) idle_mark: u64,
     /// Last out-of-window or challenge ACK sent (rate limit, as Linux's tcp_invalid_ratelimit).
     pub(crate) last_oow_ack: Option<Instant>,
 
@@ -359,6 +373,9 @@ impl Tcb {
             bytes_unacked: 0,
             ack_pushed: false,
             pingpong: false,
+            tx_pending: false,
+            tx_listed: false,
+            idle_mark: 0,
             ack_deferred: false,
             ack_listed: false,
             quick_acks: MAX_QUICK_ACKS,
@@ -539,6 +556,10 @@ impl Tcb {
         }
     }
 }
+
+/// Datagrams the link's queue may hold before a connection stops building
+/// segments (they are built as they are sent, not a whole window at once).
+pub(crate) const BUILD_AHEAD: usize = 64;
 
 /// Segments acknowledged one by one in quick-ACK mode (Linux's `TCP_MAX_QUICKACKS`).
 pub(crate) const MAX_QUICK_ACKS: u8 = 16;

@@ -1,7 +1,7 @@
 //! Segment-level TCP tests: one rule each, named after it. A scripted peer
 //! (the host, 10.200.0.1) sends crafted segments; we check the replies.
 
-use super::tcb::{ConnError, MAX_QUICK_ACKS, State};
+use super::tcb::{ConnError, IDLE_RELEASE, MAX_QUICK_ACKS, State};
 use super::*;
 use crate::iface::Interface;
 use crate::testutil::{HOST, US, config, ip_packet};
@@ -582,8 +582,48 @@ fn delayed_ack_waits_at_most_40ms_but_every_second_full_segment_is_acked() {
     assert_eq!(p.recv_one().ack, p.seq, "second full-sized segment: ACK now");
 }
 
+/// Segments are built as the link's queue drains, not a whole window at
+/// once: a connection stops at `BUILD_AHEAD` queued datagrams and goes on,
+/// in turn with others, when `poll_transmit` empties the queue. Nothing is
+/// dropped for a full queue.
 #[test]
-fn a_reader_that_finds_nothing_lets_the_empty_rings_go() {
+fn segments_are_built_as_the_queue_drains_with_connections_in_turn() {
+    let mut p = Peer::new();
+    let conns: Vec<TcpHandle> = (0..8).map(|i| p.established_active_on(9000 + i)).collect();
+    let data = vec![7u8; 10 * 1460];
+    for &h in &conns {
+        assert_eq!(p.i.tcp(p.now).send(h, &data), Ok(data.len()));
+    }
+    // Each connection's initial window is 10 segments: 80 wanted, 64 built.
+    let built: usize =
+        p.i.tcp_layer()
+            .conns
+            .iter()
+            .map(|(_, t)| usize::from(t.snd_max != t.snd_una))
+            .sum();
+    assert_eq!(built, 7, "the eighth connection waits for room");
+    let segs = p.recv();
+    let data_segs: Vec<&Seg> = segs.iter().filter(|s| !s.payload.is_empty()).collect();
+    assert_eq!(
+        data_segs.len(),
+        80,
+        "everything went out, the rest built as the queue drained"
+    );
+    assert!(data_segs[..64].iter().all(|s| s.payload.len() == 1460), "full segments");
+    assert_eq!(p.i.stats().link_tx_queue_full, 0, "nothing dropped for a full queue");
+    for &h in &conns {
+        let t = p.i.tcp_layer().conns.get(h.0).unwrap();
+        assert_eq!(
+            t.snd_max.wrapping_distance_from(t.snd_una),
+            data.len() as u32,
+            "each sent its whole window"
+        );
+        assert!(!t.tx_pending && !t.tx_listed);
+    }
+}
+
+#[test]
+fn a_reader_idle_for_a_second_lets_the_empty_rings_go() {
     let mut p = Peer::new();
     let (_l, h) = p.established_passive();
     p.send_next(ACK | PSH, b"request");
@@ -600,7 +640,18 @@ fn a_reader_that_finds_nothing_lets_the_empty_rings_go() {
     p.ack += 5;
     p.send_next(ACK, b"");
     assert_eq!(p.i.tcp(p.now).recv(h, &mut buf), Err(IoError::WouldBlock));
-    assert_eq!(held(&p), (0, 0), "idle: no buffer memory");
+    let pages = held(&p);
+    assert!(pages.0 > 0, "kept while the reader has just begun to wait");
+    // Traffic before the timer: the pages stay (a bulk reader waits
+    // between bursts), and the reader's next wait starts the count again.
+    p.advance(IDLE_RELEASE / 2);
+    p.send_next(ACK | PSH, b"more");
+    assert_eq!(p.i.tcp(p.now).recv(h, &mut buf), Ok(4));
+    p.advance(IDLE_RELEASE / 2);
+    assert_eq!(held(&p), pages, "traffic since: kept");
+    assert_eq!(p.i.tcp(p.now).recv(h, &mut buf), Err(IoError::WouldBlock));
+    p.advance(IDLE_RELEASE);
+    assert_eq!(held(&p), (0, 0), "idle a second: no buffer memory");
     // The next message works as before.
     p.send_next(ACK | PSH, b"again");
     assert_eq!(p.i.tcp(p.now).recv(h, &mut buf), Ok(5));

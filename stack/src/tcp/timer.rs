@@ -174,6 +174,16 @@ impl Tcb {
                 // TIME-WAIT's 2×MSL is over, or a closed socket sat in FIN-WAIT-2 too long.
                 return Some(None);
             }
+            Timer::Idle => {
+                // Nothing moved since the reader began to wait: an idle
+                // connection holds no buffer memory (the next message
+                // allocates a page). After traffic, the reader's next wait
+                // starts the count again.
+                if t.bytes_in + t.bytes_out == t.idle_mark {
+                    t.recv.release_if_empty();
+                    t.send.release_if_empty();
+                }
+            }
         }
         None
     }
