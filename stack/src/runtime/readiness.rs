@@ -3,12 +3,12 @@
 //!
 //! The stack thread hands every socket event to [`Core::deliver`]. That
 //! wakes the threads blocked on the socket, as before, and if a `Poll`
-//! watches the socket it queues the socket on that Poll's ready list (once,
-//! however many events come before the Poll looks) and wakes the Poll if,
-//! and only if, it is waiting. What the socket is ready for is decided
-//! later, under the same lock, when the Poll reports it: a report is never
-//! stale, and a socket is reported only when it is ready for something the
-//! Poll asked about. Registering queues the socket too, as `epoll_ctl(ADD)`
+//! watches the socket and it is ready for something the Poll asked about,
+//! queues it on that Poll's ready list (once, however many events come
+//! before the Poll looks) and wakes the Poll if, and only if, it is
+//! waiting. What the socket is ready for is read again, under the same
+//! lock, when the Poll reports it: a report is never stale, and a socket is
+//! reported only when it is ready for something the Poll asked about. Registering queues the socket too, as `epoll_ctl(ADD)`
 //! checks readiness at once, so a socket that became ready before it was
 //! registered is not missed.
 
@@ -175,7 +175,15 @@ impl Core {
         if let Some(w) = self.waiters.get(&e) {
             w.notify();
         }
-        self.readiness.queue(e);
+        // Most events change nothing the Poll asked about (an ACK while
+        // the send buffer is still two-thirds full, for a writer): looking
+        // now, with the core at hand, spares its thread a futile wakeup.
+        let Some(reg) = self.readiness.registrations.get(&e) else {
+            return;
+        };
+        if !reg.queued && reported(readiness_of(&self.iface, e), reg.interest) != 0 {
+            self.readiness.queue(e);
+        }
     }
 
     /// A new Poll, and the waiter it sleeps on.
