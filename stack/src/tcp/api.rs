@@ -43,20 +43,19 @@ pub struct TcpReadiness {
 }
 
 impl TcpLayer {
-    /// What connection `h` is ready for now. Writable uses Linux's rule
-    /// (`sk_stream_is_writeable`): free space at least half of what is
-    /// queued, so a writer woken by it can write a third of the buffer, not
-    /// a few bytes at a time.
+    /// What connection `h` is ready for now. Writable is the rule that
+    /// wakes blocked writers (Linux's `sk_stream_is_writeable`): a third of
+    /// the send buffer free, so a writer woken by it can write that much,
+    /// not a few bytes at a time.
     pub fn readiness(&self, h: TcpHandle) -> TcpReadiness {
         let t = self.tcb(h);
         let closed = t.state == State::Closed;
         let connecting = matches!(t.state, State::SynSent | State::SynReceived);
         let read_closed = closed || t.rcv_closed || t.shut_rd;
         let send_shut = closed || t.fin_queued();
-        let free = t.send.free();
         TcpReadiness {
             readable: read_closed || t.error.is_some() || (!connecting && !t.recv.is_empty()),
-            writable: !connecting && (send_shut || (free > 0 && free >= t.send.len() / 2)),
+            writable: !connecting && (send_shut || (t.send.free() > 0 && super::input::writable(t))),
             read_closed,
             write_closed: closed || (read_closed && send_shut),
             error: t.error.is_some(),
