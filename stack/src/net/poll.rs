@@ -724,6 +724,36 @@ mod tests {
     }
 
     #[test]
+    fn a_poll_under_a_timeout_wakes_for_an_event_or_a_waker_before_it() {
+        let (stack, _peer) = stack();
+        let a = UdpSocket::bind(&stack, (US, 5000)).unwrap();
+        let b = UdpSocket::bind(&stack, (US, 0)).unwrap();
+        let mut poll = Poll::new(&stack).unwrap();
+        poll.register(&a, Token(1), Interest::READABLE).unwrap();
+        let waker = PollWaker::new(&poll, Token(2)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let mut events = Events::with_capacity(8);
+            // Each poll waits far longer than the test may take: only an
+            // event or the waker can end it in time.
+            while got.len() < 2 {
+                poll.poll(&mut events, Some(Duration::from_secs(3600))).unwrap();
+                got.extend(events.iter().map(|e| e.token()));
+            }
+            tx.send(got).unwrap();
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        b.send_to(b"wake", (US, 5000)).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        waker.wake().unwrap();
+        let mut got = rx.recv_timeout(PATIENCE).expect("the poll was not woken");
+        got.sort();
+        assert_eq!(got, [Token(1), Token(2)]);
+        stack.shutdown().unwrap();
+    }
+
+    #[test]
     fn a_poll_blocked_for_ever_returns_network_down_on_shutdown() {
         let (stack, _peer) = stack();
         let mut poll = Poll::new(&stack).unwrap();
