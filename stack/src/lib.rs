@@ -23,7 +23,9 @@
 //!   module with `unsafe` code.
 //! - [`runtime`]: drives the core over a device on a real clock, on one thread.
 //! - [`net`]: `TcpListener`, `TcpStream`, `UdpSocket`, `IcmpSocket`, shaped
-//!   like `std::net` and usable from any thread.
+//!   like `std::net` and usable from any thread, and [`net::Poll`], a
+//!   readiness API like mio's for event-driven servers: one thread waits
+//!   on many sockets.
 
 /// Implements `Display` (one fixed message per variant) and
 /// `std::error::Error` for a fieldless error enum.

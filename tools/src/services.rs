@@ -1,9 +1,19 @@
-//! Built-in services the daemon runs on its own stack.
+//! Built-in services the daemon runs on its own stack: TCP and UDP echo
+//! (RFC 862), discard (RFC 863) and a byte source (RFC 864's pattern).
+//!
+//! They all run on one thread, event-driven over one [`Poll`]: a listener
+//! per TCP service, the UDP socket, and every connection, non-blocking, in a
+//! slab keyed by token. A connection holds no buffer of its own while idle:
+//! reads go through one shared scratch buffer, and echo keeps only the
+//! bytes its peer's send space could not take yet, reading nothing more
+//! from that peer until they went out, so a client that never reads costs
+//! one chunk at most.
 
-use std::io;
-use std::net::Ipv4Addr;
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr};
 use std::thread::JoinHandle;
-use tunstack::net::UdpSocket;
+use std::time::Duration;
+use tunstack::net::{Events, Interest, Poll, TcpListener, TcpStream, Token, UdpSocket};
 use tunstack::runtime::Stack;
 
 /// Source ports of services that answer anything (echo, daytime, qotd,
@@ -11,133 +21,461 @@ use tunstack::runtime::Stack;
 /// two such services, so their datagrams are not answered.
 const REFLECTING_PORTS: [u16; 5] = [7, 13, 17, 19, 37];
 
-/// UDP echo (RFC 862) on `port`: every datagram goes back to its sender.
-/// Returns once the socket is bound; the service runs until the stack stops.
-pub fn udp_echo(stack: &Stack, port: u16) -> io::Result<JoinHandle<()>> {
-    let sock = UdpSocket::bind(stack, (Ipv4Addr::UNSPECIFIED, port))?;
-    sock.set_owner("echo");
-    log::info!("udp echo listening on {}", sock.local_addr()?);
-    std::thread::Builder::new()
-        .name(format!("udp-echo-{port}"))
-        .spawn(move || {
-            // Large enough for any UDP datagram over IPv4.
-            let mut buf = vec![0u8; 65536];
-            loop {
-                match sock.recv_msg(&mut buf) {
-                    Ok(m) => {
-                        if REFLECTING_PORTS.contains(&m.from.port()) {
-                            log::debug!("udp echo: not answering {} (a reflecting service port)", m.from);
-                            continue;
-                        }
-                        if let Err(e) = sock.send_to(&buf[..m.len], m.from) {
-                            log::debug!("udp echo: reply to {} failed: {e}", m.from);
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::NetworkDown => break,
-                    Err(e) => log::debug!("udp echo: {e}"),
-                }
-            }
-        })
+/// The shared read buffer: large enough for any UDP datagram over IPv4.
+const SCRATCH: usize = 65536;
+/// Echo reads at most this much at once: what its peer's send space cannot
+/// take stays with the connection, so this bounds what a connection holds.
+const ECHO_CHUNK: usize = 16 * 1024;
+/// Reads, writes, accepts or datagrams one socket gets per turn before the
+/// others get theirs; it then runs again at once, after them.
+const BUDGET: usize = 16;
+/// The source service's request line is read up to this many bytes.
+const REQUEST_MAX: usize = 32;
+/// How soon a UDP reply refused by a full transmit queue is tried again.
+const UDP_RETRY: Duration = Duration::from_millis(1);
+
+/// The TCP services.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Echo,
+    Discard,
+    Source,
 }
 
-use std::io::{Read, Write};
-use tunstack::net::{TcpListener, TcpStream};
-
-/// Stack size of per-connection service threads: they hold a 64 KiB buffer at most.
-const CONN_STACK: usize = 256 * 1024;
-
-/// Accepts connections on `port` and runs `serve` on each in its own thread.
-fn tcp_service(
-    stack: &Stack,
-    name: &'static str,
-    port: u16,
-    serve: fn(TcpStream) -> io::Result<()>,
-) -> io::Result<JoinHandle<()>> {
-    let listener = TcpListener::bind(stack, (Ipv4Addr::UNSPECIFIED, port))?;
-    listener.set_owner(name);
-    log::info!("tcp {name} listening on {}", listener.local_addr()?);
-    std::thread::Builder::new()
-        .name(format!("tcp-{name}-{port}"))
-        .spawn(move || {
-            loop {
-                match listener.accept() {
-                    Ok((stream, peer)) => {
-                        let spawned = std::thread::Builder::new()
-                            .name(format!("{name} {peer}"))
-                            .stack_size(CONN_STACK)
-                            .spawn(move || {
-                                if let Err(e) = serve(stream) {
-                                    log::debug!("tcp {name}: {peer}: {e}");
-                                }
-                            });
-                        if let Err(e) = spawned {
-                            log::warn!("tcp {name}: no thread for {peer}: {e}");
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::NetworkDown => break,
-                    Err(e) => log::debug!("tcp {name}: accept: {e}"),
-                }
-            }
-        })
-}
-
-/// TCP echo (RFC 862): everything read is written back; the peer's FIN is
-/// answered with ours once all of it went back.
-pub fn tcp_echo(stack: &Stack, port: u16) -> io::Result<JoinHandle<()>> {
-    tcp_service(stack, "echo", port, |mut s| {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = s.read(&mut buf)?;
-            if n == 0 {
-                return s.shutdown(std::net::Shutdown::Write);
-            }
-            s.write_all(&buf[..n])?;
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Echo => "echo",
+            Kind::Discard => "discard",
+            Kind::Source => "source",
         }
-    })
-}
-
-/// TCP discard (RFC 863): everything read is thrown away.
-pub fn tcp_discard(stack: &Stack, port: u16) -> io::Result<JoinHandle<()>> {
-    tcp_service(stack, "discard", port, |mut s| {
-        let mut buf = vec![0u8; 64 * 1024];
-        while s.read(&mut buf)? > 0 {}
-        s.shutdown(std::net::Shutdown::Write)
-    })
-}
-
-/// A source of bytes, for downloads and benchmarks. The client sends one
-/// line: a number N gets N bytes of a chargen-like pattern (RFC 864 lines)
-/// and then the server closes; an empty line, or closing its side without
-/// a line, gets an endless stream (until the client goes away).
-pub fn tcp_source(stack: &Stack, port: u16) -> io::Result<JoinHandle<()>> {
-    tcp_service(stack, "source", port, |s| {
-        let limit = read_request(&s)?;
-        let pattern = chargen_pattern();
-        let mut sent: u64 = 0;
-        let mut writer = &s;
-        while sent < limit {
-            let offset = (sent % pattern.len() as u64) as usize;
-            let chunk = &pattern[offset..];
-            let len = chunk.len().min(usize::try_from(limit - sent).unwrap_or(usize::MAX));
-            sent += writer.write(&chunk[..len])? as u64;
-        }
-        s.shutdown(std::net::Shutdown::Write)
-    })
-}
-
-/// Reads the source service's request line: the byte count, or "endless".
-fn read_request(s: &TcpStream) -> io::Result<u64> {
-    let mut line = Vec::new();
-    let mut b = [0u8; 1];
-    let mut reader = s;
-    while line.len() < 32 {
-        if reader.read(&mut b)? == 0 || b[0] == b'\n' {
-            break;
-        }
-        line.push(b[0]);
     }
-    let text = String::from_utf8_lossy(&line);
-    Ok(text.trim().parse::<u64>().unwrap_or(u64::MAX))
+}
+
+/// A service's socket.
+#[derive(Debug)]
+enum Listening {
+    Tcp(TcpListener, Kind),
+    /// UDP echo, with a reply the full transmit queue refused (its bytes, its destination).
+    UdpEcho(UdpSocket, Option<(Vec<u8>, SocketAddr)>),
+}
+
+/// The services to run, bound as they are added, started together on one thread.
+#[derive(Debug)]
+pub struct Services {
+    stack: Stack,
+    sockets: Vec<Listening>,
+}
+
+impl Services {
+    /// No services yet, on `stack`.
+    pub fn new(stack: &Stack) -> Services {
+        Services {
+            stack: stack.clone(),
+            sockets: Vec::new(),
+        }
+    }
+
+    /// UDP echo (RFC 862) on `port`: every datagram goes back to its sender.
+    pub fn udp_echo(&mut self, port: u16) -> io::Result<()> {
+        let sock = UdpSocket::bind(&self.stack, (Ipv4Addr::UNSPECIFIED, port))?;
+        sock.set_owner("echo");
+        sock.set_nonblocking(true)?;
+        log::info!("udp echo listening on {}", sock.local_addr()?);
+        self.sockets.push(Listening::UdpEcho(sock, None));
+        Ok(())
+    }
+
+    /// TCP echo (RFC 862): everything read is written back; the peer's FIN
+    /// is answered with ours once all of it went back.
+    pub fn tcp_echo(&mut self, port: u16) -> io::Result<()> {
+        self.listen(Kind::Echo, port)
+    }
+
+    /// TCP discard (RFC 863): everything read is thrown away.
+    pub fn tcp_discard(&mut self, port: u16) -> io::Result<()> {
+        self.listen(Kind::Discard, port)
+    }
+
+    /// A source of bytes, for downloads and benchmarks. The client sends one
+    /// line: a number N gets N bytes of a chargen-like pattern (RFC 864
+    /// lines) and then the server closes; an empty line, or closing its side
+    /// without a line, gets an endless stream (until the client goes away).
+    pub fn tcp_source(&mut self, port: u16) -> io::Result<()> {
+        self.listen(Kind::Source, port)
+    }
+
+    fn listen(&mut self, kind: Kind, port: u16) -> io::Result<()> {
+        let listener = TcpListener::bind(&self.stack, (Ipv4Addr::UNSPECIFIED, port))?;
+        listener.set_owner(kind.name());
+        listener.set_nonblocking(true)?;
+        log::info!("tcp {} listening on {}", kind.name(), listener.local_addr()?);
+        self.sockets.push(Listening::Tcp(listener, kind));
+        Ok(())
+    }
+
+    /// Starts the thread serving them all (none without services); it runs
+    /// until the stack stops.
+    pub fn start(self) -> io::Result<Option<JoinHandle<()>>> {
+        if self.sockets.is_empty() {
+            return Ok(None);
+        }
+        let poll = Poll::new(&self.stack)?;
+        for (i, s) in self.sockets.iter().enumerate() {
+            match s {
+                Listening::Tcp(l, _) => poll.register(l, Token(i), Interest::READABLE)?,
+                Listening::UdpEcho(u, _) => poll.register(u, Token(i), Interest::READABLE)?,
+            }
+        }
+        let server = Server {
+            poll,
+            sockets: self.sockets,
+            conns: Vec::new(),
+            free: Vec::new(),
+            scratch: vec![0u8; SCRATCH],
+            pattern: chargen_pattern(),
+            again: Vec::new(),
+            retry: false,
+        };
+        std::thread::Builder::new()
+            .name("services".into())
+            .spawn(move || server.run())
+            .map(Some)
+    }
+}
+
+/// What a socket wants after its turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    /// Wait for this readiness.
+    Wait(Interest),
+    /// Its budget ran out with work left: run it again after the others.
+    Again,
+    /// A UDP reply waits for room in the transmit queue: try again shortly.
+    Retry,
+    /// Done: drop the connection (closing it; any FIN went out already).
+    Close,
+}
+
+/// Where a source connection is.
+#[derive(Debug)]
+enum SourceState {
+    /// Reading the request line: what came so far.
+    Request { line: [u8; REQUEST_MAX], len: u8 },
+    /// Sending `limit` bytes (`u64::MAX`: endless).
+    Sending { sent: u64, limit: u64 },
+}
+
+/// What a connection is doing.
+#[derive(Debug)]
+enum Job {
+    /// Bytes read but not yet taken by the send buffer (no capacity when none).
+    Echo(Vec<u8>),
+    Discard,
+    Source(SourceState),
+}
+
+/// One accepted connection.
+#[derive(Debug)]
+struct Conn {
+    stream: TcpStream,
+    kind: Kind,
+    job: Job,
+    interest: Interest,
+}
+
+/// The services' thread: the Poll, the sockets, and what they share.
+struct Server {
+    poll: Poll,
+    /// Token `i` for `i < sockets.len()`.
+    sockets: Vec<Listening>,
+    /// Token `sockets.len() + i`; `None` for a free slot.
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    scratch: Vec<u8>,
+    pattern: Vec<u8>,
+    /// Tokens to run again at once (their budget ran out) after this turn.
+    again: Vec<usize>,
+    /// Some of them wait for a full transmit queue: poll briefly, not at once.
+    retry: bool,
+}
+
+impl Server {
+    fn run(mut self) {
+        let mut events = Events::with_capacity(256);
+        loop {
+            let timeout = match (self.again.is_empty(), self.retry) {
+                (true, _) => None,
+                (false, false) => Some(Duration::ZERO),
+                (false, true) => Some(UDP_RETRY),
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::NetworkDown {
+                    log::warn!("services: poll failed: {e}");
+                }
+                return;
+            }
+            let again = std::mem::take(&mut self.again);
+            self.retry = false;
+            let tokens = events.iter().map(|e| e.token().0).chain(again);
+            for token in tokens {
+                if !self.dispatch(token) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Gives `token` its turn; false once the stack is down.
+    fn dispatch(&mut self, token: usize) -> bool {
+        let Some(i) = token.checked_sub(self.sockets.len()) else {
+            return self.serve_socket(token);
+        };
+        let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else {
+            return true; // closed since
+        };
+        let next = conn.run(&mut self.scratch, &self.pattern).unwrap_or_else(|e| {
+            let peer = conn.stream.peer_addr().map_or_else(|_| "?".into(), |p| p.to_string());
+            log::debug!("tcp {}: {peer}: {e}", conn.kind.name());
+            Next::Close
+        });
+        match next {
+            Next::Close => {
+                self.conns[i] = None; // dropping it closes it and deregisters it
+                self.free.push(i);
+            }
+            Next::Wait(interest) if interest != conn.interest => {
+                conn.interest = interest;
+                if let Err(e) = self.poll.reregister(&conn.stream, Token(token), interest) {
+                    log::warn!("tcp {}: cannot wait for the connection: {e}", conn.kind.name());
+                    self.conns[i] = None;
+                    self.free.push(i);
+                }
+            }
+            Next::Wait(_) => {}
+            Next::Again | Next::Retry => self.again.push(token),
+        }
+        true
+    }
+
+    /// A listener's or the UDP socket's turn; false once the stack is down.
+    fn serve_socket(&mut self, token: usize) -> bool {
+        let next = match &mut self.sockets[token] {
+            Listening::UdpEcho(sock, pending) => udp_echo(sock, pending, &mut self.scratch),
+            Listening::Tcp(listener, kind) => {
+                let kind = *kind;
+                let mut accepted = Vec::new();
+                let mut next = Ok(Next::Again);
+                for _ in 0..BUDGET {
+                    match listener.accept() {
+                        Ok((stream, _)) => accepted.push(stream),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            next = Ok(Next::Wait(Interest::READABLE));
+                            break;
+                        }
+                        Err(e) => {
+                            next = Err(e);
+                            break;
+                        }
+                    }
+                }
+                for stream in accepted {
+                    self.add(stream, kind);
+                }
+                next
+            }
+        };
+        match next {
+            Ok(Next::Wait(_) | Next::Close) => {}
+            Ok(Next::Again) => self.again.push(token),
+            Ok(Next::Retry) => {
+                self.retry = true;
+                self.again.push(token);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NetworkDown => return false,
+            Err(e) => log::debug!("services: socket {token}: {e}"),
+        }
+        true
+    }
+
+    /// Takes on an accepted connection; it is served once it is readable.
+    fn add(&mut self, stream: TcpStream, kind: Kind) {
+        let job = match kind {
+            Kind::Echo => Job::Echo(Vec::new()),
+            Kind::Discard => Job::Discard,
+            Kind::Source => Job::Source(SourceState::Request {
+                line: [0; REQUEST_MAX],
+                len: 0,
+            }),
+        };
+        let i = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        let registered = stream.set_nonblocking(true).and_then(|()| {
+            self.poll
+                .register(&stream, Token(self.sockets.len() + i), Interest::READABLE)
+        });
+        if let Err(e) = registered {
+            log::warn!("tcp {}: cannot serve a connection: {e}", kind.name());
+            self.free.push(i);
+            return;
+        }
+        self.conns[i] = Some(Conn {
+            stream,
+            kind,
+            job,
+            interest: Interest::READABLE,
+        });
+    }
+}
+
+/// Reads into `buf`: `Ok(None)` when nothing is there yet.
+fn read_some(s: &TcpStream, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    match (&*s).read(buf) {
+        Ok(n) => Ok(Some(n)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes what the send buffer takes of `data` (0 when it is full).
+fn write_some(s: &TcpStream, data: &[u8]) -> io::Result<usize> {
+    match (&*s).write(data) {
+        Ok(n) => Ok(n),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sends our FIN (after everything queued) and closes.
+fn finish(s: &TcpStream) -> io::Result<Next> {
+    s.shutdown(Shutdown::Write)?;
+    Ok(Next::Close)
+}
+
+impl Conn {
+    fn run(&mut self, scratch: &mut [u8], pattern: &[u8]) -> io::Result<Next> {
+        let s = &self.stream;
+        match &mut self.job {
+            Job::Echo(pending) => echo(s, pending, &mut scratch[..ECHO_CHUNK]),
+            Job::Discard => {
+                for _ in 0..BUDGET {
+                    match read_some(s, scratch)? {
+                        Some(0) => return finish(s),
+                        Some(_) => {}
+                        None => return Ok(Next::Wait(Interest::READABLE)),
+                    }
+                }
+                Ok(Next::Again)
+            }
+            Job::Source(state) => source(s, state, pattern),
+        }
+    }
+}
+
+/// Echo's turn: first what the send buffer refused before, then read and
+/// write back until the peer has nothing more (or our send buffer is full:
+/// then read nothing until it has room).
+fn echo(s: &TcpStream, pending: &mut Vec<u8>, buf: &mut [u8]) -> io::Result<Next> {
+    if !pending.is_empty() {
+        let n = write_some(s, pending)?;
+        pending.drain(..n);
+        if !pending.is_empty() {
+            return Ok(Next::Wait(Interest::WRITABLE));
+        }
+        *pending = Vec::new(); // an idle connection holds no memory
+    }
+    for _ in 0..BUDGET {
+        let n = match read_some(s, buf)? {
+            Some(0) => return finish(s),
+            Some(n) => n,
+            None => return Ok(Next::Wait(Interest::READABLE)),
+        };
+        let written = write_some(s, &buf[..n])?;
+        if written < n {
+            pending.extend_from_slice(&buf[written..n]);
+            return Ok(Next::Wait(Interest::WRITABLE));
+        }
+    }
+    Ok(Next::Again)
+}
+
+/// The source's turn: read the request line, then send.
+fn source(s: &TcpStream, state: &mut SourceState, pattern: &[u8]) -> io::Result<Next> {
+    if let SourceState::Request { line, len } = state {
+        // Byte by byte, as the line is short: what follows it stays unread.
+        let mut b = [0u8; 1];
+        while usize::from(*len) < REQUEST_MAX {
+            match read_some(s, &mut b)? {
+                None => return Ok(Next::Wait(Interest::READABLE)),
+                Some(0) => break,
+                Some(_) if b[0] == b'\n' => break,
+                Some(_) => {
+                    line[usize::from(*len)] = b[0];
+                    *len += 1;
+                }
+            }
+        }
+        let text = String::from_utf8_lossy(&line[..usize::from(*len)]);
+        let limit = text.trim().parse::<u64>().unwrap_or(u64::MAX);
+        *state = SourceState::Sending { sent: 0, limit };
+    }
+    let SourceState::Sending { sent, limit } = state else {
+        unreachable!("the request was just read")
+    };
+    for _ in 0..BUDGET {
+        if *sent >= *limit {
+            return finish(s);
+        }
+        let offset = (*sent % pattern.len() as u64) as usize;
+        let chunk = &pattern[offset..];
+        let len = chunk.len().min(usize::try_from(*limit - *sent).unwrap_or(usize::MAX));
+        match write_some(s, &chunk[..len])? {
+            0 => return Ok(Next::Wait(Interest::WRITABLE)),
+            n => *sent += n as u64,
+        }
+    }
+    Ok(Next::Again)
+}
+
+/// UDP echo's turn: answer every datagram waiting (but those from reflecting ports).
+fn udp_echo(sock: &UdpSocket, pending: &mut Option<(Vec<u8>, SocketAddr)>, buf: &mut [u8]) -> io::Result<Next> {
+    if let Some((data, to)) = pending.take() {
+        match sock.send_to(&data, to) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                *pending = Some((data, to));
+                return Ok(Next::Retry);
+            }
+            Err(e) => log::debug!("udp echo: reply to {to} failed: {e}"),
+        }
+    }
+    for _ in 0..BUDGET {
+        let m = match sock.recv_msg(buf) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Next::Wait(Interest::READABLE)),
+            Err(e) if e.kind() == io::ErrorKind::NetworkDown => return Err(e),
+            Err(e) => {
+                log::debug!("udp echo: {e}");
+                continue;
+            }
+        };
+        if REFLECTING_PORTS.contains(&m.from.port()) {
+            log::debug!("udp echo: not answering {} (a reflecting service port)", m.from);
+            continue;
+        }
+        match sock.send_to(&buf[..m.len], m.from) {
+            Ok(_) => {}
+            // The transmit queue is full: it drains by itself, shortly.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                *pending = Some((buf[..m.len].to_vec(), m.from));
+                return Ok(Next::Retry);
+            }
+            Err(e) => log::debug!("udp echo: reply to {} failed: {e}", m.from),
+        }
+    }
+    Ok(Next::Again)
 }
 
 /// 95 lines of chargen (RFC 864): each 72 printable characters and CRLF, rotating.
@@ -151,4 +489,152 @@ fn chargen_pattern() -> Vec<u8> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tunstack::device::memory::MemoryLink;
+    use tunstack::iface::{Config, Interface};
+
+    const US: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 2);
+    /// How long a test waits for what must happen.
+    const PATIENCE: Duration = Duration::from_secs(20);
+
+    /// A stack with every service on its usual port; clients on the same
+    /// stack reach them over its loopback path. Keep the link's other end.
+    fn services() -> (Stack, MemoryLink) {
+        let (link, peer) = MemoryLink::pair().unwrap();
+        let stack = Stack::start(Interface::new(Config::new("10.200.0.2/24".parse().unwrap())), link).unwrap();
+        let mut s = Services::new(&stack);
+        s.udp_echo(7).unwrap();
+        s.tcp_echo(7).unwrap();
+        s.tcp_discard(9).unwrap();
+        s.tcp_source(19).unwrap();
+        s.start().unwrap().expect("a thread");
+        (stack, peer)
+    }
+
+    fn connect(stack: &Stack, port: u16) -> TcpStream {
+        let s = TcpStream::connect(stack, (US, port)).unwrap();
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        s
+    }
+
+    fn data(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    #[test]
+    fn echo_returns_every_byte_then_answers_fin_with_fin() {
+        let (stack, _peer) = services();
+        let sent = data(3_000_000);
+        let s = connect(&stack, 7);
+        let back = std::thread::scope(|scope| {
+            let reader = scope.spawn(|| {
+                let mut back = Vec::new();
+                (&s).read_to_end(&mut back).map(|_| back)
+            });
+            (&s).write_all(&sent).unwrap();
+            s.shutdown(Shutdown::Write).unwrap();
+            reader.join().unwrap().unwrap()
+        });
+        assert!(back == sent, "{} bytes came back of {}", back.len(), sent.len());
+        stack.shutdown().unwrap();
+    }
+
+    #[test]
+    fn echo_stops_reading_from_a_client_that_does_not_read_and_resumes() {
+        let (stack, _peer) = services();
+        let s = connect(&stack, 7);
+        // Writes stall once every buffer on the way there and back is full.
+        s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+        let chunk = data(64 * 1024);
+        let mut sent = Vec::new();
+        while sent.len() < 64 << 20 {
+            match (&s).write(&chunk) {
+                Ok(n) => sent.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("write: {e}"),
+            }
+        }
+        assert!(
+            sent.len() < 64 << 20,
+            "echo took {} bytes from a client that reads nothing",
+            sent.len()
+        );
+        // The server side of the connection holds its buffers' worth, not what was sent.
+        let held: usize = stack.with_interface(|i| {
+            i.tcp_layer()
+                .sockets()
+                .iter()
+                .filter(|c| c.local.port() == 7 && c.remote.port() != 0)
+                .map(|c| c.recv_queue + c.send_queue)
+                .sum()
+        });
+        assert!(held < sent.len(), "the server holds {held} of {} bytes", sent.len());
+        // Reading lets it go on: everything comes back, in order.
+        let mut back = vec![0u8; sent.len()];
+        (&s).read_exact(&mut back).unwrap();
+        assert!(back == sent, "the echo differs from what was sent");
+        stack.shutdown().unwrap();
+    }
+
+    #[test]
+    fn discard_swallows_everything_and_closes_after_the_client() {
+        let (stack, _peer) = services();
+        let s = connect(&stack, 9);
+        (&s).write_all(&data(1_000_000)).unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        assert_eq!((&s).read_to_end(&mut rest).unwrap(), 0);
+        stack.shutdown().unwrap();
+    }
+
+    #[test]
+    fn source_sends_what_is_asked_or_without_end() {
+        let (stack, _peer) = services();
+        let pattern = chargen_pattern();
+        let s = connect(&stack, 19);
+        (&s).write_all(b"100000\n").unwrap();
+        let mut got = Vec::new();
+        (&s).read_to_end(&mut got).unwrap();
+        assert_eq!(got.len(), 100_000);
+        assert!(got.iter().zip(pattern.iter().cycle()).all(|(a, b)| a == b));
+
+        for request in [&b"\n"[..], b""] {
+            let s = connect(&stack, 19);
+            (&s).write_all(request).unwrap();
+            if request.is_empty() {
+                s.shutdown(Shutdown::Write).unwrap(); // EOF without a line: endless too
+            }
+            let mut got = vec![0u8; 2_000_000];
+            (&s).read_exact(&mut got).unwrap();
+            assert!(got.iter().zip(pattern.iter().cycle()).all(|(a, b)| a == b));
+        }
+        stack.shutdown().unwrap();
+    }
+
+    #[test]
+    fn udp_echo_answers_datagrams_and_hundreds_of_tcp_clients_share_one_thread() {
+        let (stack, _peer) = services();
+        let u = UdpSocket::bind(&stack, (US, 0)).unwrap();
+        u.set_read_timeout(Some(PATIENCE)).unwrap();
+        u.send_to(b"ping", (US, 7)).unwrap();
+        let mut buf = [0u8; 16];
+        let (n, from) = u.recv_from(&mut buf).unwrap();
+        assert_eq!((&buf[..n], from), (&b"ping"[..], SocketAddr::from((US, 7))));
+
+        let clients: Vec<TcpStream> = (0..300).map(|_| connect(&stack, 7)).collect();
+        for (i, c) in clients.iter().enumerate() {
+            (&*c).write_all(format!("{i}\n").as_bytes()).unwrap();
+        }
+        for (i, c) in clients.iter().enumerate() {
+            let want = format!("{i}\n");
+            let mut got = vec![0u8; want.len()];
+            (&*c).read_exact(&mut got).unwrap();
+            assert_eq!(got, want.as_bytes());
+        }
+        stack.shutdown().unwrap();
+    }
 }

@@ -5,12 +5,17 @@
 //! from the kernel (`AddrInUse`, `ConnectionRefused`, `PermissionDenied`,
 //! `WouldBlock`, ...). As with `std::net` on Linux, a receive that times out
 //! returns `WouldBlock` (EAGAIN), not `TimedOut`.
+//!
+//! [`Poll`] waits for many sockets at once, as mio's `Poll` does: one
+//! thread serves every connection, each registered with a [`Token`].
 
 mod icmp;
+mod poll;
 mod tcp;
 mod udp;
 
 pub use icmp::IcmpSocket;
+pub use poll::{Event, Events, Interest, Poll, PollWaker, Source, Token};
 pub use tcp::{DEFAULT_BACKLOG, Incoming, TcpListener, TcpStream};
 pub use udp::{RecvMeta, UdpSocket};
 

@@ -38,8 +38,8 @@ fn io_errno(e: IoError) -> io::Error {
 /// A listening TCP socket on a tunstack [`Stack`].
 #[derive(Debug)]
 pub struct TcpListener {
-    stack: Stack,
-    handle: ListenerHandle,
+    pub(super) stack: Stack,
+    pub(super) handle: ListenerHandle,
     ready: Arc<Waiter>,
     options: Options,
 }
@@ -148,8 +148,8 @@ impl Iterator for Incoming<'_> {
 /// `&TcpStream` too, so one thread can read while another writes.
 #[derive(Debug)]
 pub struct TcpStream {
-    stack: Stack,
-    handle: TcpHandle,
+    pub(super) stack: Stack,
+    pub(super) handle: TcpHandle,
     ready: Arc<Waiter>,
     options: Options,
     abort_on_drop: AtomicBool,

@@ -55,8 +55,8 @@ impl RecvMeta {
 /// can be shared between a reading and a writing thread, as with std's.
 #[derive(Debug)]
 pub struct UdpSocket {
-    stack: Stack,
-    handle: UdpHandle,
+    pub(super) stack: Stack,
+    pub(super) handle: UdpHandle,
     readable: Arc<Waiter>,
     options: Options,
 }

@@ -18,8 +18,10 @@
 //! timerfd: a request answered from the application thread costs no
 //! wake-up at all. No lock is held across a blocking syscall.
 
+mod readiness;
 mod tun;
 
+pub(crate) use readiness::{PollId, bits as readiness_bits};
 pub use tun::{AddressError, Side, SubnetConflict, TunConfig};
 
 use crate::device::impair::ImpairCounts;
@@ -86,6 +88,8 @@ pub(crate) struct Core {
     stopped: bool,
     /// Device errors seen while the lock was not held, to count.
     rx_errors: u64,
+    /// Which sockets each `net::Poll` watches, and what it has to look at.
+    readiness: readiness::Readiness,
 }
 
 impl Core {
@@ -97,6 +101,7 @@ impl Core {
     /// Forgets the waiters of a closed socket.
     pub(crate) fn forget(&mut self, s: SocketEvent) {
         self.waiters.remove(&s);
+        self.readiness.forget(s);
     }
 
     /// Whether the stack has shut down.
@@ -109,9 +114,7 @@ impl Core {
         let mut events = std::mem::take(&mut self.events);
         self.iface.take_events(&mut events);
         for e in events.drain(..) {
-            if let Some(w) = self.waiters.get(&e) {
-                w.notify();
-            }
+            self.deliver(e);
         }
         self.events = events;
     }
@@ -203,6 +206,7 @@ impl Stack {
                     device: DeviceSnapshot::default(),
                     stopped: false,
                     rx_errors: 0,
+                    readiness: Default::default(),
                 }),
                 link: Mutex::new(Link {
                     device: Box::new(device),
@@ -316,6 +320,7 @@ impl Stack {
             for w in core.waiters.values() {
                 w.cv.notify_all();
             }
+            core.readiness.stop();
         }
         self.shared.tx_space.cv.notify_all();
         self.shared.wake.signal();

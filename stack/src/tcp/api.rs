@@ -23,7 +23,45 @@ enum Holder {
     Taken,
 }
 
+/// What a connection is ready for, as Linux's `tcp_poll` reports it to
+/// `epoll`: read when the event is reported, so it is never stale.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpReadiness {
+    /// A read returns at once: data, end of stream, or an error.
+    pub readable: bool,
+    /// A write would take bytes (or fail at once): established with at
+    /// least a third of the send buffer free, a connect that finished
+    /// either way, or sending already shut down.
+    pub writable: bool,
+    /// No more bytes will arrive: the peer's FIN came, reading was shut
+    /// down, or the connection is gone (`EPOLLRDHUP`).
+    pub read_closed: bool,
+    /// Both directions are closed, or the connection ended (`EPOLLHUP`).
+    pub write_closed: bool,
+    /// The connection ended with an error (`EPOLLERR`).
+    pub error: bool,
+}
+
 impl TcpLayer {
+    /// What connection `h` is ready for now. Writable is the rule that
+    /// wakes blocked writers (Linux's `sk_stream_is_writeable`): a third of
+    /// the send buffer free, so a writer woken by it can write that much,
+    /// not a few bytes at a time.
+    pub fn readiness(&self, h: TcpHandle) -> TcpReadiness {
+        let t = self.tcb(h);
+        let closed = t.state == State::Closed;
+        let connecting = matches!(t.state, State::SynSent | State::SynReceived);
+        let read_closed = closed || t.rcv_closed || t.shut_rd;
+        let send_shut = closed || t.fin_queued();
+        TcpReadiness {
+            readable: read_closed || t.error.is_some() || (!connecting && !t.recv.is_empty()),
+            writable: !connecting && (send_shut || (t.send.free() > 0 && super::input::writable(t))),
+            read_closed,
+            write_closed: closed || (read_closed && send_shut),
+            error: t.error.is_some(),
+        }
+    }
+
     /// A free port from the ephemeral range for a listener: not used by any
     /// connection or listener.
     fn listen_port(&self, rng: &mut crate::rand::Rng) -> Option<u16> {

@@ -92,6 +92,7 @@ use std::sync::Arc;
 use tcb::Tcb;
 
 pub use crate::socket::{ListenerHandle, TcpHandle};
+pub use api::TcpReadiness;
 pub use congestion::{CongestionAlgorithm, UnknownAlgorithm};
 pub use error::{ConnError, ConnectError, IoError, ListenError};
 pub use tcb::{RecoveryCounts, State};

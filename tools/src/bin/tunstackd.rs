@@ -412,12 +412,13 @@ fn run(args: Args) -> io::Result<()> {
     log::info!("control socket at {}", control.path().display());
 
     let mut offered = Vec::new();
+    let mut simple = services::Services::new(stack);
     for (service, port) in args.services() {
         match service {
-            Service::UdpEcho => services::udp_echo(stack, port).map(drop)?,
-            Service::TcpEcho => services::tcp_echo(stack, port).map(drop)?,
-            Service::Discard => services::tcp_discard(stack, port).map(drop)?,
-            Service::Source => services::tcp_source(stack, port).map(drop)?,
+            Service::UdpEcho => simple.udp_echo(port)?,
+            Service::TcpEcho => simple.tcp_echo(port)?,
+            Service::Discard => simple.tcp_discard(port)?,
+            Service::Source => simple.tcp_source(port)?,
             Service::Downloader => {
                 let dir = args.files.clone().expect("file services only with --files");
                 tunstack_tools::files::start(
@@ -443,6 +444,8 @@ fn run(args: Args) -> io::Result<()> {
         }
         offered.push(format!("{} :{port}", service.name()));
     }
+    // Echo, discard, source and UDP echo share one event-driven thread.
+    simple.start()?;
 
     let host = if args.no_configure_host {
         "host side left unconfigured".to_owned()
