@@ -9,14 +9,15 @@
 //! timers, wakes the threads whose sockets can now progress, and writes
 //! what the core has to send.
 //!
-//! Output does not wait for the stack thread. Whoever queued it (the stack
-//! thread, or an application thread returning from `write`) sends it, if
-//! nobody else is sending: the device has a lock of its own, held across
-//! the writes, and the core's lock is released before them. An
-//! application call wakes the stack thread only when the core's next
-//! deadline moved earlier than the timerfd, and then only by moving the
-//! timerfd: a request answered from the application thread costs no
-//! wake-up at all. No lock is held across a blocking syscall.
+//! Output does not always wait for the stack thread. While it sleeps, an
+//! application thread returning from `write` sends what it queued itself
+//! (one batch; more is left to the stack thread, which it then wakes): the
+//! device has a lock of its own, held across the writes, and the core's
+//! lock is released before them. Otherwise an application call wakes the
+//! stack thread only when the core's next deadline moved earlier than the
+//! timerfd, and then only by moving the timerfd: a request answered from
+//! the application thread costs no wake-up at all. No lock is held across
+//! a blocking syscall.
 
 mod readiness;
 mod tun;
@@ -268,8 +269,19 @@ impl Stack {
     /// Finishes an API call that may have changed the core: sends what it
     /// queued (from this thread), wakes the sockets it changed, and moves
     /// the stack thread's timer if a deadline came earlier. Releases the lock.
-    pub(crate) fn kick(&self, core: MutexGuard<'_, Core>) {
-        let mut core = self.shared.transmit(core, false);
+    pub(crate) fn kick<'a>(&'a self, mut core: MutexGuard<'a, Core>) {
+        if core.sleeping && core.iface.has_output() {
+            // The stack thread sleeps: this thread sends, one batch at
+            // most (a reply goes out with no wake-up at all). More than
+            // that is the stack thread's to send, so a bulk writer goes
+            // back to filling its buffer while the stack thread writes.
+            // (Awake, the stack thread sends it this turn.)
+            core = self.shared.transmit(core, false, 1);
+            if core.sleeping && core.iface.has_output() {
+                core.sleeping = false;
+                self.shared.wake.signal();
+            }
+        }
         if !core.events.is_empty() || core.iface.has_events() {
             core.deliver_events();
         }
@@ -355,13 +367,21 @@ impl Shared {
     /// Writes what the core has queued, batch by batch, unless another
     /// thread holds the device: that thread looks at the queue again, under
     /// the core's lock, before it lets the device go, so nothing is left
-    /// behind and packets leave in the order the core made them. `device_due`
-    /// flushes the device even with nothing queued (delayed packets).
-    fn transmit<'a>(&'a self, mut core: MutexGuard<'a, Core>, mut device_due: bool) -> MutexGuard<'a, Core> {
+    /// behind and packets leave in the order the core made them (a holder
+    /// that stops at its `batches` leaves the rest to the stack thread, and
+    /// wakes it: see `kick`). `device_due` flushes the device even with
+    /// nothing queued (delayed packets).
+    fn transmit<'a>(
+        &'a self,
+        mut core: MutexGuard<'a, Core>,
+        mut device_due: bool,
+        mut batches: usize,
+    ) -> MutexGuard<'a, Core> {
         loop {
-            if !device_due && !core.iface.has_output() {
+            if batches == 0 || (!device_due && !core.iface.has_output()) {
                 return core;
             }
+            batches -= 1;
             let Ok(mut link) = self.link.try_lock() else {
                 return core;
             };
@@ -471,13 +491,13 @@ fn stack_thread(shared: &Shared, device_fd: Option<std::os::fd::RawFd>, mtu: usi
         core.iface.handle_timeout(now);
         core.deliver_events();
         let device_due = core.device.deadline.is_some_and(|d| d <= now);
-        let mut core = shared.transmit(core, device_due);
+        let mut core = shared.transmit(core, device_due, usize::MAX);
         // Packets the core made while we sent (loopback replies) are due at once.
         core.deliver_events();
         if core.stopped {
             drop(core);
             // Whatever the last turn queued still goes out.
-            let core = shared.transmit(shared.lock_core(), true);
+            let core = shared.transmit(shared.lock_core(), true, usize::MAX);
             drop(core);
             return Ok(());
         }
