@@ -117,6 +117,34 @@ impl Services {
     /// Starts the thread serving them all (none without services); it runs
     /// until the stack stops.
     pub fn start(self) -> io::Result<Option<JoinHandle<()>>> {
+        let Some((server, poll)) = self.server()? else {
+            return Ok(None);
+        };
+        std::thread::Builder::new()
+            .name("services".into())
+            .spawn(move || server.run(poll))
+            .map(Some)
+    }
+
+    /// Serves them all from the stack thread itself
+    /// ([`Poll::run_on_stack_thread`]): no thread of their own, and no
+    /// wake-up between the stack and a service. What tunstackd does: a
+    /// one-byte echo then costs one TUN read and one write.
+    pub fn start_on_stack_thread(self) -> io::Result<()> {
+        let Some((mut server, poll)) = self.server()? else {
+            return Ok(());
+        };
+        poll.run_on_stack_thread(move |poll, events| {
+            if !server.turn(poll, events) {
+                return None;
+            }
+            server.timeout()
+        });
+        Ok(())
+    }
+
+    /// The server and its Poll, with every socket registered; `None` without services.
+    fn server(self) -> io::Result<Option<(Server, Poll)>> {
         if self.sockets.is_empty() {
             return Ok(None);
         }
@@ -128,7 +156,6 @@ impl Services {
             }
         }
         let server = Server {
-            poll,
             sockets: self.sockets,
             conns: Vec::new(),
             free: Vec::new(),
@@ -137,10 +164,7 @@ impl Services {
             again: Vec::new(),
             retry: false,
         };
-        std::thread::Builder::new()
-            .name("services".into())
-            .spawn(move || server.run())
-            .map(Some)
+        Ok(Some((server, poll)))
     }
 }
 
@@ -184,9 +208,8 @@ struct Conn {
     interest: Interest,
 }
 
-/// The services' thread: the Poll, the sockets, and what they share.
+/// The services' event loop: the sockets, and what they share (the Poll is passed in).
 struct Server {
-    poll: Poll,
     /// Token `i` for `i < sockets.len()`.
     sockets: Vec<Listening>,
     /// Token `sockets.len() + i`; `None` for a free slot.
@@ -201,35 +224,49 @@ struct Server {
 }
 
 impl Server {
-    fn run(mut self) {
+    /// The services' own thread: poll, serve, until the stack stops.
+    fn run(mut self, mut poll: Poll) {
         let mut events = Events::with_capacity(256);
         loop {
-            let timeout = match (self.again.is_empty(), self.retry) {
-                (true, _) => None,
-                (false, false) => Some(Duration::ZERO),
-                (false, true) => Some(UDP_RETRY),
-            };
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
+            if let Err(e) = poll.poll(&mut events, self.timeout()) {
                 if e.kind() != io::ErrorKind::NetworkDown {
                     log::warn!("services: poll failed: {e}");
                 }
                 return;
             }
-            let again = std::mem::take(&mut self.again);
-            self.retry = false;
-            let tokens = events.iter().map(|e| e.token().0).chain(again);
-            for token in tokens {
-                if !self.dispatch(token) {
-                    return;
-                }
+            if !self.turn(&poll, &events) {
+                return;
             }
         }
     }
 
+    /// How long the next poll may wait: for ever, unless some sockets have
+    /// work left (at once) or wait for room to send (shortly).
+    fn timeout(&self) -> Option<Duration> {
+        match (self.again.is_empty(), self.retry) {
+            (true, _) => None,
+            (false, false) => Some(Duration::ZERO),
+            (false, true) => Some(UDP_RETRY),
+        }
+    }
+
+    /// Serves the sockets with events, and those with work left; false once the stack is down.
+    fn turn(&mut self, poll: &Poll, events: &Events) -> bool {
+        let again = std::mem::take(&mut self.again);
+        self.retry = false;
+        let tokens = events.iter().map(|e| e.token().0).chain(again);
+        for token in tokens {
+            if !self.dispatch(poll, token) {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Gives `token` its turn; false once the stack is down.
-    fn dispatch(&mut self, token: usize) -> bool {
+    fn dispatch(&mut self, poll: &Poll, token: usize) -> bool {
         let Some(i) = token.checked_sub(self.sockets.len()) else {
-            return self.serve_socket(token);
+            return self.serve_socket(poll, token);
         };
         let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else {
             return true; // closed since
@@ -246,7 +283,7 @@ impl Server {
             }
             Next::Wait(interest) if interest != conn.interest => {
                 conn.interest = interest;
-                if let Err(e) = self.poll.reregister(&conn.stream, Token(token), interest) {
+                if let Err(e) = poll.reregister(&conn.stream, Token(token), interest) {
                     log::warn!("tcp {}: cannot wait for the connection: {e}", conn.kind.name());
                     self.conns[i] = None;
                     self.free.push(i);
@@ -259,7 +296,7 @@ impl Server {
     }
 
     /// A listener's or the UDP socket's turn; false once the stack is down.
-    fn serve_socket(&mut self, token: usize) -> bool {
+    fn serve_socket(&mut self, poll: &Poll, token: usize) -> bool {
         let next = match &mut self.sockets[token] {
             Listening::UdpEcho(sock, pending) => udp_echo(sock, pending, &mut self.scratch),
             Listening::Tcp(listener, kind) => {
@@ -280,7 +317,7 @@ impl Server {
                     }
                 }
                 for stream in accepted {
-                    self.add(stream, kind);
+                    self.add(poll, stream, kind);
                 }
                 next
             }
@@ -299,7 +336,7 @@ impl Server {
     }
 
     /// Takes on an accepted connection; it is served once it is readable.
-    fn add(&mut self, stream: TcpStream, kind: Kind) {
+    fn add(&mut self, poll: &Poll, stream: TcpStream, kind: Kind) {
         let job = match kind {
             Kind::Echo => Job::Echo(Vec::new()),
             Kind::Discard => Job::Discard,
@@ -312,10 +349,9 @@ impl Server {
             self.conns.push(None);
             self.conns.len() - 1
         });
-        let registered = stream.set_nonblocking(true).and_then(|()| {
-            self.poll
-                .register(&stream, Token(self.sockets.len() + i), Interest::READABLE)
-        });
+        let registered = stream
+            .set_nonblocking(true)
+            .and_then(|()| poll.register(&stream, Token(self.sockets.len() + i), Interest::READABLE));
         if let Err(e) = registered {
             log::warn!("tcp {}: cannot serve a connection: {e}", kind.name());
             self.free.push(i);
@@ -503,7 +539,7 @@ mod tests {
 
     /// A stack with every service on its usual port; clients on the same
     /// stack reach them over its loopback path. Keep the link's other end.
-    fn services() -> (Stack, MemoryLink) {
+    fn services(on_stack_thread: bool) -> (Stack, MemoryLink) {
         let (link, peer) = MemoryLink::pair().unwrap();
         let stack = Stack::start(Interface::new(Config::new("10.200.0.2/24".parse().unwrap())), link).unwrap();
         let mut s = Services::new(&stack);
@@ -511,9 +547,37 @@ mod tests {
         s.tcp_echo(7).unwrap();
         s.tcp_discard(9).unwrap();
         s.tcp_source(19).unwrap();
-        s.start().unwrap().expect("a thread");
+        if on_stack_thread {
+            s.start_on_stack_thread().unwrap();
+        } else {
+            s.start().unwrap().expect("a thread");
+        }
         (stack, peer)
     }
+
+    /// Runs a test with the services on their own thread and on the stack thread.
+    macro_rules! in_both_modes {
+        ($($name:ident),* $(,)?) => {$(
+            mod $name {
+                #[test]
+                fn own_thread() {
+                    super::$name(false);
+                }
+                #[test]
+                fn stack_thread() {
+                    super::$name(true);
+                }
+            }
+        )*};
+    }
+
+    in_both_modes!(
+        echo_returns_every_byte_then_answers_fin_with_fin,
+        echo_stops_reading_from_a_client_that_does_not_read_and_resumes,
+        discard_swallows_everything_and_closes_after_the_client,
+        source_sends_what_is_asked_or_without_end,
+        udp_echo_answers_datagrams_and_hundreds_of_tcp_clients_share_one_thread,
+    );
 
     fn connect(stack: &Stack, port: u16) -> TcpStream {
         let s = TcpStream::connect(stack, (US, port)).unwrap();
@@ -525,9 +589,8 @@ mod tests {
         (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
     }
 
-    #[test]
-    fn echo_returns_every_byte_then_answers_fin_with_fin() {
-        let (stack, _peer) = services();
+    fn echo_returns_every_byte_then_answers_fin_with_fin(on_stack_thread: bool) {
+        let (stack, _peer) = services(on_stack_thread);
         let sent = data(3_000_000);
         let s = connect(&stack, 7);
         let back = std::thread::scope(|scope| {
@@ -543,9 +606,8 @@ mod tests {
         stack.shutdown().unwrap();
     }
 
-    #[test]
-    fn echo_stops_reading_from_a_client_that_does_not_read_and_resumes() {
-        let (stack, _peer) = services();
+    fn echo_stops_reading_from_a_client_that_does_not_read_and_resumes(on_stack_thread: bool) {
+        let (stack, _peer) = services(on_stack_thread);
         let s = connect(&stack, 7);
         // Writes stall once every buffer on the way there and back is full.
         s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
@@ -580,9 +642,8 @@ mod tests {
         stack.shutdown().unwrap();
     }
 
-    #[test]
-    fn discard_swallows_everything_and_closes_after_the_client() {
-        let (stack, _peer) = services();
+    fn discard_swallows_everything_and_closes_after_the_client(on_stack_thread: bool) {
+        let (stack, _peer) = services(on_stack_thread);
         let s = connect(&stack, 9);
         (&s).write_all(&data(1_000_000)).unwrap();
         s.shutdown(Shutdown::Write).unwrap();
@@ -591,9 +652,8 @@ mod tests {
         stack.shutdown().unwrap();
     }
 
-    #[test]
-    fn source_sends_what_is_asked_or_without_end() {
-        let (stack, _peer) = services();
+    fn source_sends_what_is_asked_or_without_end(on_stack_thread: bool) {
+        let (stack, _peer) = services(on_stack_thread);
         let pattern = chargen_pattern();
         let s = connect(&stack, 19);
         (&s).write_all(b"100000\n").unwrap();
@@ -615,9 +675,8 @@ mod tests {
         stack.shutdown().unwrap();
     }
 
-    #[test]
-    fn udp_echo_answers_datagrams_and_hundreds_of_tcp_clients_share_one_thread() {
-        let (stack, _peer) = services();
+    fn udp_echo_answers_datagrams_and_hundreds_of_tcp_clients_share_one_thread(on_stack_thread: bool) {
+        let (stack, _peer) = services(on_stack_thread);
         let u = UdpSocket::bind(&stack, (US, 0)).unwrap();
         u.set_read_timeout(Some(PATIENCE)).unwrap();
         u.send_to(b"ping", (US, 7)).unwrap();

@@ -388,6 +388,32 @@ impl Poll {
     }
 }
 
+impl Poll {
+    /// Hands this Poll to the stack thread, which from then on calls
+    /// `turn` with its events (polled without waiting) whenever it has
+    /// some, and when the duration `turn` last returned has passed. The
+    /// event loop then has no thread of its own: no wake-up passes between
+    /// the stack and the application, as in a single-threaded stack
+    /// (tunstackd's echo, discard, source and UDP echo run so). `turn`
+    /// must never block: sockets non-blocking, no waiting on other
+    /// threads; the stack stands still while it runs. One such Poll per
+    /// stack: a second replaces the first.
+    pub fn run_on_stack_thread<F>(self, mut turn: F)
+    where
+        F: FnMut(&mut Poll, &Events) -> Option<Duration> + Send + 'static,
+    {
+        let stack = self.stack.clone();
+        let id = self.id;
+        let mut poll = self;
+        let mut events = Events::with_capacity(256);
+        stack.run_on_stack_thread(id, move || {
+            // Fails only once the stack stopped.
+            poll.poll(&mut events, Some(Duration::ZERO)).ok()?;
+            turn(&mut poll, &events)
+        });
+    }
+}
+
 impl Drop for Poll {
     fn drop(&mut self) {
         self.stack.lock().drop_poll(self.id);
@@ -425,7 +451,10 @@ impl PollWaker {
     /// Wakes the Poll (or makes its next poll return at once). Does
     /// nothing once the Poll is dropped.
     pub fn wake(&self) -> io::Result<()> {
-        self.stack.lock().wake_poll(self.poll, self.token.0);
+        let mut core = self.stack.lock();
+        core.wake_poll(self.poll, self.token.0);
+        // A Poll the stack thread runs is served once that thread wakes.
+        self.stack.kick(core);
         Ok(())
     }
 }
@@ -693,6 +722,54 @@ mod tests {
         assert!(took < Duration::from_secs(5), "returned after {took:?}");
         poll.poll(&mut events, Some(Duration::ZERO)).unwrap();
         assert!(events.is_empty());
+        stack.shutdown().unwrap();
+    }
+
+    /// A Poll run by the stack thread: its turn runs for events, for a
+    /// PollWaker, and when the duration it returned has passed; its
+    /// replies go out with no thread of its own.
+    #[test]
+    fn a_poll_on_the_stack_thread_serves_events_wakers_and_its_own_deadline() {
+        let (stack, _peer) = stack();
+        let server = UdpSocket::bind(&stack, (US, 5000)).unwrap();
+        server.set_nonblocking(true).unwrap();
+        let poll = Poll::new(&stack).unwrap();
+        poll.register(&server, Token(1), Interest::READABLE).unwrap();
+        let waker = PollWaker::new(&poll, Token(2)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut deadline_turns = 0;
+        poll.run_on_stack_thread(move |_poll, events| {
+            let mut buf = [0u8; 64];
+            for e in events.iter() {
+                match e.token() {
+                    Token(1) => {
+                        while let Ok((n, from)) = server.recv_from(&mut buf) {
+                            server.send_to(&buf[..n], from).unwrap();
+                        }
+                    }
+                    t => tx.send(t).unwrap(),
+                }
+            }
+            if events.is_empty() {
+                deadline_turns += 1;
+                tx.send(Token(deadline_turns)).unwrap();
+            }
+            // Three turns of its own, 10 ms apart, then only on events.
+            (deadline_turns < 3).then_some(Duration::from_millis(10))
+        });
+        let client = UdpSocket::bind(&stack, (US, 0)).unwrap();
+        client.set_read_timeout(Some(PATIENCE)).unwrap();
+        client.send_to(b"ping", (US, 5000)).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(client.recv_from(&mut buf).unwrap().0, 4, "echoed from the stack thread");
+        assert_eq!(&buf[..4], b"ping");
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            seen.push(rx.recv_timeout(PATIENCE).expect("the deadline turns came").0);
+        }
+        assert_eq!(seen, [1, 2, 3], "it ran when the duration it asked for passed");
+        waker.wake().unwrap();
+        assert_eq!(rx.recv_timeout(PATIENCE), Ok(Token(2)), "a waker reaches it");
         stack.shutdown().unwrap();
     }
 

@@ -91,6 +91,8 @@ pub(crate) struct Core {
     rx_errors: u64,
     /// Which sockets each `net::Poll` watches, and what it has to look at.
     readiness: readiness::Readiness,
+    /// The Poll whose events the stack thread serves itself (`Stack::run_on_stack_thread`).
+    inline_poll: Option<PollId>,
 }
 
 impl Core {
@@ -136,6 +138,16 @@ impl Core {
     }
 }
 
+/// A task the stack thread runs between its turns (`Stack::run_on_stack_thread`).
+struct InlineTask {
+    task: Box<dyn FnMut() -> Option<std::time::Duration> + Send>,
+    /// When the task asked to run again even without events.
+    due: Option<std::time::Instant>,
+}
+
+/// Rounds of the inline task per turn before the stack thread reads the device again.
+const INLINE_ROUNDS: usize = 4;
+
 /// The device and its transmit batch: whoever holds it may write.
 struct Link {
     device: Box<dyn Device + Send>,
@@ -173,6 +185,7 @@ struct Shared {
     tx_space: Waiter,
     wake: Arc<sys::EventFd>,
     timer: sys::TimerFd,
+    inline: Mutex<Option<InlineTask>>,
     epoch: std::time::Instant,
     thread: Mutex<Option<JoinHandle<io::Result<()>>>>,
 }
@@ -208,6 +221,7 @@ impl Stack {
                     stopped: false,
                     rx_errors: 0,
                     readiness: Default::default(),
+                    inline_poll: None,
                 }),
                 link: Mutex::new(Link {
                     device: Box::new(device),
@@ -217,6 +231,7 @@ impl Stack {
                 tx_space: Waiter::default(),
                 wake: Arc::new(sys::EventFd::new()?),
                 timer: sys::TimerFd::new()?,
+                inline: Mutex::new(None),
                 epoch: std::time::Instant::now(),
                 thread: Mutex::new(None),
             }),
@@ -285,12 +300,41 @@ impl Stack {
         if !core.events.is_empty() || core.iface.has_events() {
             core.deliver_events();
         }
+        if core.sleeping && core.inline_poll.is_some_and(|id| core.poll_has_ready(id)) {
+            // Events for the task the stack thread runs itself.
+            core.sleeping = false;
+            self.shared.wake.signal();
+        }
         if core.sleeping {
             let next = core.next_deadline();
             if next.is_some_and(|n| core.armed.is_none_or(|a| n < a)) {
                 self.shared.arm(&mut core, next);
             }
         }
+    }
+
+    /// Runs `task` on the stack thread whenever the Poll `poll` has events, or when the
+    /// duration `task` last returned has passed: an event loop's
+    /// non-blocking turn (`poll` with a zero timeout, then the work), with
+    /// no thread of its own and no wake-up between the stack and the
+    /// application, as in a single-threaded stack. The task must never
+    /// block: no blocking socket call, no waiting on other threads. One
+    /// task per stack; a second replaces the first.
+    pub(crate) fn run_on_stack_thread(
+        &self,
+        poll: PollId,
+        task: impl FnMut() -> Option<std::time::Duration> + Send + 'static,
+    ) {
+        *self.shared.inline.lock().unwrap_or_else(|p| p.into_inner()) = Some(InlineTask {
+            task: Box::new(task),
+            // A first turn at once: sockets registered before may be ready.
+            due: Some(std::time::Instant::now()),
+        });
+        let mut core = self.lock();
+        core.inline_poll = Some(poll);
+        core.sleeping = false;
+        drop(core);
+        self.shared.wake.signal();
     }
 
     /// Waits on `w` (with the lock) until `deadline`; false if it passed.
@@ -501,10 +545,19 @@ fn stack_thread(shared: &Shared, device_fd: Option<std::os::fd::RawFd>, mtu: usi
             drop(core);
             return Ok(());
         }
-        if rx.full() {
+        let (mut core, inline_busy, inline_due) = run_inline(shared, core);
+        if rx.full() || inline_busy {
             continue;
         }
-        let next = core.next_deadline();
+        let next = match (core.next_deadline(), inline_due) {
+            (n, None) => n,
+            (n, Some(d)) => {
+                let d = Instant::from_micros(
+                    u64::try_from(d.saturating_duration_since(shared.epoch).as_micros()).unwrap_or(u64::MAX),
+                );
+                Some(n.map_or(d, |n| n.min(d)))
+            }
+        };
         shared.arm(&mut core, next);
         core.sleeping = true;
         drop(core);
@@ -518,6 +571,38 @@ fn stack_thread(shared: &Shared, device_fd: Option<std::os::fd::RawFd>, mtu: usi
             shared.lock_core().armed = None;
         }
     }
+}
+
+/// Runs the inline task (if any) while its Poll has events or its time
+/// came, a few rounds at most, sending what each round queued. Returns the
+/// lock, whether the task still has work (then the thread must not sleep),
+/// and when it asked to run next.
+fn run_inline<'a>(
+    shared: &'a Shared,
+    mut core: MutexGuard<'a, Core>,
+) -> (MutexGuard<'a, Core>, bool, Option<std::time::Instant>) {
+    let Some(poll) = core.inline_poll else {
+        return (core, false, None);
+    };
+    let mut slot = shared.inline.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(inline) = slot.as_mut() else {
+        return (core, false, None);
+    };
+    for _ in 0..INLINE_ROUNDS {
+        let due = inline.due.is_some_and(|d| d <= std::time::Instant::now());
+        if !due && !core.poll_has_ready(poll) {
+            return (core, false, inline.due);
+        }
+        drop(core);
+        // Its socket calls take the core's lock themselves; what they
+        // queue is left for this thread, which is awake.
+        let after = (inline.task)();
+        inline.due = after.map(|d| std::time::Instant::now() + d);
+        core = shared.transmit(shared.lock_core(), false, usize::MAX);
+        core.deliver_events();
+    }
+    let busy = core.poll_has_ready(poll) || inline.due.is_some_and(|d| d <= std::time::Instant::now());
+    (core, busy, inline.due)
 }
 
 #[cfg(test)]

@@ -186,6 +186,14 @@ impl Core {
         }
     }
 
+    /// Whether Poll `id` has events to report.
+    pub(crate) fn poll_has_ready(&self, id: PollId) -> bool {
+        self.readiness
+            .polls
+            .get(&id)
+            .is_some_and(|p| !p.ready.is_empty() || !p.woken.is_empty())
+    }
+
     /// A new Poll, and the waiter it sleeps on.
     pub(crate) fn new_poll(&mut self) -> (PollId, Arc<Waiter>) {
         let r = &mut self.readiness;

@@ -444,8 +444,9 @@ fn run(args: Args) -> io::Result<()> {
         }
         offered.push(format!("{} :{port}", service.name()));
     }
-    // Echo, discard, source and UDP echo share one event-driven thread.
-    simple.start()?;
+    // Echo, discard, source and UDP echo run event-driven on the stack
+    // thread itself: no wake-up between the stack and these services.
+    simple.start_on_stack_thread()?;
 
     let host = if args.no_configure_host {
         "host side left unconfigured".to_owned()
