@@ -79,7 +79,7 @@ fn parse_args() -> Result<Args, String> {
             _ => return Err(format!("unknown argument {flag}")),
         }
     }
-    if !(68..=65535).contains(&args.mtu) || !(args.secs > 0.0 && args.secs <= 3600.0) {
+    if !((68..=65535).contains(&args.mtu) && args.secs > 0.0 && args.secs <= 3600.0) {
         return Err("--mtu wants 68..=65535, --secs a number of seconds in (0, 3600]".into());
     }
     Ok(args)
@@ -181,7 +181,11 @@ fn run(args: &Args) -> io::Result<Count> {
     );
     let mut ready = Vec::new();
     if args.write {
-        let packet = udp_packet(args.mtu, args.address.addr().octets(), args.host_address.addr().octets());
+        let packet = udp_packet(
+            args.mtu,
+            args.address.addr().octets(),
+            args.host_address.addr().octets(),
+        );
         measure(args.secs, |_| match iface.send(&packet) {
             Ok(n) => Ok(Some(n)),
             // A TUN write does not block; should one ever, try again.
