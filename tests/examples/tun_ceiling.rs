@@ -8,12 +8,12 @@
 //!                        [--host-address 10.200.0.1/24] [--mtu 1500] [--secs 2]
 //! ```
 //!
-//! It creates the interface, or attaches to it if it exists (the bench
-//! creates it first, with `ip tuntap`, so that it can hang an nft rule on
-//! it), sets its MTU and host address, brings it up and prints
-//! `tun_ceiling: owns IFNAME ...` on stderr. Then, in the same loop shape
-//! as a stack's (non-blocking fd, one preallocated buffer, one syscall per
-//! packet, `ppoll` only when a read finds nothing):
+//! It creates the interface with tunstack's `TunDevice`, or attaches to it
+//! if it exists (the bench creates it first, with `ip tuntap`, so that it
+//! can hang an nft rule on it), sets its MTU and host address, brings it
+//! up and prints `tun_ceiling: owns IFNAME ...` on stderr. Then, in the
+//! same loop shape as a stack's (non-blocking fd, one preallocated buffer,
+//! one syscall per packet, `ppoll` only when a read finds nothing):
 //!
 //! - `write` writes `--mtu`-byte IPv4/UDP packets from `--address` to the
 //!   host address, port 9, as fast as it can. Nothing on the host should
@@ -28,11 +28,12 @@
 //! `read` gives up after 30 s without a first packet.
 
 use std::io;
-use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tunstack::Ipv4Cidr;
+use tunstack::device::Device;
 use tunstack::device::sys;
+use tunstack::device::tun::TunDevice;
 
 /// Time between the first packet and the start of counting.
 const WARM_UP: Duration = Duration::from_millis(200);
@@ -165,13 +166,15 @@ fn measure(secs: f64, mut step: impl FnMut(Duration) -> io::Result<Option<usize>
 }
 
 fn run(args: &Args) -> io::Result<Count> {
-    let iface = tun_tap::Iface::without_packet_info(&args.interface, tun_tap::Mode::Tun)?;
-    iface.set_non_blocking()?;
-    let name = iface.name().to_owned();
-    sys::set_mtu(&name, args.mtu)?;
-    sys::set_ipv4(&name, args.host_address)?;
-    sys::set_up(&name)?;
-    let fd = iface.as_raw_fd();
+    // tunstackd's own device: non-blocking, one syscall per packet.
+    let mut dev = TunDevice::create(&args.interface)?;
+    dev.set_mtu(args.mtu)?;
+    dev.set_host_address(args.host_address)?;
+    dev.set_up()?;
+    let name = dev.name().to_owned();
+    let fd = dev.readable_fd().expect("a TUN has an fd");
+    // The device takes the stack's clock, which it does not read.
+    let now = tunstack::time::Instant::ZERO;
     eprintln!(
         "tun_ceiling: owns {name} (host {}), MTU {}, {} for {} s",
         args.host_address,
@@ -186,15 +189,15 @@ fn run(args: &Args) -> io::Result<Count> {
             args.address.addr().octets(),
             args.host_address.addr().octets(),
         );
-        measure(args.secs, |_| match iface.send(&packet) {
-            Ok(n) => Ok(Some(n)),
+        measure(args.secs, |_| match dev.send(now, &packet) {
+            Ok(()) => Ok(Some(packet.len())),
             // A TUN write does not block; should one ever, try again.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
             Err(e) => Err(e),
         })
     } else {
         let mut buf = vec![0u8; 65536];
-        measure(args.secs, |wait| match iface.recv(&mut buf) {
+        measure(args.secs, |wait| match dev.recv(now, &mut buf) {
             Ok(n) => Ok(Some(n)),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 sys::wait_readable(&[fd], Some(wait), &mut ready)?;
