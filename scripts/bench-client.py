@@ -1,12 +1,16 @@
 #!/usr/bin/python3
-"""Host-side TCP clients for scripts/bench (run inside its namespace).
+"""Host-side clients for scripts/bench (run inside its namespace).
 
-  bench-client.py connrate HOST PORT COUNT DEADLINE
-      COUNT times: connect, send one byte, read it back (an echo service),
-      close (the host closes first, so TIME-WAIT stays on the host side).
+  bench-client.py connrate HOST PORT COUNT DEADLINE [CLIENTS]
+      COUNT times in all: connect, send one byte, read it back (an echo
+      service), close (the host closes first, so TIME-WAIT stays on the
+      host side). With CLIENTS > 1, that many forked processes (not
+      threads: one GIL would serialise them) share the COUNT and start
+      together; SECONDS is the wall time from the start to the last one done.
   bench-client.py rr HOST PORT COUNT DEADLINE
       One connection; COUNT one-byte ping-pongs with TCP_NODELAY, after
-      100 unmeasured ones.
+      100 unmeasured ones, each timed alone (perf_counter_ns). Prints
+      "COUNT SECONDS P50_US P99_US" (nearest-rank percentiles).
   bench-client.py echo HOST PORT BYTES DEADLINE [CC]
       One connection, with TCP congestion control CC (e.g. cubic, bbr;
       default: the namespace's): writes BYTES seeded pseudo-random bytes
@@ -14,14 +18,32 @@
       "BYTES SECONDS LONGEST-READ-PAUSE-SECONDS"; the longest pause counts
       from the start to the first byte too. Socket operations wait up to
       DEADLINE here, not 5 s: a stalled connection is what it measures.
+  bench-client.py idle HOST PORT COUNT DEADLINE RELEASE-FILE
+      Opens COUNT connections one after another and holds them: raises
+      RLIMIT_NOFILE to fit, echoes one byte on every 100th connection and
+      on the last (the services accept in order, so the last one answering
+      means every one was accepted), checks with TCP_INFO that all are
+      ESTABLISHED, prints "COUNT SECONDS" (the time to open them) and
+      waits until RELEASE-FILE exists (at most DEADLINE s in all). Every
+      socket has SO_LINGER 0: closing, or dying, resets the connections
+      rather than leaving COUNT TIME-WAITs on the host.
+  bench-client.py udpflood HOST PORT SIZE SECONDS
+      Sends SIZE-byte UDP datagrams to HOST:PORT as fast as it can for
+      SECONDS, with UDP segmentation offload (UDP_SEGMENT: up to 64
+      datagrams per send, cut by the kernel) where the kernel allows it;
+      drops on a full queue are not errors. Prints "DATAGRAMS-SENT".
 
-connrate and rr print "COUNT SECONDS" on success; on any error or when DEADLINE seconds
-have passed, prints why on stderr and exits 1. Every socket operation has a
-5 s timeout.
+connrate prints "COUNT SECONDS" on success; on any error or when DEADLINE
+seconds have passed, every mode prints why on stderr and exits 1. Every
+socket operation has a 5 s timeout.
 """
 
+import array
+import os
 import random
+import resource
 import socket
+import struct
 import sys
 import threading
 import time
@@ -48,12 +70,11 @@ def ping_pong(s):
         raise OSError("echo answered something other than the byte sent")
 
 
-def connrate(addr, count, deadline):
-    start = time.perf_counter()
-    end = start + deadline
+def connrate_loop(addr, count, end):
+    """count connect + one-byte echo + close, or fail once end has passed."""
     for i in range(count):
         if time.perf_counter() > end:
-            fail(f"connrate: deadline of {deadline} s passed after {i} connections")
+            fail(f"connrate: deadline passed after {i} connections")
         try:
             s = connect(addr)
             try:
@@ -62,21 +83,66 @@ def connrate(addr, count, deadline):
                 s.close()
         except OSError as e:
             fail(f"connrate: connection {i}: {e}")
-    return time.perf_counter() - start
+
+
+def connrate(addr, count, deadline, clients):
+    if clients == 1:
+        start = time.perf_counter()
+        connrate_loop(addr, count, start + deadline)
+        return time.perf_counter() - start
+    # Forked before the clock starts, released together by closing a pipe.
+    go_r, go_w = os.pipe()
+    pids = []
+    for k in range(clients):
+        share = count // clients + (1 if k < count % clients else 0)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(go_w)
+                os.read(go_r, 1)
+                connrate_loop(addr, share, time.perf_counter() + deadline)
+                code = 0
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    os.close(go_r)
+    start = time.perf_counter()
+    os.close(go_w)
+    bad = 0
+    for pid in pids:
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            bad += 1
+    elapsed = time.perf_counter() - start
+    if bad:
+        fail(f"connrate: {bad} of {clients} clients failed")
+    return elapsed
+
+
+def percentile(sorted_values, p):
+    """Nearest-rank percentile p (0..100] of a sorted sequence."""
+    rank = max(1, -(-len(sorted_values) * p // 100))
+    return sorted_values[int(rank) - 1]
 
 
 def rr(addr, count, deadline):
+    """Returns the elapsed seconds and every round trip's time in ns, sorted."""
     try:
         s = connect(addr)
     except OSError as e:
         fail(f"rr: connect: {e}")
+    times = array.array("q", bytes(8 * count))
+    clock = time.perf_counter_ns
     try:
         for _ in range(100):
             ping_pong(s)
         start = time.perf_counter()
         end = start + deadline
         for i in range(count):
+            t0 = clock()
             ping_pong(s)
+            times[i] = clock() - t0
             if i % 256 == 0 and time.perf_counter() > end:
                 fail(f"rr: deadline of {deadline} s passed after {i} round trips")
         elapsed = time.perf_counter() - start
@@ -88,7 +154,7 @@ def rr(addr, count, deadline):
         fail(f"rr: {e}")
     finally:
         s.close()
-    return elapsed
+    return elapsed, sorted(times)
 
 
 def echo(addr, size, deadline, cc):
@@ -140,6 +206,74 @@ def echo(addr, size, deadline, cc):
     return elapsed, pause
 
 
+TCP_ESTABLISHED = 1
+
+
+def idle(addr, count, deadline, release):
+    """Opens and holds count connections until release exists; see the module doc."""
+    start = time.perf_counter()
+    end = start + deadline
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = count + 64
+    if hard != resource.RLIM_INFINITY and hard < want:
+        hard = want  # root may raise the hard limit too
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    linger = struct.pack("ii", 1, 0)
+    socks = []
+    try:
+        for i in range(count):
+            if time.perf_counter() > end:
+                fail(f"idle: deadline of {deadline} s passed after {i} connections")
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            socks.append(s)
+            s.settimeout(OP_TIMEOUT)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            s.connect(addr)
+        opened = time.perf_counter() - start
+        for i in list(range(99, count, 100)) + [count - 1]:
+            ping_pong(socks[i])
+        for i, s in enumerate(socks):
+            state = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+            if state != TCP_ESTABLISHED:
+                fail(f"idle: connection {i} is in TCP state {state}, not ESTABLISHED")
+    except OSError as e:
+        fail(f"idle: connection {len(socks) - 1}: {e}")
+    print(f"{count} {opened:.6f}", flush=True)
+    while not os.path.exists(release):
+        if time.perf_counter() > end:
+            fail(f"idle: {release} did not appear within {deadline} s")
+        time.sleep(0.05)
+    for s in socks:
+        s.close()
+
+
+def udpflood(addr, size, seconds):
+    """Sends size-byte datagrams to addr for seconds; returns how many."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect(addr)
+    per_send = max(1, min(64, 65507 // size))
+    if per_send > 1:
+        try:
+            s.setsockopt(socket.SOL_UDP, 103, size)  # UDP_SEGMENT
+            s.send(bytes(size * per_send))
+        except OSError:
+            per_send = 1  # no UDP GSO here: one datagram per send
+            s.setsockopt(socket.SOL_UDP, 103, 0)
+    data = bytes(size * per_send)
+    sent = 0
+    end = time.perf_counter() + seconds
+    while True:
+        for _ in range(64):
+            try:
+                s.send(data)
+            except (BlockingIOError, ConnectionRefusedError):
+                pass  # a full queue: the datagrams are lost, as on a link
+            sent += per_send
+        if time.perf_counter() > end:
+            return sent
+
+
 def main(argv):
     if len(argv) in (6, 7) and argv[1] == "echo":
         cc = argv[6] if len(argv) == 7 else ""
@@ -147,12 +281,28 @@ def main(argv):
         elapsed, pause = echo((argv[2], int(argv[3])), size, float(argv[5]), cc)
         print(f"{size} {elapsed:.6f} {pause:.6f}")
         return
-    if len(argv) != 6 or argv[1] not in ("connrate", "rr"):
-        fail("usage: bench-client.py connrate|rr HOST PORT COUNT DEADLINE, or echo HOST PORT BYTES DEADLINE [CC]")
+    if len(argv) == 7 and argv[1] == "idle":
+        idle((argv[2], int(argv[3])), int(argv[4]), float(argv[5]), argv[6])
+        return
+    if len(argv) == 6 and argv[1] == "udpflood":
+        print(udpflood((argv[2], int(argv[3])), int(argv[4]), float(argv[5])))
+        return
+    if len(argv) not in (6, 7) or argv[1] not in ("connrate", "rr") or (len(argv) == 7 and argv[1] != "connrate"):
+        fail(
+            "usage: bench-client.py connrate HOST PORT COUNT DEADLINE [CLIENTS], rr HOST PORT COUNT DEADLINE,"
+            " echo HOST PORT BYTES DEADLINE [CC], idle HOST PORT COUNT DEADLINE RELEASE-FILE,"
+            " or udpflood HOST PORT SIZE SECONDS"
+        )
     mode, host, port, count, deadline = argv[1], argv[2], int(argv[3]), int(argv[4]), float(argv[5])
-    fn = connrate if mode == "connrate" else rr
-    elapsed = fn((host, port), count, deadline)
-    print(f"{count} {elapsed:.6f}")
+    if mode == "connrate":
+        clients = int(argv[6]) if len(argv) == 7 else 1
+        if clients < 1 or clients > count:
+            fail(f"connrate: CLIENTS wants 1..=COUNT, not {clients}")
+        print(f"{count} {connrate((host, port), count, deadline, clients):.6f}")
+        return
+    elapsed, times = rr((host, port), count, deadline)
+    p50, p99 = (percentile(times, p) / 1000 for p in (50, 99))
+    print(f"{count} {elapsed:.6f} {p50:.1f} {p99:.1f}")
 
 
 if __name__ == "__main__":
