@@ -261,8 +261,11 @@ fn read_file(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 /// How a service's thread serves.
 #[derive(Clone, Debug)]
 pub(crate) struct Limits {
+    /// Connections per client address, shared with the other service.
     pub clients: Arc<ClientLimits>,
+    /// Connections one client address may hold at once.
     pub per_client: usize,
+    /// A connection with nothing read or written for this long is closed.
     pub idle: Duration,
 }
 
