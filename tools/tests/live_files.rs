@@ -334,3 +334,49 @@ fn the_refusal_line_survives_loss() {
         );
     }
 }
+
+/// Hundreds of connections held open at once cost the daemon no thread
+/// each: the file services are event-driven. The limit proves every held
+/// connection was taken on: the next one is refused.
+#[test]
+fn three_hundred_held_connections_cost_no_thread_each_and_are_all_served() {
+    if !live_tests_possible("three_hundred_held_connections_cost_no_thread_each_and_are_all_served") {
+        return;
+    }
+    let site = Site::new("held", 1000);
+    let (sb, d) = start(&site, &["--max-per-client", "300"]);
+    let (mut web, mut down): (Vec<HostTcp>, Vec<HostTcp>) = sb.enter(|| {
+        let web = (0..200).map(|_| HostTcp::connect("10.200.0.2:80").unwrap()).collect();
+        let down = (0..100).map(|_| HostTcp::connect("10.200.0.2:2000").unwrap()).collect();
+        (web, down)
+    });
+    // Each has sent part of its request: its server side waits for the rest.
+    for (i, c) in web.iter_mut().enumerate() {
+        write!(c, "GET /small/f{}.txt HTTP/1.1\r\n", i % 100).unwrap();
+    }
+    for (i, c) in down.iter_mut().enumerate() {
+        write!(c, "small/f{}", i % 100).unwrap();
+    }
+    let out = sh(&sb, "curl -s -w '\\n%{http_code}' http://10.200.0.2/small/f0.txt");
+    assert_eq!(out.stdout.lines().last(), Some("503"), "all 300 held: {}", out.stdout);
+    let threads = std::fs::read_dir(format!("/proc/{}/task", d.pid())).unwrap().count();
+    assert!(threads < 32, "the daemon runs {threads} threads for 300 connections");
+    // Every one is answered once its request is complete.
+    for (i, c) in web.iter_mut().enumerate() {
+        c.write_all(b"Host: x\r\nConnection: close\r\n\r\n").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut got = String::new();
+        c.read_to_string(&mut got).unwrap();
+        assert!(
+            got.starts_with("HTTP/1.1 200 OK\r\n") && got.ends_with(&format!("\r\n\r\nsmall file {}\n", i % 100)),
+            "{got:?}"
+        );
+    }
+    for (i, c) in down.iter_mut().enumerate() {
+        c.write_all(b".txt\n").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut got = String::new();
+        c.read_to_string(&mut got).unwrap();
+        assert_eq!(got, format!("small file {}\n", i % 100));
+    }
+}

@@ -3,13 +3,15 @@
 //! so downloads can resume, keep-alive by default with `Connection: close`
 //! honoured, and pipelined requests answered in order.
 
+use super::listing::listing;
 use super::safety::{Denied, Root, Target, percent_decode};
-use super::{Service, is_idle};
+use super::server::{Io, Next, Outgoing, Pump, Service};
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, Read, Seek, SeekFrom};
 use std::net::{Shutdown, SocketAddr};
 use std::path::Path;
-use tunstack::net::TcpStream;
+use std::time::{Duration, Instant};
+use tunstack::net::{Interest, TcpStream};
 
 /// Longest request line.
 const MAX_REQUEST_LINE: usize = 8 * 1024;
@@ -223,65 +225,8 @@ fn parse_range(header: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()>
     Ok(Some((start, end)))
 }
 
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn url_escape(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-/// A plain HTML listing of `dir`, shown as `shown`.
-fn listing(dir: &Path, shown: &str) -> io::Result<String> {
-    let mut entries: Vec<(String, bool, u64)> = std::fs::read_dir(dir)?
-        .flatten()
-        .map(|e| {
-            let meta = e.metadata().ok();
-            let is_dir = meta.as_ref().is_some_and(|m| m.is_dir());
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                is_dir,
-                meta.map_or(0, |m| m.len()),
-            )
-        })
-        .collect();
-    entries.sort();
-    let title = html_escape(shown);
-    let mut page = format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Index of {title}</title></head>\n<body><h1>Index of {title}</h1>\n<ul>\n"
-    );
-    if shown != "/" {
-        page.push_str("<li><a href=\"../\">../</a></li>\n");
-    }
-    for (name, is_dir, size) in entries {
-        let slash = if is_dir { "/" } else { "" };
-        let size = if is_dir {
-            String::new()
-        } else {
-            format!(" ({size} bytes)")
-        };
-        page.push_str(&format!(
-            "<li><a href=\"{}{slash}\">{}{slash}</a>{size}</li>\n",
-            url_escape(&name),
-            html_escape(&name)
-        ));
-    }
-    page.push_str("</ul></body></html>\n");
-    Ok(page)
-}
-
 /// Writes a response head.
-fn head(w: &mut impl Write, status: u16, headers: &[(&str, String)], keep: bool) -> io::Result<()> {
+fn head(w: &mut Vec<u8>, status: u16, headers: &[(&str, String)], keep: bool) {
     let mut h = format!("HTTP/1.1 {status} {}\r\nServer: tunstack\r\n", reason(status));
     for (k, v) in headers {
         h.push_str(&format!("{k}: {v}\r\n"));
@@ -291,51 +236,38 @@ fn head(w: &mut impl Write, status: u16, headers: &[(&str, String)], keep: bool)
     } else {
         "Connection: close\r\n\r\n"
     });
-    w.write_all(h.as_bytes())
+    w.extend_from_slice(h.as_bytes());
 }
 
 /// A small complete response with a text body.
-fn simple(
-    w: &mut impl Write,
-    status: u16,
-    extra: &[(&str, String)],
-    body: &str,
-    send_body: bool,
-    keep: bool,
-) -> io::Result<()> {
+fn simple(w: &mut Vec<u8>, status: u16, extra: &[(&str, String)], body: &str, send_body: bool, keep: bool) {
     let mut headers = vec![
         ("Content-Type", "text/plain; charset=utf-8".to_owned()),
         ("Content-Length", body.len().to_string()),
     ];
     headers.extend(extra.iter().cloned());
-    head(w, status, &headers, keep)?;
+    head(w, status, &headers, keep);
     if send_body {
-        w.write_all(body.as_bytes())?;
+        w.extend_from_slice(body.as_bytes());
     }
-    Ok(())
 }
 
 /// Answers for a file or directory the server may not read: 403, or 500.
-fn unreadable(
-    w: &mut &TcpStream,
-    peer: SocketAddr,
-    path: &str,
-    e: &io::Error,
-    head_only: bool,
-    keep: bool,
-) -> io::Result<bool> {
+fn unreadable(peer: SocketAddr, path: &str, e: &io::Error, head_only: bool, keep: bool) -> (Vec<u8>, bool) {
     log::info!("http: {peer}: {path:?} unreadable: {e}");
+    let mut w = Vec::new();
     if e.kind() == io::ErrorKind::PermissionDenied {
-        simple(w, 403, &[], "403 Forbidden\n", !head_only, keep)?;
+        simple(&mut w, 403, &[], "403 Forbidden\n", !head_only, keep);
     } else {
-        simple(w, 500, &[], "500 Internal Server Error\n", !head_only, keep)?;
+        simple(&mut w, 500, &[], "500 Internal Server Error\n", !head_only, keep);
     }
-    Ok(keep)
+    (w, keep)
 }
 
 impl Http {
-    /// Answers one request; returns whether the connection stays open.
-    fn answer(&self, w: &mut &TcpStream, req: &Request, peer: SocketAddr) -> io::Result<bool> {
+    /// The response to one request, and whether the connection stays open after it.
+    fn answer(&self, req: &Request, peer: SocketAddr) -> io::Result<(Outgoing, bool)> {
+        let mut w = Vec::new();
         let mut keep = req.keep_alive();
         let has_body =
             req.header("content-length").is_some_and(|v| v.trim() != "0") || req.header("transfer-encoding").is_some();
@@ -345,12 +277,12 @@ impl Http {
         let head_only = req.method == "HEAD";
         if req.method != "GET" && !head_only {
             let allow = [("Allow", "GET, HEAD".to_owned())];
-            simple(w, 405, &allow, "405 Method Not Allowed\n", true, keep)?;
-            return Ok(keep);
+            simple(&mut w, 405, &allow, "405 Method Not Allowed\n", true, keep);
+            return Ok((Outgoing::bytes(w), keep));
         }
         if req.version == "HTTP/1.1" && req.header("host").is_none() {
-            simple(w, 400, &[], "400 Bad Request: no Host header\n", !head_only, false)?;
-            return Ok(false);
+            simple(&mut w, 400, &[], "400 Bad Request: no Host header\n", !head_only, false);
+            return Ok((Outgoing::bytes(w), false));
         }
         // Origin form, or absolute form (http://host/path); query and fragment are not part of the file name.
         // Absolute form (RFC 9112 §3.2.2): the scheme is case-insensitive; no path means "/".
@@ -362,34 +294,37 @@ impl Http {
         };
         let raw_path = target.split(['?', '#']).next().unwrap_or("");
         let Some(path) = percent_decode(raw_path).filter(|p| p.starts_with('/')) else {
-            simple(w, 400, &[], "400 Bad Request\n", !head_only, false)?;
-            return Ok(false);
+            simple(&mut w, 400, &[], "400 Bad Request\n", !head_only, false);
+            return Ok((Outgoing::bytes(w), false));
         };
         match self.root.resolve(&path) {
             Err(Denied::NotFound) => {
                 log::debug!("http: {peer}: {path:?} not found");
-                simple(w, 404, &[], "404 Not Found\n", !head_only, keep)?;
+                simple(&mut w, 404, &[], "404 Not Found\n", !head_only, keep);
             }
             Err(Denied::Forbidden(why)) => {
                 log::info!("http: {peer}: {path:?} refused: {why}");
-                simple(w, 403, &[], "403 Forbidden\n", !head_only, keep)?;
+                simple(&mut w, 403, &[], "403 Forbidden\n", !head_only, keep);
             }
             Ok(Target::Dir(dir)) => {
                 if !raw_path.ends_with('/') {
                     let loc = [("Location", format!("{raw_path}/"))];
-                    simple(w, 301, &loc, "301 Moved Permanently\n", !head_only, keep)?;
+                    simple(&mut w, 301, &loc, "301 Moved Permanently\n", !head_only, keep);
                 } else {
                     let page = match listing(&dir, &path) {
                         Ok(p) => p,
-                        Err(e) => return unreadable(w, peer, &path, &e, head_only, keep),
+                        Err(e) => {
+                            let (w, keep) = unreadable(peer, &path, &e, head_only, keep);
+                            return Ok((Outgoing::bytes(w), keep));
+                        }
                     };
                     let headers = [
                         ("Content-Type", "text/html; charset=utf-8".to_owned()),
                         ("Content-Length", page.len().to_string()),
                     ];
-                    head(w, 200, &headers, keep)?;
+                    head(&mut w, 200, &headers, keep);
                     if !head_only {
-                        w.write_all(page.as_bytes())?;
+                        w.extend_from_slice(page.as_bytes());
                     }
                 }
             }
@@ -397,13 +332,16 @@ impl Http {
                 let opened = File::open(&file_path).and_then(|f| f.metadata().map(|m| (f, m.len())));
                 let (mut file, len) = match opened {
                     Ok(x) => x,
-                    Err(e) => return unreadable(w, peer, &path, &e, head_only, keep),
+                    Err(e) => {
+                        let (w, keep) = unreadable(peer, &path, &e, head_only, keep);
+                        return Ok((Outgoing::bytes(w), keep));
+                    }
                 };
                 let ctype = content_type(&file_path).to_owned();
                 match parse_range(req.header("range"), len) {
                     Err(()) => {
                         let cr = [("Content-Range", format!("bytes */{len}"))];
-                        simple(w, 416, &cr, "416 Range Not Satisfiable\n", !head_only, keep)?;
+                        simple(&mut w, 416, &cr, "416 Range Not Satisfiable\n", !head_only, keep);
                     }
                     Ok(range) => {
                         let (status, start, count) = match range {
@@ -418,37 +356,123 @@ impl Http {
                         if status == 206 {
                             headers.push(("Content-Range", format!("bytes {start}-{}/{len}", start + count - 1)));
                         }
-                        head(w, status, &headers, keep)?;
+                        head(&mut w, status, &headers, keep);
+                        log::debug!("http: {peer}: {} {path} -> {status} ({count} bytes)", req.method);
                         if !head_only {
                             file.seek(SeekFrom::Start(start))?;
-                            let mut left = count;
-                            let mut buf = vec![0u8; 64 * 1024];
-                            while left > 0 {
-                                let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                                let n = file.read(&mut buf[..want])?;
-                                if n == 0 {
-                                    // The file shrank under us: the promised length cannot be kept.
-                                    return Ok(false);
-                                }
-                                w.write_all(&buf[..n])?;
-                                left -= n as u64;
-                            }
+                            return Ok((Outgoing::with_file(w, file, Some(count)), keep));
                         }
-                        log::debug!("http: {peer}: {} {path} -> {status} ({count} bytes)", req.method);
                     }
                 }
             }
         }
-        Ok(keep)
+        Ok((Outgoing::bytes(w), keep))
+    }
+}
+
+/// Where an HTTP connection is.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    /// Bytes read but not yet taken as a request: a head still coming, or
+    /// requests pipelined behind the one being answered. No capacity when empty.
+    input: Vec<u8>,
+    /// How far `input` was searched for the end of a head.
+    scanned: usize,
+    /// The client closed its side.
+    ended: bool,
+    /// A refused connection: its answer is a 503, and its end is quicker.
+    refused: bool,
+    phase: Phase,
+}
+
+/// What an HTTP connection does now.
+#[derive(Debug)]
+enum Phase {
+    /// Reading a request head.
+    Head,
+    /// Sending a response; then the next request, or closing.
+    Respond { out: Outgoing, keep: bool },
+    /// Our FIN went out after the last response: reading what the client
+    /// still sends (at most `left` bytes, until `until` if set) so that
+    /// closing does not turn into a reset that could destroy the response.
+    Linger { left: usize, until: Option<Instant> },
+}
+
+/// How much of its last bytes a refused client may send, and for how long, before the close.
+const REFUSED_DRAIN: (usize, Duration) = (64 * 1024, Duration::from_secs(1));
+
+/// Most bytes of a request head, with the ends of its lines.
+const MAX_HEAD: usize = MAX_REQUEST_LINE + MAX_HEADERS + 2 * (MAX_HEADER_LINES + 2);
+
+/// The length of the empty lines at the start of `input` (RFC 9112 §2.2: ignored before a request line).
+fn leading_empty_lines(input: &[u8]) -> usize {
+    let mut at = 0;
+    loop {
+        match &input[at..] {
+            [b'\n', ..] => at += 1,
+            [b'\r', b'\n', ..] => at += 2,
+            _ => return at,
+        }
+    }
+}
+
+/// Where the head at the start of `input` ends, just past its empty line,
+/// if it is all there; `input[..from]` was searched already.
+fn head_end(input: &[u8], from: usize) -> Option<usize> {
+    let start = from.saturating_sub(2);
+    (start..input.len()).find_map(|i| match &input[i..] {
+        [b'\n', b'\n', ..] => Some(i + 2),
+        [b'\n', b'\r', b'\n', ..] => Some(i + 3),
+        _ => None,
+    })
+}
+
+impl Conn {
+    fn new(refused: bool, phase: Phase) -> Conn {
+        Conn {
+            input: Vec::new(),
+            scanned: 0,
+            ended: false,
+            refused,
+            phase,
+        }
+    }
+
+    /// The next request head from `input`: `None` until all of it is there.
+    fn take_head(&mut self) -> Option<Result<Request, HeadError>> {
+        let skip = leading_empty_lines(&self.input);
+        if skip > 0 {
+            self.input.drain(..skip);
+            self.scanned = 0;
+        }
+        let Some(end) = head_end(&self.input, self.scanned) else {
+            self.scanned = self.input.len();
+            let line_too_long = !self.input.contains(&b'\n') && self.input.len() > MAX_REQUEST_LINE;
+            return if line_too_long {
+                Some(Err(HeadError::Status(431, "request too large")))
+            } else if self.input.len() > MAX_HEAD {
+                Some(Err(HeadError::Status(431, "request header fields too large")))
+            } else {
+                None
+            };
+        };
+        let req = read_request(&mut io::Cursor::new(&self.input[..end]));
+        self.input.drain(..end);
+        self.scanned = 0;
+        if self.input.is_empty() {
+            self.input = Vec::new(); // an idle connection holds no memory
+        }
+        Some(req)
     }
 }
 
 impl Service for Http {
     const NAME: &'static str = "http";
+    type Conn = Conn;
 
-    fn refuse(&self, conn: TcpStream) {
-        let mut w = &conn;
-        let _ = simple(
+    fn refuse(&self, _stream: &TcpStream) -> Option<Conn> {
+        let mut w = Vec::new();
+        simple(
             &mut w,
             503,
             &[("Retry-After", "1".to_owned())],
@@ -456,58 +480,99 @@ impl Service for Http {
             true,
             false,
         );
-        let _ = conn.shutdown(Shutdown::Write);
-        // Drain briefly (a second, 64 KiB at most) so the 503 is not lost to a reset.
-        let _ = conn.set_read_timeout(Some(std::time::Duration::from_millis(250)));
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
-        let (mut buf, mut drained) = ([0u8; 4096], 0usize);
-        let mut r = &conn;
-        while std::time::Instant::now() < deadline && drained < 64 * 1024 {
-            match r.read(&mut buf) {
-                Ok(n) if n > 0 => drained += n,
-                _ => break,
-            }
-        }
+        let out = Outgoing::bytes(w);
+        Some(Conn::new(true, Phase::Respond { out, keep: false }))
     }
 
-    fn serve(&self, conn: &TcpStream, peer: SocketAddr) -> io::Result<()> {
-        let mut reader = BufReader::with_capacity(16 * 1024, conn);
-        let mut w = conn;
+    fn accept(&self) -> Conn {
+        Conn::new(false, Phase::Head)
+    }
+
+    fn run(&self, conn: &mut Conn, io: &mut Io<'_>, scratch: &mut [u8]) -> io::Result<Next> {
         loop {
-            let req = match read_request(&mut reader) {
-                Ok(r) => r,
-                Err(HeadError::Gone) => return Ok(()),
-                Err(HeadError::Status(status, why)) => {
-                    log::info!("http: {peer}: {why}");
-                    simple(
-                        &mut w,
-                        status,
-                        &[],
-                        &format!("{status} {}\n", reason(status)),
-                        true,
-                        false,
-                    )?;
-                    break;
+            if io.spent() {
+                return Ok(Next::Again);
+            }
+            match &mut conn.phase {
+                Phase::Head => {
+                    let (out, keep) = match conn.take_head() {
+                        Some(Ok(req)) => self.answer(&req, io.peer)?,
+                        Some(Err(HeadError::Gone)) => return Ok(Next::Close),
+                        Some(Err(HeadError::Status(status, why))) => {
+                            log::info!("http: {}: {why}", io.peer);
+                            let mut w = Vec::new();
+                            simple(
+                                &mut w,
+                                status,
+                                &[],
+                                &format!("{status} {}\n", reason(status)),
+                                true,
+                                false,
+                            );
+                            (Outgoing::bytes(w), false)
+                        }
+                        // The client closed (or went idle) between requests: just stop.
+                        None if conn.ended => return Ok(Next::Close),
+                        None => {
+                            let want = (MAX_HEAD + 1).saturating_sub(conn.input.len()).clamp(1, scratch.len());
+                            match io.read(&mut scratch[..want])? {
+                                None => return Ok(Next::Wait(Interest::READABLE)),
+                                Some(0) => conn.ended = true,
+                                Some(n) => conn.input.extend_from_slice(&scratch[..n]),
+                            }
+                            continue;
+                        }
+                    };
+                    conn.phase = Phase::Respond { out, keep };
                 }
-            };
-            match self.answer(&mut w, &req, peer) {
-                Ok(true) => continue,
-                Ok(false) => break,
-                Err(e) if is_idle(&e) => return Ok(()),
-                Err(e) => return Err(e),
+                Phase::Respond { out, keep } => match out.pump(io)? {
+                    Pump::Done if *keep => conn.phase = Phase::Head,
+                    Pump::Done => {
+                        io.stream().shutdown(Shutdown::Write)?;
+                        conn.phase = if conn.refused {
+                            let (left, within) = REFUSED_DRAIN;
+                            Phase::Linger {
+                                left,
+                                until: Some(io.now + within),
+                            }
+                        } else {
+                            Phase::Linger {
+                                left: usize::MAX,
+                                until: None,
+                            }
+                        };
+                    }
+                    waiting => return Ok(waiting.waiting()),
+                },
+                Phase::Linger { left, until } => {
+                    if let Some(until) = *until {
+                        if io.now >= until {
+                            return Ok(Next::Close);
+                        }
+                        io.wake_at(until);
+                    }
+                    let want = (*left).min(scratch.len());
+                    match io.read(&mut scratch[..want])? {
+                        None => return Ok(Next::Wait(Interest::READABLE)),
+                        Some(0) => return Ok(Next::Close),
+                        Some(n) => {
+                            *left -= n;
+                            if *left == 0 {
+                                return Ok(Next::Close);
+                            }
+                        }
+                    }
+                }
             }
         }
-        conn.shutdown(Shutdown::Write)?;
-        let mut buf = [0u8; 4096];
-        let mut r = conn;
-        while matches!(r.read(&mut buf), Ok(n) if n > 0) {}
-        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::files::testing::{self, HTTP, PATIENCE, Site, read_response, send};
+    use std::io::Write;
 
     #[test]
     fn ranges_follow_rfc_9110() {
@@ -560,17 +625,128 @@ mod tests {
     }
 
     #[test]
-    fn listings_escape_names() {
-        let dir = std::env::temp_dir().join(format!("tunstack-listing-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("sub")).unwrap();
-        std::fs::write(dir.join("a <b>.txt"), b"x").unwrap();
-        let page = listing(&dir, "/").unwrap();
-        assert!(
-            page.contains("href=\"a%20%3Cb%3E.txt\">a &lt;b&gt;.txt</a> (1 bytes)"),
-            "{page}"
+    fn a_head_split_anywhere_is_taken_once_whole_and_what_follows_stays() {
+        let bytes = b"\r\n\nGET /small.txt HTTP/1.1\r\nHost: x\r\n\r\nGET /";
+        let end = bytes.len() - "GET /".len();
+        let mut c = Conn::new(false, Phase::Head);
+        for (i, b) in bytes.iter().enumerate() {
+            c.input.push(*b);
+            let got = c.take_head();
+            if i + 1 == end {
+                let req = got.expect("a whole head").ok().expect("a valid head");
+                assert_eq!((req.method.as_str(), req.target.as_str()), ("GET", "/small.txt"));
+            } else {
+                assert!(got.is_none(), "a head after {} bytes", i + 1);
+            }
+        }
+        assert_eq!(c.input, b"GET /", "the pipelined start stays");
+    }
+
+    #[test]
+    fn endless_heads_are_refused_at_their_bound_and_empty_lines_cost_nothing() {
+        let mut c = Conn::new(false, Phase::Head);
+        for _ in 0..100_000 {
+            c.input.extend_from_slice(b"\r\n");
+            assert!(c.take_head().is_none());
+            assert!(c.input.is_empty(), "empty lines are dropped");
+        }
+        c.input.extend_from_slice(b"GET / HTTP/1.1\r\n");
+        let mut got = None;
+        for i in 0..100_000 {
+            c.input.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+            got = c.take_head();
+            if got.is_some() {
+                break;
+            }
+        }
+        assert!(matches!(got, Some(Err(HeadError::Status(431, _)))));
+        assert!(c.input.len() <= MAX_HEAD + 16, "{} bytes held", c.input.len());
+        let mut c = Conn::new(false, Phase::Head);
+        c.input = vec![b'a'; MAX_REQUEST_LINE + 1];
+        assert!(matches!(c.take_head(), Some(Err(HeadError::Status(431, _)))));
+    }
+
+    #[test]
+    fn a_head_sent_byte_by_byte_is_answered() {
+        let site = Site::new("bytewise", 1000, 16, PATIENCE);
+        let s = site.connect(HTTP);
+        s.set_nodelay(true).unwrap();
+        for b in b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n" {
+            (&s).write_all(&[*b]).unwrap();
+        }
+        let r = read_response(&s, false);
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"hello\n"[..]), "{}", r.head);
+        assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+    }
+
+    #[test]
+    fn pipelined_requests_are_answered_in_order_on_one_connection() {
+        let site = Site::new("pipelined", 100_000, 16, PATIENCE);
+        let big = testing::big_data(100_000);
+        let s = site.connect(HTTP);
+        send(
+            &s,
+            concat!(
+                "GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+                "HEAD /big.bin HTTP/1.1\r\nHost: x\r\n\r\n",
+                "GET /big.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=1000-1999\r\n\r\n",
+                "GET /missing HTTP/1.1\r\nHost: x\r\n\r\n",
+                "GET /sub HTTP/1.1\r\nHost: x\r\n\r\n",
+                "GET /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            ),
         );
-        assert!(page.contains("href=\"sub/\">sub/</a>"));
-        std::fs::remove_dir_all(dir).unwrap();
+        let r = read_response(&s, false);
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"hello\n"[..]));
+        assert_eq!(r.header("connection"), Some("keep-alive"));
+        let r = read_response(&s, true);
+        assert_eq!((r.status, r.header("content-length")), (200, Some("100000")));
+        let r = read_response(&s, false);
+        assert_eq!(r.status, 206);
+        assert_eq!(r.header("content-range"), Some("bytes 1000-1999/100000"));
+        assert!(r.body == big[1000..2000]);
+        assert_eq!(read_response(&s, false).status, 404);
+        let r = read_response(&s, false);
+        assert_eq!((r.status, r.header("location")), (301, Some("/sub/")));
+        let r = read_response(&s, false);
+        assert_eq!((r.status, r.header("connection")), (200, Some("close")));
+        assert!(r.body == big);
+        let mut rest = Vec::new();
+        assert_eq!((&s).read_to_end(&mut rest).unwrap(), 0, "closed after the last");
+    }
+
+    #[test]
+    fn a_client_that_never_reads_stalls_nobody_else() {
+        const BIG: usize = 16 << 20;
+        let site = Site::new("slow", BIG, 64, PATIENCE);
+        let slow = site.connect(HTTP);
+        send(&slow, "GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n");
+        // Others are served in full meanwhile, over HTTP and the downloader.
+        for _ in 0..3 {
+            let s = site.connect(HTTP);
+            send(&s, "GET /big.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=-100\r\n\r\n");
+            send(&s, "GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+            assert_eq!(read_response(&s, false).status, 206);
+            assert_eq!(read_response(&s, false).body, b"hello\n");
+            let d = site.connect(testing::DOWNLOADER);
+            (&d).write_all(b"small.txt\n").unwrap();
+            let mut got = Vec::new();
+            (&d).read_to_end(&mut got).unwrap();
+            assert_eq!(got, b"hello\n");
+        }
+        // The slow client has but a part of its file yet (its buffers' worth)...
+        let port = slow.local_addr().unwrap().port();
+        let queued: usize = site.stack.with_interface(|i| {
+            i.tcp_layer()
+                .sockets()
+                .iter()
+                .filter(|c| c.local.port() == port)
+                .map(|c| c.recv_queue)
+                .sum()
+        });
+        assert!(queued < BIG, "{queued} bytes of {BIG} wait for the slow client");
+        // ... and gets the rest, intact, once it reads.
+        let r = read_response(&slow, false);
+        assert_eq!(r.status, 200);
+        assert!(r.body == testing::big_data(BIG), "the slow client's file differs");
     }
 }

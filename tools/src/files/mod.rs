@@ -2,12 +2,18 @@
 //! right, and an HTTP/1.1 file server. Both serve regular files under one
 //! directory and nothing else, stream from disk with bounded buffers, and
 //! protect themselves from long connections: a per-client-address
-//! connection limit and an idle timeout.
+//! connection limit and an idle timeout. Each runs event-driven on one
+//! thread of its own (`server`), however many connections it holds.
 
 pub mod downloader;
 pub mod http;
+mod listing;
 pub mod safety;
+mod server;
+#[cfg(test)]
+mod testing;
 
+use server::Service;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -15,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use tunstack::net::{TcpListener, TcpStream};
+use tunstack::net::TcpListener;
 use tunstack::runtime::Stack;
 
 /// How the file services run.
@@ -74,22 +80,12 @@ impl Drop for Slot {
     }
 }
 
-/// What a service does with a connection over the limit, and with one within it.
-pub(crate) trait Service: Send + Sync + 'static {
-    /// Name for logs and netstat.
-    const NAME: &'static str;
-    /// Tells a client over its limit no (RST, or HTTP 503).
-    fn refuse(&self, conn: TcpStream);
-    /// Serves a connection.
-    fn serve(&self, conn: &TcpStream, peer: SocketAddr) -> io::Result<()>;
-}
-
-/// Accepts on `port` and serves each connection on its own thread.
-pub(crate) fn run<S: Service>(
+/// Binds `port` and serves it with `service` on a thread of its own.
+fn run<S: Service>(
     stack: &Stack,
     port: u16,
     cfg: &FilesConfig,
-    limits: Arc<ClientLimits>,
+    clients: Arc<ClientLimits>,
     service: S,
 ) -> io::Result<JoinHandle<()>> {
     let listener = TcpListener::bind(stack, (Ipv4Addr::UNSPECIFIED, port))?;
@@ -100,46 +96,15 @@ pub(crate) fn run<S: Service>(
         cfg.root.display(),
         listener.local_addr()?
     );
-    let service = Arc::new(service);
-    let (per_client, idle) = (cfg.per_client, cfg.idle_timeout);
-    std::thread::Builder::new().name(S::NAME.into()).spawn(move || {
-        loop {
-            let (conn, peer) = match listener.accept() {
-                Ok(c) => c,
-                Err(e) if e.kind() == io::ErrorKind::NetworkDown => break,
-                Err(e) => {
-                    log::debug!("{}: accept: {e}", S::NAME);
-                    continue;
-                }
-            };
-            let Some(slot) = limits.take(peer, per_client) else {
-                log::info!("{}: {peer} holds {per_client} connections already: refused", S::NAME);
-                // Never on the accept thread: a slow client must not hold up everyone else.
-                let service = service.clone();
-                let _ = std::thread::Builder::new()
-                    .name(format!("{} refuse", S::NAME))
-                    .spawn(move || service.refuse(conn));
-                continue;
-            };
-            let service = service.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("{} {peer}", S::NAME))
-                .spawn(move || {
-                    let _slot = slot;
-                    let _ = conn.set_read_timeout(Some(idle));
-                    let _ = conn.set_write_timeout(Some(idle));
-                    if let Err(e) = service.serve(&conn, peer) {
-                        log::debug!("{}: {peer}: {e}", S::NAME);
-                    }
-                });
-            if let Err(e) = spawned {
-                log::warn!("{}: no thread for {peer}: {e}", S::NAME);
-            }
-        }
-    })
+    let limits = server::Limits {
+        clients,
+        per_client: cfg.per_client,
+        idle: cfg.idle_timeout,
+    };
+    server::spawn(stack, listener, service, limits)
 }
 
-/// Starts both services.
+/// Starts both services, each event-driven on a thread of its own.
 pub fn start(stack: &Stack, cfg: FilesConfig) -> io::Result<()> {
     let root = safety::Root::new(&cfg.root)?;
     let limits = Arc::new(ClientLimits::default());
@@ -152,9 +117,4 @@ pub fn start(stack: &Stack, cfg: FilesConfig) -> io::Result<()> {
     )?;
     run(stack, cfg.http_port, &cfg, limits, http::Http { root })?;
     Ok(())
-}
-
-/// Whether an I/O error means the idle timeout passed.
-pub(crate) fn is_idle(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut
 }
