@@ -534,6 +534,8 @@ fn stack_thread(shared: &Shared, device_fd: Option<std::os::fd::RawFd>, mtu: usi
         }
         core.iface.handle_timeout(now);
         core.deliver_events();
+        // The inline task answers before the batch's ACKs go: its replies carry them.
+        let (core, inline_busy, inline_due) = run_inline(shared, core);
         let device_due = core.device.deadline.is_some_and(|d| d <= now);
         let mut core = shared.transmit(core, device_due, usize::MAX);
         // Packets the core made while we sent (loopback replies) are due at once.
@@ -545,7 +547,6 @@ fn stack_thread(shared: &Shared, device_fd: Option<std::os::fd::RawFd>, mtu: usi
             drop(core);
             return Ok(());
         }
-        let (mut core, inline_busy, inline_due) = run_inline(shared, core);
         if rx.full() || inline_busy {
             continue;
         }

@@ -275,9 +275,13 @@ impl Sockets<'_, TcpLayer> {
                 new_window > 0 && new_window >= 2 * old_window
             };
             let pushed_and_read = t.ack_pushed && !t.pingpong && t.bytes_unacked > 0 && t.recv.is_empty();
-            if t.state.synchronized() && (reopens || pushed_and_read) {
+            if t.state.synchronized() && reopens {
                 t.ack_now = true;
                 self.layer.output(&mut self.cx, h.0);
+            } else if t.state.synchronized() && pushed_and_read {
+                // Sent with the next output, so a reply written before it
+                // carries it (an event loop reads, then writes).
+                self.layer.defer_ack(h.0);
             }
             return Ok(n);
         }

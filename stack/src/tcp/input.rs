@@ -582,7 +582,15 @@ impl Tcb {
         if self.fin_seq == Some(self.rcv_nxt) && !self.rcv_closed {
             self.rcv_nxt += 1;
             self.rcv_closed = true;
-            self.ack_now = true;
+            if matches!(self.state, State::SynReceived | State::Established) {
+                // Into CLOSE-WAIT: the application is likely to close now
+                // that it read the end, and our FIN can carry this ACK.
+                // It waits for the end of the batch (Linux delays it too,
+                // entering pingpong mode in tcp_fin).
+                self.ack_deferred = true;
+            } else {
+                self.ack_now = true;
+            }
             match self.state {
                 State::SynReceived | State::Established => self.set_state(State::CloseWait),
                 State::FinWait1 if self.fin_acked() => enter_time_wait(self, now, env.config.msl),

@@ -391,6 +391,17 @@ impl TcpLayer {
         }
     }
 
+    /// Owes an ACK for `h` that the next output sends, unless data carries it first.
+    pub(crate) fn defer_ack(&mut self, h: Handle) {
+        if let Some(t) = self.conns.get_mut(h) {
+            t.ack_deferred = true;
+            if !t.ack_listed {
+                t.ack_listed = true;
+                self.deferred_acks.push(h);
+            }
+        }
+    }
+
     /// Sends the ACKs deferred to the end of the batch of received packets,
     /// one per connection, unless data carried them meanwhile.
     pub(crate) fn flush_deferred_acks(&mut self, cx: &mut Context<'_>) {

@@ -622,6 +622,35 @@ fn segments_are_built_as_the_queue_drains_with_connections_in_turn() {
     }
 }
 
+/// An event loop reads a request and writes the reply before the stack
+/// sends anything: the reply carries the ACK (no pure ACK first), and our
+/// FIN carries the ACK of theirs (the ACK of a FIN into CLOSE-WAIT waits for
+/// the end of the batch, as Linux delays it).
+#[test]
+fn a_reply_and_a_close_written_in_the_same_turn_carry_the_acks() {
+    let mut p = Peer::new();
+    let (_l, h) = p.established_passive();
+    p.send_next(ACK | PSH, b"ping");
+    let mut buf = [0u8; 16];
+    assert_eq!(p.i.tcp(p.now).recv(h, &mut buf), Ok(4));
+    p.i.tcp(p.now).send(h, b"pong").unwrap();
+    let reply = p.recv_one();
+    assert_eq!((reply.payload.as_slice(), reply.ack), (&b"pong"[..], p.seq));
+    p.ack += 4;
+    p.send_next(FIN | ACK, b"");
+    assert_eq!(p.i.tcp(p.now).recv(h, &mut buf), Ok(0), "EOF");
+    p.i.tcp(p.now).shutdown(h, Shutdown::Write).unwrap();
+    let fin = p.recv_one();
+    assert!(fin.is(FIN | ACK), "{fin:?}");
+    assert_eq!(fin.ack, p.seq, "our FIN acknowledges theirs");
+    // Without a close in the batch, the ACK of their FIN still goes at its end.
+    let mut q = Peer::new();
+    let (_l, _h) = q.established_passive();
+    q.send_next(FIN | ACK, b"");
+    let ack = q.recv_one();
+    assert!(ack.is(ACK) && ack.ack == q.seq, "{ack:?}");
+}
+
 #[test]
 fn a_reader_idle_for_a_second_lets_the_empty_rings_go() {
     let mut p = Peer::new();
