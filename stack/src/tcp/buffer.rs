@@ -72,6 +72,17 @@ impl Ring {
         out[first..].copy_from_slice(&self.buf[..rest]);
     }
 
+    /// Appends positions `at..at + len` from the head to `out`.
+    fn append(&self, at: usize, len: usize, out: &mut Vec<u8>) {
+        if len == 0 {
+            return;
+        }
+        let start = self.index(at);
+        let first = len.min(self.buf.len() - start);
+        out.extend_from_slice(&self.buf[start..start + first]);
+        out.extend_from_slice(&self.buf[..len - first]);
+    }
+
     /// Drops the `n` positions at the head (`n <= capacity`).
     fn advance(&mut self, n: usize) {
         self.head = self.index(n);
@@ -168,6 +179,15 @@ impl SendBuffer {
     }
 
     /// Copies bytes starting `offset` bytes past the oldest unacknowledged one.
+    /// Appends `len` bytes from `offset` to `out` (building a segment: one
+    /// copy, straight from the ring into the packet).
+    pub(crate) fn append_to(&self, offset: usize, len: usize, out: &mut Vec<u8>) {
+        assert!(offset + len <= self.len, "peek beyond the buffered data");
+        self.ring.append(offset, len, out);
+    }
+
+    /// Copies `out.len()` bytes from `offset` into `out`.
+    #[cfg(test)]
     pub(crate) fn peek(&self, offset: usize, out: &mut [u8]) {
         assert!(offset + out.len() <= self.len, "peek beyond the buffered data");
         if !out.is_empty() {

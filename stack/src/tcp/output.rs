@@ -334,7 +334,7 @@ impl Tcb {
         }
         let send = &self.send;
         seg.emit_with(&mut buf, *self.local.ip(), *self.remote.ip(), plan.data_len, |out| {
-            send.peek(plan.data_offset, out)
+            send.append_to(plan.data_offset, plan.data_len, out)
         });
         cx.stats().tcp_tx_segments += 1;
         let _ = cx.send_datagram(*self.remote.ip(), protocol::TCP, DEFAULT_TTL, self.dont_fragment, buf);

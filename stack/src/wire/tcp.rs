@@ -259,7 +259,7 @@ impl TcpSegment<'_> {
     /// Appends the segment, checksum included, to `out`.
     pub fn emit(&self, out: &mut Vec<u8>, src: Ipv4Addr, dst: Ipv4Addr) {
         let payload = self.payload;
-        self.emit_with(out, src, dst, payload.len(), |p| p.copy_from_slice(payload));
+        self.emit_with(out, src, dst, payload.len(), |p| p.extend_from_slice(payload));
     }
 
     /// Appends the segment's header followed by `payload_len` bytes of
@@ -271,7 +271,7 @@ impl TcpSegment<'_> {
         src: Ipv4Addr,
         dst: Ipv4Addr,
         payload_len: usize,
-        fill: impl FnOnce(&mut [u8]),
+        fill: impl FnOnce(&mut Vec<u8>),
     ) {
         let start = out.len();
         out.extend_from_slice(&self.src_port.to_be_bytes());
@@ -285,9 +285,10 @@ impl TcpSegment<'_> {
         emit_options(out, &self.options);
         let header_len = out.len() - start;
         out[start + 12] = ((header_len / 4) as u8) << 4;
+        // The payload is appended by `fill` (no zeroing first).
         let data_at = out.len();
-        out.resize(data_at + payload_len, 0);
-        fill(&mut out[data_at..]);
+        fill(out);
+        assert_eq!(out.len() - data_at, payload_len, "fill appends exactly the payload");
         let len = (out.len() - start) as u16;
         let mut c = Checksum::new();
         c.add_pseudo_header(src, dst, PROTOCOL, len).add_bytes(&out[start..]);
