@@ -145,12 +145,25 @@ struct InlineTask {
     due: Option<std::time::Instant>,
 }
 
-/// How long the stack thread keeps reading the device after packets came,
-/// before it sleeps (Linux's busy polling, in miniature): the packets of an
-/// exchange (a handshake's ACK and the request behind it, a FIN and the
-/// ACK after the reply) come microseconds apart, and on a virtual machine
-/// sleeping and being woken costs more than that.
-const BUSY_POLL: std::time::Duration = std::time::Duration::from_micros(25);
+/// How the stack thread runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    /// How long the stack thread keeps reading the device after packets
+    /// came, before it sleeps (Linux's busy polling, in miniature): the
+    /// packets of an exchange (a handshake's ACK and the request behind
+    /// it, a FIN and the ACK after the reply) come microseconds apart, and
+    /// on a virtual machine sleeping and being woken costs more than that.
+    /// Zero: sleep at once. Default 25 µs.
+    pub busy_poll: std::time::Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> RuntimeConfig {
+        RuntimeConfig {
+            busy_poll: std::time::Duration::from_micros(25),
+        }
+    }
+}
 
 /// Rounds of the inline task per turn before the stack thread reads the device again.
 const INLINE_ROUNDS: usize = 4;
@@ -212,8 +225,17 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Starts a thread driving `iface` over `device`.
+    /// Starts a thread driving `iface` over `device`, with the default [`RuntimeConfig`].
     pub fn start<D: Device + Send + 'static>(iface: Interface, device: D) -> io::Result<Stack> {
+        Stack::start_with(iface, device, RuntimeConfig::default())
+    }
+
+    /// Starts a thread driving `iface` over `device`, as `config` says.
+    pub fn start_with<D: Device + Send + 'static>(
+        iface: Interface,
+        device: D,
+        config: RuntimeConfig,
+    ) -> io::Result<Stack> {
         let mtu = iface.config().mtu;
         let readable_fd = device.readable_fd();
         let stack = Stack {
@@ -246,7 +268,7 @@ impl Stack {
         let shared = stack.shared.clone();
         let handle = std::thread::Builder::new()
             .name("tunstack".into())
-            .spawn(move || stack_thread(&shared, readable_fd, mtu))?;
+            .spawn(move || stack_thread(&shared, readable_fd, mtu, config.busy_poll))?;
         *stack.shared.thread.lock().expect("thread slot") = Some(handle);
         Ok(stack)
     }
@@ -498,13 +520,18 @@ impl Batch {
     }
 }
 
-fn stack_thread(shared: &Shared, device_fd: Option<std::os::fd::RawFd>, mtu: usize) -> io::Result<()> {
+fn stack_thread(
+    shared: &Shared,
+    device_fd: Option<std::os::fd::RawFd>,
+    mtu: usize,
+    busy_poll: std::time::Duration,
+) -> io::Result<()> {
     // TUN reads never exceed the MTU.
     let mut rx = Batch::new(RX_BATCH, mtu.max(68));
     let mut ready = Vec::with_capacity(sys::MAX_POLL_FDS);
     let mut fds = vec![shared.wake.raw(), shared.timer.raw()];
     fds.extend(device_fd);
-    // Until when to keep reading instead of sleeping (see BUSY_POLL).
+    // Until when to keep reading instead of sleeping (`RuntimeConfig::busy_poll`).
     let mut busy_until = std::time::Instant::now();
     loop {
         // Read until the device would block, or the batch is full.
@@ -561,7 +588,7 @@ fn stack_thread(shared: &Shared, device_fd: Option<std::os::fd::RawFd>, mtu: usi
         }
         let now_std = std::time::Instant::now();
         if rx.count > 0 {
-            busy_until = now_std + BUSY_POLL;
+            busy_until = now_std + busy_poll;
         }
         if now_std < busy_until {
             drop(core);
@@ -647,10 +674,21 @@ mod tests {
 
     #[test]
     fn stack_thread_answers_pings_over_the_link() {
+        answers_pings(RuntimeConfig::default());
+    }
+
+    #[test]
+    fn stack_thread_answers_pings_without_busy_polling() {
+        answers_pings(RuntimeConfig {
+            busy_poll: std::time::Duration::ZERO,
+        });
+    }
+
+    fn answers_pings(runtime: RuntimeConfig) {
         let (link, mut peer) = MemoryLink::pair().unwrap();
         let mut config = Config::new("10.200.0.2/24".parse().unwrap());
         config.seed = 3;
-        let stack = Stack::start(Interface::new(config), link).unwrap();
+        let stack = Stack::start_with(Interface::new(config), link, runtime).unwrap();
         let ping = crate::testutil::ping_packet(crate::testutil::US, 1, b"over the link");
         peer.send(Instant::ZERO, &ping).unwrap();
         let mut buf = vec![0u8; 2000];

@@ -37,6 +37,9 @@ pub struct TunConfig {
     pub recv_buffer: usize,
     /// Largest TCP send buffer per connection, in bytes (`TcpConfig::send_buffer`).
     pub send_buffer: usize,
+    /// How long the stack thread keeps reading after packets came, before
+    /// it sleeps ([`RuntimeConfig::busy_poll`](super::RuntimeConfig::busy_poll)).
+    pub busy_poll: std::time::Duration,
     /// Record every packet in and out to this pcap file.
     pub pcap: Option<std::path::PathBuf>,
     /// Impair the link (loss, delay, ...) in the given direction(s).
@@ -57,6 +60,7 @@ impl Default for TunConfig {
             congestion: crate::tcp::CongestionAlgorithm::Cubic,
             recv_buffer: crate::tcp::TcpConfig::default().recv_buffer,
             send_buffer: crate::tcp::TcpConfig::default().send_buffer,
+            busy_poll: super::RuntimeConfig::default().busy_poll,
             pcap: None,
             impair: None,
         }
@@ -351,7 +355,10 @@ impl Stack {
             log::info!("impairing {name} ({dir:?}): {imp:?}");
             dev = Box::new(ImpairedDevice::new(dev, imp, dir, config.seed ^ 0x1312_d00d));
         }
-        Ok((Stack::start(Interface::new(config), dev)?, name))
+        let runtime = super::RuntimeConfig {
+            busy_poll: cfg.busy_poll,
+        };
+        Ok((Stack::start_with(Interface::new(config), dev, runtime)?, name))
     }
 }
 

@@ -102,6 +102,10 @@ struct Args {
     #[arg(long, default_value = "1M", value_name = "BYTES", value_parser = buffer_size)]
     send_buffer: usize,
 
+    /// How long the stack thread keeps reading the TUN after packets came before it sleeps, 0 to 1000 microseconds (0: off; Linux's busy_poll).
+    #[arg(long, default_value_t = 25, value_name = "MICROS", value_parser = clap::value_parser!(u64).range(0..=1000))]
+    busy_poll: u64,
+
     /// Serve the files under DIR: the downloader protocol and HTTP/1.1 (off by default).
     #[arg(long, value_name = "DIR")]
     files: Option<std::path::PathBuf>,
@@ -293,6 +297,7 @@ impl Args {
             congestion: self.congestion.into(),
             recv_buffer: self.recv_buffer,
             send_buffer: self.send_buffer,
+            busy_poll: Duration::from_micros(self.busy_poll),
             pcap: self.pcap.clone(),
             impair: Some(self.impair.config()),
         }
