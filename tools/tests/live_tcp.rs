@@ -241,3 +241,43 @@ fn a_thousand_concurrent_connections_echo_and_the_table_drains_after_time_wait()
         "drained before 2×MSL"
     );
 }
+
+/// The host's count of retransmitted TCP segments (RetransSegs of
+/// /proc/net/snmp), in the sandbox's namespace.
+fn host_retransmitted(sb: &Sandbox) -> u64 {
+    let out = sb.run("cat", &["/proc/net/snmp"], Duration::from_secs(10));
+    out.assert_success("cat /proc/net/snmp");
+    let tcp: Vec<Vec<&str>> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("Tcp:"))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(tcp.len(), 2, "a header line and a value line: {}", out.stdout);
+    let at = tcp[0].iter().position(|f| *f == "RetransSegs").expect("RetransSegs");
+    tcp[1][at].parse().expect("a count")
+}
+
+/// Issue 13's silent discard: on a clean link, a 200 MB upload must reach
+/// the stack with nothing out of order (no in-order segment dropped
+/// without a count) and make the host retransmit nothing.
+#[test]
+fn a_200_mb_upload_on_a_clean_link_has_nothing_out_of_order_and_no_host_retransmission() {
+    if !live_tests_possible("a_200_mb_upload_on_a_clean_link_has_nothing_out_of_order_and_no_host_retransmission") {
+        return;
+    }
+    let (sb, d) = start(&[]);
+    let before = host_retransmitted(&sb);
+    let mut cmd = sb.command("sh");
+    cmd.args(["-c", "head -c 200000000 /dev/zero | nc -N 10.200.0.2 9"]);
+    process::run(cmd, Duration::from_secs(300)).assert_success("nc upload to discard");
+    let retransmitted = host_retransmitted(&sb) - before;
+    let stats = d.stats();
+    assert!(
+        stats["tcp_rx_segments"] >= 200_000_000 / 1460,
+        "the upload went through the stack: {stats:?}"
+    );
+    assert_eq!(stats["tcp_rx_out_of_order"], 0, "{stats:?}");
+    assert_eq!(stats["link_rx_errors"], 0);
+    assert_eq!(retransmitted, 0, "the host retransmitted on a clean link: {stats:?}");
+}
