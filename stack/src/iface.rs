@@ -218,6 +218,12 @@ impl Interface {
     /// ACKs owed for a batch of received packets go out first (one per
     /// connection: see `handle_packet`), so call it after the whole batch.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        self.prepare_transmit(now);
+        self.ip.poll_transmit(buf)
+    }
+
+    /// Sends the batch's deferred ACKs, and builds more segments if the queue ran dry.
+    fn prepare_transmit(&mut self, now: Instant) {
         let tcp = &mut self.transports.tcp;
         if tcp.has_output() {
             let mut cx = self.ip.context(now);
@@ -226,7 +232,20 @@ impl Interface {
                 tcp.pull_output(&mut cx);
             }
         }
-        self.ip.poll_transmit(buf)
+    }
+
+    /// As [`poll_transmit`](Self::poll_transmit), but hands the packet
+    /// over as its IP header and the rest: a datagram that leaves whole
+    /// swaps its buffer with `payload` (no copy; give back any buffer, it
+    /// is reused). For devices that send in two parts (`Device::send_parts`).
+    pub fn poll_transmit_parts(
+        &mut self,
+        now: Instant,
+        header: &mut [u8; crate::wire::ipv4::HEADER_LEN],
+        payload: &mut Vec<u8>,
+    ) -> Option<usize> {
+        self.prepare_transmit(now);
+        self.ip.poll_transmit_parts(header, payload)
     }
 
     /// Sockets whose state changed since the last call, appended to `out`.

@@ -35,6 +35,18 @@ pub trait Device {
     /// packet was not sent; the caller drops it, as a full NIC queue would.
     fn send(&mut self, now: Instant, packet: &[u8]) -> io::Result<()>;
 
+    /// Sends one packet given as its IP header and the rest, as `send`
+    /// does with the two joined. The runtime sends this way, handing over
+    /// the buffer the transport built its segment in, so the payload is not
+    /// copied again on its way out. A TUN writes both parts with one
+    /// `writev(2)`; the default joins them.
+    fn send_parts(&mut self, now: Instant, header: &[u8], payload: &[u8]) -> io::Result<()> {
+        let mut packet = Vec::with_capacity(header.len() + payload.len());
+        packet.extend_from_slice(header);
+        packet.extend_from_slice(payload);
+        self.send(now, &packet)
+    }
+
     /// A file descriptor that becomes readable when a packet is waiting, for
     /// `poll(2)`; `None` for devices that are polled by other means.
     fn readable_fd(&self) -> Option<RawFd>;
@@ -65,6 +77,10 @@ impl<D: Device + ?Sized> Device for Box<D> {
 
     fn send(&mut self, now: Instant, packet: &[u8]) -> io::Result<()> {
         (**self).send(now, packet)
+    }
+
+    fn send_parts(&mut self, now: Instant, header: &[u8], payload: &[u8]) -> io::Result<()> {
+        (**self).send_parts(now, header, payload)
     }
 
     fn readable_fd(&self) -> Option<RawFd> {

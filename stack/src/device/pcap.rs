@@ -40,15 +40,23 @@ impl<W: Write> PcapWriter<W> {
     }
 
     /// Records one packet seen at `when` (time since the Unix epoch).
-    pub fn record(&mut self, when: StdDuration, packet: &[u8]) -> io::Result<()> {
-        let caplen = packet.len().min(SNAPLEN as usize);
+    pub fn record(&mut self, when: StdDuration, packet: &[&[u8]]) -> io::Result<()> {
+        let len: usize = packet.iter().map(|p| p.len()).sum();
+        let caplen = len.min(SNAPLEN as usize);
         let mut h = [0u8; 16];
         h[0..4].copy_from_slice(&(when.as_secs() as u32).to_le_bytes());
         h[4..8].copy_from_slice(&when.subsec_micros().to_le_bytes());
         h[8..12].copy_from_slice(&(caplen as u32).to_le_bytes());
-        h[12..16].copy_from_slice(&(packet.len() as u32).to_le_bytes());
+        h[12..16].copy_from_slice(&(len as u32).to_le_bytes());
         self.out.write_all(&h)?;
-        self.out.write_all(&packet[..caplen])
+        // The packet may come in parts (header, payload): the record joins them.
+        let mut left = caplen;
+        for part in packet {
+            let n = part.len().min(left);
+            self.out.write_all(&part[..n])?;
+            left -= n;
+        }
+        Ok(())
     }
 
     /// Flushes buffered records.
@@ -82,7 +90,7 @@ impl<D: Device> PcapDevice<D> {
         })
     }
 
-    fn record(&mut self, packet: &[u8]) {
+    fn record(&mut self, packet: &[&[u8]]) {
         if self.failed {
             return;
         }
@@ -99,13 +107,18 @@ impl<D: Device> PcapDevice<D> {
 impl<D: Device> Device for PcapDevice<D> {
     fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.recv(now, buf)?;
-        self.record(&buf[..n]);
+        self.record(&[&buf[..n]]);
         Ok(n)
     }
 
     fn send(&mut self, now: Instant, packet: &[u8]) -> io::Result<()> {
-        self.record(packet);
+        self.record(&[packet]);
         self.inner.send(now, packet)
+    }
+
+    fn send_parts(&mut self, now: Instant, header: &[u8], payload: &[u8]) -> io::Result<()> {
+        self.record(&[header, payload]);
+        self.inner.send_parts(now, header, payload)
     }
 
     fn readable_fd(&self) -> Option<RawFd> {
@@ -144,7 +157,7 @@ mod tests {
     #[test]
     fn header_and_records_follow_the_pcap_format() {
         let mut w = PcapWriter::new(Vec::new()).unwrap();
-        w.record(StdDuration::new(1_700_000_000, 123_456_000), &[0x45, 0, 0, 20])
+        w.record(StdDuration::new(1_700_000_000, 123_456_000), &[&[0x45, 0, 0, 20]])
             .unwrap();
         let b = w.into_inner();
         assert_eq!(&b[0..4], &[0xd4, 0xc3, 0xb2, 0xa1]);

@@ -228,6 +228,28 @@ impl EventFd {
     }
 }
 
+/// Writes one packet given in two parts with one `writev(2)` (a TUN takes
+/// each write as one packet, however many buffers it gathers).
+pub fn write_two(fd: RawFd, first: &[u8], second: &[u8]) -> io::Result<()> {
+    let iov = [
+        libc::iovec {
+            iov_base: first.as_ptr() as *mut libc::c_void,
+            iov_len: first.len(),
+        },
+        libc::iovec {
+            iov_base: second.as_ptr() as *mut libc::c_void,
+            iov_len: second.len(),
+        },
+    ];
+    // SAFETY: both iovecs point into live slices of the lengths given; the
+    // kernel only reads them (writev), for the duration of the call.
+    let n = unsafe { libc::writev(fd, iov.as_ptr(), 2) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Reads the 8-byte counter of an eventfd or timerfd, which resets it.
 fn read_counter(fd: &OwnedFd) {
     let mut value = [0u8; 8];

@@ -65,6 +65,10 @@ impl Device for TunDevice {
         self.iface.send(packet).map(|_| ())
     }
 
+    fn send_parts(&mut self, _now: Instant, header: &[u8], payload: &[u8]) -> io::Result<()> {
+        sys::write_two(self.iface.as_raw_fd(), header, payload)
+    }
+
     fn readable_fd(&self) -> Option<RawFd> {
         Some(self.iface.as_raw_fd())
     }

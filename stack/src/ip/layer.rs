@@ -250,14 +250,30 @@ impl IpLayer {
         self.reassembler.next_deadline()
     }
 
-    /// Writes the next outgoing packet into `buf`; its length, or `None`.
-    pub(crate) fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<usize> {
-        let w = self.tx.pop_packet(buf)?;
+    /// Takes the next outgoing packet as header and payload (see
+    /// `TxQueue::pop_parts`); its length, or `None`.
+    pub(crate) fn poll_transmit_parts(
+        &mut self,
+        header: &mut [u8; crate::wire::ipv4::HEADER_LEN],
+        payload: &mut Vec<u8>,
+    ) -> Option<usize> {
+        let w = self.tx.pop_parts(header, payload)?;
+        self.count_sent(w);
+        Some(w.len)
+    }
+
+    fn count_sent(&mut self, w: crate::ip::output::Written) {
         self.stats.link_tx_packets += 1;
         self.stats.link_tx_bytes += w.len as u64;
         if w.fragment {
             self.stats.frag_tx_fragments += 1;
         }
+    }
+
+    /// Writes the next outgoing packet into `buf`; its length, or `None`.
+    pub(crate) fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<usize> {
+        let w = self.tx.pop_packet(buf)?;
+        self.count_sent(w);
         Some(w.len)
     }
 }

@@ -116,6 +116,41 @@ impl TxQueue {
         self.queue.is_empty()
     }
 
+    /// Takes the next packet as its IP header (into `header`) and the rest
+    /// (into `payload`). A datagram that leaves whole swaps its buffer with
+    /// `payload`, so its bytes are not copied: the caller's old buffer
+    /// joins the free list. A fragment is copied into `payload`.
+    pub fn pop_parts(&mut self, header: &mut [u8; HEADER_LEN], payload: &mut Vec<u8>) -> Option<Written> {
+        let q = self.queue.front_mut()?;
+        let remaining = q.payload.len() - q.sent;
+        if q.sent == 0 && remaining + HEADER_LEN <= self.mtu {
+            let q = self.queue.pop_front().expect("front exists");
+            self.bytes -= q.payload.len();
+            let mut h = q.header;
+            h.payload_len = remaining;
+            h.frag_offset = 0;
+            h.more_fragments = false;
+            h.emit(header);
+            let old = std::mem::replace(payload, q.payload);
+            self.recycle(old);
+            return Some(Written {
+                len: HEADER_LEN + remaining,
+                fragment: false,
+            });
+        }
+        payload.clear();
+        payload.resize(self.mtu, 0);
+        let mut packet = std::mem::take(payload);
+        let written = self.pop_packet(&mut packet);
+        if let Some(w) = written {
+            header.copy_from_slice(&packet[..HEADER_LEN]);
+            packet.copy_within(HEADER_LEN..w.len, 0);
+            packet.truncate(w.len - HEADER_LEN);
+        }
+        *payload = packet;
+        written
+    }
+
     /// Writes the next packet into `buf` (at least the MTU long).
     pub fn pop_packet(&mut self, buf: &mut [u8]) -> Option<Written> {
         let q = self.queue.front_mut()?;
@@ -166,6 +201,45 @@ mod tests {
             out.push(buf[..w.len].to_vec());
         }
         out
+    }
+
+    /// Popping in parts hands a whole datagram's own buffer over (no copy)
+    /// and takes the caller's in exchange; fragments come out as `pop_packet` makes them.
+    #[test]
+    fn parts_swap_a_whole_datagrams_buffer_and_copy_fragments() {
+        let mut q = TxQueue::new(1500, 1 << 20);
+        let mut b = q.buffer();
+        b.extend_from_slice(&[1u8; 1480]);
+        let built_at = b.as_ptr();
+        q.push(fields(false), b).unwrap();
+        let mut header = [0u8; HEADER_LEN];
+        let mut payload = vec![9u8; 10];
+        let w = q.pop_parts(&mut header, &mut payload).unwrap();
+        assert_eq!(
+            w,
+            Written {
+                len: 1500,
+                fragment: false
+            }
+        );
+        assert_eq!(payload.as_ptr(), built_at, "the segment's own buffer, not a copy");
+        assert_eq!(payload, [1u8; 1480]);
+        let whole = [&header[..], &payload[..]].concat();
+        assert_eq!(Ipv4Packet::parse(&whole).unwrap().payload(), &[1u8; 1480][..]);
+        assert_eq!(q.buffer().capacity(), 10, "the caller's old buffer was kept for reuse");
+
+        let data: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        let mut b = q.buffer();
+        b.extend_from_slice(&data);
+        q.push(fields(false), b.clone()).unwrap();
+        let mut reference = TxQueue::new(1500, 1 << 20);
+        reference.push(fields(false), b).unwrap();
+        let expected = drain(&mut reference);
+        let mut got = Vec::new();
+        while q.pop_parts(&mut header, &mut payload).is_some() {
+            got.push([&header[..], &payload[..]].concat());
+        }
+        assert_eq!(got, expected, "fragments as pop_packet makes them");
     }
 
     #[test]

@@ -171,7 +171,7 @@ const INLINE_ROUNDS: usize = 4;
 /// The device and its transmit batch: whoever holds it may write.
 struct Link {
     device: Box<dyn Device + Send>,
-    tx: Batch,
+    tx: TxBatch,
     /// Counts the times the device was used, so an older look at it
     /// (taken before another thread's) never overwrites a newer one.
     uses: u64,
@@ -254,7 +254,7 @@ impl Stack {
                 }),
                 link: Mutex::new(Link {
                     device: Box::new(device),
-                    tx: Batch::new(TX_BATCH, mtu.max(68)),
+                    tx: TxBatch::new(TX_BATCH),
                     uses: 0,
                 }),
                 tx_space: Waiter::default(),
@@ -463,22 +463,26 @@ impl Shared {
             let link = &mut *link;
             let tx = &mut link.tx;
             tx.count = 0;
-            while !tx.full() {
-                match core.iface.poll_transmit(now, &mut tx.bufs[tx.count]) {
-                    Some(len) => {
-                        tx.lens[tx.count] = len;
-                        tx.count += 1;
-                    }
-                    None => break,
+            while tx.count < tx.headers.len() {
+                let i = tx.count;
+                // The segment's own buffer comes over (no copy); ours goes back to the core.
+                if core
+                    .iface
+                    .poll_transmit_parts(now, &mut tx.headers[i], &mut tx.payloads[i])
+                    .is_none()
+                {
+                    break;
                 }
+                tx.count += 1;
             }
             if tx.count > 0 {
                 self.tx_space.notify();
             }
             drop(core);
             let mut tx_errors = 0;
-            for p in link.tx.packets() {
-                if let Err(e) = link.device.send(now, p) {
+            let tx = &link.tx;
+            for (header, payload) in tx.headers.iter().zip(&tx.payloads).take(tx.count) {
+                if let Err(e) = link.device.send_parts(now, header, payload) {
                     tx_errors += 1;
                     log::debug!("device send failed: {e}");
                 }
@@ -491,6 +495,24 @@ impl Shared {
             core.iface.count_device_errors(0, tx_errors);
             core.publish(snapshot);
             // The device is let go under the core's lock (see above).
+        }
+    }
+}
+
+/// One batch of packets to send, each as its IP header and a buffer
+/// swapped with the one the core built the rest in.
+struct TxBatch {
+    headers: Vec<[u8; crate::wire::ipv4::HEADER_LEN]>,
+    payloads: Vec<Vec<u8>>,
+    count: usize,
+}
+
+impl TxBatch {
+    fn new(n: usize) -> TxBatch {
+        TxBatch {
+            headers: vec![[0; crate::wire::ipv4::HEADER_LEN]; n],
+            payloads: (0..n).map(|_| Vec::new()).collect(),
+            count: 0,
         }
     }
 }
