@@ -1,13 +1,11 @@
 //! `IcmpSocket`: an ICMP echo socket, like Linux's ping sockets.
 
-use super::{block_on, check_timeout, errno, network_down};
+use super::{LazyWaiter, block_on, check_timeout, errno, network_down};
 use crate::ping::{IcmpEvent, IcmpHandle, PingError};
 use crate::runtime::Stack;
-use crate::runtime::Waiter;
 use crate::socket::SocketEvent;
 use std::io;
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// An ICMP echo socket on a tunstack [`Stack`].
@@ -15,7 +13,7 @@ use std::time::Duration;
 pub struct IcmpSocket {
     stack: Stack,
     handle: IcmpHandle,
-    ready: Arc<Waiter>,
+    ready: LazyWaiter,
 }
 
 impl IcmpSocket {
@@ -26,7 +24,7 @@ impl IcmpSocket {
             return Err(network_down());
         }
         let handle = core.iface.ping(stack.now()).bind();
-        let ready = core.waiter(SocketEvent::Icmp(handle));
+        let ready = LazyWaiter::new(SocketEvent::Icmp(handle));
         Ok(IcmpSocket {
             stack: stack.clone(),
             handle,

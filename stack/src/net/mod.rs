@@ -21,9 +21,10 @@ pub use udp::{RecvMeta, UdpSocket};
 
 use crate::runtime::Waiter;
 use crate::runtime::{Core, Stack};
+use crate::socket::SocketEvent;
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4, ToSocketAddrs};
-use std::sync::MutexGuard;
+use std::sync::{Arc, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 /// An error with Linux's errno `code`.
@@ -104,11 +105,50 @@ impl Options {
     }
 }
 
+/// A socket's waiter, made the first time a call on it blocks: a socket
+/// used only without blocking (an event loop's) costs no allocation and no
+/// entry in the stack's table of waiters.
+#[derive(Debug)]
+pub(crate) struct LazyWaiter {
+    key: SocketEvent,
+    cell: OnceLock<Arc<Waiter>>,
+}
+
+impl LazyWaiter {
+    /// The waiter of socket `key`, not made yet.
+    pub(crate) fn new(key: SocketEvent) -> LazyWaiter {
+        LazyWaiter {
+            key,
+            cell: OnceLock::new(),
+        }
+    }
+
+    /// A waiter that exists already (the stack's transmit-space waiter).
+    pub(crate) fn shared(key: SocketEvent, waiter: Arc<Waiter>) -> LazyWaiter {
+        LazyWaiter {
+            key,
+            cell: OnceLock::from(waiter),
+        }
+    }
+
+    /// The waiter, made (and filed with the stack) on first use.
+    fn get(&self, core: &mut Core) -> Arc<Waiter> {
+        self.cell.get_or_init(|| core.waiter(self.key)).clone()
+    }
+
+    /// Wakes whoever waits, if anyone ever did.
+    pub(crate) fn notify(&self) {
+        if let Some(w) = self.cell.get() {
+            w.notify();
+        }
+    }
+}
+
 /// Runs `attempt` under the lock until it returns `Some`, sleeping on `cv`
 /// between tries; `WouldBlock` when non-blocking or once `timeout` passes.
 pub(crate) fn block_on<T>(
     stack: &Stack,
-    cv: &Waiter,
+    cv: &LazyWaiter,
     nonblocking: bool,
     timeout: Option<Duration>,
     mut attempt: impl FnMut(&mut Core) -> Option<io::Result<T>>,
@@ -126,7 +166,8 @@ pub(crate) fn block_on<T>(
         if nonblocking {
             return Err(errno(libc::EAGAIN));
         }
-        let (g, in_time) = stack.wait(cv, core, deadline);
+        let waiter = cv.get(&mut core);
+        let (g, in_time) = stack.wait(&waiter, core, deadline);
         core = g;
         if !in_time {
             // One last try: the condition may have come true right at the deadline.

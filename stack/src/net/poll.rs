@@ -725,6 +725,33 @@ mod tests {
         stack.shutdown().unwrap();
     }
 
+    /// An event loop's sockets never block, so they never get a waiter:
+    /// accepting and serving a connection that way allocates none.
+    #[test]
+    fn sockets_used_without_blocking_get_no_waiter() {
+        let (stack, _peer) = stack();
+        let listener = TcpListener::bind(&stack, (US, 7000)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let client = TcpStream::connect(&stack, (US, 7000)).unwrap();
+        let mut poll = Poll::new(&stack).unwrap();
+        poll.register(&listener, Token(0), Interest::READABLE).unwrap();
+        wait_for(&mut poll, Token(0), Event::is_readable);
+        let (served, _) = listener.accept().unwrap();
+        served.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!((&served).read(&mut buf).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        let key = |s: &TcpStream| SocketEvent::Tcp(s.handle);
+        assert!(!stack.lock().has_waiter(key(&served)), "never blocked: no waiter");
+        assert!(!stack.lock().has_waiter(SocketEvent::Listener(listener.handle)));
+        // A read that blocks (until its timeout: nothing comes) makes one.
+        served.set_nonblocking(false).unwrap();
+        served.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+        assert_eq!((&served).read(&mut buf).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        assert!(stack.lock().has_waiter(key(&served)), "blocked once: a waiter");
+        drop(client);
+        stack.shutdown().unwrap();
+    }
+
     /// A Poll run by the stack thread: its turn runs for events, for a
     /// PollWaker, and when the duration it returned has passed; its
     /// replies go out with no thread of its own.

@@ -1,14 +1,12 @@
 //! `TcpListener` and `TcpStream`, shaped like `std::net`'s.
 
-use super::{Options, block_on, check_timeout, errno, network_down, resolve_v4};
+use super::{LazyWaiter, Options, block_on, check_timeout, errno, network_down, resolve_v4};
 use crate::runtime::Stack;
-use crate::runtime::Waiter;
 use crate::socket::SocketEvent;
 use crate::tcp::tcb::{ConnError, State};
 use crate::tcp::{CongestionAlgorithm, ConnectError, IoError, ListenError, ListenerHandle, Shutdown, TcpHandle};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -40,7 +38,7 @@ fn io_errno(e: IoError) -> io::Error {
 pub struct TcpListener {
     pub(super) stack: Stack,
     pub(super) handle: ListenerHandle,
-    ready: Arc<Waiter>,
+    ready: LazyWaiter,
     options: Options,
 }
 
@@ -66,7 +64,7 @@ impl TcpListener {
                 ListenError::AddrInUse => errno(libc::EADDRINUSE),
                 ListenError::AddrNotAvailable => errno(libc::EADDRNOTAVAIL),
             })?;
-        let ready = core.waiter(SocketEvent::Listener(handle));
+        let ready = LazyWaiter::new(SocketEvent::Listener(handle));
         Ok(TcpListener {
             stack: stack.clone(),
             handle,
@@ -150,14 +148,14 @@ impl Iterator for Incoming<'_> {
 pub struct TcpStream {
     pub(super) stack: Stack,
     pub(super) handle: TcpHandle,
-    ready: Arc<Waiter>,
+    ready: LazyWaiter,
     options: Options,
     abort_on_drop: AtomicBool,
 }
 
 impl TcpStream {
     fn from_handle(stack: &Stack, handle: TcpHandle) -> TcpStream {
-        let ready = stack.lock().waiter(SocketEvent::Tcp(handle));
+        let ready = LazyWaiter::new(SocketEvent::Tcp(handle));
         TcpStream {
             stack: stack.clone(),
             handle,

@@ -1,13 +1,11 @@
 //! `UdpSocket`, shaped like `std::net::UdpSocket`.
 
-use super::{Options, block_on, errno, network_down, resolve_v4};
+use super::{LazyWaiter, Options, block_on, errno, network_down, resolve_v4};
 use crate::runtime::Stack;
-use crate::runtime::Waiter;
 use crate::socket::SocketEvent;
 use crate::udp::{BindError, ConnectError, RecvError, RecvLimits, SendError, SocketError, UdpHandle, UdpIcmpError};
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4, ToSocketAddrs};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// The errno Linux reports for an ICMP-derived socket error.
@@ -57,7 +55,9 @@ impl RecvMeta {
 pub struct UdpSocket {
     pub(super) stack: Stack,
     pub(super) handle: UdpHandle,
-    readable: Arc<Waiter>,
+    readable: LazyWaiter,
+    /// The stack's waiter for room in the transmit queue.
+    tx_space: LazyWaiter,
     options: Options,
 }
 
@@ -73,12 +73,13 @@ impl UdpSocket {
             BindError::AddrInUse => errno(libc::EADDRINUSE),
             BindError::AddrNotAvailable => errno(libc::EADDRNOTAVAIL),
         })?;
-        let readable = core.waiter(SocketEvent::Udp(handle));
+        let readable = LazyWaiter::new(SocketEvent::Udp(handle));
         drop(core);
         Ok(UdpSocket {
             stack: stack.clone(),
             handle,
             readable,
+            tx_space: LazyWaiter::shared(SocketEvent::Udp(handle), stack.tx_space()),
             options: Options::default(),
         })
     }
@@ -116,25 +117,19 @@ impl UdpSocket {
 
     fn send_inner(&self, buf: &[u8], dst: Option<SocketAddrV4>, ttl: Option<u8>) -> io::Result<usize> {
         let b = self.options.get();
-        block_on(
-            &self.stack,
-            self.stack.tx_space(),
-            b.nonblocking,
-            b.write_timeout,
-            |core| {
-                let now = self.stack.now();
-                let r = match dst {
-                    Some(d) => core.iface.udp(now).send_to(self.handle, d, buf, ttl),
-                    None => core.iface.udp(now).send(self.handle, buf),
-                };
-                match r {
-                    Ok(()) => Some(Ok(buf.len())),
-                    // A full transmit queue drains by itself: wait for space.
-                    Err(SendError::QueueFull) => None,
-                    Err(e) => Some(Err(send_errno(e))),
-                }
-            },
-        )
+        block_on(&self.stack, &self.tx_space, b.nonblocking, b.write_timeout, |core| {
+            let now = self.stack.now();
+            let r = match dst {
+                Some(d) => core.iface.udp(now).send_to(self.handle, d, buf, ttl),
+                None => core.iface.udp(now).send(self.handle, buf),
+            };
+            match r {
+                Ok(()) => Some(Ok(buf.len())),
+                // A full transmit queue drains by itself: wait for space.
+                Err(SendError::QueueFull) => None,
+                Err(e) => Some(Err(send_errno(e))),
+            }
+        })
     }
 
     fn recv_inner(&self, buf: &mut [u8], peek: bool) -> io::Result<RecvMeta> {

@@ -101,6 +101,12 @@ impl Core {
         self.waiters.entry(s).or_default().clone()
     }
 
+    /// Whether a thread ever waited on socket `s` (it has a waiter).
+    #[cfg(test)]
+    pub(crate) fn has_waiter(&self, s: SocketEvent) -> bool {
+        self.waiters.contains_key(&s)
+    }
+
     /// Forgets the waiters of a closed socket.
     pub(crate) fn forget(&mut self, s: SocketEvent) {
         self.waiters.remove(&s);
@@ -202,7 +208,7 @@ struct Shared {
     link: Mutex<Link>,
     /// Notified when the transmit queue drained, for senders refused with a
     /// full queue (UDP); `tx_space.waiting` counts them.
-    tx_space: Waiter,
+    tx_space: Arc<Waiter>,
     wake: Arc<sys::EventFd>,
     timer: sys::TimerFd,
     inline: Mutex<Option<InlineTask>>,
@@ -257,7 +263,7 @@ impl Stack {
                     tx: TxBatch::new(TX_BATCH),
                     uses: 0,
                 }),
-                tx_space: Waiter::default(),
+                tx_space: Arc::default(),
                 wake: Arc::new(sys::EventFd::new()?),
                 timer: sys::TimerFd::new()?,
                 inline: Mutex::new(None),
@@ -392,8 +398,8 @@ impl Stack {
     }
 
     /// The waiter notified when transmit queues drain.
-    pub(crate) fn tx_space(&self) -> &Waiter {
-        &self.shared.tx_space
+    pub(crate) fn tx_space(&self) -> Arc<Waiter> {
+        self.shared.tx_space.clone()
     }
 
     /// Stops the stack thread (after it sends what is queued) and waits for
