@@ -206,6 +206,11 @@ impl Interface {
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) next has work, if ever.
+    /// Output waiting for [`poll_transmit`](Self::poll_transmit) is not a
+    /// deadline: drive the interface as the runtime does, `poll_transmit`
+    /// until `None` after every batch of `handle_packet` and every socket
+    /// call (ACKs a batch owes wait there, see `handle_packet`), or check
+    /// [`has_output`](Self::has_output).
     pub fn poll_timeout(&self) -> Option<Instant> {
         match (self.ip.next_deadline(), self.transports.tcp.next_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -271,6 +276,14 @@ impl Interface {
     /// Whether socket events wait for [`take_events`](Self::take_events).
     pub fn has_events(&self) -> bool {
         self.ip.has_events()
+    }
+
+    /// Packets were taken from the transmit queue: UDP sockets refused for
+    /// a full queue get an event (they can send again).
+    pub fn note_tx_space(&mut self, now: Instant) {
+        if self.transports.udp.tx_refused() {
+            self.transports.udp.tx_drained(&mut self.ip.context(now));
+        }
     }
 
     /// Whether the transmit queue is empty (senders refused with a full queue may retry).

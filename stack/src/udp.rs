@@ -135,6 +135,9 @@ pub struct UdpLayer {
     ports: HashMap<u16, Vec<Handle>, SeededState>,
     /// Receive buffers for reuse, so steady state allocates nothing.
     pool: Vec<Vec<u8>>,
+    /// Sockets refused for a full transmit queue since it last drained:
+    /// they get an event (writable again) when it does.
+    tx_refused: Vec<Handle>,
 }
 
 const POOL: usize = 256;
@@ -145,6 +148,7 @@ impl UdpLayer {
             sockets: Slab::default(),
             ports: HashMap::with_hasher(hasher),
             pool: Vec::new(),
+            tx_refused: Vec::new(),
         }
     }
 
@@ -215,6 +219,24 @@ impl UdpLayer {
             s.event_pending = true;
             cx.notify(SocketEvent::Udp(UdpHandle(h)));
         }
+    }
+
+    /// The transmit queue drained: sockets refused for a full queue get an
+    /// event (a Poll sees them writable again, as EPOLLOUT on Linux).
+    pub(crate) fn tx_drained(&mut self, cx: &mut Context<'_>) {
+        let refused = std::mem::take(&mut self.tx_refused);
+        for &h in &refused {
+            if self.sockets.get(h).is_some() {
+                self.event(cx, h);
+            }
+        }
+        self.tx_refused = refused;
+        self.tx_refused.clear();
+    }
+
+    /// Whether a socket waits for the transmit queue to drain.
+    pub(crate) fn tx_refused(&self) -> bool {
+        !self.tx_refused.is_empty()
     }
 
     /// Marks a taken event as seen, so the next change queues a new one.
@@ -525,7 +547,12 @@ impl Sockets<'_, UdpLayer> {
                 Ok(())
             }
             Err(OutputError::NoRoute) => Err(SendError::NetUnreachable),
-            Err(OutputError::QueueFull) => Err(SendError::QueueFull),
+            Err(OutputError::QueueFull) => {
+                if !self.layer.tx_refused.contains(&h.0) {
+                    self.layer.tx_refused.push(h.0);
+                }
+                Err(SendError::QueueFull)
+            }
             Err(OutputError::TooBig) => Err(SendError::MessageTooBig),
         }
     }

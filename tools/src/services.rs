@@ -1,7 +1,9 @@
 //! Built-in services the daemon runs on its own stack: TCP and UDP echo
 //! (RFC 862), discard (RFC 863) and a byte source (RFC 864's pattern).
 //!
-//! They all run on one thread, event-driven over one [`Poll`]: a listener
+//! They all run in one event loop over one [`Poll`], on the stack thread
+//! itself (`Services::start_on_stack_thread`, what tunstackd does) or on a
+//! thread of their own (`Services::start`): a listener
 //! per TCP service, the UDP socket, and every connection, non-blocking, in a
 //! slab keyed by token. A connection holds no buffer of its own while idle:
 //! reads go through one shared scratch buffer, and echo keeps only the
@@ -263,6 +265,14 @@ impl Server {
         true
     }
 
+    /// Runs `token` again after this turn, once, however many times it asks
+    /// (it may also have had an event this turn).
+    fn run_again(&mut self, token: usize) {
+        if !self.again.contains(&token) {
+            self.again.push(token);
+        }
+    }
+
     /// Gives `token` its turn; false once the stack is down.
     fn dispatch(&mut self, poll: &Poll, token: usize) -> bool {
         let Some(i) = token.checked_sub(self.sockets.len()) else {
@@ -290,7 +300,7 @@ impl Server {
                 }
             }
             Next::Wait(_) => {}
-            Next::Again | Next::Retry => self.again.push(token),
+            Next::Again | Next::Retry => self.run_again(token),
         }
         true
     }
@@ -324,10 +334,10 @@ impl Server {
         };
         match next {
             Ok(Next::Wait(_) | Next::Close) => {}
-            Ok(Next::Again) => self.again.push(token),
+            Ok(Next::Again) => self.run_again(token),
             Ok(Next::Retry) => {
                 self.retry = true;
-                self.again.push(token);
+                self.run_again(token);
             }
             Err(e) if e.kind() == io::ErrorKind::NetworkDown => return false,
             Err(e) => log::debug!("services: socket {token}: {e}"),

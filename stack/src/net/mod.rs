@@ -163,6 +163,15 @@ pub(crate) fn block_on<T>(
             stack.kick(core);
             return r;
         }
+        // The attempt may have set a timer (a reader's idle timer): the
+        // stack thread's timerfd must know, whether we wait or not. (If
+        // that sent output, the lock was let go meanwhile: look again
+        // before waiting, so no event falls in between.)
+        core = stack.kick_held(core);
+        if let Some(r) = attempt(&mut core) {
+            stack.kick(core);
+            return r;
+        }
         if nonblocking {
             return Err(errno(libc::EAGAIN));
         }

@@ -752,6 +752,53 @@ mod tests {
         stack.shutdown().unwrap();
     }
 
+    /// A link whose sends take 200 ms: the stack thread writes with the
+    /// core's lock released for that long.
+    struct SlowSend(MemoryLink);
+
+    impl crate::device::Device for SlowSend {
+        fn recv(&mut self, now: crate::time::Instant, buf: &mut [u8]) -> io::Result<usize> {
+            self.0.recv(now, buf)
+        }
+        fn send(&mut self, now: crate::time::Instant, packet: &[u8]) -> io::Result<()> {
+            std::thread::sleep(Duration::from_millis(200));
+            self.0.send(now, packet)
+        }
+        fn readable_fd(&self) -> Option<std::os::fd::RawFd> {
+            self.0.readable_fd()
+        }
+    }
+
+    /// A wake for the stack thread's Poll that comes while the stack thread
+    /// writes (awake, so nobody signals it) is served before it sleeps.
+    #[test]
+    fn a_stack_thread_poll_woken_while_the_stack_thread_writes_is_served() {
+        use crate::device::Device;
+        let (link, mut peer) = MemoryLink::pair().unwrap();
+        let runtime = crate::runtime::RuntimeConfig {
+            busy_poll: Duration::ZERO,
+        };
+        let stack = Stack::start_with(Interface::new(testutil::config()), SlowSend(link), runtime).unwrap();
+        let poll = Poll::new(&stack).unwrap();
+        let waker = PollWaker::new(&poll, Token(2)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        poll.run_on_stack_thread(move |_, events| {
+            for e in events.iter() {
+                tx.send(e.token()).unwrap();
+            }
+            None
+        });
+        // Its first turn (it runs once at once) is over before the ping comes.
+        std::thread::sleep(Duration::from_millis(100));
+        // A ping makes the stack thread write its reply: 200 ms with the lock let go.
+        peer.send(crate::time::Instant::ZERO, &testutil::ping_packet(US, 1, b"x"))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(80));
+        waker.wake().unwrap();
+        assert_eq!(rx.recv_timeout(PATIENCE), Ok(Token(2)));
+        stack.shutdown().unwrap();
+    }
+
     /// A Poll run by the stack thread: its turn runs for events, for a
     /// PollWaker, and when the duration it returned has passed; its
     /// replies go out with no thread of its own.

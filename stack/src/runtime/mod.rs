@@ -3,11 +3,14 @@
 //!
 //! The stack thread sleeps in `ppoll(2)` on three descriptors: the device,
 //! an eventfd other threads signal, and a timerfd set to the core's next
-//! deadline. It never spins and never ticks on a fixed sleep. Each turn it
-//! reads the device until it would block (or a batch is full), feeds the
-//! whole batch to the core under one acquisition of the lock, runs due
-//! timers, wakes the threads whose sockets can now progress, and writes
-//! what the core has to send.
+//! deadline. It never ticks on a fixed sleep; after a turn that read
+//! packets it keeps reading for a short while before it sleeps
+//! ([`RuntimeConfig::busy_poll`], 25 µs). Each turn it reads the device
+//! until it would block (or a batch is full), feeds the whole batch to the
+//! core under one acquisition of the lock, runs due timers, wakes the
+//! threads whose sockets can now progress, runs the event loop handed to
+//! it (`net::Poll::run_on_stack_thread`), and writes what the core has to
+//! send.
 //!
 //! Output does not always wait for the stack thread. While it sleeps, an
 //! application thread returning from `write` sends what it queued itself
@@ -16,8 +19,13 @@
 //! lock is released before them. Otherwise an application call wakes the
 //! stack thread only when the core's next deadline moved earlier than the
 //! timerfd, and then only by moving the timerfd: a request answered from
-//! the application thread costs no wake-up at all. No lock is held across
-//! a blocking syscall.
+//! the application thread costs no wake-up at all. The core's lock is never
+//! held across a syscall; the device's is held across the TUN writes of one
+//! batch (that is what keeps packets in order between threads), so the
+//! stack thread may wait for an application thread's batch before it reads.
+//!
+//! The task run on the stack thread must not call `Stack::shutdown` or
+//! `run_on_stack_thread` (they wait for the stack thread), nor block.
 
 mod readiness;
 mod tun;
@@ -319,7 +327,12 @@ impl Stack {
     /// Finishes an API call that may have changed the core: sends what it
     /// queued (from this thread), wakes the sockets it changed, and moves
     /// the stack thread's timer if a deadline came earlier. Releases the lock.
-    pub(crate) fn kick<'a>(&'a self, mut core: MutexGuard<'a, Core>) {
+    pub(crate) fn kick<'a>(&'a self, core: MutexGuard<'a, Core>) {
+        drop(self.kick_held(core));
+    }
+
+    /// As [`kick`](Self::kick), but gives the lock back.
+    pub(crate) fn kick_held<'a>(&'a self, mut core: MutexGuard<'a, Core>) -> MutexGuard<'a, Core> {
         if core.sleeping && core.iface.has_output() {
             // The stack thread sleeps: this thread sends, one batch at
             // most (a reply goes out with no wake-up at all). More than
@@ -346,6 +359,7 @@ impl Stack {
                 self.shared.arm(&mut core, next);
             }
         }
+        core
     }
 
     /// Runs `task` on the stack thread whenever the Poll `poll` has events, or when the
@@ -405,25 +419,49 @@ impl Stack {
     /// Stops the stack thread (after it sends what is queued) and waits for
     /// it. Sockets then fail with `NetworkDown`. Calling it again is harmless.
     pub fn shutdown(&self) -> io::Result<()> {
+        self.shared.stop();
+        self.shared.wake.signal();
+        let handle = self.shared.thread.lock().expect("thread slot").take();
+        let result = match handle {
+            Some(h) => h.join().map_err(|_| io::Error::other("stack thread panicked"))?,
+            None => Ok(()),
+        };
+        // The inline task's sockets hold the stack: let them go (no lock held).
+        let task = self.shared.inline.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(task);
+        result
+    }
+}
+
+/// Marks the stack stopped when the stack thread ends, however it ends (an
+/// error, a panic in the core or in the inline task): every blocked call
+/// then returns `NetworkDown` instead of waiting for ever.
+struct StopOnExit<'a>(&'a Shared);
+
+impl Drop for StopOnExit<'_> {
+    fn drop(&mut self) {
+        self.0.stop();
+        // The inline task's sockets hold the stack (a cycle through
+        // `Shared`): let them go, with no lock held.
+        let task = self.0.inline.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(task);
+    }
+}
+
+impl Shared {
+    /// Marks the stack stopped and wakes every waiting thread and Poll.
+    fn stop(&self) {
         {
-            let mut core = self.lock();
+            let mut core = self.lock_core();
             core.stopped = true;
             for w in core.waiters.values() {
                 w.cv.notify_all();
             }
             core.readiness.stop();
         }
-        self.shared.tx_space.cv.notify_all();
-        self.shared.wake.signal();
-        let handle = self.shared.thread.lock().expect("thread slot").take();
-        match handle {
-            Some(h) => h.join().map_err(|_| io::Error::other("stack thread panicked"))?,
-            None => Ok(()),
-        }
+        self.tx_space.cv.notify_all();
     }
-}
 
-impl Shared {
     fn now(&self) -> Instant {
         Instant::from_micros(u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX))
     }
@@ -483,6 +521,7 @@ impl Shared {
             }
             if tx.count > 0 {
                 self.tx_space.notify();
+                core.iface.note_tx_space(now);
             }
             drop(core);
             let mut tx_errors = 0;
@@ -554,6 +593,7 @@ fn stack_thread(
     mtu: usize,
     busy_poll: std::time::Duration,
 ) -> io::Result<()> {
+    let _stop_on_exit = StopOnExit(shared);
     // TUN reads never exceed the MTU.
     let mut rx = Batch::new(RX_BATCH, mtu.max(68));
     let mut ready = Vec::with_capacity(sys::MAX_POLL_FDS);
@@ -606,12 +646,23 @@ fn stack_thread(
         core.deliver_events();
         if core.stopped {
             drop(core);
-            // Whatever the last turn queued still goes out.
-            let core = shared.transmit(shared.lock_core(), true, usize::MAX);
-            drop(core);
+            // Whatever the last turn queued still goes out, even if an
+            // application thread holds the device now (it sends one batch).
+            for _ in 0..1000 {
+                let core = shared.transmit(shared.lock_core(), true, usize::MAX);
+                if !core.iface.has_output() {
+                    break;
+                }
+                drop(core);
+                std::thread::yield_now();
+            }
             return Ok(());
         }
-        if rx.full() || inline_busy {
+        // The inline Poll may have been made ready while `transmit` wrote
+        // with the lock released (an API call's kick saw us awake and left
+        // it to us): serve it before sleeping. From here to `sleeping =
+        // true` the lock is held.
+        if rx.full() || inline_busy || core.inline_poll.is_some_and(|id| core.poll_has_ready(id)) {
             continue;
         }
         let now_std = std::time::Instant::now();
@@ -698,6 +749,19 @@ mod tests {
         assert!(stack.now() < Instant::from_secs(60));
         stack.shutdown().unwrap();
         stack.shutdown().unwrap();
+    }
+
+    /// The inline task's sockets hold the stack: shutting down lets the
+    /// task go, so nothing keeps the stack (its device, its sockets) alive.
+    #[test]
+    fn shutdown_frees_a_stack_that_ran_a_task_on_its_thread() {
+        let (link, _peer) = MemoryLink::pair().unwrap();
+        let stack = Stack::start(Interface::new(Config::new("10.0.0.2/24".parse().unwrap())), link).unwrap();
+        let weak = Arc::downgrade(&stack.shared);
+        crate::net::Poll::new(&stack).unwrap().run_on_stack_thread(|_, _| None);
+        stack.shutdown().unwrap();
+        drop(stack);
+        assert!(weak.upgrade().is_none(), "freed");
     }
 
     #[test]

@@ -262,10 +262,18 @@ impl Tcb {
         let sent_before = self.snd_max;
         self.retransmit_lost(cx);
         loop {
-            if cx.tx_backlog() >= BUILD_AHEAD {
+            if cx.tx_backlog() >= BUILD_AHEAD && self.state.synchronized() && !self.probing {
                 // Enough queued: the rest is built as the queue drains
                 // (`TcpLayer::pull_output`), straight from the send buffer.
+                // Only data waits: an ACK owed now (a duplicate ACK must be
+                // immediate, RFC 5681 §4.2) goes at once, and the next data
+                // segment will carry the next one. (Handshakes and loss
+                // probes are never held.)
                 self.tx_pending = true;
+                if self.ack_now {
+                    let plan = self.ack_plan();
+                    self.transmit(cx, &plan);
+                }
                 break;
             }
             let rto = self.rtt.backed_off(self.backoff);

@@ -602,7 +602,13 @@ fn segments_are_built_as_the_queue_drains_with_connections_in_turn() {
             .map(|(_, t)| usize::from(t.snd_max != t.snd_una))
             .sum();
     assert_eq!(built, 7, "the eighth connection waits for room");
+    // Its peer sends out of order: the duplicate ACK does not wait for room
+    // (RFC 5681 §4.2: at once), only the data does.
+    let (seq, ack) = (p.seq, p.ack);
+    p.send(ACK, seq + 100, ack, b"later");
     let segs = p.recv();
+    let dup = segs.iter().position(|s| s.payload.is_empty() && s.ack == seq);
+    assert_eq!(dup, Some(64), "built at once, behind the 64 queued: {segs:?}");
     let data_segs: Vec<&Seg> = segs.iter().filter(|s| !s.payload.is_empty()).collect();
     assert_eq!(
         data_segs.len(),
@@ -685,6 +691,17 @@ fn a_reader_idle_for_a_second_lets_the_empty_rings_go() {
     p.send_next(ACK | PSH, b"again");
     assert_eq!(p.i.tcp(p.now).recv(h, &mut buf), Ok(5));
     assert_eq!(&buf[..5], b"again");
+    // An event loop's order: read until it would block, then reply, and
+    // read again only when more comes. The rings still go once it is idle.
+    assert_eq!(p.i.tcp(p.now).recv(h, &mut buf), Err(IoError::WouldBlock));
+    p.i.tcp(p.now).send(h, b"answer").unwrap();
+    let _ = p.recv();
+    p.ack += 6;
+    p.send_next(ACK, b"");
+    assert!(held(&p).1 > 0);
+    p.advance(IDLE_RELEASE);
+    p.advance(IDLE_RELEASE);
+    assert_eq!(held(&p), (0, 0), "drained, replied, idle: no buffer memory");
 }
 
 #[test]

@@ -177,11 +177,16 @@ impl Tcb {
             Timer::Idle => {
                 // Nothing moved since the reader began to wait: an idle
                 // connection holds no buffer memory (the next message
-                // allocates a page). After traffic, the reader's next wait
-                // starts the count again.
-                if t.bytes_in + t.bytes_out == t.idle_mark {
+                // allocates a page).
+                let moved = t.bytes_in + t.bytes_out;
+                if moved == t.idle_mark {
                     t.recv.release_if_empty();
                     t.send.release_if_empty();
+                } else if t.recv.allocated() + t.send.allocated() > 0 {
+                    // Traffic since (an event loop drains, then replies, and
+                    // reads again only when more comes): count again from now.
+                    t.idle_mark = moved;
+                    t.set_timer(Timer::Idle, Some(now + super::tcb::IDLE_RELEASE));
                 }
             }
         }

@@ -340,3 +340,32 @@ fn datagram_to_our_own_closed_port_is_refused_over_loopback() {
     );
     assert!(drain(&mut i).is_empty(), "nothing touched the link");
 }
+
+/// A socket refused for a full transmit queue gets an event once the queue
+/// drains, so a Poll sees it writable again (Linux's EPOLLOUT).
+#[test]
+fn a_socket_refused_for_a_full_queue_gets_an_event_when_it_drains() {
+    let mut config = Config::new(Ipv4Cidr::new(US, 24).unwrap());
+    config.gateway = Some(HOST);
+    config.tx_queue_limit = 2000;
+    let mut i = Interface::new(config);
+    let h = i.udp(t(0)).bind(addr(ANY, 5000)).unwrap();
+    let big = [7u8; 1400];
+    assert_eq!(i.udp(t(0)).send_to(h, addr(HOST, 9), &big, None), Ok(()));
+    assert_eq!(
+        i.udp(t(0)).send_to(h, addr(HOST, 9), &big, None),
+        Err(SendError::QueueFull)
+    );
+    let mut ev = Vec::new();
+    i.take_events(&mut ev);
+    assert!(ev.is_empty(), "nothing yet: the queue is full");
+    assert_eq!(drain(&mut i).len(), 1);
+    i.note_tx_space(t(0));
+    i.take_events(&mut ev);
+    assert_eq!(ev, [crate::socket::SocketEvent::Udp(h)]);
+    ev.clear();
+    i.note_tx_space(t(0));
+    i.take_events(&mut ev);
+    assert!(ev.is_empty(), "once per refusal");
+    assert_eq!(i.udp(t(0)).send_to(h, addr(HOST, 9), &big, None), Ok(()));
+}

@@ -522,7 +522,9 @@ impl<S: Service> Server<S> {
                 }
             }
             Next::Wait(_) => {}
-            Next::Again => self.again.push(i),
+            // Once, however many times it asks (it may have had an event too).
+            Next::Again if !self.again.contains(&i) => self.again.push(i),
+            Next::Again => {}
         }
         self.arm(i);
     }
