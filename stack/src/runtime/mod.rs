@@ -159,11 +159,19 @@ struct InlineTask {
     due: Option<std::time::Instant>,
 }
 
+/// Packets no longer than this (headers and a short request or answer)
+/// make the stack thread busy-poll after its turn; a turn with a bulk
+/// segment does not: a bulk sender's next segments come at its own pace,
+/// and spinning while a host sender recovers from loss cost it a third of
+/// its rate (1% loss each way, 55 -> 35 MB/s).
+const SMALL_PACKET: usize = 256;
+
 /// How the stack thread runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RuntimeConfig {
-    /// How long the stack thread keeps reading the device after packets
-    /// came, before it sleeps (Linux's busy polling, in miniature): the
+    /// How long the stack thread keeps reading the device after small
+    /// packets came (no bulk segment among them), before it sleeps
+    /// (Linux's busy polling, in miniature): the
     /// packets of an exchange (a handshake's ACK and the request behind
     /// it, a FIN and the ACK after the reply) come microseconds apart, and
     /// on a virtual machine sleeping and being woken costs more than that.
@@ -666,7 +674,7 @@ fn stack_thread(
             continue;
         }
         let now_std = std::time::Instant::now();
-        if rx.count > 0 {
+        if rx.count > 0 && rx.lens[..rx.count].iter().all(|&n| n <= SMALL_PACKET) {
             busy_until = now_std + busy_poll;
         }
         if now_std < busy_until {
