@@ -203,6 +203,8 @@ impl Interface {
         let transports = &mut self.transports;
         self.ip.handle_timeout(now, &mut |cx, d| transports.deliver(cx, d));
         self.transports.tcp.handle_timeouts(&mut self.ip.context(now));
+        // The loopback queue drained too (a socket refused by it may send).
+        self.note_tx_space(now);
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) next has work, if ever.

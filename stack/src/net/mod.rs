@@ -168,6 +168,9 @@ pub(crate) fn block_on<T>(
         // that sent output, the lock was let go meanwhile: look again
         // before waiting, so no event falls in between.)
         core = stack.kick_held(core);
+        if core.stopped() {
+            return Err(network_down());
+        }
         if let Some(r) = attempt(&mut core) {
             stack.kick(core);
             return r;

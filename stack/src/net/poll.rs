@@ -611,6 +611,25 @@ mod tests {
             }
             assert!(Instant::now() < deadline, "the send buffer never filled");
         }
+        // The server set its buffer small after it had advertised a larger
+        // window, which it honours: wait until that window is used up too,
+        // so no ACK frees space any more (nothing moves for 100 ms).
+        let queues = || {
+            stack.with_interface(|i| {
+                let tcp = i.tcp_layer();
+                (tcp.send_queue(client.handle), tcp.recv_queue(server.handle))
+            })
+        };
+        let mut last = queues();
+        loop {
+            let _ = events_for(&mut poll, Token(9), Duration::from_millis(100));
+            let now = queues();
+            if now == last {
+                break;
+            }
+            last = now;
+            assert!(Instant::now() < deadline, "the window never closed");
+        }
         assert!(
             !events_for(&mut poll, Token(9), Duration::from_millis(50))
                 .iter()

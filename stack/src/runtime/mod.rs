@@ -3,8 +3,8 @@
 //!
 //! The stack thread sleeps in `ppoll(2)` on three descriptors: the device,
 //! an eventfd other threads signal, and a timerfd set to the core's next
-//! deadline. It never ticks on a fixed sleep; after a turn that read
-//! packets it keeps reading for a short while before it sleeps
+//! deadline. It never ticks on a fixed sleep; after a turn that read only
+//! small packets it keeps reading for a short while before it sleeps
 //! ([`RuntimeConfig::busy_poll`], 25 µs). Each turn it reads the device
 //! until it would block (or a batch is full), feeds the whole batch to the
 //! core under one acquisition of the lock, runs due timers, wakes the
@@ -382,11 +382,18 @@ impl Stack {
         poll: PollId,
         task: impl FnMut() -> Option<std::time::Duration> + Send + 'static,
     ) {
-        *self.shared.inline.lock().unwrap_or_else(|p| p.into_inner()) = Some(InlineTask {
-            task: Box::new(task),
-            // A first turn at once: sockets registered before may be ready.
-            due: Some(std::time::Instant::now()),
-        });
+        let old = self
+            .shared
+            .inline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(InlineTask {
+                task: Box::new(task),
+                // A first turn at once: sockets registered before may be ready.
+                due: Some(std::time::Instant::now()),
+            });
+        // Dropped with no lock held: its Poll and sockets take the core's.
+        drop(old);
         let mut core = self.lock();
         core.inline_poll = Some(poll);
         core.sleeping = false;
@@ -662,7 +669,9 @@ fn stack_thread(
                     break;
                 }
                 drop(core);
-                std::thread::yield_now();
+                // Wait for the thread that holds the device (it takes the
+                // core only while holding the device: no deadlock).
+                drop(shared.link.lock().unwrap_or_else(|p| p.into_inner()));
             }
             return Ok(());
         }
@@ -770,6 +779,38 @@ mod tests {
         stack.shutdown().unwrap();
         drop(stack);
         assert!(weak.upgrade().is_none(), "freed");
+    }
+
+    /// A second task replaces the first: the old one (its Poll takes the
+    /// core's lock when dropped) is dropped with no lock held, while the
+    /// stack thread keeps running tasks (lock order core -> task slot).
+    #[test]
+    fn replacing_the_stack_thread_task_while_it_runs_does_not_deadlock() {
+        let (link, _peer) = MemoryLink::pair().unwrap();
+        let stack = Stack::start(Interface::new(Config::new("10.0.0.2/24".parse().unwrap())), link).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        for i in 0..200 {
+            let poll = crate::net::Poll::new(&stack).unwrap();
+            let waker = crate::net::PollWaker::new(&poll, crate::net::Token(i)).unwrap();
+            let tx = tx.clone();
+            poll.run_on_stack_thread(move |_, events| {
+                for e in events.iter() {
+                    let _ = tx.send(e.token().0);
+                }
+                None
+            });
+            waker.wake().unwrap();
+        }
+        // The last task is served: nothing is stuck.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            match rx.recv_timeout(std::time::Duration::from_secs(20)) {
+                Ok(199) => break,
+                Ok(_) => assert!(std::time::Instant::now() < deadline),
+                Err(e) => panic!("the last task never ran: {e}"),
+            }
+        }
+        stack.shutdown().unwrap();
     }
 
     #[test]

@@ -12,7 +12,7 @@
 
 use super::congestion::{self, Window};
 use super::output::send_raw;
-use super::tcb::{ConnError, MAX_QUICK_ACKS, State, Tcb, Timer};
+use super::tcb::{ConnError, State, Tcb, Timer};
 use super::{FourTuple, TcpConfig, TcpLayer};
 use crate::ip::Delivery;
 use crate::ip::context::{Context, Datagram};
@@ -403,11 +403,15 @@ impl Tcb {
             if behind > PAWS_WINDOW && recent_valid && !seg.has(flags::RST) && !self.disordered_ack(seg, behind) {
                 cx.stats().tcp_paws_dropped += 1;
                 let end = seg.seq + seg.payload.len() as u32;
-                if self.sack_ok && !seg.payload.is_empty() && seg.seq.lt(self.rcv_nxt) {
+                if !seg.payload.is_empty() && seg.seq.lt(self.rcv_nxt) {
                     // Data we had: the duplicate ACK says so (D-SACK, RFC
                     // 2883 §4.1, as Linux's tcp_send_dupack), so a sender
-                    // whose retransmission was needless can undo.
-                    self.dsack = Some((seg.seq, end.min(self.rcv_nxt)));
+                    // whose retransmission was needless can undo; and, our
+                    // ACKs being perhaps lost, the next ones go one by one.
+                    if self.sack_ok {
+                        self.dsack = Some((seg.seq, end.min(self.rcv_nxt)));
+                    }
+                    self.enter_quick_ack_mode();
                 }
                 if !seg.payload.is_empty() || !self.oow_limited(now) {
                     self.send_ack(cx);
@@ -441,7 +445,7 @@ impl Tcb {
                     if self.sack_ok {
                         self.dsack = Some((seg.seq, end));
                     }
-                    self.quick_acks = MAX_QUICK_ACKS;
+                    self.enter_quick_ack_mode();
                 }
                 // Data segments always get their duplicate ACK; others are rate-limited (as Linux).
                 if !seg.payload.is_empty() && !seg.has(flags::SYN) || !self.oow_limited(now) {
@@ -682,7 +686,7 @@ fn receive_text(
         // (Linux's tcp_data_queue enters quick-ACK mode here).
         t.ack_now = true;
         if !payload.is_empty() {
-            t.quick_acks = MAX_QUICK_ACKS;
+            t.enter_quick_ack_mode();
         }
         return;
     }

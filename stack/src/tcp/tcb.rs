@@ -548,6 +548,13 @@ impl Tcb {
         }
     }
 
+    /// ACKs the next full-sized segments one by one, and leaves pingpong
+    /// mode (Linux's `tcp_enter_quickack_mode`): the peer retransmitted.
+    pub(crate) fn enter_quick_ack_mode(&mut self) {
+        self.quick_acks = MAX_QUICK_ACKS;
+        self.pingpong = false;
+    }
+
     /// Logs and performs a state change.
     pub(crate) fn set_state(&mut self, to: State) {
         if self.state != to {

@@ -182,7 +182,8 @@ impl Tcb {
                 if moved == t.idle_mark {
                     t.recv.release_if_empty();
                     t.send.release_if_empty();
-                } else if t.recv.allocated() + t.send.allocated() > 0 {
+                }
+                if t.recv.allocated() + t.send.allocated() > 0 {
                     // Traffic since (an event loop drains, then replies, and
                     // reads again only when more comes): count again from now.
                     t.idle_mark = moved;
