@@ -167,13 +167,16 @@ pub(crate) fn block_on<T>(
         // stack thread's timerfd must know, whether we wait or not. (If
         // that sent output, the lock was let go meanwhile: look again
         // before waiting, so no event falls in between.)
-        core = stack.kick_held(core);
-        if core.stopped() {
-            return Err(network_down());
-        }
-        if let Some(r) = attempt(&mut core) {
-            stack.kick(core);
-            return r;
+        let (guard, released) = stack.kick_held(core);
+        core = guard;
+        if released {
+            if core.stopped() {
+                return Err(network_down());
+            }
+            if let Some(r) = attempt(&mut core) {
+                stack.kick(core);
+                return r;
+            }
         }
         if nonblocking {
             return Err(errno(libc::EAGAIN));

@@ -336,12 +336,14 @@ impl Stack {
     /// queued (from this thread), wakes the sockets it changed, and moves
     /// the stack thread's timer if a deadline came earlier. Releases the lock.
     pub(crate) fn kick<'a>(&'a self, core: MutexGuard<'a, Core>) {
-        drop(self.kick_held(core));
+        drop(self.kick_held(core).0);
     }
 
-    /// As [`kick`](Self::kick), but gives the lock back.
-    pub(crate) fn kick_held<'a>(&'a self, mut core: MutexGuard<'a, Core>) -> MutexGuard<'a, Core> {
-        if core.sleeping && core.iface.has_output() {
+    /// As [`kick`](Self::kick), but gives the lock back, and says whether
+    /// it was let go meanwhile (to send).
+    pub(crate) fn kick_held<'a>(&'a self, mut core: MutexGuard<'a, Core>) -> (MutexGuard<'a, Core>, bool) {
+        let sends = core.sleeping && core.iface.has_output();
+        if sends {
             // The stack thread sleeps: this thread sends, one batch at
             // most (a reply goes out with no wake-up at all). More than
             // that is the stack thread's to send, so a bulk writer goes
@@ -367,7 +369,7 @@ impl Stack {
                 self.shared.arm(&mut core, next);
             }
         }
-        core
+        (core, sends)
     }
 
     /// Runs `task` on the stack thread whenever the Poll `poll` has events, or when the
