@@ -31,8 +31,8 @@ use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use tunstack::Ipv4Cidr;
 use tunstack::device::sys;
+use tunstack_tests::tunflags::{self, TunFlags};
 
 /// The services, by port, in the order of [`Service`].
 const PORTS: [u16; 3] = [7, 9, 19];
@@ -40,39 +40,26 @@ const PORTS: [u16; 3] = [7, 9, 19];
 /// Command-line settings.
 #[derive(Debug)]
 struct Args {
-    interface: String,
-    address: Ipv4Cidr,
-    host_address: Ipv4Cidr,
-    mtu: usize,
+    tun: TunFlags,
     buffer: usize,
     backlog: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        interface: "tun0".into(),
-        address: "10.200.0.2/24".parse().expect("valid default"),
-        host_address: "10.200.0.1/24".parse().expect("valid default"),
-        mtu: 1500,
-        buffer: 4 << 20,
-        backlog: 16,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let bad = |e: &dyn std::fmt::Display| format!("{flag} {value}: {e}");
-        match flag.as_str() {
-            "--interface" => args.interface = value,
-            "--address" => args.address = value.parse().map_err(|e| bad(&e))?,
-            "--host-address" => args.host_address = value.parse().map_err(|e| bad(&e))?,
-            "--mtu" => args.mtu = value.parse().map_err(|e| bad(&e))?,
-            "--buffer" => args.buffer = value.parse().map_err(|e| bad(&e))?,
-            "--backlog" => args.backlog = value.parse().map_err(|e| bad(&e))?,
+    let mut tun = TunFlags::default();
+    let (mut buffer, mut backlog) = (4usize << 20, 16usize);
+    tunflags::parse(std::env::args().skip(1), &mut tun, |flag, value| {
+        let number = || value.parse().map_err(|e| tunflags::bad_value(flag, value, e));
+        match flag {
+            "--buffer" => buffer = number()?,
+            "--backlog" => backlog = number()?,
             _ => return Err(format!("unknown argument {flag}")),
         }
-    }
-    if !(68..=65535).contains(&args.mtu) || args.backlog == 0 || !(1024..=1 << 30).contains(&args.buffer) {
-        return Err("--mtu wants 68..=65535, --backlog >= 1, --buffer 1024..=2^30".into());
+        Ok(())
+    })?;
+    let args = Args { tun, buffer, backlog };
+    if args.backlog == 0 || !(1024..=1 << 30).contains(&args.buffer) {
+        return Err("--backlog wants >= 1, --buffer 1024..=2^30".into());
     }
     Ok(args)
 }
@@ -311,18 +298,18 @@ fn serve(c: &mut Conn, s: &mut tcp::Socket, scratch: &mut [u8], pattern: &[u8]) 
 }
 
 fn run(args: &Args) -> io::Result<()> {
-    let iface = tun_tap::Iface::without_packet_info(&args.interface, tun_tap::Mode::Tun)?;
+    let iface = tun_tap::Iface::without_packet_info(&args.tun.interface, tun_tap::Mode::Tun)?;
     iface.set_non_blocking()?;
     let name = iface.name().to_owned();
-    sys::set_mtu(&name, args.mtu)?;
-    sys::set_ipv4(&name, args.host_address)?;
+    sys::set_mtu(&name, args.tun.mtu)?;
+    sys::set_ipv4(&name, args.tun.host_address)?;
     sys::set_up(&name)?;
     let fd = iface.as_raw_fd();
     let mut dev = TunPhy {
         iface,
-        mtu: args.mtu,
-        rx: vec![0; args.mtu],
-        tx: vec![0; args.mtu],
+        mtu: args.tun.mtu,
+        rx: vec![0; args.tun.mtu],
+        tx: vec![0; args.tun.mtu],
     };
 
     let epoch = Instant::now();
@@ -330,13 +317,13 @@ fn run(args: &Args) -> io::Result<()> {
     let mut config = Config::new(HardwareAddress::Ip);
     config.random_seed = u64::from(std::process::id()) ^ epoch.elapsed().as_nanos() as u64;
     let mut smol = Interface::new(config, &mut dev, now());
-    let addr = args.address.addr();
+    let addr = args.tun.address.addr();
     smol.update_ip_addrs(|addrs| {
         addrs
-            .push(IpCidr::new(IpAddress::Ipv4(addr), args.address.prefix_len()))
+            .push(IpCidr::new(IpAddress::Ipv4(addr), args.tun.address.prefix_len()))
             .expect("room for one address");
     });
-    let gw: Ipv4Address = args.host_address.addr();
+    let gw: Ipv4Address = args.tun.host_address.addr();
     smol.routes_mut()
         .add_default_ipv4_route(gw)
         .expect("room for one route");
@@ -349,7 +336,7 @@ fn run(args: &Args) -> io::Result<()> {
     let mut ready = Vec::new();
     eprintln!(
         "smoltcp_tun: owns {name} as {} (host {}), MTU {}, buffers {} B, backlog {} on ports {PORTS:?}",
-        args.address, args.host_address, args.mtu, args.buffer, args.backlog
+        args.tun.address, args.tun.host_address, args.tun.mtu, args.buffer, args.backlog
     );
 
     loop {

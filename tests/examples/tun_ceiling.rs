@@ -30,10 +30,10 @@
 use std::io;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use tunstack::Ipv4Cidr;
 use tunstack::device::Device;
 use tunstack::device::sys;
 use tunstack::device::tun::TunDevice;
+use tunstack_tests::tunflags::{self, TunFlags};
 
 /// Time between the first packet and the start of counting.
 const WARM_UP: Duration = Duration::from_millis(200);
@@ -46,10 +46,7 @@ const CLOCK_EVERY: u64 = 32;
 #[derive(Debug)]
 struct Args {
     write: bool,
-    interface: String,
-    address: Ipv4Cidr,
-    host_address: Ipv4Cidr,
-    mtu: usize,
+    tun: TunFlags,
     secs: f64,
 }
 
@@ -60,28 +57,18 @@ fn parse_args() -> Result<Args, String> {
         Some("write") => true,
         _ => return Err("usage: tun_ceiling read|write [--interface NAME] [--address CIDR] [--host-address CIDR] [--mtu N] [--secs S]".into()),
     };
-    let mut args = Args {
-        write,
-        interface: "tun0".into(),
-        address: "10.200.0.2/24".parse().expect("valid default"),
-        host_address: "10.200.0.1/24".parse().expect("valid default"),
-        mtu: 1500,
-        secs: 2.0,
-    };
-    while let Some(flag) = it.next() {
-        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let bad = |e: &dyn std::fmt::Display| format!("{flag} {value}: {e}");
-        match flag.as_str() {
-            "--interface" => args.interface = value,
-            "--address" => args.address = value.parse().map_err(|e| bad(&e))?,
-            "--host-address" => args.host_address = value.parse().map_err(|e| bad(&e))?,
-            "--mtu" => args.mtu = value.parse().map_err(|e| bad(&e))?,
-            "--secs" => args.secs = value.parse().map_err(|e| bad(&e))?,
-            _ => return Err(format!("unknown argument {flag}")),
+    let mut tun = TunFlags::default();
+    let mut secs = 2.0;
+    tunflags::parse(it, &mut tun, |flag, value| match flag {
+        "--secs" => {
+            secs = value.parse().map_err(|e| tunflags::bad_value(flag, value, e))?;
+            Ok(())
         }
-    }
-    if !((68..=65535).contains(&args.mtu) && args.secs > 0.0 && args.secs <= 3600.0) {
-        return Err("--mtu wants 68..=65535, --secs a number of seconds in (0, 3600]".into());
+        _ => Err(format!("unknown argument {flag}")),
+    })?;
+    let args = Args { write, tun, secs };
+    if !(args.secs > 0.0 && args.secs <= 3600.0) {
+        return Err("--secs wants a number of seconds in (0, 3600]".into());
     }
     Ok(args)
 }
@@ -167,9 +154,9 @@ fn measure(secs: f64, mut step: impl FnMut(Duration) -> io::Result<Option<usize>
 
 fn run(args: &Args) -> io::Result<Count> {
     // tunstackd's own device: non-blocking, one syscall per packet.
-    let mut dev = TunDevice::create(&args.interface)?;
-    dev.set_mtu(args.mtu)?;
-    dev.set_host_address(args.host_address)?;
+    let mut dev = TunDevice::create(&args.tun.interface)?;
+    dev.set_mtu(args.tun.mtu)?;
+    dev.set_host_address(args.tun.host_address)?;
     dev.set_up()?;
     let name = dev.name().to_owned();
     let fd = dev.readable_fd().expect("a TUN has an fd");
@@ -177,17 +164,17 @@ fn run(args: &Args) -> io::Result<Count> {
     let now = tunstack::time::Instant::ZERO;
     eprintln!(
         "tun_ceiling: owns {name} (host {}), MTU {}, {} for {} s",
-        args.host_address,
-        args.mtu,
+        args.tun.host_address,
+        args.tun.mtu,
         if args.write { "writing" } else { "reading" },
         args.secs
     );
     let mut ready = Vec::new();
     if args.write {
         let packet = udp_packet(
-            args.mtu,
-            args.address.addr().octets(),
-            args.host_address.addr().octets(),
+            args.tun.mtu,
+            args.tun.address.addr().octets(),
+            args.tun.host_address.addr().octets(),
         );
         measure(args.secs, |_| match dev.send(now, &packet) {
             Ok(()) => Ok(Some(packet.len())),

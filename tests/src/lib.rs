@@ -13,3 +13,4 @@ pub mod netns;
 pub mod process;
 pub mod sim;
 pub mod sockopt;
+pub mod tunflags;
