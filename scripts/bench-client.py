@@ -1,16 +1,6 @@
 #!/usr/bin/python3
 """Host-side clients for scripts/bench (run inside its namespace).
 
-  bench-client.py connrate HOST PORT COUNT DEADLINE [CLIENTS]
-      COUNT times in all: connect, send one byte, read it back (an echo
-      service), close (the host closes first, so TIME-WAIT stays on the
-      host side). With CLIENTS > 1, that many forked processes (not
-      threads: one GIL would serialise them) share the COUNT and start
-      together; SECONDS is the wall time from the start to the last one done.
-  bench-client.py rr HOST PORT COUNT DEADLINE
-      One connection; COUNT one-byte ping-pongs with TCP_NODELAY, after
-      100 unmeasured ones, each timed alone (perf_counter_ns). Prints
-      "COUNT SECONDS P50_US P99_US" (nearest-rank percentiles).
   bench-client.py echo HOST PORT BYTES DEADLINE [CC]
       One connection, with TCP congestion control CC (e.g. cubic, bbr;
       default: the namespace's): writes BYTES seeded pseudo-random bytes
@@ -33,12 +23,12 @@
       datagrams per send, cut by the kernel) where the kernel allows it;
       drops on a full queue are not errors. Prints "DATAGRAMS-SENT".
 
-connrate prints "COUNT SECONDS" on success; on any error or when DEADLINE
-seconds have passed, every mode prints why on stderr and exits 1. Every
-socket operation has a 5 s timeout.
+The connection-rate and round-trip clients are native:
+tests/examples/bench_client.rs. On any error or when DEADLINE seconds have
+passed, every mode prints why on stderr and exits 1. Every socket
+operation has a 5 s timeout.
 """
 
-import array
 import os
 import random
 import resource
@@ -68,93 +58,6 @@ def ping_pong(s):
     s.sendall(b"x")
     if s.recv(1) != b"x":
         raise OSError("echo answered something other than the byte sent")
-
-
-def connrate_loop(addr, count, end):
-    """count connect + one-byte echo + close, or fail once end has passed."""
-    for i in range(count):
-        if time.perf_counter() > end:
-            fail(f"connrate: deadline passed after {i} connections")
-        try:
-            s = connect(addr)
-            try:
-                ping_pong(s)
-            finally:
-                s.close()
-        except OSError as e:
-            fail(f"connrate: connection {i}: {e}")
-
-
-def connrate(addr, count, deadline, clients):
-    if clients == 1:
-        start = time.perf_counter()
-        connrate_loop(addr, count, start + deadline)
-        return time.perf_counter() - start
-    # Forked before the clock starts, released together by closing a pipe.
-    go_r, go_w = os.pipe()
-    pids = []
-    for k in range(clients):
-        share = count // clients + (1 if k < count % clients else 0)
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                os.close(go_w)
-                os.read(go_r, 1)
-                connrate_loop(addr, share, time.perf_counter() + deadline)
-                code = 0
-            finally:
-                os._exit(code)
-        pids.append(pid)
-    os.close(go_r)
-    start = time.perf_counter()
-    os.close(go_w)
-    bad = 0
-    for pid in pids:
-        _, status = os.waitpid(pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            bad += 1
-    elapsed = time.perf_counter() - start
-    if bad:
-        fail(f"connrate: {bad} of {clients} clients failed")
-    return elapsed
-
-
-def percentile(sorted_values, p):
-    """Nearest-rank percentile p (0..100] of a sorted sequence."""
-    rank = max(1, -(-len(sorted_values) * p // 100))
-    return sorted_values[int(rank) - 1]
-
-
-def rr(addr, count, deadline):
-    """Returns the elapsed seconds and every round trip's time in ns, sorted."""
-    try:
-        s = connect(addr)
-    except OSError as e:
-        fail(f"rr: connect: {e}")
-    times = array.array("q", bytes(8 * count))
-    clock = time.perf_counter_ns
-    try:
-        for _ in range(100):
-            ping_pong(s)
-        start = time.perf_counter()
-        end = start + deadline
-        for i in range(count):
-            t0 = clock()
-            ping_pong(s)
-            times[i] = clock() - t0
-            if i % 256 == 0 and time.perf_counter() > end:
-                fail(f"rr: deadline of {deadline} s passed after {i} round trips")
-        elapsed = time.perf_counter() - start
-        # A clean close: half-close, then wait for the echo service's FIN.
-        s.shutdown(socket.SHUT_WR)
-        while s.recv(4096):
-            pass
-    except OSError as e:
-        fail(f"rr: {e}")
-    finally:
-        s.close()
-    return elapsed, sorted(times)
 
 
 def echo(addr, size, deadline, cc):
@@ -287,23 +190,10 @@ def main(argv):
     if len(argv) == 6 and argv[1] == "udpflood":
         print(udpflood((argv[2], int(argv[3])), int(argv[4]), float(argv[5])))
         return
-    if len(argv) not in (6, 7) or argv[1] not in ("connrate", "rr") or (len(argv) == 7 and argv[1] != "connrate"):
-        fail(
-            "usage: bench-client.py connrate HOST PORT COUNT DEADLINE [CLIENTS], rr HOST PORT COUNT DEADLINE,"
-            " echo HOST PORT BYTES DEADLINE [CC], idle HOST PORT COUNT DEADLINE RELEASE-FILE,"
-            " or udpflood HOST PORT SIZE SECONDS"
-        )
-    mode, host, port, count, deadline = argv[1], argv[2], int(argv[3]), int(argv[4]), float(argv[5])
-    if mode == "connrate":
-        clients = int(argv[6]) if len(argv) == 7 else 1
-        if clients < 1 or clients > count:
-            fail(f"connrate: CLIENTS wants 1..=COUNT, not {clients}")
-        print(f"{count} {connrate((host, port), count, deadline, clients):.6f}")
-        return
-    elapsed, times = rr((host, port), count, deadline)
-    p50, p99 = (percentile(times, p) / 1000 for p in (50, 99))
-    print(f"{count} {elapsed:.6f} {p50:.1f} {p99:.1f}")
-
+    fail(
+        "usage: bench-client.py echo HOST PORT BYTES DEADLINE [CC], idle HOST PORT COUNT DEADLINE RELEASE-FILE,"
+        " or udpflood HOST PORT SIZE SECONDS"
+    )
 
 if __name__ == "__main__":
     main(sys.argv)

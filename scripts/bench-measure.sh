@@ -68,7 +68,7 @@ measure_echo() {
 # measure_conn FIGURE CLIENTS: --conns connections in all from CLIENTS processes.
 measure_conn() {
   local n secs
-  bounded "$((t_conn + 5))" "$out" /usr/bin/python3 "$client" connrate "$stack_ip" 7 "$conns" "$t_conn" "$2" ||
+  bounded "$((t_conn + 5))" "$out" "$native_client" connrate "$stack_ip" 7 "$conns" "$t_conn" "$2" ||
     { show_err "$1"; return 1; }
   read -r n secs <"$out"
   vals=("$1" "$(awk -v n="$n" -v s="$secs" 'BEGIN { printf "%.1f", n / s }')")
@@ -76,7 +76,7 @@ measure_conn() {
 
 measure_rr() {
   local n secs p50 p99
-  bounded "$((t_rr + 5))" "$out" /usr/bin/python3 "$client" rr "$stack_ip" 7 "$rtts" "$t_rr" ||
+  bounded "$((t_rr + 5))" "$out" "$native_client" rr "$stack_ip" 7 "$rtts" "$t_rr" ||
     { show_err rr_latency; return 1; }
   read -r n secs p50 p99 <"$out"
   vals=(rr_latency "$(awk -v n="$n" -v s="$secs" 'BEGIN { printf "%.1f", s / n * 1e6 }')" rr_p50 "$p50" rr_p99 "$p99")
