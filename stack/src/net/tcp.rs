@@ -1,10 +1,43 @@
 //! `TcpListener` and `TcpStream`, shaped like `std::net`'s.
 
 use super::{LazyWaiter, Options, block_on, check_timeout, errno, network_down, resolve_v4};
+
+/// The most an application's read or write copies under one hold of the
+/// core's lock. A larger call lets the lock go between chunks, so the
+/// stack thread waits behind at most one chunk's copy (a few µs), not a
+/// whole buffer's. (DESIGN wants no lock across an application's copy at
+/// all; with a core that neither locks nor uses `unsafe`, its buffers
+/// cannot be shared with another thread, so the copy is bounded instead.)
+const COPY_CHUNK: usize = 64 * 1024;
+
+/// Copies `len` bytes with `copy(range, first)`, one [`COPY_CHUNK`] per
+/// call: the first call may wait as the socket's options say, the others
+/// must not. Stops at the first chunk not copied whole; an error after a
+/// partial copy is left for the next call (the core's errors are sticky),
+/// as Linux returns what it copied first.
+fn in_chunks(len: usize, mut copy: impl FnMut(std::ops::Range<usize>, bool) -> io::Result<usize>) -> io::Result<usize> {
+    let mut done = 0;
+    loop {
+        let end = len.min(done + COPY_CHUNK);
+        let n = match copy(done..end, done == 0) {
+            Ok(n) => n,
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => return Ok(done),
+        };
+        let whole = n == end - done;
+        done += n;
+        if !whole || done >= len {
+            return Ok(done);
+        }
+    }
+}
+use crate::ip::Sockets;
 use crate::runtime::Stack;
 use crate::socket::SocketEvent;
 use crate::tcp::tcb::{ConnError, State};
-use crate::tcp::{CongestionAlgorithm, ConnectError, IoError, ListenError, ListenerHandle, Shutdown, TcpHandle};
+use crate::tcp::{
+    CongestionAlgorithm, ConnectError, IoError, ListenError, ListenerHandle, Shutdown, TcpHandle, TcpLayer,
+};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -247,26 +280,34 @@ impl TcpStream {
     }
 
     fn read_inner(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let b = self.options.get();
-        block_on(&self.stack, &self.ready, b.nonblocking, b.read_timeout, |core| {
-            let now = self.stack.now();
-            match core.iface.tcp(now).recv(self.handle, buf) {
-                Ok(n) => Some(Ok(n)),
-                Err(IoError::WouldBlock) => None,
-                Err(e) => Some(Err(io_errno(e))),
-            }
-        })
+        let timeout = self.options.get().read_timeout;
+        self.copy_in_chunks(buf.len(), timeout, |tcp, h, range| tcp.recv(h, &mut buf[range]))
     }
 
     fn write_inner(&self, buf: &[u8]) -> io::Result<usize> {
-        let b = self.options.get();
-        block_on(&self.stack, &self.ready, b.nonblocking, b.write_timeout, |core| {
-            let now = self.stack.now();
-            match core.iface.tcp(now).send(self.handle, buf) {
-                Ok(n) => Some(Ok(n)),
-                Err(IoError::WouldBlock) => None,
-                Err(e) => Some(Err(io_errno(e))),
-            }
+        let timeout = self.options.get().write_timeout;
+        self.copy_in_chunks(buf.len(), timeout, |tcp, h, range| tcp.send(h, &buf[range]))
+    }
+
+    /// A read or a write of `len` bytes by `op`, a [`COPY_CHUNK`] per hold
+    /// of the lock; only the first chunk waits (up to `timeout`).
+    fn copy_in_chunks(
+        &self,
+        len: usize,
+        timeout: Option<Duration>,
+        mut op: impl FnMut(&mut Sockets<'_, TcpLayer>, TcpHandle, std::ops::Range<usize>) -> Result<usize, IoError>,
+    ) -> io::Result<usize> {
+        let nonblocking = self.options.get().nonblocking;
+        in_chunks(len, |range, first| {
+            let (nonblocking, timeout) = if first { (nonblocking, timeout) } else { (true, None) };
+            block_on(&self.stack, &self.ready, nonblocking, timeout, |core| {
+                let now = self.stack.now();
+                match op(&mut core.iface.tcp(now), self.handle, range.clone()) {
+                    Ok(n) => Some(Ok(n)),
+                    Err(IoError::WouldBlock) => None,
+                    Err(e) => Some(Err(io_errno(e))),
+                }
+            })
         })
     }
 
@@ -501,6 +542,75 @@ mod tests {
 
     fn tcp_sockets(stack: &Stack) -> usize {
         stack.with_interface(|i| i.tcp_layer().sockets().len())
+    }
+
+    #[test]
+    fn a_long_copy_goes_a_chunk_at_a_time_and_only_the_first_may_wait() {
+        let mut calls = Vec::new();
+        // Room for 2.5 chunks: the third chunk is partial and ends the call.
+        let room = 2 * COPY_CHUNK + COPY_CHUNK / 2;
+        let n = in_chunks(4 * COPY_CHUNK, |r, first| {
+            calls.push((r.clone(), first));
+            Ok(r.len().min(room - r.start))
+        })
+        .unwrap();
+        assert_eq!(n, room);
+        assert_eq!(
+            calls,
+            [
+                (0..COPY_CHUNK, true),
+                (COPY_CHUNK..2 * COPY_CHUNK, false),
+                (2 * COPY_CHUNK..3 * COPY_CHUNK, false)
+            ]
+        );
+        // An error after a partial copy returns the copy; at first, the error.
+        let mut k = 0;
+        let n = in_chunks(3 * COPY_CHUNK, |r, _| {
+            k += 1;
+            if k == 2 {
+                Err(io::ErrorKind::ConnectionReset.into())
+            } else {
+                Ok(r.len())
+            }
+        });
+        assert_eq!(n.unwrap(), COPY_CHUNK);
+        let e = in_chunks(10, |_, _| Err(io::ErrorKind::ConnectionReset.into())).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+        assert_eq!(in_chunks(0, |r, _| Ok(r.len())).unwrap(), 0);
+    }
+
+    #[test]
+    fn one_write_and_one_read_move_more_than_a_chunk() {
+        let (ours, host) = two_stacks();
+        let listener = TcpListener::bind(&host, (HOST, 80)).unwrap();
+        let mut s = TcpStream::connect(&ours, (HOST, 80)).unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        s.set_send_buffer_size(8 * COPY_CHUNK).unwrap();
+        peer.set_recv_buffer_size(8 * COPY_CHUNK).unwrap();
+        let data: Vec<u8> = (0..4 * COPY_CHUNK).map(|i| (i * 7 % 251) as u8).collect();
+        let n = s.write(&data).unwrap();
+        assert!(n > COPY_CHUNK, "the write stopped after one chunk: {n}");
+        let mut got = vec![0; data.len()];
+        let mut have = 0;
+        let mut biggest = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while have < n {
+            assert!(std::time::Instant::now() < deadline, "only {have} of {n} bytes arrived");
+            if have == 0 {
+                // Let all of it arrive first, so that one read can take more than a chunk.
+                while peer.stack.with_interface(|i| i.tcp_layer().recv_queue(peer.handle)) < n {
+                    assert!(std::time::Instant::now() < deadline, "the bytes never all arrived");
+                    std::thread::yield_now();
+                }
+            }
+            let k = peer.read(&mut got[have..n]).unwrap();
+            biggest = biggest.max(k);
+            have += k;
+        }
+        assert_eq!(got[..n], data[..n]);
+        assert!(biggest > COPY_CHUNK, "no read took more than one chunk: {biggest}");
+        ours.shutdown().unwrap();
+        host.shutdown().unwrap();
     }
 
     #[test]
