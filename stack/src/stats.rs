@@ -135,8 +135,14 @@ counters! {
         tcp_ack_too_old,
         /// SYNs dropped because the accept queue was full.
         tcp_listen_drops,
-        /// SYNs dropped because the half-open queue was full.
+        /// SYNs dropped because the half-open queue was full (SYN cookies off).
         tcp_syn_queue_full,
+        /// SYNs answered with a SYN cookie (Linux's SyncookiesSent).
+        tcp_syncookies_sent,
+        /// ACKs that completed a handshake by a valid SYN cookie (SyncookiesRecv).
+        tcp_syncookies_recv,
+        /// ACKs to a listener sending cookies whose cookie did not check out, reset (SyncookiesFailed).
+        tcp_syncookies_failed,
         /// Handshake-completing ACKs dropped because the accept queue was full.
         tcp_listen_overflows,
         /// Duplicate ACKs received.

@@ -37,6 +37,8 @@ pub struct TunConfig {
     pub recv_buffer: usize,
     /// Largest TCP send buffer per connection, in bytes (`TcpConfig::send_buffer`).
     pub send_buffer: usize,
+    /// When listeners answer SYNs with SYN cookies (`TcpConfig::syncookies`).
+    pub syncookies: crate::tcp::SynCookies,
     /// How long the stack thread keeps reading after packets came, before
     /// it sleeps ([`RuntimeConfig::busy_poll`](super::RuntimeConfig::busy_poll)).
     pub busy_poll: std::time::Duration,
@@ -60,6 +62,7 @@ impl Default for TunConfig {
             congestion: crate::tcp::CongestionAlgorithm::Cubic,
             recv_buffer: crate::tcp::TcpConfig::default().recv_buffer,
             send_buffer: crate::tcp::TcpConfig::default().send_buffer,
+            syncookies: crate::tcp::TcpConfig::default().syncookies,
             busy_poll: super::RuntimeConfig::default().busy_poll,
             pcap: None,
             impair: None,
@@ -344,6 +347,7 @@ impl Stack {
         config.tcp.congestion = cfg.congestion;
         config.tcp.recv_buffer = cfg.recv_buffer;
         config.tcp.send_buffer = cfg.send_buffer;
+        config.tcp.syncookies = cfg.syncookies;
         let name = device.name().to_owned();
         // The capture sees what crosses the TUN: inside the impairment, so a
         // lost packet appears once (as sent by the host) and never again.

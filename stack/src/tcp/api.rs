@@ -152,6 +152,7 @@ impl Sockets<'_, TcpLayer> {
             half_open: 0,
             event_pending: false,
             owner: None,
+            cookies: Default::default(),
         });
         self.layer.listen_ports.insert(port, h);
         log::debug!("tcp {local}: LISTEN (backlog {backlog})");

@@ -120,8 +120,11 @@ impl TcpLayer {
         if seg.has(flags::RST) {
             return;
         }
+        let tuple = FourTuple { local, remote };
         if seg.has(flags::ACK) {
-            send_raw(cx, FourTuple { local, remote }, seg.ack, None, flags::RST);
+            if !self.cookie_ack(cx, lh, seg, tuple) {
+                send_raw(cx, tuple, seg.ack, None, flags::RST);
+            }
             return;
         }
         // A SYN that also carries FIN is nonsense; Linux discards it too.
@@ -133,10 +136,7 @@ impl TcpLayer {
             log::debug!("tcp {local}: accept queue full, SYN from {remote} dropped");
             return;
         }
-        let half_open = self.listeners.get(lh).map_or(0, |l| l.half_open);
-        if half_open >= self.config.syn_backlog {
-            cx.stats().tcp_syn_queue_full += 1;
-            log::debug!("tcp {local}: SYN queue full, SYN from {remote} dropped");
+        if self.syn_flood_action(cx, lh, seg, tuple) {
             return;
         }
         let now = cx.now();
@@ -158,7 +158,7 @@ impl TcpLayer {
     }
 
     /// Processes a segment for an existing connection.
-    fn segment_arrives(&mut self, cx: &mut Context<'_>, h: Handle, seg: &TcpSegment<'_>) {
+    pub(super) fn segment_arrives(&mut self, cx: &mut Context<'_>, h: Handle, seg: &TcpSegment<'_>) {
         let before = self.conns.get(h).map(Progress::of);
         let listener = self.conns.get(h).and_then(|t| t.listener);
         let accept_queue_full = listener.is_some_and(|l| self.accept_queue_full(l));
@@ -618,22 +618,10 @@ fn accept_syn(t: &mut Tcb, seg: &TcpSegment<'_>) {
     t.irs = seg.seq;
     t.rcv_nxt = seg.seq + 1;
     t.rcv_adv = t.rcv_nxt;
-    // RFC 9293 §3.7.1: 536 when the peer sends no MSS option; never above ours.
+    // RFC 9293 §3.7.1: 536 when the peer sends no MSS option.
     let peer_mss = usize::from(seg.options.mss.unwrap_or(536)).max(64);
-    t.snd_mss = peer_mss.min(t.rcv_mss);
-    t.cc = congestion::controller(t.cc.algorithm(), Window::initial(t.snd_mss));
-    match seg.options.window_scale {
-        Some(shift) if t.state == State::SynReceived || t.state == State::SynSent => {
-            t.snd_wscale = shift;
-            t.wscale_ok = true;
-        }
-        _ => {
-            // No scaling both ways: our windows stay under 64 KiB.
-            t.snd_wscale = 0;
-            t.rcv_wscale = 0;
-            t.wscale_ok = false;
-        }
-    }
+    let in_handshake = t.state == State::SynReceived || t.state == State::SynSent;
+    take_mss_and_scale(t, peer_mss, seg.options.window_scale.filter(|_| in_handshake));
     // Timestamps and SACK hold when both SYNs carry them (RFC 7323 §3.2,
     // RFC 2018 §2); our SYN-ACK answers only what the SYN offered.
     t.ts_ok = t.want_ts && seg.options.timestamps.is_some();
@@ -644,6 +632,25 @@ fn accept_syn(t: &mut Tcb, seg: &TcpSegment<'_>) {
     t.snd_wnd = u32::from(seg.window);
     t.max_snd_wnd = t.snd_wnd;
     t.snd_wl1 = seg.seq;
+}
+
+/// Takes the peer's MSS (never above ours) and window scale, if it offered
+/// scaling (RFC 7323 §2.2), with a congestion window for that MSS.
+pub(super) fn take_mss_and_scale(t: &mut Tcb, peer_mss: usize, wscale: Option<u8>) {
+    t.snd_mss = peer_mss.min(t.rcv_mss);
+    t.cc = congestion::controller(t.cc.algorithm(), Window::initial(t.snd_mss));
+    match wscale {
+        Some(shift) => {
+            t.snd_wscale = shift;
+            t.wscale_ok = true;
+        }
+        None => {
+            // No scaling both ways: our windows stay under 64 KiB.
+            t.snd_wscale = 0;
+            t.rcv_wscale = 0;
+            t.wscale_ok = false;
+        }
+    }
 }
 
 /// RFC 5681 §3.1: if the SYN or SYN-ACK had to be retransmitted, the

@@ -10,7 +10,8 @@
 //! retransmission, persist, delayed ACK, keepalive and TIME-WAIT, `icmp`
 //! ICMP errors about our segments (RFC 5927), `api` the socket calls, `ports` ephemeral ports for active opens (RFC 6056), [`buffer`] send/receive buffers with reassembly,
 //! `autotune` how big those buffers may grow (Linux's auto-tuning), [`rtt`]
-//! RFC 6298, [`congestion`] CUBIC with HyStart++ and NewReno behind a trait, [`isn`] RFC 6528.
+//! RFC 6298, [`congestion`] CUBIC with HyStart++ and NewReno behind a trait, [`isn`] RFC 6528,
+//! `syncookie` SYN cookies for listeners under a SYN flood (RFC 4987).
 //! Sequence numbers ([`SeqNum`]) live with the wire format, in `wire::seq`.
 //!
 //! # The path of a segment
@@ -73,6 +74,7 @@ mod ports;
 mod rack;
 pub(crate) mod rtt;
 mod sack;
+mod syncookie;
 pub(crate) mod tcb;
 mod timer;
 mod undo;
@@ -95,6 +97,7 @@ pub use crate::socket::{ListenerHandle, TcpHandle};
 pub use api::TcpReadiness;
 pub use congestion::{CongestionAlgorithm, UnknownAlgorithm};
 pub use error::{ConnError, ConnectError, IoError, ListenError};
+pub use syncookie::SynCookies;
 pub use tcb::{RecoveryCounts, State};
 
 /// TCP settings; defaults follow Linux.
@@ -143,6 +146,9 @@ pub struct TcpConfig {
     pub send_buffer_initial: usize,
     /// Half-open (SYN-RECEIVED) connections per listener at most.
     pub syn_backlog: usize,
+    /// When SYNs are answered with SYN cookies and no state (Linux's
+    /// `tcp_syncookies`: on once the SYN queue is full).
+    pub syncookies: SynCookies,
     /// Challenge ACKs per second for the whole stack (RFC 5961 §7).
     pub challenge_ack_limit: u32,
     /// Gap between keepalive probes (`tcp_keepalive_intvl`: 75 s).
@@ -181,6 +187,7 @@ impl Default for TcpConfig {
             send_buffer: 1 << 20,
             send_buffer_initial: 64 << 10,
             syn_backlog: 256,
+            syncookies: SynCookies::On,
             challenge_ack_limit: 1000,
             keepalive_interval: Duration::from_secs(75),
             keepalive_probes: 9,
@@ -259,6 +266,8 @@ pub(crate) struct Listener {
     half_open: usize,
     event_pending: bool,
     owner: Option<Arc<str>>,
+    /// When it last sent a SYN cookie.
+    cookies: syncookie::ListenerCookies,
 }
 
 /// Connection lookup key.
@@ -279,6 +288,8 @@ pub struct TcpLayer {
     listeners: Slab<Listener>,
     listen_ports: HashMap<u16, Handle, SeededState>,
     isn: IsnGenerator,
+    /// SYN cookies, keyed with the ISN secret.
+    cookies: syncookie::CookieJar,
     ports: PortPicker,
     /// Tests pin our ISN to exercise sequence wrap-around on the send side.
     #[cfg(test)]
@@ -297,7 +308,7 @@ impl TcpLayer {
     pub(crate) fn new(config: TcpConfig, rng: &mut Rng) -> TcpLayer {
         let by_tuple = HashMap::with_hasher(SeededState::from_rng(rng));
         let listen_ports = HashMap::with_hasher(SeededState::from_rng(rng));
-        // One secret for ISNs, timestamp offsets and ports, each hashing
+        // One secret for ISNs, timestamp offsets, SYN cookies and ports, each hashing
         // its own kind of input (draws from `rng` as before).
         let secret = KeyedHasher::from_rng(rng);
         TcpLayer {
@@ -307,6 +318,7 @@ impl TcpLayer {
             listeners: Slab::default(),
             listen_ports,
             isn: IsnGenerator::new(secret),
+            cookies: syncookie::CookieJar::new(secret),
             ports: PortPicker::new(secret),
             #[cfg(test)]
             isn_override: None,

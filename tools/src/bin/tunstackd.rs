@@ -16,7 +16,7 @@ use std::time::Duration;
 use tunstack::Ipv4Cidr;
 use tunstack::device::impair::{Direction, ImpairConfig};
 use tunstack::runtime::{Stack, TunConfig};
-use tunstack::tcp::CongestionAlgorithm;
+use tunstack::tcp::{CongestionAlgorithm, SynCookies};
 use tunstack_tools::args::{buffer_size, millis, probability, seconds};
 use tunstack_tools::{control, services};
 
@@ -101,6 +101,10 @@ struct Args {
     /// Largest TCP send buffer per connection, 4K to 1G (auto-tuning grows towards it; Linux's tcp_wmem max, but 1M: see the README).
     #[arg(long, default_value = "1M", value_name = "BYTES", value_parser = buffer_size)]
     send_buffer: usize,
+
+    /// When listeners answer SYNs with SYN cookies and keep no state: on (when a listener's SYN queue is full), off, or always (Linux's tcp_syncookies 1, 0, 2).
+    #[arg(long, value_enum, default_value_t = Syncookies::On, value_name = "WHEN")]
+    syncookies: Syncookies,
 
     /// How long the stack thread keeps reading the TUN after small packets (none over 256 bytes) before it sleeps, 0 to 1000 microseconds (0: off; Linux's busy_poll).
     #[arg(long, default_value_t = 25, value_name = "MICROS", value_parser = clap::value_parser!(u64).range(0..=1000))]
@@ -225,6 +229,25 @@ impl From<Congestion> for CongestionAlgorithm {
     }
 }
 
+/// `--syncookies`' choices (no doc comments, for the reason given at
+/// `ImpairDirection`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Syncookies {
+    On,
+    Off,
+    Always,
+}
+
+impl From<Syncookies> for SynCookies {
+    fn from(s: Syncookies) -> SynCookies {
+        match s {
+            Syncookies::On => SynCookies::On,
+            Syncookies::Off => SynCookies::Off,
+            Syncookies::Always => SynCookies::Always,
+        }
+    }
+}
+
 /// The built-in services.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Service {
@@ -297,6 +320,7 @@ impl Args {
             congestion: self.congestion.into(),
             recv_buffer: self.recv_buffer,
             send_buffer: self.send_buffer,
+            syncookies: self.syncookies.into(),
             busy_poll: Duration::from_micros(self.busy_poll),
             pcap: self.pcap.clone(),
             impair: Some(self.impair.config()),
@@ -567,6 +591,19 @@ mod tests {
             (16 << 20, 256 << 10)
         );
         assert!(Args::try_parse_from(["tunstackd", "--recv-buffer", "2G"]).is_err());
+    }
+
+    #[test]
+    fn syncookies_default_to_linux_and_follow_the_flag() {
+        let when = |args: &[&str]| {
+            let a = Args::try_parse_from(std::iter::once("tunstackd").chain(args.iter().copied())).unwrap();
+            a.tun_config().syncookies
+        };
+        assert_eq!(when(&[]), tunstack::tcp::TcpConfig::default().syncookies);
+        assert_eq!(when(&[]), SynCookies::On);
+        assert_eq!(when(&["--syncookies", "off"]), SynCookies::Off);
+        assert_eq!(when(&["--syncookies", "always"]), SynCookies::Always);
+        assert!(Args::try_parse_from(["tunstackd", "--syncookies", "2"]).is_err());
     }
 
     fn clash(args: &[&str]) -> Option<String> {

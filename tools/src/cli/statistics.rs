@@ -174,6 +174,9 @@ fn layout() -> Vec<Row> {
             "tcp_syn_queue_full",
             "{} SYNs dropped because the half-open queue was full",
         ),
+        count("tcp_syncookies_sent", "{} SYN cookies sent"),
+        count("tcp_syncookies_recv", "{} SYN cookies received"),
+        count("tcp_syncookies_failed", "{} invalid SYN cookies received"),
         count("tcp_fast_retransmits", "{} fast recoveries"),
         count("tcp_sack_recoveries", "{} recoveries steered by SACK"),
         count(
