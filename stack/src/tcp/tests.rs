@@ -2205,3 +2205,4 @@ mod ephemeral;
 mod recovery;
 mod review2;
 mod review_rack;
+mod seqspace;
