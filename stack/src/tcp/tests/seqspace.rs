@@ -35,8 +35,9 @@ fn expected(pat: &[u8], at: u64, len: usize) -> &[u8] {
 struct Bulk {
     h: TcpHandle,
     pat: Vec<u8>,
-    /// Stream bytes the application has written.
+    /// Stream bytes the application has written, and will write at most.
     written: u64,
+    total: u64,
     /// Stream bytes the peer holds in order (its RCV.NXT is `p.ack`).
     received: u64,
 }
@@ -65,15 +66,17 @@ impl Bulk {
             h,
             pat: pattern(),
             written: 0,
+            total: u64::MAX,
             received: 0,
         }
     }
 
     /// The application writes as much as the send buffer takes.
     fn write(&mut self, p: &mut Peer) {
-        loop {
+        while self.written < self.total {
             let phase = (self.written % PATTERN_LEN as u64) as usize;
-            let chunk = &self.pat[phase..phase + PATTERN_LEN];
+            let len = (self.total - self.written).min(PATTERN_LEN as u64) as usize;
+            let chunk = &self.pat[phase..phase + len];
             let n = p.i.tcp(p.now).send(self.h, chunk).expect("writable");
             self.written += n as u64;
             if n < chunk.len() {
@@ -124,6 +127,40 @@ impl Bulk {
         }
     }
 
+    /// The application shuts down writing: the peer takes the rest and
+    /// the FIN right after the last byte, sends its own, and the
+    /// connection waits in TIME-WAIT with SYN, data and FIN acknowledged.
+    /// Returns the bytes delivered.
+    fn close(&mut self, p: &mut Peer) -> u64 {
+        p.i.tcp(p.now).shutdown(self.h, Shutdown::Write).unwrap();
+        let end = self.written;
+        let fin = loop {
+            let segs = self.take(p, u64::MAX);
+            if let Some(fin) = segs.into_iter().find(|s| s.flags & FIN != 0) {
+                break fin;
+            }
+            let (seq, ack) = (p.seq, p.ack);
+            p.send(ACK, seq, ack, b"");
+        };
+        assert_eq!(self.received, end, "every byte written arrived");
+        assert_eq!(
+            fin.seq + fin.payload.len() as u32,
+            p.ack,
+            "the FIN follows the last byte"
+        );
+        p.ack += 1;
+        p.send_next(FIN | ACK, b"");
+        p.recv();
+        assert_eq!(p.i.tcp_layer().state(self.h), State::TimeWait);
+        let t = self.tcb(p);
+        assert_eq!(
+            t.snd_una.wrapping_distance_from(t.iss) as u64,
+            (end + 2) % SPACE,
+            "SYN, data and FIN acknowledged"
+        );
+        end
+    }
+
     fn tcb<'a>(&self, p: &'a Peer) -> &'a Tcb {
         p.i.tcp_layer().conns.get(self.h.0).expect("live")
     }
@@ -167,34 +204,23 @@ fn una_passes_iss_with_data_in_flight_and_an_rto(sack: bool) {
     // Slow start from one segment resends the rest and goes on past it.
     b.pump_until(&mut p, SPACE + (16 << 20), false);
     assert_eq!(p.i.stats().tcp_rto_retransmits, 1, "no further timeout");
-    // The application closes: FIN after the data, both ways, cleanly.
-    p.i.tcp(p.now).shutdown(b.h, Shutdown::Write).unwrap();
-    let end = b.written;
-    let fin = loop {
-        let segs = b.take(&mut p, u64::MAX);
-        if let Some(fin) = segs.into_iter().find(|s| s.flags & FIN != 0) {
-            break fin;
-        }
-        let (seq, ack) = (p.seq, p.ack);
-        p.send(ACK, seq, ack, b"");
-    };
-    assert_eq!(b.received, end, "every byte written arrived");
-    assert_eq!(
-        fin.seq + fin.payload.len() as u32,
-        p.ack,
-        "the FIN follows the last byte"
-    );
-    p.ack += 1;
-    p.send_next(FIN | ACK, b"");
-    p.recv();
-    assert_eq!(p.i.tcp_layer().state(b.h), State::TimeWait);
-    let t = b.tcb(&p);
-    assert_eq!(
-        t.snd_una.wrapping_distance_from(iss) as u64,
-        (end + 2) % SPACE,
-        "SYN, data, FIN"
-    );
+    let end = b.close(&mut p);
     assert!(end > SPACE, "{end} bytes delivered");
+}
+
+/// The echo of exactly 2^32 − 1 bytes: everything acknowledged,
+/// SND.UNA is ISS, and the application closes. The FIN takes the number
+/// of ISS (2^32 on), not one past it, and the connection closes cleanly.
+#[test]
+fn a_fin_after_2_pow_32_minus_1_bytes_takes_the_number_of_iss() {
+    let mut p = Peer::with(|c| c.mtu = 65535);
+    let iss = SeqNum(7);
+    let mut b = Bulk::open(&mut p, iss, false);
+    b.total = SPACE - 1;
+    b.pump_until(&mut p, SPACE - 1, false);
+    let t = b.tcb(&p);
+    assert_eq!((t.snd_una, t.flight()), (iss, 0), "all acknowledged: SND.UNA is ISS");
+    assert_eq!(b.close(&mut p), SPACE - 1);
 }
 
 #[test]
