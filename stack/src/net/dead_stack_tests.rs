@@ -45,6 +45,7 @@ fn a_panic_on_the_stack_thread_fails_every_call_with_its_message_and_wakes_the_b
     let (stream, _) = listener.accept().unwrap();
     let stream = Arc::new(stream);
     let udp = Arc::new(UdpSocket::bind(&ours, (US, 53)).unwrap());
+    let mut poll = Poll::new(&ours).unwrap();
 
     // Three callers block: a read, an accept and a receive.
     let reader = {
@@ -78,6 +79,7 @@ fn a_panic_on_the_stack_thread_fails_every_call_with_its_message_and_wakes_the_b
     assert_dead(TcpListener::bind(&ours, (US, 81)), "bind");
     assert_dead(udp.recv_from(&mut [0u8; 16]), "recv_from");
     assert_dead(udp.send_to(b"x", (HOST, 53)), "send_to");
+    assert_dead(poll.poll(&mut Events::with_capacity(4), None), "poll");
     assert_dead(Poll::new(&ours), "Poll::new");
     let failure = ours.failure().expect("the stack says why it stopped");
     assert!(failure.contains(FAULT), "{failure}");
