@@ -7,10 +7,13 @@
 //! - [`inject`]: crafted packets written onto a TUN's host side with an
 //!   AF_PACKET socket, for inputs no host tool will produce (bad checksums,
 //!   truncated headers).
+//! - [`stream`]: deterministic content made from its position, for
+//!   transfers too large to hold in memory.
 
 pub mod inject;
 pub mod netns;
 pub mod process;
 pub mod sim;
 pub mod sockopt;
+pub mod stream;
 pub mod tunflags;

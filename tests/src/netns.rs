@@ -264,6 +264,13 @@ impl Daemon {
             .collect()
     }
 
+    /// Waits up to `timeout` for the daemon to exit on its own and returns
+    /// its exit status; `None` if it did not (it is killed then).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take().expect("running");
+        process::wait_timeout(&mut child, timeout)
+    }
+
     /// Stops the daemon with SIGTERM and returns its exit status.
     pub fn stop(&mut self) -> ExitStatus {
         self.signal("TERM");

@@ -159,11 +159,8 @@ impl Bulk {
                     Side::B => b.handle_packet(now, &pkt),
                 }
             }
-            for ep in [&mut a, &mut b] {
-                if ep.poll_timeout(now).is_some_and(|t| t <= now) {
-                    ep.handle_timeout(now);
-                }
-            }
+            a.run_due_timers(now);
+            b.run_due_timers(now);
             if a.ready(now).unwrap() {
                 while sent < self.bytes {
                     let n = a.send(now, &data[..(self.bytes - sent).min(data.len())]).unwrap();

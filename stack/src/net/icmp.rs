@@ -21,7 +21,7 @@ impl IcmpSocket {
     pub fn bind(stack: &Stack) -> io::Result<IcmpSocket> {
         let mut core = stack.lock();
         if core.stopped() {
-            return Err(network_down());
+            return Err(network_down(&core));
         }
         let handle = core.iface.ping(stack.now()).bind();
         let ready = LazyWaiter::new(SocketEvent::Icmp(handle));
@@ -40,6 +40,9 @@ impl IcmpSocket {
     /// Sends an echo request.
     pub fn send_echo(&self, dst: Ipv4Addr, seq: u16, data: &[u8], ttl: u8) -> io::Result<()> {
         let mut core = self.stack.lock();
+        if core.stopped() {
+            return Err(network_down(&core));
+        }
         let r = core
             .iface
             .ping(self.stack.now())

@@ -9,6 +9,8 @@
 //! [`Poll`] waits for many sockets at once, as mio's `Poll` does: one
 //! thread serves every connection, each registered with a [`Token`].
 
+#[cfg(test)]
+mod dead_stack_tests;
 mod icmp;
 mod poll;
 mod tcp;
@@ -32,9 +34,14 @@ pub(crate) fn errno(code: i32) -> io::Error {
     io::Error::from_raw_os_error(code)
 }
 
-/// The error every call returns once the stack has shut down.
-pub(crate) fn network_down() -> io::Error {
-    errno(libc::ENETDOWN)
+/// The error every call returns once the stack has stopped: `ENETDOWN`
+/// after a shutdown; if its thread died, `NetworkDown` with the cause (a
+/// panic's message), so a dead stack is never mistaken for a quiet one.
+pub(crate) fn network_down(core: &Core) -> io::Error {
+    match core.death() {
+        Some(cause) => io::Error::new(io::ErrorKind::NetworkDown, cause.to_owned()),
+        None => errno(libc::ENETDOWN),
+    }
 }
 
 /// The first IPv4 address `addr` resolves to.
@@ -157,7 +164,7 @@ pub(crate) fn block_on<T>(
     let mut core: MutexGuard<'_, Core> = stack.lock();
     loop {
         if core.stopped() {
-            return Err(network_down());
+            return Err(network_down(&core));
         }
         if let Some(r) = attempt(&mut core) {
             stack.kick(core);
@@ -171,7 +178,7 @@ pub(crate) fn block_on<T>(
         core = guard;
         if released {
             if core.stopped() {
-                return Err(network_down());
+                return Err(network_down(&core));
             }
             if let Some(r) = attempt(&mut core) {
                 stack.kick(core);

@@ -310,7 +310,7 @@ impl Poll {
     pub fn new(stack: &Stack) -> io::Result<Poll> {
         let mut core = stack.lock();
         if core.stopped() {
-            return Err(network_down());
+            return Err(network_down(&core));
         }
         let (id, cv) = core.new_poll();
         Ok(Poll {
@@ -364,7 +364,7 @@ impl Poll {
         let mut core = self.stack.lock();
         loop {
             if core.stopped() {
-                return Err(network_down());
+                return Err(network_down(&core));
             }
             let room = events.capacity - events.inner.len();
             core.take_ready(self.id, room, |token, bits| {

@@ -87,7 +87,7 @@ impl TcpListener {
         let local = resolve_v4(addr)?;
         let mut core = stack.lock();
         if core.stopped() {
-            return Err(network_down());
+            return Err(network_down(&core));
         }
         let handle = core
             .iface
@@ -228,7 +228,7 @@ impl TcpStream {
         let handle = {
             let mut core = stack.lock();
             if core.stopped() {
-                return Err(network_down());
+                return Err(network_down(&core));
             }
             let now = stack.now();
             let h = core.iface.tcp(now).connect(remote, 0).map_err(|e| match e {
@@ -319,6 +319,9 @@ impl TcpStream {
             std::net::Shutdown::Both => Shutdown::Both,
         };
         let mut core = self.stack.lock();
+        if core.stopped() {
+            return Err(network_down(&core));
+        }
         let now = self.stack.now();
         let r = core.iface.tcp(now).shutdown(self.handle, how).map_err(io_errno);
         self.stack.kick(core);

@@ -67,7 +67,7 @@ impl UdpSocket {
         let local = resolve_v4(addr)?;
         let mut core = stack.lock();
         if core.stopped() {
-            return Err(network_down());
+            return Err(network_down(&core));
         }
         let handle = core.iface.udp(stack.now()).bind(local).map_err(|e| match e {
             BindError::AddrInUse => errno(libc::EADDRINUSE),
@@ -88,6 +88,9 @@ impl UdpSocket {
     pub fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
         let remote = resolve_v4(addr)?;
         let mut core = self.stack.lock();
+        if core.stopped() {
+            return Err(network_down(&core));
+        }
         core.iface
             .udp(self.stack.now())
             .connect(self.handle, remote)

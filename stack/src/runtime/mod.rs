@@ -26,7 +26,11 @@
 //!
 //! The task run on the stack thread must not call `Stack::shutdown` or
 //! `run_on_stack_thread` (they wait for the stack thread), nor block.
+//!
+//! A stack thread that dies (a panic, in the core or in that task) is
+//! never silent: every socket call then fails with the cause (`death.rs`).
 
+mod death;
 mod readiness;
 mod tun;
 
@@ -95,6 +99,12 @@ pub(crate) struct Core {
     /// packets of the impairment layer), as last seen by whoever used it.
     device: DeviceSnapshot,
     stopped: bool,
+    /// Why the stack thread died, if it did not stop on request (a panic's
+    /// message, or the error that ended it): every call reports it.
+    death: Option<Arc<str>>,
+    /// A panic the stack thread raises at its next turn (`Stack::inject_panic`).
+    #[cfg(any(test, debug_assertions))]
+    fault: Option<String>,
     /// Device errors seen while the lock was not held, to count.
     rx_errors: u64,
     /// Which sockets each `net::Poll` watches, and what it has to look at.
@@ -124,6 +134,19 @@ impl Core {
     /// Whether the stack has shut down.
     pub(crate) fn stopped(&self) -> bool {
         self.stopped
+    }
+
+    /// Why the stack thread died, if it did (not after a `shutdown`).
+    pub(crate) fn death(&self) -> Option<&str> {
+        self.death.as_deref()
+    }
+
+    /// Whether a thread is blocked on socket `s` now.
+    #[cfg(test)]
+    pub(crate) fn blocked_on(&self, s: SocketEvent) -> bool {
+        self.waiters
+            .get(&s)
+            .is_some_and(|w| w.waiting.load(Ordering::Acquire) > 0)
     }
 
     /// Wakes whoever waits on the sockets whose state changed.
@@ -226,6 +249,8 @@ struct Shared {
     /// full queue (UDP); `tx_space.waiting` counts them.
     tx_space: Arc<Waiter>,
     wake: Arc<sys::EventFd>,
+    /// Notified when the stack stops (`Stack::wait_stopped` waits on it with the core's lock).
+    on_stop: Condvar,
     timer: sys::TimerFd,
     inline: Mutex<Option<InlineTask>>,
     epoch: std::time::Instant,
@@ -270,6 +295,9 @@ impl Stack {
                     armed: None,
                     device: DeviceSnapshot::default(),
                     stopped: false,
+                    death: None,
+                    #[cfg(any(test, debug_assertions))]
+                    fault: None,
                     rx_errors: 0,
                     readiness: Default::default(),
                     inline_poll: None,
@@ -281,6 +309,7 @@ impl Stack {
                 }),
                 tx_space: Arc::default(),
                 wake: Arc::new(sys::EventFd::new()?),
+                on_stop: Condvar::new(),
                 timer: sys::TimerFd::new()?,
                 inline: Mutex::new(None),
                 epoch: std::time::Instant::now(),
@@ -288,9 +317,14 @@ impl Stack {
             }),
         };
         let shared = stack.shared.clone();
-        let handle = std::thread::Builder::new()
-            .name("tunstack".into())
-            .spawn(move || stack_thread(&shared, readable_fd, mtu, config.busy_poll))?;
+        let handle = std::thread::Builder::new().name("tunstack".into()).spawn(move || {
+            // However the thread ends (a panic in the core or in the inline
+            // task included), every call then fails, with the cause.
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                stack_thread(&shared, readable_fd, mtu, config.busy_poll)
+            }));
+            shared.finish(run)
+        })?;
         *stack.shared.thread.lock().expect("thread slot") = Some(handle);
         Ok(stack)
     }
@@ -434,49 +468,43 @@ impl Stack {
     }
 
     /// Stops the stack thread (after it sends what is queued) and waits for
-    /// it. Sockets then fail with `NetworkDown`. Calling it again is harmless.
+    /// it. Sockets then fail with `NetworkDown`. Calling it again is
+    /// harmless. If the thread had died, the error (`NetworkDown`) says why.
     pub fn shutdown(&self) -> io::Result<()> {
-        self.shared.stop();
+        self.shared.stop(None);
         self.shared.wake.signal();
-        let handle = self.shared.thread.lock().expect("thread slot").take();
-        let result = match handle {
-            Some(h) => h.join().map_err(|_| io::Error::other("stack thread panicked"))?,
-            None => Ok(()),
-        };
+        let handle = self.shared.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = handle {
+            // Its outcome is kept as the death (`Shared::finish`), read below.
+            let _ = h.join();
+        }
         // The inline task's sockets hold the stack: let them go (no lock held).
         let task = self.shared.inline.lock().unwrap_or_else(|p| p.into_inner()).take();
         drop(task);
-        result
-    }
-}
-
-/// Marks the stack stopped when the stack thread ends, however it ends (an
-/// error, a panic in the core or in the inline task): every blocked call
-/// then returns `NetworkDown` instead of waiting for ever.
-struct StopOnExit<'a>(&'a Shared);
-
-impl Drop for StopOnExit<'_> {
-    fn drop(&mut self) {
-        self.0.stop();
-        // The inline task's sockets hold the stack (a cycle through
-        // `Shared`): let them go, with no lock held.
-        let task = self.0.inline.lock().unwrap_or_else(|p| p.into_inner()).take();
-        drop(task);
+        match self.failure() {
+            Some(cause) => Err(io::Error::new(io::ErrorKind::NetworkDown, cause)),
+            None => Ok(()),
+        }
     }
 }
 
 impl Shared {
-    /// Marks the stack stopped and wakes every waiting thread and Poll.
-    fn stop(&self) {
+    /// Marks the stack stopped (its thread dead of `death`, if given) and
+    /// wakes every waiting thread and Poll.
+    fn stop(&self, death: Option<String>) {
         {
             let mut core = self.lock_core();
             core.stopped = true;
+            if core.death.is_none() {
+                core.death = death.map(Arc::from);
+            }
             for w in core.waiters.values() {
                 w.cv.notify_all();
             }
             core.readiness.stop();
         }
         self.tx_space.cv.notify_all();
+        self.on_stop.notify_all();
     }
 
     fn now(&self) -> Instant {
@@ -610,7 +638,6 @@ fn stack_thread(
     mtu: usize,
     busy_poll: std::time::Duration,
 ) -> io::Result<()> {
-    let _stop_on_exit = StopOnExit(shared);
     // TUN reads never exceed the MTU.
     let mut rx = Batch::new(RX_BATCH, mtu.max(68));
     let mut ready = Vec::with_capacity(sys::MAX_POLL_FDS);
@@ -654,6 +681,10 @@ fn stack_thread(
             core.iface.handle_packet(now, p);
         }
         core.iface.handle_timeout(now);
+        #[cfg(any(test, debug_assertions))]
+        if let Some(message) = core.fault.take() {
+            panic!("{message}");
+        }
         core.deliver_events();
         // The inline task answers before the batch's ACKs go: its replies carry them.
         let (core, inline_busy, inline_due) = run_inline(shared, core);

@@ -182,6 +182,10 @@ impl Tcb {
         // A reduction that proves needless is taken back. A retransmission
         // reported received twice also shows the original was only late:
         // reordering, which RACK's window must allow for (RFC 8985 §3.3.2).
+        // An episode half the sequence space behind is forgotten first.
+        if t.undo.as_ref().is_some_and(|undo| undo.outlived(t.snd_una)) {
+            t.undo = None;
+        }
         if let Some(undo) = &mut t.undo {
             let verdict = dsack.and_then(|(left, right)| undo.dsack(left, right));
             if verdict.is_some() {

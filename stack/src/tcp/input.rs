@@ -701,6 +701,11 @@ fn receive_text(
     let promised = t.rcv_wnd() as usize;
     let advanced = t.recv.write_within(offset, data, promised);
     t.rcv_nxt += advanced as u32;
+    if t.recv.out_of_order().is_empty() {
+        // No island left to lead the SACK blocks: forgotten, so none can
+        // match a later one at the same numbers, 2^32 bytes on.
+        t.sack_recent = [None; 3];
+    }
     t.bytes_in += advanced as u64;
     t.rcv_rtt_measure(
         now,

@@ -29,7 +29,7 @@ impl Tcb {
     /// only by useful amounts (receiver SWS avoidance), rounding up so scaling
     /// never makes it shrink.
     fn advertise(&mut self) -> u16 {
-        if self.state == State::SynSent || (self.state == State::SynReceived && self.snd_una == self.iss) {
+        if matches!(self.state, State::SynSent | State::SynReceived) && !self.syn_acked {
             // Windows in SYN segments are never scaled (RFC 7323 §2.2).
             let w = self.free_window().min(65535);
             self.rcv_adv = self.rcv_nxt + w as u32;

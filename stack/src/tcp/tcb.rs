@@ -141,6 +141,10 @@ pub(crate) struct Tcb {
 
     // Send sequence space (RFC 9293 §3.3.1).
     pub(crate) iss: SeqNum,
+    /// Our SYN is acknowledged: the send buffer starts at SND.UNA, not at
+    /// ISS + 1. Set on entering a synchronized state, never inferred from
+    /// SND.UNA == ISS, which holds again after 2^32 − 1 bytes.
+    pub(crate) syn_acked: bool,
     pub(crate) snd_una: SeqNum,
     pub(crate) snd_nxt: SeqNum,
     /// The highest sequence number sent (SND.NXT before any rewind for retransmission).
@@ -326,6 +330,7 @@ impl Tcb {
             queued: false,
             orphaned: false,
             iss,
+            syn_acked: false,
             snd_una: iss,
             snd_nxt: iss,
             snd_max: iss,
@@ -426,7 +431,7 @@ impl Tcb {
     /// Sequence number of the first byte in the send buffer.
     pub(crate) fn data_start(&self) -> SeqNum {
         match self.snd_fin {
-            _ if self.snd_una == self.iss => self.iss + 1,
+            _ if !self.syn_acked => self.iss + 1,
             Some(f) if self.snd_una.gt(f) => f,
             _ => self.snd_una,
         }
@@ -555,11 +560,13 @@ impl Tcb {
         self.pingpong = false;
     }
 
-    /// Logs and performs a state change.
+    /// Logs and performs a state change. A connection enters a
+    /// synchronized state only once its SYN is acknowledged (RFC 9293 §3.5).
     pub(crate) fn set_state(&mut self, to: State) {
         if self.state != to {
             log::debug!("tcp {} -> {}: {} -> {}", self.local, self.remote, self.state, to);
             self.state = to;
+            self.syn_acked |= to.synchronized();
         }
     }
 }

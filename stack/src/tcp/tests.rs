@@ -2205,4 +2205,5 @@ mod ephemeral;
 mod recovery;
 mod review2;
 mod review_rack;
+mod seqspace;
 mod syncookies;

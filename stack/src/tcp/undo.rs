@@ -71,6 +71,14 @@ impl Undo {
         (self.pending.len() < before).then_some(self.pending.is_empty() && self.retransmitted && !self.overflow)
     }
 
+    /// Whether SND.UNA, now `snd_una`, went more than half the sequence
+    /// space past the marker (which it never precedes, so the marker then
+    /// looks ahead of it): sequence numbers no longer tell this episode's
+    /// ranges from new data, and nothing of it may be undone any more.
+    pub(crate) fn outlived(&self, snd_una: SeqNum) -> bool {
+        self.marker.gt(snd_una)
+    }
+
     /// An ACK acknowledged new data up to `ack`, echoing `echo` (RFC 3522
     /// §3.2): if it is the first past the marker and its echo predates the
     /// first retransmission, the original arrived and the retransmission
@@ -113,6 +121,18 @@ mod tests {
         assert_eq!(u.dsack(s(1000), s(2000)), Some(false), "one still outstanding");
         assert_eq!(u.dsack(s(1000), s(2000)), None, "the same again counts once");
         assert_eq!(u.dsack(s(3000), s(4000)), Some(true));
+    }
+
+    /// An episode left alone for half the sequence space would take a
+    /// D-SACK of new data at the same numbers for one of its own.
+    #[test]
+    fn an_episode_is_outlived_once_snd_una_is_half_the_space_past_it() {
+        let marker = s(u32::MAX - 10);
+        let u = Undo::new(marker);
+        assert!(!u.outlived(marker));
+        assert!(!u.outlived(marker + (1 << 31) - 1), "still comparable");
+        assert!(u.outlived(marker + (1 << 31) + 1));
+        assert!(u.outlived(marker + u32::MAX), "back at the marker, less one");
     }
 
     #[test]

@@ -17,6 +17,13 @@ pub trait Endpoint {
     fn poll_timeout(&mut self, now: Instant) -> Option<Instant>;
     /// Moves every packet the stack wants to send into `out`.
     fn poll_transmit(&mut self, now: Instant, out: &mut Vec<Vec<u8>>);
+
+    /// Runs the timers due by `now`, if any.
+    fn run_due_timers(&mut self, now: Instant) {
+        if self.poll_timeout(now).is_some_and(|t| t <= now) {
+            self.handle_timeout(now);
+        }
+    }
 }
 
 /// What a receive returned.

@@ -1,5 +1,6 @@
 //! The simulated link: latency, bandwidth, seeded impairments, virtual time.
 
+use super::Endpoint;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::fmt;
@@ -156,6 +157,8 @@ pub struct SimLink {
     pub stats: LinkStats,
     /// Print each packet's fate.
     pub trace: bool,
+    /// Packets taken from an endpoint by `send_all` (kept for its allocation).
+    outbox: Vec<Vec<u8>>,
 }
 
 impl SimLink {
@@ -186,7 +189,28 @@ impl SimLink {
             scratch: Vec::new(),
             stats: LinkStats::default(),
             trace: false,
+            outbox: Vec::new(),
         }
+    }
+
+    /// Hands every packet due by `now` to its endpoint.
+    pub fn deliver_due(&mut self, now: Instant, a: &mut dyn Endpoint, b: &mut dyn Endpoint) {
+        while let Some((to, pkt)) = self.pop_due(now) {
+            match to {
+                Side::A => a.handle_packet(now, &pkt),
+                Side::B => b.handle_packet(now, &pkt),
+            }
+        }
+    }
+
+    /// Puts on the link everything `ep`, at side `from`, has to send at `now`.
+    pub fn send_all(&mut self, now: Instant, from: Side, ep: &mut dyn Endpoint) {
+        let mut out = std::mem::take(&mut self.outbox);
+        ep.poll_transmit(now, &mut out);
+        for p in out.drain(..) {
+            self.send(now, from, p);
+        }
+        self.outbox = out;
     }
 
     /// The link's settings.

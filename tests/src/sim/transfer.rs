@@ -410,12 +410,8 @@ impl Sim {
                 }
             }
             // Timers due now.
-            if a.poll_timeout(now).is_some_and(|t| t <= now) {
-                a.handle_timeout(now);
-            }
-            if b.poll_timeout(now).is_some_and(|t| t <= now) {
-                b.handle_timeout(now);
-            }
+            a.run_due_timers(now);
+            b.run_due_timers(now);
             // Applications.
             self.apps[0].step(now, a)?;
             self.apps[1].step(now, b)?;

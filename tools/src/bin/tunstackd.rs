@@ -2,12 +2,16 @@
 //! tunstack's own stack on it, with built-in services, until SIGINT or SIGTERM.
 //!
 //! SIGUSR1 prints all its counters as one `stats: name=value ...` line.
+//! If the stack thread dies (a panic), the daemon exits with status 1 and
+//! the panic's message, cleaning up as on SIGTERM.
 //!
 //! Start-up checks every flag it can before creating anything, and says what
 //! is wrong in one line; what it then creates (TUN and stack, control socket
 //! file) is held by guards, so an error on the way undoes it all.
 
 use clap::Parser;
+#[cfg(debug_assertions)]
+use signal_hook::consts::SIGUSR2;
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 use std::io::{self, Write};
@@ -415,7 +419,7 @@ fn run(args: Args) -> io::Result<()> {
         );
     }
     // Register signals before anything runs, so none is missed.
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGUSR1])?;
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGUSR1].iter().chain(TEST_FAULT_SIGNAL))?;
     // From here on each thing made is owned by a guard, so an error on the
     // way out undoes everything in reverse order: socket file, then stack and
     // TUN, then the capture file.
@@ -499,18 +503,43 @@ fn run(args: Args) -> io::Result<()> {
     capture.keep();
     log::info!("running on {name}; SIGUSR1 prints counters, SIGINT/SIGTERM stop");
 
+    // A stack thread that dies (a panic in the core) ends the daemon: the
+    // watcher closes the signal loop, and the exit is a failure that says why.
+    let watcher = {
+        let (stack, signals) = (stack.clone(), signals.handle());
+        std::thread::Builder::new().name("stack-watch".into()).spawn(move || {
+            stack.wait_stopped(None);
+            signals.close();
+        })?
+    };
     for sig in signals.forever() {
         match sig {
             SIGUSR1 => print_stats(stack),
+            #[cfg(debug_assertions)]
+            SIGUSR2 => stack.inject_panic("SIGUSR2: test-only fault injection (debug builds)"),
             _ => break,
         }
     }
-    stack.shutdown()?;
+    // One way out, however the loop ended: the stack stops, the socket file
+    // goes, the counters are printed (tun0 goes with the process); a stack
+    // thread that had died makes it a failure that says why.
+    let outcome = stack.shutdown();
     drop(control);
     print_stats(stack);
+    let _ = watcher.join();
+    outcome?;
     log::info!("stopped; {name} goes away with us");
     Ok(())
 }
+
+/// In debug builds only, SIGUSR2 makes the stack thread panic, for the
+/// tests of what a dead stack thread does (a signal, not a flag or a
+/// control command: it comes at the moment the test chooses, adds nothing
+/// to the control protocol, and release builds leave SIGUSR2 alone).
+#[cfg(debug_assertions)]
+const TEST_FAULT_SIGNAL: &[i32] = &[SIGUSR2];
+#[cfg(not(debug_assertions))]
+const TEST_FAULT_SIGNAL: &[i32] = &[];
 
 /// Prints every counter (the stack's, the impairment's, a census of the
 /// sockets: what `STATS` answers) as one `stats: name=value ...` line. A

@@ -93,7 +93,10 @@ impl HyStart {
         if self.phase == Phase::Over {
             return Growth::Over;
         }
-        if self.window_end.is_none_or(|end| snd_una.ge(end)) {
+        // A round ends when its end is acknowledged. An end that looks
+        // beyond everything sent is more than half the sequence space
+        // behind (slow start resumed after an undone reduction): over too.
+        if self.window_end.is_none_or(|end| snd_una.ge(end) || end.gt(snd_max)) {
             // A new round (§4.2): the last one's minimum is the reference.
             if let Phase::Css { rounds, .. } = &mut self.phase {
                 if *rounds >= CSS_ROUNDS {
@@ -188,6 +191,19 @@ mod tests {
         let g = r.round(10, |_| Duration::from_micros(17_900));
         assert_eq!(g[..7], [Growth::SlowStart; 7], "not before N_RTT_SAMPLE samples");
         assert_eq!(g[7..], [Growth::Conservative; 3], "CSS from the eighth sample on");
+    }
+
+    /// A round's end left behind for more than half the sequence space
+    /// (slow start resumed much later) ends the round; it does not wait
+    /// for SND.UNA to come round to it.
+    #[test]
+    fn a_round_end_half_the_space_behind_ends_the_round() {
+        let mut h = HyStart::new();
+        h.on_ack(SeqNum(0), SeqNum(1000), None);
+        assert_eq!(h.window_end, Some(SeqNum(1000)));
+        let una = SeqNum(1000 + (1 << 31) + 5000);
+        h.on_ack(una, una + 1000, None);
+        assert_eq!(h.window_end, Some(una + 1000), "a new round");
     }
 
     #[test]
