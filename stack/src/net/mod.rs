@@ -9,8 +9,6 @@
 //! [`Poll`] waits for many sockets at once, as mio's `Poll` does: one
 //! thread serves every connection, each registered with a [`Token`].
 
-#[cfg(test)]
-mod dead_stack_tests;
 mod icmp;
 mod poll;
 mod tcp;
@@ -201,3 +199,6 @@ pub(crate) fn block_on<T>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
