@@ -110,7 +110,7 @@ struct Args {
     #[arg(long, value_enum, default_value_t = Syncookies::On, value_name = "WHEN")]
     syncookies: Syncookies,
 
-    /// How long the stack thread keeps reading the TUN after small packets (none over 256 bytes) before it sleeps, 0 to 1000 microseconds (0: off; Linux's busy_poll).
+    /// How long the stack thread keeps reading the TUN after small packets (none over 256 bytes), or a stream of bulk segments closer than this, before it sleeps, 0 to 1000 microseconds (0: off; Linux's busy_poll).
     #[arg(long, default_value_t = 25, value_name = "MICROS", value_parser = clap::value_parser!(u64).range(0..=1000))]
     busy_poll: u64,
 
