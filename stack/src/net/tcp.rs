@@ -10,16 +10,15 @@ use super::{LazyWaiter, Options, block_on, check_timeout, errno, network_down, r
 /// cannot be shared with another thread, so the copy is bounded instead.)
 const COPY_CHUNK: usize = 64 * 1024;
 
-/// Copies `len` bytes with `copy(range, first)`, one [`COPY_CHUNK`] per
-/// call: the first call may wait as the socket's options say, the others
-/// must not. Stops at the first chunk not copied whole; an error after a
-/// partial copy is left for the next call (the core's errors are sticky),
-/// as Linux returns what it copied first.
-fn in_chunks(len: usize, mut copy: impl FnMut(std::ops::Range<usize>, bool) -> io::Result<usize>) -> io::Result<usize> {
+/// Copies `len` bytes with `copy(range)`, one [`COPY_CHUNK`] per call,
+/// none of which waits. Stops at the first chunk not copied whole; an
+/// error after a partial copy is left for the next call (the core's
+/// errors are sticky), as Linux returns what it copied first.
+fn in_chunks(len: usize, mut copy: impl FnMut(std::ops::Range<usize>) -> io::Result<usize>) -> io::Result<usize> {
     let mut done = 0;
     loop {
         let end = len.min(done + COPY_CHUNK);
-        let n = match copy(done..end, done == 0) {
+        let n = match copy(done..end) {
             Ok(n) => n,
             Err(e) if done == 0 => return Err(e),
             Err(_) => return Ok(done),
@@ -184,6 +183,16 @@ pub struct TcpStream {
     ready: LazyWaiter,
     options: Options,
     abort_on_drop: AtomicBool,
+    /// Held across a read's chunks, and a write's (`copy_in_chunks`).
+    read_io: std::sync::Mutex<()>,
+    write_io: std::sync::Mutex<()>,
+}
+
+/// Which way a copy goes.
+#[derive(Clone, Copy)]
+enum Direction {
+    Read,
+    Write,
 }
 
 impl TcpStream {
@@ -195,6 +204,8 @@ impl TcpStream {
             ready,
             options: Options::default(),
             abort_on_drop: AtomicBool::new(false),
+            read_io: std::sync::Mutex::new(()),
+            write_io: std::sync::Mutex::new(()),
         }
     }
 
@@ -281,34 +292,67 @@ impl TcpStream {
 
     fn read_inner(&self, buf: &mut [u8]) -> io::Result<usize> {
         let timeout = self.options.get().read_timeout;
-        self.copy_in_chunks(buf.len(), timeout, |tcp, h, range| tcp.recv(h, &mut buf[range]))
+        self.copy_in_chunks(Direction::Read, buf.len(), timeout, |tcp, h, range| {
+            tcp.recv(h, &mut buf[range])
+        })
     }
 
     fn write_inner(&self, buf: &[u8]) -> io::Result<usize> {
         let timeout = self.options.get().write_timeout;
-        self.copy_in_chunks(buf.len(), timeout, |tcp, h, range| tcp.send(h, &buf[range]))
+        self.copy_in_chunks(Direction::Write, buf.len(), timeout, |tcp, h, range| {
+            tcp.send(h, &buf[range])
+        })
     }
 
     /// A read or a write of `len` bytes by `op`, a [`COPY_CHUNK`] per hold
-    /// of the lock; only the first chunk waits (up to `timeout`).
+    /// of the core's lock. The direction's own lock is held across the
+    /// chunks, so that two threads' calls do not interleave (Linux holds
+    /// the socket's lock the same way), but not while the call waits (up
+    /// to `timeout`) for the socket to become ready.
     fn copy_in_chunks(
         &self,
+        direction: Direction,
         len: usize,
         timeout: Option<Duration>,
         mut op: impl FnMut(&mut Sockets<'_, TcpLayer>, TcpHandle, std::ops::Range<usize>) -> Result<usize, IoError>,
     ) -> io::Result<usize> {
         let nonblocking = self.options.get().nonblocking;
-        in_chunks(len, |range, first| {
-            let (nonblocking, timeout) = if first { (nonblocking, timeout) } else { (true, None) };
-            block_on(&self.stack, &self.ready, nonblocking, timeout, |core| {
-                let now = self.stack.now();
-                match op(&mut core.iface.tcp(now), self.handle, range.clone()) {
-                    Ok(n) => Some(Ok(n)),
-                    Err(IoError::WouldBlock) => None,
-                    Err(e) => Some(Err(io_errno(e))),
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let io = match direction {
+            Direction::Read => &self.read_io,
+            Direction::Write => &self.write_io,
+        };
+        loop {
+            {
+                let _turn = io.lock().unwrap_or_else(|p| p.into_inner());
+                let copied = in_chunks(len, |range| {
+                    block_on(&self.stack, &self.ready, true, None, |core| {
+                        let now = self.stack.now();
+                        match op(&mut core.iface.tcp(now), self.handle, range.clone()) {
+                            Ok(n) => Some(Ok(n)),
+                            Err(IoError::WouldBlock) => None,
+                            Err(e) => Some(Err(io_errno(e))),
+                        }
+                    })
+                });
+                match copied {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock && !nonblocking => {}
+                    done => return done,
                 }
-            })
-        })
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+            if left == Some(Duration::ZERO) {
+                return Err(errno(libc::EAGAIN));
+            }
+            block_on(&self.stack, &self.ready, false, left, |core| {
+                let r = core.iface.tcp_layer().readiness(self.handle);
+                let ready = match direction {
+                    Direction::Read => r.readable,
+                    Direction::Write => r.writable || r.error || r.write_closed,
+                };
+                ready.then_some(Ok(()))
+            })?;
+        }
     }
 
     /// Shuts down reading, writing (FIN after queued data), or both.
@@ -548,12 +592,12 @@ mod tests {
     }
 
     #[test]
-    fn a_long_copy_goes_a_chunk_at_a_time_and_only_the_first_may_wait() {
+    fn a_long_copy_goes_a_chunk_at_a_time_until_one_is_partial() {
         let mut calls = Vec::new();
         // Room for 2.5 chunks: the third chunk is partial and ends the call.
         let room = 2 * COPY_CHUNK + COPY_CHUNK / 2;
-        let n = in_chunks(4 * COPY_CHUNK, |r, first| {
-            calls.push((r.clone(), first));
+        let n = in_chunks(4 * COPY_CHUNK, |r| {
+            calls.push(r.clone());
             Ok(r.len().min(room - r.start))
         })
         .unwrap();
@@ -561,14 +605,14 @@ mod tests {
         assert_eq!(
             calls,
             [
-                (0..COPY_CHUNK, true),
-                (COPY_CHUNK..2 * COPY_CHUNK, false),
-                (2 * COPY_CHUNK..3 * COPY_CHUNK, false)
+                0..COPY_CHUNK,
+                COPY_CHUNK..2 * COPY_CHUNK,
+                2 * COPY_CHUNK..3 * COPY_CHUNK
             ]
         );
         // An error after a partial copy returns the copy; at first, the error.
         let mut k = 0;
-        let n = in_chunks(3 * COPY_CHUNK, |r, _| {
+        let n = in_chunks(3 * COPY_CHUNK, |r| {
             k += 1;
             if k == 2 {
                 Err(io::ErrorKind::ConnectionReset.into())
@@ -577,9 +621,9 @@ mod tests {
             }
         });
         assert_eq!(n.unwrap(), COPY_CHUNK);
-        let e = in_chunks(10, |_, _| Err(io::ErrorKind::ConnectionReset.into())).unwrap_err();
+        let e = in_chunks(10, |_| Err(io::ErrorKind::ConnectionReset.into())).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
-        assert_eq!(in_chunks(0, |r, _| Ok(r.len())).unwrap(), 0);
+        assert_eq!(in_chunks(0, |r| Ok(r.len())).unwrap(), 0);
     }
 
     #[test]
@@ -612,6 +656,47 @@ mod tests {
         }
         assert_eq!(got[..n], data[..n]);
         assert!(biggest > COPY_CHUNK, "no read took more than one chunk: {biggest}");
+        ours.shutdown().unwrap();
+        host.shutdown().unwrap();
+    }
+
+    #[test]
+    fn two_threads_writes_each_of_several_chunks_do_not_interleave() {
+        let (ours, host) = two_stacks();
+        let listener = TcpListener::bind(&host, (HOST, 80)).unwrap();
+        let s = TcpStream::connect(&ours, (HOST, 80)).unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        s.set_send_buffer_size(16 * COPY_CHUNK).unwrap();
+        peer.set_recv_buffer_size(16 * COPY_CHUNK).unwrap();
+        let rounds = 8;
+        let each = 3 * COPY_CHUNK;
+        let reader = std::thread::spawn(move || {
+            let mut got = vec![0; 2 * each * rounds];
+            peer.read_exact(&mut got).unwrap();
+            got
+        });
+        for _ in 0..rounds {
+            std::thread::scope(|scope| {
+                for byte in [b'a', b'b'] {
+                    let s = &s;
+                    scope.spawn(move || {
+                        let n = (&*s).write(&vec![byte; each]).unwrap();
+                        assert_eq!(n, each, "one write takes it all: the buffer has room");
+                    });
+                }
+            });
+            // Both are in the send buffer; let it drain before the next round.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while ours.with_interface(|i| i.tcp_layer().send_queue(s.handle)) > 0 {
+                assert!(std::time::Instant::now() < deadline, "the send queue never drained");
+                std::thread::yield_now();
+            }
+        }
+        let got = reader.join().unwrap();
+        for (k, round) in got.chunks(2 * each).enumerate() {
+            let runs = 1 + round.windows(2).filter(|w| w[0] != w[1]).count();
+            assert_eq!(runs, 2, "round {k}: the two writes interleaved ({runs} runs)");
+        }
         ours.shutdown().unwrap();
         host.shutdown().unwrap();
     }

@@ -261,6 +261,10 @@ struct Shared {
     inline: Mutex<Option<InlineTask>>,
     epoch: std::time::Instant,
     thread: Mutex<Option<JoinHandle<io::Result<()>>>>,
+    /// The stack thread's id: it alone decides what a poisoned lock means.
+    stack_thread: std::sync::OnceLock<std::thread::ThreadId>,
+    /// The stack thread has ended and is recording why (`finish`).
+    finishing: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -320,15 +324,19 @@ impl Stack {
                 inline: Mutex::new(None),
                 epoch: std::time::Instant::now(),
                 thread: Mutex::new(None),
+                stack_thread: std::sync::OnceLock::new(),
+                finishing: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         let shared = stack.shared.clone();
         let handle = std::thread::Builder::new().name("tunstack".into()).spawn(move || {
             // However the thread ends (a panic in the core or in the inline
             // task included), every call then fails, with the cause.
+            let _ = shared.stack_thread.set(std::thread::current().id());
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 stack_thread(&shared, readable_fd, mtu, config.busy_poll)
             }));
+            shared.finishing.store(true, std::sync::atomic::Ordering::SeqCst);
             shared.finish(run)
         })?;
         *stack.shared.thread.lock().expect("thread slot") = Some(handle);
@@ -498,19 +506,43 @@ impl Shared {
     /// Marks the stack stopped (its thread dead of `death`, if given) and
     /// wakes every waiting thread and Poll.
     fn stop(&self, death: Option<String>) {
-        {
-            let mut core = self.lock_core();
-            core.stopped = true;
-            if core.death.is_none() {
-                core.death = death.map(Arc::from);
-            }
-            for w in core.waiters.values() {
-                w.cv.notify_all();
-            }
-            core.readiness.stop();
+        let mut core = self.lock_core();
+        self.stop_locked(&mut core, death);
+    }
+
+    /// `stop`, with the core's lock held.
+    fn stop_locked(&self, core: &mut Core, death: Option<String>) {
+        core.stopped = true;
+        if core.death.is_none() {
+            core.death = death.map(Arc::from);
         }
+        for w in core.waiters.values() {
+            w.cv.notify_all();
+        }
+        core.readiness.stop();
         self.tx_space.cv.notify_all();
         self.on_stop.notify_all();
+    }
+
+    /// A thread panicked while it held the core's lock or the device's: a
+    /// bug, and the core or the link may be half-updated. The stack dies
+    /// of it, loudly, rather than carrying on (or, for the device, never
+    /// sending again) in silence. The stack thread decides, so that its own
+    /// panic is reported with its message: another thread that finds a
+    /// lock poisoned leaves it so and wakes the stack thread; the stack
+    /// thread, unless it is recording its own panic (`finish`), stops the
+    /// stack. Whether to clear the poison (the lock is the core's).
+    fn die_of_poison(&self, core: &mut Core, lock: &str) -> bool {
+        if self.stack_thread.get() != Some(&std::thread::current().id()) {
+            self.wake.signal();
+            return false;
+        }
+        if !core.stopped && !self.finishing.load(std::sync::atomic::Ordering::SeqCst) {
+            log::error!("a thread panicked while it held the {lock} lock: the stack stops");
+            let death = format!("a thread panicked while it held the {lock} lock (see its panic message)");
+            self.stop_locked(core, Some(death));
+        }
+        true
     }
 
     fn now(&self) -> Instant {
@@ -518,9 +550,16 @@ impl Shared {
     }
 
     fn lock_core(&self) -> MutexGuard<'_, Core> {
-        // A panic while holding the lock is a bug in the core; carry on
-        // with the state as it is rather than poisoning every socket.
-        self.core.lock().unwrap_or_else(|p| p.into_inner())
+        match self.core.lock() {
+            Ok(core) => core,
+            Err(poisoned) => {
+                let mut core = poisoned.into_inner();
+                if self.die_of_poison(&mut core, "core's") {
+                    self.core.clear_poison();
+                }
+                core
+            }
+        }
     }
 
     /// Sets the timerfd to `deadline` (core time), if it is not set there already.
@@ -550,8 +589,13 @@ impl Shared {
                 return core;
             }
             batches -= 1;
-            let Ok(mut link) = self.link.try_lock() else {
-                return core;
+            let mut link = match self.link.try_lock() {
+                Ok(link) => link,
+                Err(std::sync::TryLockError::WouldBlock) => return core,
+                Err(std::sync::TryLockError::Poisoned(_)) => {
+                    self.die_of_poison(&mut core, "device's");
+                    return core;
+                }
             };
             device_due = false;
             let now = self.now();
@@ -721,9 +765,8 @@ fn stack_thread(
         // with the lock released (an API call's kick saw us awake and left
         // it to us): serve it before sleeping. From here to `sleeping =
         // true` the lock is held.
-        if rx.full() || inline_busy || core.inline_poll.is_some_and(|id| core.poll_has_ready(id)) {
-            continue;
-        }
+        // Every turn with packets, full ones too, tells the spin policy
+        // how close together they come.
         let now_std = std::time::Instant::now();
         let out_of_order = core.iface.stats().tcp_rx_out_of_order;
         if spin.after_turn(
@@ -733,6 +776,9 @@ fn stack_thread(
             out_of_order,
         ) {
             busy_until = now_std + busy_poll;
+        }
+        if rx.full() || inline_busy || core.inline_poll.is_some_and(|id| core.poll_has_ready(id)) {
+            continue;
         }
         if now_std < busy_until {
             drop(core);
@@ -775,11 +821,6 @@ struct SpinPolicy {
     busy_poll: std::time::Duration,
     /// When the last turn with packets ended.
     idle_since: std::time::Instant,
-    /// Whether the gap before the latest turn with packets was shorter
-    /// than a spin: then bulk turns spin too (a fast sender's next
-    /// segment is that close), until a gap is long again (a sender held
-    /// back by its window sends in bursts an RTT apart).
-    gap_short: bool,
     /// The out-of-order count when last seen, and when it last moved: a
     /// sender recovering from loss is no steady stream.
     disorder: (u64, Option<std::time::Instant>),
@@ -790,7 +831,6 @@ impl SpinPolicy {
         SpinPolicy {
             busy_poll,
             idle_since: now,
-            gap_short: false,
             disorder: (0, None),
         }
     }
@@ -811,13 +851,16 @@ impl SpinPolicy {
         if lens.is_empty() {
             return false;
         }
-        self.gap_short = start.saturating_duration_since(self.idle_since) < self.busy_poll;
+        // A gap shorter than a spin: a fast sender's next segment is that
+        // close. A longer one: a sender held back by its window, sending
+        // in bursts an RTT apart.
+        let gap_short = start.saturating_duration_since(self.idle_since) < self.busy_poll;
         self.idle_since = end;
         let calm = self
             .disorder
             .1
             .is_none_or(|at| end.saturating_duration_since(at) > CALM_AFTER_DISORDER);
-        let streaming = self.gap_short && calm;
+        let streaming = gap_short && calm;
         streaming || lens.iter().all(|&n| n <= SMALL_PACKET)
     }
 }
@@ -954,6 +997,41 @@ mod tests {
         answers_pings(RuntimeConfig {
             busy_poll: std::time::Duration::ZERO,
         });
+    }
+
+    /// A panic on a thread that holds the device's lock (an application
+    /// thread sending what the core built) must not leave a stack that
+    /// never sends again and says nothing: it dies of it, with a cause.
+    #[test]
+    fn a_poisoned_device_lock_kills_the_stack_loudly() {
+        let (link, mut peer) = MemoryLink::pair().unwrap();
+        let stack = Stack::start(Interface::new(crate::testutil::config()), link).unwrap();
+        let shared = stack.shared.clone();
+        let _ = std::thread::spawn(move || {
+            let _link = shared.link.lock().unwrap();
+            panic!("a core bug hit while an application thread sends");
+        })
+        .join();
+        // The reply to this ping finds the device's lock poisoned.
+        let ping = crate::testutil::ping_packet(crate::testutil::US, 1, b"over the link");
+        peer.send(Instant::ZERO, &ping).unwrap();
+        assert!(stack.wait_stopped(Some(std::time::Duration::from_secs(10))));
+        let failure = stack.failure().expect("a cause");
+        assert!(failure.contains("device's lock"), "{failure}");
+    }
+
+    #[test]
+    fn a_panic_under_the_cores_lock_on_an_application_thread_kills_the_stack_loudly() {
+        let (link, _peer) = MemoryLink::pair().unwrap();
+        let stack = Stack::start(Interface::new(crate::testutil::config()), link).unwrap();
+        let s2 = stack.clone();
+        let _ = std::thread::spawn(move || s2.with_interface(|_| panic!("a core bug on an application thread"))).join();
+        // The next to take the lock wakes the stack thread, which stops the stack.
+        assert!(stack.wait_stopped(Some(std::time::Duration::from_secs(10))));
+        let e = crate::net::UdpSocket::bind(&stack, "10.200.0.2:9".parse::<std::net::SocketAddr>().unwrap())
+            .expect_err("no socket on a dead stack");
+        assert_eq!(e.kind(), io::ErrorKind::NetworkDown);
+        assert!(e.to_string().contains("core's lock"), "{e}");
     }
 
     fn answers_pings(runtime: RuntimeConfig) {

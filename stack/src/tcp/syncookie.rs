@@ -17,9 +17,10 @@
 //! H0 and the peer's ISN (its SEQ − 1), reads the period from the top
 //! byte, accepts it only if it is the current slot or the one before (a
 //! cookie lives 64 to 128 s, Linux's `MAX_SYNCOOKIE_AGE`), and then the
-//! low 24 bits less H1 must be a valid MSS index: a guessed ACK passes
-//! about once in 2^29 (2 periods of 256, 4 indices of 2^24). The MSS is one of four (Linux's `msstab`): the
-//! largest not above the peer's.
+//! low 24 bits less H1 must be a valid MSS index: a blind guess passes
+//! about once in 2^29 tries per 4-tuple (2 periods of 256, 4 indices of
+//! 2^24). The MSS is one of four (Linux's `msstab`): the largest not
+//! above the peer's.
 //!
 //! The other options this stack negotiates ride in the low 6 bits of our
 //! SYN-ACK's TSval, which the peer echoes in every TSecr (Linux's
@@ -291,7 +292,8 @@ impl TcpLayer {
     ) -> bool {
         let now = cx.now();
         let checking = self.config.syncookies != SynCookies::Off
-            && !seg.has(flags::SYN | flags::RST)
+            && !seg.has(flags::SYN)
+            && !seg.has(flags::RST)
             && self
                 .listeners
                 .get(lh)

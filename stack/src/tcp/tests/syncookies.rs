@@ -299,3 +299,17 @@ fn a_half_open_connection_still_completes_while_cookies_go_out() {
     assert_eq!(p.i.stats().tcp_syncookies_sent, 1);
     p.i.tcp_layer().assert_tables_consistent();
 }
+
+/// Linux never checks a SYN for a cookie (`tcp_v4_cookie_check`
+/// runs only `if (!th->syn)`): a SYN-ACK to a listener is reset as any
+/// ACK would be, and is no SyncookiesFailed.
+#[test]
+fn a_syn_ack_to_a_listener_is_not_checked_as_a_cookie() {
+    let mut p = cookies(SynCookies::Always, 256);
+    p.listen(8);
+    let synack = p.syn(syn_options(Some(1460), None, false, None));
+    p.port = PEER_PORT + 1;
+    p.send(SYN | ACK, SeqNum(1000), synack.seq + 1, b"");
+    assert!(p.recv_one().is(RST));
+    assert_eq!(p.i.stats().tcp_syncookies_failed, 0, "a SYN-ACK is no cookie ACK");
+}
