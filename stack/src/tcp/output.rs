@@ -501,6 +501,19 @@ impl Tcb {
 
 /// Sends a segment that belongs to no connection (RSTs), window 0.
 pub(super) fn send_raw(cx: &mut Context<'_>, tuple: FourTuple, seq: SeqNum, ack: Option<SeqNum>, f: u8) {
+    send_bare(cx, tuple, seq, ack, f, 0, TcpOptions::default());
+}
+
+/// Sends a segment without payload outside any connection block (RSTs, TIME-WAIT's ACKs).
+pub(super) fn send_bare(
+    cx: &mut Context<'_>,
+    tuple: FourTuple,
+    seq: SeqNum,
+    ack: Option<SeqNum>,
+    f: u8,
+    window: u16,
+    options: TcpOptions,
+) {
     let mut buf = cx.buffer();
     let seg = TcpSegment {
         src_port: tuple.local.port(),
@@ -508,8 +521,8 @@ pub(super) fn send_raw(cx: &mut Context<'_>, tuple: FourTuple, seq: SeqNum, ack:
         seq,
         ack: ack.unwrap_or(SeqNum(0)),
         flags: f | if ack.is_some() { flags::ACK } else { 0 },
-        window: 0,
-        options: TcpOptions::default(),
+        window,
+        options,
         payload: &[],
     };
     seg.emit(&mut buf, *tuple.local.ip(), *tuple.remote.ip());

@@ -531,7 +531,8 @@ fn simultaneous_close_goes_through_closing() {
     assert_eq!(a.ack, p.seq);
     p.ack = fin.seq + 1;
     p.send_next(ACK, b"");
-    assert_eq!(p.i.tcp_layer().state(h), State::TimeWait);
+    assert_eq!(p.i.tcp_layer().time_wait_count(), 1, "in TIME-WAIT");
+    assert_eq!(p.i.tcp_layer().state(h), State::Closed, "for the application, as Linux");
 }
 
 #[test]
@@ -2202,6 +2203,7 @@ fn proportional_rate_reduction_paces_a_sack_recovery() {
 }
 
 mod ephemeral;
+mod orphans;
 mod recovery;
 mod review2;
 mod review_rack;
