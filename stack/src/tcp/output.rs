@@ -486,7 +486,10 @@ impl Tcb {
         self.transmit(cx, &plan);
     }
 
-    /// Resets the peer: RST at SND.NXT (with ACK once synchronized).
+    /// Resets the peer: RST at SND.NXT (with ACK once synchronized), or at
+    /// the right edge of the peer's window if we sent past it, where the
+    /// peer will take it (Linux's `tcp_acceptable_seq`: against a zero
+    /// window, only SND.UNA is).
     pub(super) fn send_rst(&self, cx: &mut Context<'_>) {
         if matches!(self.state, State::Closed | State::SynSent | State::TimeWait) {
             return;
@@ -495,7 +498,13 @@ impl Tcb {
             local: self.local,
             remote: self.remote,
         };
-        send_raw(cx, tuple, self.snd_max, Some(self.rcv_nxt), flags::RST);
+        let window_end = self.snd_una + self.snd_wnd;
+        let seq = if self.syn_acked && self.snd_max.gt(window_end) {
+            window_end
+        } else {
+            self.snd_max
+        };
+        send_raw(cx, tuple, seq, Some(self.rcv_nxt), flags::RST);
     }
 }
 

@@ -132,14 +132,18 @@ impl Tcb {
             Timer::LossProbe => t.send_loss_probe(cx),
             Timer::Persist => {
                 // Probes the peer never answers end the connection (as Linux's
-                // tcp_retries2); an orphan's count goes on while the peer
-                // answers without progress, up to `orphan_retries`.
-                let limit = if t.orphaned {
-                    cfg.orphan_retries.min(cfg.retries)
+                // tcp_retries2). An orphan's count goes on while the peer
+                // answers without progress, up to `orphan_retries`, and so
+                // does its backoff, which only progress resets: one probed
+                // long before its application left ends as soon as that
+                // reaches the limit (Linux's tcp_probe_timer: `icsk_backoff
+                // >= max_probes`), not `orphan_retries` maximal RTOs later.
+                let (limit, count) = if t.orphaned {
+                    (cfg.orphan_retries.min(cfg.retries), t.probes_unanswered.max(t.backoff))
                 } else {
-                    cfg.retries
+                    (cfg.retries, t.probes_unanswered)
                 };
-                if t.probes_unanswered >= limit {
+                if count >= limit {
                     log::debug!("tcp {} -> {}: zero-window probes unanswered", t.local, t.remote);
                     return Some(t.give_up(cx));
                 }
