@@ -386,7 +386,7 @@ impl Sockets<'_, TcpLayer> {
                 let now = self.cx.now();
                 let too_many = self.layer.orphans > max_orphans;
                 let Some(t) = self.layer.conns.get_mut(h.0) else { return };
-                if too_many && t.state != State::TimeWait {
+                if too_many {
                     // As Linux's tcp_close under tcp_check_oom: "too many orphaned sockets".
                     log::debug!(
                         "tcp {} -> {}: too many orphans ({max_orphans}), reset",

@@ -548,7 +548,7 @@ impl Tcb {
                     self.set_timer(Timer::Linger, Some(now + env.config.fin_timeout));
                 }
             }
-            State::Closing if self.fin_acked() => enter_time_wait(self, now, env.config.msl),
+            State::Closing if self.fin_acked() => enter_time_wait(self),
             State::LastAck if self.fin_acked() => {
                 outcome.release = Some(None);
                 return outcome;
@@ -601,9 +601,9 @@ impl Tcb {
             }
             match self.state {
                 State::SynReceived | State::Established => self.set_state(State::CloseWait),
-                State::FinWait1 if self.fin_acked() => enter_time_wait(self, now, env.config.msl),
+                State::FinWait1 if self.fin_acked() => enter_time_wait(self),
                 State::FinWait1 => self.set_state(State::Closing),
-                State::FinWait2 => enter_time_wait(self, now, env.config.msl),
+                State::FinWait2 => enter_time_wait(self),
                 _ => {}
             }
         }
@@ -789,11 +789,12 @@ const TIMESTAMP_OPTION_LEN: usize = 12;
 /// sent so far (RFC 9293's default MSS, as Linux's `TCP_MSS_DEFAULT`).
 const MIN_FULL_SEGMENT: usize = 536;
 
-/// Enters TIME-WAIT: only the 2×MSL timer stays.
-fn enter_time_wait(t: &mut Tcb, now: Instant, msl: Duration) {
+/// Enters TIME-WAIT, every timer stopped: at the end of the segment the
+/// layer moves the connection into the compact table, which keeps the
+/// 2×MSL (`TcpLayer::enter_time_wait`, in `timewait`).
+fn enter_time_wait(t: &mut Tcb) {
     t.set_state(State::TimeWait);
     t.timers = [None; super::tcb::TIMERS];
-    t.set_timer(Timer::Linger, Some(now + msl * 2));
 }
 
 /// Remembers what the next SACK option reports: a duplicate (all or part of

@@ -129,6 +129,47 @@ fn an_orphans_probe_count_restarts_when_the_window_opens() {
 }
 
 #[test]
+fn an_orphan_whose_probes_backed_off_before_its_close_dies_at_the_next_probe_timer() {
+    // As Linux's tcp_probe_timer: the backoff, which only progress resets,
+    // counts too; else a connection stalled for long before its
+    // application gave up would get `orphan_retries` maximal RTOs more.
+    let mut p = Peer::with(|c| c.tcp.orphan_retries = 4);
+    let (_l, h) = p.established_passive();
+    p.ack_closed();
+    p.i.tcp(p.now).send(h, &[7u8; 5000]).unwrap();
+    for _ in 0..60 {
+        if p.tcb_of(h).backoff >= 5 {
+            break;
+        }
+        p.answer_probes(1, |p, _| p.ack_closed());
+    }
+    assert!(p.tcb_of(h).backoff >= 5, "held, it is probed on and on");
+    p.i.tcp(p.now).close(h, false);
+    let probes = p.answer_probes(600, |p, _| p.ack_closed());
+    assert_eq!(probes, 0, "the backoff is past orphan_retries already");
+    assert!(!p.i.tcp_layer().exists(h));
+    assert_eq!(p.i.stats().tcp_orphan_timeouts, 1);
+}
+
+#[test]
+fn a_reset_goes_where_the_peers_window_takes_it() {
+    // Linux's tcp_acceptable_seq: past a zero window, only SND.UNA is
+    // acceptable (RFC 9293 §3.10.7.4); a RST at SND.MAX would be ignored
+    // and the peer never hear that the connection is gone.
+    let mut p = Peer::new();
+    let (_l, h) = p.established_passive();
+    p.i.tcp(p.now).send(h, &[1u8; 2000]).unwrap();
+    let sent = p.recv();
+    assert!(sent.len() >= 2, "{sent:?}");
+    // The peer takes the first segment only, and closes its window.
+    p.ack = sent[0].seq + sent[0].payload.len() as u32;
+    p.ack_closed();
+    p.i.tcp(p.now).abort(h);
+    let rst = p.recv().into_iter().find(|s| s.flags & RST != 0).expect("a RST");
+    assert_eq!(rst.seq, p.ack);
+}
+
+#[test]
 fn an_orphan_in_last_ack_gives_up_after_orphan_retries() {
     let mut p = Peer::with(|c| c.tcp.orphan_retries = 3);
     let (_l, h) = p.established_passive();
