@@ -238,6 +238,8 @@ impl Sockets<'_, TcpLayer> {
         match t.state {
             State::SynSent | State::SynReceived => return Err(IoError::WouldBlock),
             State::Established | State::CloseWait => {}
+            // Past TIME-WAIT (the compact table has it): writing was shut down (EPIPE, as Linux).
+            State::Closed if t.fin_queued() => return Err(IoError::BrokenPipe),
             State::Closed | State::Listen => return Err(IoError::NotConnected),
             _ => return Err(IoError::BrokenPipe),
         }

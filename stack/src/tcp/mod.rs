@@ -11,7 +11,8 @@
 //! ICMP errors about our segments (RFC 5927), `api` the socket calls, `ports` ephemeral ports for active opens (RFC 6056), [`buffer`] send/receive buffers with reassembly,
 //! `autotune` how big those buffers may grow (Linux's auto-tuning), [`rtt`]
 //! RFC 6298, [`congestion`] CUBIC with HyStart++ and NewReno behind a trait, [`isn`] RFC 6528,
-//! `syncookie` SYN cookies for listeners under a SYN flood (RFC 4987).
+//! `syncookie` SYN cookies for listeners under a SYN flood (RFC 4987),
+//! `timewait` the compact, capped TIME-WAIT table.
 //! Sequence numbers ([`SeqNum`]) live with the wire format, in `wire::seq`.
 //!
 //! # The path of a segment

@@ -356,3 +356,30 @@ fn the_receive_buffer_is_freed_when_reading_is_shut_down() {
     p.i.tcp(p.now).shutdown(h, Shutdown::Read).unwrap();
     assert_eq!(p.tcb_of(h).recv.allocated(), 0);
 }
+
+#[test]
+fn an_application_holding_a_connection_gone_to_time_wait_sees_it_closed() {
+    // As Linux: the socket is CLOSE once its connection is a TIME-WAIT entry.
+    let mut p = Peer::new();
+    let (_l, h) = p.established_passive();
+    p.send_next(ACK | PSH, b"unread");
+    p.recv();
+    let fin = p.our_fin(h);
+    p.ack = fin.seq + 1;
+    p.send_next(FIN | ACK, b"");
+    p.recv();
+    assert_eq!(p.i.tcp_layer().time_wait_count(), 1);
+    assert_eq!(p.i.tcp_layer().state(h), State::Closed);
+    assert_eq!(p.read_all(h), b"unread", "what arrived stays readable");
+    assert_eq!(
+        p.i.tcp(p.now).recv(h, &mut [0u8; 8]),
+        Ok(0),
+        "then the end of the stream"
+    );
+    assert_eq!(p.i.tcp(p.now).send(h, b"x"), Err(IoError::BrokenPipe));
+    assert_eq!(p.i.tcp_layer().error(h), None, "closed in good order");
+    p.i.tcp(p.now).close(h, false);
+    assert!(!p.i.tcp_layer().exists(h));
+    assert_eq!(p.i.tcp_layer().orphan_count(), 0);
+    assert!(p.recv().is_empty(), "nothing more to say");
+}
