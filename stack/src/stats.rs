@@ -159,6 +159,12 @@ counters! {
         tcp_rto_retransmits,
         /// Connections aborted by retransmission or keepalive timeouts.
         tcp_timeouts,
+        /// Orphans given up: retransmissions or probes past `orphan_retries`, or FIN-WAIT-2 past `fin_timeout`.
+        tcp_orphan_timeouts,
+        /// Connections reset on close because too many orphans were held (Linux's TCPAbortOnMemory).
+        tcp_orphan_overflows,
+        /// Connections freed instead of entering TIME-WAIT, the table being full (Linux's TCPTimeWaitOverflow).
+        tcp_time_wait_overflows,
         /// Zero-window probes sent.
         tcp_window_probes,
         /// Keepalive probes sent.

@@ -39,6 +39,14 @@ pub struct TunConfig {
     pub send_buffer: usize,
     /// When listeners answer SYNs with SYN cookies (`TcpConfig::syncookies`).
     pub syncookies: crate::tcp::SynCookies,
+    /// How long an orphan may sit in FIN-WAIT-2 (`TcpConfig::fin_timeout`).
+    pub fin_timeout: std::time::Duration,
+    /// Retransmissions or probes an orphan gets (`TcpConfig::orphan_retries`).
+    pub orphan_retries: u32,
+    /// Orphans held at most (`TcpConfig::max_orphans`).
+    pub max_orphans: usize,
+    /// TIME-WAIT entries held at most (`TcpConfig::max_tw_buckets`).
+    pub max_tw_buckets: usize,
     /// How long the stack thread keeps reading after packets came, before
     /// it sleeps ([`RuntimeConfig::busy_poll`](super::RuntimeConfig::busy_poll)).
     pub busy_poll: std::time::Duration,
@@ -63,6 +71,10 @@ impl Default for TunConfig {
             recv_buffer: crate::tcp::TcpConfig::default().recv_buffer,
             send_buffer: crate::tcp::TcpConfig::default().send_buffer,
             syncookies: crate::tcp::TcpConfig::default().syncookies,
+            fin_timeout: crate::tcp::TcpConfig::default().fin_timeout,
+            orphan_retries: crate::tcp::TcpConfig::default().orphan_retries,
+            max_orphans: crate::tcp::TcpConfig::default().max_orphans,
+            max_tw_buckets: crate::tcp::TcpConfig::default().max_tw_buckets,
             busy_poll: super::RuntimeConfig::default().busy_poll,
             pcap: None,
             impair: None,
@@ -348,6 +360,10 @@ impl Stack {
         config.tcp.recv_buffer = cfg.recv_buffer;
         config.tcp.send_buffer = cfg.send_buffer;
         config.tcp.syncookies = cfg.syncookies;
+        config.tcp.fin_timeout = cfg.fin_timeout;
+        config.tcp.orphan_retries = cfg.orphan_retries;
+        config.tcp.max_orphans = cfg.max_orphans;
+        config.tcp.max_tw_buckets = cfg.max_tw_buckets;
         let name = device.name().to_owned();
         // The capture sees what crosses the TUN: inside the impairment, so a
         // lost packet appears once (as sent by the host) and never again.

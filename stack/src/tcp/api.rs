@@ -17,9 +17,9 @@ use std::sync::Arc;
 /// Who holds a 4-tuple an active open wants.
 enum Holder {
     Nobody,
-    /// A closed connection in TIME-WAIT that may be replaced: its handle,
-    /// and the ISS the new connection must start from.
-    ReusableTimeWait(Handle, SeqNum),
+    /// A closed connection in TIME-WAIT that may be replaced: the ISS the
+    /// new connection must start from.
+    ReusableTimeWait(SeqNum),
     Taken,
 }
 
@@ -69,6 +69,7 @@ impl TcpLayer {
             .conns
             .iter()
             .map(|(_, t)| t.local.port())
+            .chain(self.time_wait.iter().map(|(k, _)| k.local.port()))
             .chain(self.listen_ports.keys().copied())
             .collect();
         sock::ephemeral_port(rng, |p| used.contains(&p))
@@ -80,17 +81,15 @@ impl TcpLayer {
     /// then rejects the old connection's segments, and the new ISS starts
     /// past its sequence space.
     fn holder(&self, tuple: &FourTuple, now: Instant) -> Holder {
-        let Some(&h) = self.by_tuple.get(tuple) else {
+        if self.by_tuple.contains_key(tuple) {
+            return Holder::Taken;
+        }
+        let Some(tw) = self.time_wait.get(tuple) else {
             return Holder::Nobody;
         };
-        let t = self.conns.get(h).expect("table and slab agree");
-        if self.config.tw_reuse
-            && t.state == State::TimeWait
-            && t.orphaned
-            && t.ts_ok
-            && now >= t.ts_recent_at + Duration::from_secs(1)
-        {
-            return Holder::ReusableTimeWait(h, t.snd_nxt + 65535 + 2);
+        let reusable = tw.ts.is_some_and(|ts| now >= ts.recent_at + Duration::from_secs(1));
+        if self.config.tw_reuse && reusable {
+            return Holder::ReusableTimeWait(tw.snd_nxt + 65535 + 2);
         }
         Holder::Taken
     }
@@ -213,9 +212,9 @@ impl Sockets<'_, TcpLayer> {
         let iss = match holder {
             Holder::Taken => return Err(ConnectError::AddrInUse),
             Holder::Nobody => self.layer.choose_isn(now, local, remote),
-            Holder::ReusableTimeWait(old, iss) => {
+            Holder::ReusableTimeWait(iss) => {
                 log::debug!("tcp {local} -> {remote}: new connection replaces TIME-WAIT");
-                self.layer.release(&mut self.cx, old, None);
+                self.layer.time_wait.remove(&FourTuple { local, remote });
                 iss
             }
         };
@@ -239,6 +238,8 @@ impl Sockets<'_, TcpLayer> {
         match t.state {
             State::SynSent | State::SynReceived => return Err(IoError::WouldBlock),
             State::Established | State::CloseWait => {}
+            // Past TIME-WAIT (the compact table has it): writing was shut down (EPIPE, as Linux).
+            State::Closed if t.fin_queued() => return Err(IoError::BrokenPipe),
             State::Closed | State::Listen => return Err(IoError::NotConnected),
             _ => return Err(IoError::BrokenPipe),
         }
@@ -262,6 +263,7 @@ impl Sockets<'_, TcpLayer> {
             let old_window = t.rcv_wnd() as usize;
             let n = t.recv.read(buf);
             t.rcv_space_adjust(now, n);
+            t.release_unusable_buffers();
             // As Linux (tcp_cleanup_rbuf), a read sends an ACK only when it
             // matters: when the window the peer has is down to half the
             // buffer or less and this read at least doubles it (a window
@@ -322,6 +324,9 @@ impl Sockets<'_, TcpLayer> {
         if matches!(how, Shutdown::Write | Shutdown::Both) {
             self.queue_fin(h.0);
         }
+        if let Some(t) = self.layer.conns.get_mut(h.0) {
+            t.release_unusable_buffers();
+        }
         self.layer.notify(&mut self.cx, h.0);
         Ok(())
     }
@@ -355,6 +360,10 @@ impl Sockets<'_, TcpLayer> {
     /// close on its own (FIN-WAIT, TIME-WAIT).
     pub fn close(&mut self, h: TcpHandle, abort: bool) {
         let t = self.layer.tcb_mut(h);
+        if t.state != State::Closed {
+            self.layer.orphans += 1;
+        }
+        let t = self.layer.tcb_mut(h);
         t.orphaned = true;
         t.owner = None; // as on Linux, what lingers (FIN_WAIT, TIME_WAIT) belongs to no process
         let unread = !t.recv.is_empty();
@@ -375,9 +384,23 @@ impl Sockets<'_, TcpLayer> {
             _ => {
                 t.shut_rd = true;
                 self.queue_fin(h.0);
-                let fin_timeout = self.layer.config.fin_timeout;
+                let (fin_timeout, max_orphans) = (self.layer.config.fin_timeout, self.layer.config.max_orphans);
                 let now = self.cx.now();
-                let t = self.layer.tcb_mut(h);
+                let too_many = self.layer.orphans > max_orphans;
+                let Some(t) = self.layer.conns.get_mut(h.0) else { return };
+                if too_many {
+                    // As Linux's tcp_close under tcp_check_oom: "too many orphaned sockets".
+                    log::debug!(
+                        "tcp {} -> {}: too many orphans ({max_orphans}), reset",
+                        t.local,
+                        t.remote
+                    );
+                    self.cx.stats().tcp_orphan_overflows += 1;
+                    t.send_rst(&mut self.cx);
+                    self.layer.release(&mut self.cx, h.0, None);
+                    return;
+                }
+                t.release_unusable_buffers();
                 if t.state == State::FinWait2 {
                     t.set_timer(Timer::Linger, Some(now + fin_timeout));
                     self.layer.reschedule(h.0);

@@ -13,6 +13,7 @@
 use super::congestion::{self, Window};
 use super::output::send_raw;
 use super::tcb::{ConnError, State, Tcb, Timer};
+use super::timewait::TwVerdict;
 use super::{FourTuple, TcpConfig, TcpLayer};
 use crate::ip::Delivery;
 use crate::ip::context::{Context, Datagram};
@@ -24,7 +25,7 @@ use crate::wire::tcp::{TcpError, TcpSegment, flags};
 use std::net::SocketAddrV4;
 
 /// Linux's `tcp_invalid_ratelimit`: one out-of-window or challenge ACK per 500 ms per connection.
-const OOW_ACK_INTERVAL: Duration = Duration::from_millis(500);
+pub(super) const OOW_ACK_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How long TS.Recent stays valid for PAWS without a refresh (RFC 7323 §5.5: 24 days).
 const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
@@ -32,7 +33,7 @@ const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
 /// PAWS forgives a TSval this many ticks behind TS.Recent (Linux's
 /// `TCP_PAWS_WINDOW`: timestamps of segments sent close together may be
 /// taken from clocks read out of order).
-const PAWS_WINDOW: i32 = 1;
+pub(super) const PAWS_WINDOW: i32 = 1;
 
 /// What a segment did to its connection that the layer must act on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -85,20 +86,17 @@ impl TcpLayer {
         cx.stats().tcp_rx_segments += 1;
         let local = SocketAddrV4::new(dst, seg.dst_port);
         let remote = SocketAddrV4::new(src, seg.src_port);
-        if let Some(&h) = self.by_tuple.get(&FourTuple { local, remote }) {
-            let t = self.conns.get(h).expect("table and slab agree");
-            // RFC 9293 §3.10.7.4 / RFC 6191: a new SYN beyond the old connection's
-            // sequence space may reopen a TIME-WAIT 4-tuple, if someone listens.
-            let reopen = t.state == State::TimeWait
-                && seg.flags & (flags::SYN | flags::ACK | flags::RST) == flags::SYN
-                && seg.seq.gt(t.rcv_nxt)
-                && self.listener_for(local).is_some();
-            if !reopen {
-                self.segment_arrives(cx, h, &seg);
-                return;
-            }
-            log::debug!("tcp {local} -> {remote}: new SYN reopens TIME-WAIT");
-            self.release(cx, h, None);
+        let tuple = FourTuple { local, remote };
+        if let Some(&h) = self.by_tuple.get(&tuple) {
+            self.segment_arrives(cx, h, &seg);
+            return;
+        }
+        // RFC 9293 §3.10.7.4 / RFC 6191: a new SYN beyond the old connection's
+        // sequence space may reopen a TIME-WAIT 4-tuple, if someone listens.
+        let listening = self.listener_for(local).is_some();
+        let linger = self.config.msl * 2;
+        if self.time_wait.input(cx, tuple, &seg, listening, linger) == TwVerdict::Done {
+            return;
         }
         if let Some(lh) = self.listener_for(local) {
             self.listen_input(cx, lh, &seg, local, remote);
@@ -160,6 +158,7 @@ impl TcpLayer {
     /// Processes a segment for an existing connection.
     pub(super) fn segment_arrives(&mut self, cx: &mut Context<'_>, h: Handle, seg: &TcpSegment<'_>) {
         let before = self.conns.get(h).map(Progress::of);
+        let sending = self.conns.get(h).map(|t| (t.snd_una, t.snd_wnd));
         let listener = self.conns.get(h).and_then(|t| t.listener);
         let accept_queue_full = listener.is_some_and(|l| self.accept_queue_full(l));
         let TcpLayer {
@@ -189,7 +188,15 @@ impl TcpLayer {
             let now = cx.now();
             t.last_heard = now;
             t.keepalive_probes = 0;
-            t.probes_unanswered = 0;
+            // An orphan's probes count until they achieve something: a
+            // peer that goes on answering with a zero window, or with
+            // segments we cannot use, must not keep it forever (Linux
+            // kills it by its backoff, tcp_probe_timer).
+            let progress = sending.is_none_or(|(una, wnd)| t.snd_una != una || (wnd == 0 && t.snd_wnd > 0));
+            if !t.orphaned || progress {
+                t.probes_unanswered = 0;
+            }
+            t.release_unusable_buffers();
             if let Some(idle) = t.keepalive.filter(|_| t.state.keepalive_applies()) {
                 t.set_timer(Timer::Keepalive, Some(now + idle));
             }
@@ -204,6 +211,9 @@ impl TcpLayer {
                     self.notify(cx, h);
                 }
             }
+        }
+        if self.conns.get(h).is_some_and(|t| t.state == State::TimeWait) {
+            self.enter_time_wait(cx, h);
         }
     }
 }
@@ -374,19 +384,6 @@ impl Tcb {
             && seg.seq == self.irs
             && seg.ack.gt(self.snd_una)
             && seg.ack.le(self.snd_max);
-        // TIME-WAIT: the peer's FIN again (our last ACK was lost) is acknowledged
-        // again and restarts 2×MSL; anything else takes the rate-limited path.
-        if self.state == State::TimeWait
-            && seg.has(flags::FIN)
-            && !seg.has(flags::RST)
-            && !seg.has(flags::SYN)
-            && seg.seq + seg.payload.len() as u32 + 1 == self.rcv_nxt
-        {
-            self.ack_now = true;
-            self.set_timer(Timer::Linger, Some(now + env.config.msl * 2));
-            return outcome;
-        }
-
         // RFC 7323 §5.3 R1, PAWS: a segment whose TSval is older than
         // TS.Recent is an old duplicate from a previous wrap of the sequence
         // space; it is acknowledged and dropped (RSTs are judged by sequence
@@ -547,10 +544,11 @@ impl Tcb {
             State::FinWait1 if self.fin_acked() => {
                 self.set_state(State::FinWait2);
                 if self.orphaned {
+                    // FIN-WAIT-2 of an orphan lasts `fin_timeout` at most.
                     self.set_timer(Timer::Linger, Some(now + env.config.fin_timeout));
                 }
             }
-            State::Closing if self.fin_acked() => enter_time_wait(self, now, env.config.msl),
+            State::Closing if self.fin_acked() => enter_time_wait(self),
             State::LastAck if self.fin_acked() => {
                 outcome.release = Some(None);
                 return outcome;
@@ -603,9 +601,9 @@ impl Tcb {
             }
             match self.state {
                 State::SynReceived | State::Established => self.set_state(State::CloseWait),
-                State::FinWait1 if self.fin_acked() => enter_time_wait(self, now, env.config.msl),
+                State::FinWait1 if self.fin_acked() => enter_time_wait(self),
                 State::FinWait1 => self.set_state(State::Closing),
-                State::FinWait2 => enter_time_wait(self, now, env.config.msl),
+                State::FinWait2 => enter_time_wait(self),
                 _ => {}
             }
         }
@@ -791,11 +789,12 @@ const TIMESTAMP_OPTION_LEN: usize = 12;
 /// sent so far (RFC 9293's default MSS, as Linux's `TCP_MSS_DEFAULT`).
 const MIN_FULL_SEGMENT: usize = 536;
 
-/// Enters TIME-WAIT: only the 2×MSL timer stays.
-fn enter_time_wait(t: &mut Tcb, now: Instant, msl: Duration) {
+/// Enters TIME-WAIT, every timer stopped: at the end of the segment the
+/// layer moves the connection into the compact table, which keeps the
+/// 2×MSL (`TcpLayer::enter_time_wait`, in `timewait`).
+fn enter_time_wait(t: &mut Tcb) {
     t.set_state(State::TimeWait);
     t.timers = [None; super::tcb::TIMERS];
-    t.set_timer(Timer::Linger, Some(now + msl * 2));
 }
 
 /// Remembers what the next SACK option reports: a duplicate (all or part of

@@ -11,7 +11,8 @@
 //! ICMP errors about our segments (RFC 5927), `api` the socket calls, `ports` ephemeral ports for active opens (RFC 6056), [`buffer`] send/receive buffers with reassembly,
 //! `autotune` how big those buffers may grow (Linux's auto-tuning), [`rtt`]
 //! RFC 6298, [`congestion`] CUBIC with HyStart++ and NewReno behind a trait, [`isn`] RFC 6528,
-//! `syncookie` SYN cookies for listeners under a SYN flood (RFC 4987).
+//! `syncookie` SYN cookies for listeners under a SYN flood (RFC 4987),
+//! `timewait` the compact, capped TIME-WAIT table.
 //! Sequence numbers ([`SeqNum`]) live with the wire format, in `wire::seq`.
 //!
 //! # The path of a segment
@@ -77,6 +78,7 @@ mod sack;
 mod syncookie;
 pub(crate) mod tcb;
 mod timer;
+mod timewait;
 mod undo;
 
 use crate::ip::context::Context;
@@ -92,6 +94,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 use tcb::Tcb;
+use timewait::TimeWaitTable;
 
 pub use crate::socket::{ListenerHandle, TcpHandle};
 pub use api::TcpReadiness;
@@ -119,6 +122,19 @@ pub struct TcpConfig {
     pub retries: u32,
     /// How long a closed socket may sit in FIN-WAIT-2 (`tcp_fin_timeout`: 60 s).
     pub fin_timeout: Duration,
+    /// Retransmissions or zero-window probes an orphan (a connection its
+    /// application closed) gets before it is given up, in FIN-WAIT-1,
+    /// CLOSING and LAST-ACK (Linux's `tcp_orphan_retries`, whose 0 means 8).
+    /// Only progress (SND.UNA moving, the window opening) starts the count
+    /// again: a peer that ACKs with a zero window forever does not.
+    pub orphan_retries: u32,
+    /// Orphans held at most; closing one more resets it at once (Linux's
+    /// `tcp_max_orphans`, "too many orphaned sockets"). TIME-WAIT entries
+    /// are not orphans: they have their own cap.
+    pub max_orphans: usize,
+    /// TIME-WAIT entries held at most; a connection that would enter
+    /// TIME-WAIT beyond it is just freed (Linux's `tcp_max_tw_buckets`).
+    pub max_tw_buckets: usize,
     /// Delayed-ACK timeout (at most 500 ms per RFC 1122; Linux uses 40 ms).
     pub delayed_ack: Duration,
     /// Largest receive buffer per connection (Linux's `tcp_rmem[2]`: 6 MiB):
@@ -181,6 +197,9 @@ impl Default for TcpConfig {
             synack_retries: 5,
             retries: 15,
             fin_timeout: Duration::from_secs(60),
+            orphan_retries: 8,
+            max_orphans: 4096,
+            max_tw_buckets: 16384,
             delayed_ack: Duration::from_millis(40),
             recv_buffer: 6 << 20,
             recv_buffer_initial: 64 << 10,
@@ -255,6 +274,34 @@ pub struct TcpInfo {
     pub send_allocated: usize,
 }
 
+impl TcpInfo {
+    /// A row with nothing in it but its state (listeners and TIME-WAIT fill in the rest).
+    fn idle() -> TcpInfo {
+        TcpInfo {
+            owner: None,
+            state: State::Closed,
+            local: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+            remote: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+            recv_queue: 0,
+            send_queue: 0,
+            srtt: None,
+            rcv_rtt: None,
+            rto: Duration::ZERO,
+            cwnd: 0,
+            ssthresh: 0,
+            mss: 0,
+            retransmits: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            recovery: RecoveryCounts::default(),
+            recv_buffer: 0,
+            recv_allocated: 0,
+            send_buffer: 0,
+            send_allocated: 0,
+        }
+    }
+}
+
 /// A listening socket with its queues.
 #[derive(Debug)]
 pub(crate) struct Listener {
@@ -271,7 +318,7 @@ pub(crate) struct Listener {
 }
 
 /// Connection lookup key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct FourTuple {
     pub local: SocketAddrV4,
     pub remote: SocketAddrV4,
@@ -302,6 +349,11 @@ pub struct TcpLayer {
     deferred_acks: Vec<Handle>,
     /// Connections with more to send once the link's queue drains (`Tcb::tx_pending`), in turn.
     tx_ready: VecDeque<Handle>,
+    /// Closed connections waiting out 2×MSL, compact (`timewait`).
+    time_wait: TimeWaitTable,
+    /// Connections the application closed that the core still finishes
+    /// (`Tcb::orphaned`, not yet released), against `TcpConfig::max_orphans`.
+    orphans: usize,
 }
 
 impl TcpLayer {
@@ -311,6 +363,7 @@ impl TcpLayer {
         // One secret for ISNs, timestamp offsets, SYN cookies and ports, each hashing
         // its own kind of input (draws from `rng` as before).
         let secret = KeyedHasher::from_rng(rng);
+        let time_wait = TimeWaitTable::new(*by_tuple.hasher());
         TcpLayer {
             config,
             conns: Slab::default(),
@@ -326,6 +379,8 @@ impl TcpLayer {
             heap: BinaryHeap::new(),
             deferred_acks: Vec::new(),
             tx_ready: VecDeque::new(),
+            time_wait,
+            orphans: 0,
         }
     }
 
@@ -431,7 +486,11 @@ impl TcpLayer {
 
     /// The earliest deadline of any connection.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((t, _))| *t)
+        let conns = self.heap.peek().map(|Reverse((t, _))| *t);
+        match (conns, self.time_wait.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The listener for a segment to `local`, if any.
@@ -442,7 +501,9 @@ impl TcpLayer {
     }
 
     fn port_in_use(&self, port: u16) -> bool {
-        self.listen_ports.contains_key(&port) || self.conns.iter().any(|(_, t)| t.local.port() == port)
+        self.listen_ports.contains_key(&port)
+            || self.conns.iter().any(|(_, t)| t.local.port() == port)
+            || self.time_wait.iter().any(|(k, _)| k.local.port() == port)
     }
 
     /// Queues an event for connection `h`.
@@ -487,6 +548,9 @@ impl TcpLayer {
     fn release(&mut self, cx: &mut Context<'_>, h: Handle, error: Option<ConnError>) {
         let Some(t) = self.conns.get_mut(h) else { return };
         let was_half_open = t.state == State::SynReceived;
+        if t.orphaned && t.state != State::Closed {
+            self.orphans -= 1;
+        }
         t.set_state(State::Closed);
         t.timers = [None; tcb::TIMERS];
         if error.is_some() && t.error.is_none() {
@@ -603,9 +667,21 @@ impl TcpLayer {
         self.listeners.get(h.0).is_some_and(|l| !l.accept_queue.is_empty())
     }
 
-    /// Connections in the table (any state but released), for tests and tools.
+    /// Connections in the tables (any state but released, TIME-WAIT
+    /// included), for tests and tools.
     pub fn connection_count(&self) -> usize {
-        self.conns.len()
+        self.conns.len() + self.time_wait.len()
+    }
+
+    /// Connections in TIME-WAIT.
+    pub fn time_wait_count(&self) -> usize {
+        self.time_wait.len()
+    }
+
+    /// Connections the application closed that are still finishing
+    /// (FIN-WAIT, CLOSING, LAST-ACK), against `TcpConfig::max_orphans`.
+    pub fn orphan_count(&self) -> usize {
+        self.orphans
     }
 
     /// Whether the connection's block still exists (it goes once the
@@ -623,23 +699,9 @@ impl TcpLayer {
                 owner: l.owner.clone(),
                 state: State::Listen,
                 local: l.local,
-                remote: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
                 recv_queue: l.accept_queue.len(),
                 send_queue: l.backlog,
-                srtt: None,
-                rcv_rtt: None,
-                rto: Duration::ZERO,
-                cwnd: 0,
-                ssthresh: 0,
-                mss: 0,
-                retransmits: 0,
-                bytes_in: 0,
-                bytes_out: 0,
-                recovery: RecoveryCounts::default(),
-                recv_buffer: 0,
-                recv_allocated: 0,
-                send_buffer: 0,
-                send_allocated: 0,
+                ..TcpInfo::idle()
             })
             .collect();
         out.extend(
@@ -669,6 +731,12 @@ impl TcpLayer {
                     send_allocated: t.send.allocated(),
                 }),
         );
+        out.extend(self.time_wait.iter().map(|(k, _)| TcpInfo {
+            state: State::TimeWait,
+            local: k.local,
+            remote: k.remote,
+            ..TcpInfo::idle()
+        }));
         out
     }
 

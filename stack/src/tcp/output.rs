@@ -486,7 +486,10 @@ impl Tcb {
         self.transmit(cx, &plan);
     }
 
-    /// Resets the peer: RST at SND.NXT (with ACK once synchronized).
+    /// Resets the peer: RST at SND.NXT (with ACK once synchronized), or at
+    /// the right edge of the peer's window if we sent past it, where the
+    /// peer will take it (Linux's `tcp_acceptable_seq`: against a zero
+    /// window, only SND.UNA is).
     pub(super) fn send_rst(&self, cx: &mut Context<'_>) {
         if matches!(self.state, State::Closed | State::SynSent | State::TimeWait) {
             return;
@@ -495,12 +498,31 @@ impl Tcb {
             local: self.local,
             remote: self.remote,
         };
-        send_raw(cx, tuple, self.snd_max, Some(self.rcv_nxt), flags::RST);
+        let window_end = self.snd_una + self.snd_wnd;
+        let seq = if self.syn_acked && self.snd_max.gt(window_end) {
+            window_end
+        } else {
+            self.snd_max
+        };
+        send_raw(cx, tuple, seq, Some(self.rcv_nxt), flags::RST);
     }
 }
 
 /// Sends a segment that belongs to no connection (RSTs), window 0.
 pub(super) fn send_raw(cx: &mut Context<'_>, tuple: FourTuple, seq: SeqNum, ack: Option<SeqNum>, f: u8) {
+    send_bare(cx, tuple, seq, ack, f, 0, TcpOptions::default());
+}
+
+/// Sends a segment without payload outside any connection block (RSTs, TIME-WAIT's ACKs).
+pub(super) fn send_bare(
+    cx: &mut Context<'_>,
+    tuple: FourTuple,
+    seq: SeqNum,
+    ack: Option<SeqNum>,
+    f: u8,
+    window: u16,
+    options: TcpOptions,
+) {
     let mut buf = cx.buffer();
     let seg = TcpSegment {
         src_port: tuple.local.port(),
@@ -508,8 +530,8 @@ pub(super) fn send_raw(cx: &mut Context<'_>, tuple: FourTuple, seq: SeqNum, ack:
         seq,
         ack: ack.unwrap_or(SeqNum(0)),
         flags: f | if ack.is_some() { flags::ACK } else { 0 },
-        window: 0,
-        options: TcpOptions::default(),
+        window,
+        options,
         payload: &[],
     };
     seg.emit(&mut buf, *tuple.local.ip(), *tuple.remote.ip());

@@ -443,6 +443,19 @@ impl Tcb {
             .unwrap_or_else(|| self.data_start() + self.send.len() as u32)
     }
 
+    /// Gives back the buffers the connection can no longer use: the
+    /// receive ring once nothing more can be read from it (reading shut
+    /// down, the application gone, or the peer's FIN in, and all read), the
+    /// send ring once our FIN is queued and every byte is acknowledged.
+    pub(crate) fn release_unusable_buffers(&mut self) {
+        if self.shut_rd || self.orphaned || self.rcv_closed {
+            self.recv.release_if_empty();
+        }
+        if self.fin_queued() {
+            self.send.release_if_empty();
+        }
+    }
+
     /// Whether the application shut down sending (FIN queued or sent).
     pub(crate) fn fin_queued(&self) -> bool {
         self.snd_fin.is_some()

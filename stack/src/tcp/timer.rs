@@ -1,6 +1,7 @@
 //! Connection timers: retransmission (RFC 6298), RACK's reordering timer
-//! and TLP's probe timeout (RFC 8985), persist, delayed ACK, keepalive, and
-//! TIME-WAIT / FIN-WAIT-2 expiry.
+//! and TLP's probe timeout (RFC 8985), persist, delayed ACK, keepalive,
+//! FIN-WAIT-2 expiry, and the end of the orphans that outlive their limits.
+//! (TIME-WAIT's 2×MSL is the compact table's, `timewait`.)
 
 #![forbid(unsafe_code)]
 
@@ -14,6 +15,7 @@ impl TcpLayer {
     /// Runs every connection timer that is due.
     pub(crate) fn handle_timeouts(&mut self, cx: &mut Context<'_>) {
         let now = cx.now();
+        self.time_wait.expire(now);
         while let Some(&Reverse((due, h))) = self.heap.peek() {
             if due > now {
                 break;
@@ -48,6 +50,9 @@ impl Tcb {
                 let limit = match t.state {
                     State::SynSent => cfg.syn_retries,
                     State::SynReceived => cfg.synack_retries,
+                    // FIN-WAIT-1, CLOSING, LAST-ACK with nobody to wait for
+                    // the outcome (Linux's tcp_orphan_retries).
+                    _ if t.orphaned => cfg.orphan_retries.min(cfg.retries),
                     _ => cfg.retries,
                 };
                 // A zero window is not a dead peer: while it keeps answering,
@@ -64,8 +69,7 @@ impl Tcb {
                         t.remote,
                         t.backoff
                     );
-                    cx.stats().tcp_timeouts += 1;
-                    return Some(Some(t.soft_error.unwrap_or(ConnError::TimedOut)));
+                    return Some(t.give_up(cx));
                 }
                 let first_timeout = t.backoff == 0;
                 if t.state.synchronized() {
@@ -128,12 +132,20 @@ impl Tcb {
             Timer::LossProbe => t.send_loss_probe(cx),
             Timer::Persist => {
                 // Probes the peer never answers end the connection (as Linux's
-                // tcp_retries2; an orphan gets fewer, like tcp_orphan_retries).
-                let limit = if t.orphaned { 8 } else { cfg.retries };
-                if t.probes_unanswered >= limit {
+                // tcp_retries2). An orphan's count goes on while the peer
+                // answers without progress, up to `orphan_retries`, and so
+                // does its backoff, which only progress resets: one probed
+                // long before its application left ends as soon as that
+                // reaches the limit (Linux's tcp_probe_timer: `icsk_backoff
+                // >= max_probes`), not `orphan_retries` maximal RTOs later.
+                let (limit, count) = if t.orphaned {
+                    (cfg.orphan_retries.min(cfg.retries), t.probes_unanswered.max(t.backoff))
+                } else {
+                    (cfg.retries, t.probes_unanswered)
+                };
+                if count >= limit {
                     log::debug!("tcp {} -> {}: zero-window probes unanswered", t.local, t.remote);
-                    cx.stats().tcp_timeouts += 1;
-                    return Some(Some(t.soft_error.unwrap_or(ConnError::TimedOut)));
+                    return Some(t.give_up(cx));
                 }
                 t.probes_unanswered += 1;
                 t.backoff = (t.backoff + 1).min(16);
@@ -171,7 +183,11 @@ impl Tcb {
                 t.send_probe(cx);
             }
             Timer::Linger => {
-                // TIME-WAIT's 2×MSL is over, or a closed socket sat in FIN-WAIT-2 too long.
+                // A closed socket sat in FIN-WAIT-2 too long: reset, as Linux
+                // does when `tcp_fin_timeout` is over.
+                log::debug!("tcp {} -> {}: FIN_WAIT2 timed out", t.local, t.remote);
+                cx.stats().tcp_orphan_timeouts += 1;
+                t.send_rst(cx);
                 return Some(None);
             }
             Timer::Idle => {
@@ -196,6 +212,17 @@ impl Tcb {
 }
 
 impl Tcb {
+    /// Ends the connection on a timeout: the error for the application,
+    /// or, for an orphan, a RST to tell a peer that is still there.
+    fn give_up(&self, cx: &mut Context<'_>) -> Option<ConnError> {
+        cx.stats().tcp_timeouts += 1;
+        if self.orphaned {
+            cx.stats().tcp_orphan_timeouts += 1;
+            self.send_rst(cx);
+        }
+        Some(self.soft_error.unwrap_or(ConnError::TimedOut))
+    }
+
     /// The probe timeout fired (RFC 8985 §7.3): unless a probe is already
     /// out or no RTT was measured since the last, send one segment, new
     /// data if the peer's window allows, else the highest sent again; then

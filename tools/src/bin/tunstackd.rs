@@ -94,6 +94,22 @@ struct Args {
     #[arg(long, default_value = "30", value_name = "SECONDS", value_parser = seconds)]
     msl: Duration,
 
+    /// Seconds a connection its application closed may sit in FIN-WAIT-2 before it is reset (Linux's tcp_fin_timeout).
+    #[arg(long, default_value = "60", value_name = "SECONDS", value_parser = seconds)]
+    fin_timeout: Duration,
+
+    /// Retransmissions or zero-window probes a closed connection still sending (FIN-WAIT-1, CLOSING, LAST-ACK) gets before it is given up; only progress restarts the count (Linux's tcp_orphan_retries).
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    orphan_retries: u32,
+
+    /// Closed connections still finishing held at most; closing one more resets it (Linux's tcp_max_orphans).
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    max_orphans: usize,
+
+    /// TIME-WAIT entries held at most; beyond, a connection is freed at once (Linux's tcp_max_tw_buckets).
+    #[arg(long, default_value_t = 16384, value_name = "N")]
+    max_tw_buckets: usize,
+
     /// TCP congestion control of the stack's connections.
     #[arg(long, value_enum, default_value_t = Congestion::Cubic)]
     congestion: Congestion,
@@ -325,6 +341,10 @@ impl Args {
             recv_buffer: self.recv_buffer,
             send_buffer: self.send_buffer,
             syncookies: self.syncookies.into(),
+            fin_timeout: self.fin_timeout,
+            orphan_retries: self.orphan_retries,
+            max_orphans: self.max_orphans,
+            max_tw_buckets: self.max_tw_buckets,
             busy_poll: Duration::from_micros(self.busy_poll),
             pcap: self.pcap.clone(),
             impair: Some(self.impair.config()),
@@ -592,6 +612,32 @@ mod tests {
         assert_eq!(Direction::from(a.impair.impair_direction), Direction::In);
         assert!(Args::try_parse_from(["tunstackd", "--impair-direction", "sideways"]).is_err());
         assert!(Args::try_parse_from(["tunstackd", "--idle-timeout", "NaN"]).is_err());
+    }
+
+    #[test]
+    fn orphan_and_time_wait_limits_default_to_the_stacks_and_parse() {
+        let tcp = tunstack::tcp::TcpConfig::default();
+        let c = Args::try_parse_from(["tunstackd"]).unwrap().tun_config();
+        assert_eq!(
+            (c.fin_timeout, c.orphan_retries, c.max_orphans, c.max_tw_buckets),
+            (tcp.fin_timeout, tcp.orphan_retries, tcp.max_orphans, tcp.max_tw_buckets)
+        );
+        let args = [
+            "tunstackd",
+            "--fin-timeout",
+            "2.5",
+            "--orphan-retries",
+            "3",
+            "--max-orphans",
+            "10",
+            "--max-tw-buckets",
+            "20",
+        ];
+        let c = Args::try_parse_from(args).unwrap().tun_config();
+        assert_eq!(
+            (c.fin_timeout, c.orphan_retries, c.max_orphans, c.max_tw_buckets),
+            (Duration::from_millis(2500), 3, 10, 20)
+        );
     }
 
     #[test]

@@ -217,6 +217,18 @@ fn layout() -> Vec<Row> {
         count("tcp_window_probes", "{} window probes sent"),
         count("tcp_keepalive_probes", "{} keepalive probes sent"),
         count("tcp_timeouts", "{} connections aborted due to timeout"),
+        count(
+            "tcp_orphan_timeouts",
+            "{} orphaned connections given up (orphan retries or FIN-WAIT-2 timeout)",
+        ),
+        count(
+            "tcp_orphan_overflows",
+            "{} connections reset on close: too many orphans",
+        ),
+        count(
+            "tcp_time_wait_overflows",
+            "{} connections freed at once: TIME-WAIT table full",
+        ),
         heading("Impairment:"),
     ];
     for (way, title) in [("in", "host to stack (in):"), ("out", "stack to host (out):")] {

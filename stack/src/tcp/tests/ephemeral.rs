@@ -108,7 +108,11 @@ impl Client {
     fn state_of(&self, port: u16, remote: SocketAddrV4) -> Option<State> {
         let local = SocketAddrV4::new(US, port);
         let tcp = self.i.tcp_layer();
-        let h = tcp.by_tuple.get(&FourTuple { local, remote })?;
+        let tuple = FourTuple { local, remote };
+        if tcp.time_wait.get(&tuple).is_some() {
+            return Some(State::TimeWait);
+        }
+        let h = tcp.by_tuple.get(&tuple)?;
         tcp.conns.get(*h).map(|t| t.state)
     }
 }
