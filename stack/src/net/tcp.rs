@@ -236,6 +236,7 @@ impl TcpStream {
                 ConnectError::NetUnreachable => errno(libc::ENETUNREACH),
                 ConnectError::AddrInUse => errno(libc::EADDRNOTAVAIL),
                 ConnectError::AddrNotAvailable => errno(libc::EADDRNOTAVAIL),
+                ConnectError::TooManyConnections => errno(libc::ENOBUFS),
             })?;
             stack.kick(core);
             h
@@ -390,6 +391,13 @@ impl TcpStream {
     /// The send buffer's size now: auto-tuned unless set.
     pub fn send_buffer_size(&self) -> io::Result<usize> {
         Ok(self.stack.lock().iface.tcp_layer().send_buffer_size(self.handle))
+    }
+
+    /// Bytes a write would take now: the send buffer's free room, less
+    /// while the stack's memory budget is spent. (An echo reads no more
+    /// than this, so it never holds what it could not send.)
+    pub fn send_space(&self) -> io::Result<usize> {
+        Ok(self.stack.lock().iface.tcp_layer().send_space(self.handle))
     }
 
     /// Takes the connection's pending error, as `std`'s `take_error`

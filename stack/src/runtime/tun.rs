@@ -39,6 +39,10 @@ pub struct TunConfig {
     pub send_buffer: usize,
     /// When listeners answer SYNs with SYN cookies (`TcpConfig::syncookies`).
     pub syncookies: crate::tcp::SynCookies,
+    /// TCP connections the stack holds at most (`TcpConfig::max_connections`).
+    pub max_connections: usize,
+    /// The budget for TCP buffer memory (`TcpConfig::memory`).
+    pub tcp_memory: crate::tcp::MemoryLimits,
     /// How long the stack thread keeps reading after packets came, before
     /// it sleeps ([`RuntimeConfig::busy_poll`](super::RuntimeConfig::busy_poll)).
     pub busy_poll: std::time::Duration,
@@ -63,6 +67,8 @@ impl Default for TunConfig {
             recv_buffer: crate::tcp::TcpConfig::default().recv_buffer,
             send_buffer: crate::tcp::TcpConfig::default().send_buffer,
             syncookies: crate::tcp::TcpConfig::default().syncookies,
+            max_connections: crate::tcp::TcpConfig::default().max_connections,
+            tcp_memory: crate::tcp::TcpConfig::default().memory,
             busy_poll: super::RuntimeConfig::default().busy_poll,
             pcap: None,
             impair: None,
@@ -348,6 +354,8 @@ impl Stack {
         config.tcp.recv_buffer = cfg.recv_buffer;
         config.tcp.send_buffer = cfg.send_buffer;
         config.tcp.syncookies = cfg.syncookies;
+        config.tcp.max_connections = cfg.max_connections;
+        config.tcp.memory = cfg.tcp_memory;
         let name = device.name().to_owned();
         // The capture sees what crosses the TUN: inside the impairment, so a
         // lost packet appears once (as sent by the host) and never again.

@@ -69,6 +69,7 @@ mod error;
 mod icmp;
 mod input;
 pub(crate) mod isn;
+mod memory;
 mod output;
 mod ports;
 mod rack;
@@ -97,6 +98,7 @@ pub use crate::socket::{ListenerHandle, TcpHandle};
 pub use api::TcpReadiness;
 pub use congestion::{CongestionAlgorithm, UnknownAlgorithm};
 pub use error::{ConnError, ConnectError, IoError, ListenError};
+pub use memory::{MemoryLimits, MemoryUsage};
 pub use syncookie::SynCookies;
 pub use tcb::{RecoveryCounts, State};
 
@@ -168,6 +170,12 @@ pub struct TcpConfig {
     /// Without it, connects to one server are capped at the range's size
     /// per 2×MSL: about 270 a second.
     pub tw_reuse: bool,
+    /// Connections (any state but LISTEN) the stack holds at most: past
+    /// it, a SYN is dropped and `connect` fails (ENOBUFS). Linux has no one
+    /// knob; file limits and `tcp_max_syn_backlog` play this part.
+    pub max_connections: usize,
+    /// The budget for all connections' buffer memory (Linux's `tcp_mem`).
+    pub memory: MemoryLimits,
 }
 
 impl Default for TcpConfig {
@@ -195,6 +203,8 @@ impl Default for TcpConfig {
             sack: true,
             congestion: CongestionAlgorithm::Cubic,
             tw_reuse: true,
+            max_connections: 32_768,
+            memory: MemoryLimits::default(),
         }
     }
 }
@@ -302,6 +312,8 @@ pub struct TcpLayer {
     deferred_acks: Vec<Handle>,
     /// Connections with more to send once the link's queue drains (`Tcb::tx_pending`), in turn.
     tx_ready: VecDeque<Handle>,
+    /// The budget every connection's buffers draw from.
+    memory: memory::MemoryAccount,
 }
 
 impl TcpLayer {
@@ -326,6 +338,7 @@ impl TcpLayer {
             heap: BinaryHeap::new(),
             deferred_acks: Vec::new(),
             tx_ready: VecDeque::new(),
+            memory: memory::MemoryAccount::new(config.memory),
         }
     }
 

@@ -2202,6 +2202,7 @@ fn proportional_rate_reduction_paces_a_sack_recovery() {
 }
 
 mod ephemeral;
+mod memory;
 mod recovery;
 mod review2;
 mod review_rack;
