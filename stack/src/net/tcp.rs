@@ -395,9 +395,15 @@ impl TcpStream {
 
     /// Bytes a write would take now: the send buffer's free room, less
     /// while the stack's memory budget is spent. (An echo reads no more
-    /// than this, so it never holds what it could not send.)
+    /// than this, so it never holds what it could not send.) A connection
+    /// that failed says so, as a write would.
     pub fn send_space(&self) -> io::Result<usize> {
-        Ok(self.stack.lock().iface.tcp_layer().send_space(self.handle))
+        let guard = self.stack.lock();
+        let tcp = guard.iface.tcp_layer();
+        match tcp.error(self.handle) {
+            Some(e) => Err(io_errno(IoError::Failed(e))),
+            None => Ok(tcp.send_space(self.handle)),
+        }
     }
 
     /// Takes the connection's pending error, as `std`'s `take_error`
