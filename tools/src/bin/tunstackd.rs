@@ -642,6 +642,37 @@ mod tests {
     }
 
     #[test]
+    fn limits_default_as_documented_and_follow_the_flags() {
+        let parse = |args: &[&str]| Args::try_parse_from(std::iter::once("tunstackd").chain(args.iter().copied()));
+        let limits = |args: &[&str]| {
+            let c = parse(args).unwrap().tun_config();
+            (c.max_connections, c.tcp_memory)
+        };
+        let stack = tunstack::tcp::TcpConfig::default();
+        assert_eq!(limits(&[]), (stack.max_connections, stack.memory));
+        assert_eq!(limits(&[]), (32_768, MemoryLimits::with_max(64 << 20)));
+        assert_eq!(
+            limits(&["--max-connections", "100", "--tcp-mem", "1M,2M,4M"]),
+            (
+                100,
+                MemoryLimits {
+                    min: 1 << 20,
+                    pressure: 2 << 20,
+                    max: 4 << 20
+                }
+            )
+        );
+        assert_eq!(limits(&["--tcp-mem", "128M"]).1, MemoryLimits::with_max(128 << 20));
+        for bad in [
+            &["--max-connections", "0"][..],
+            &["--tcp-mem", "4M,2M,1M"],
+            &["--tcp-mem", "100K"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn syncookies_default_to_linux_and_follow_the_flag() {
         let when = |args: &[&str]| {
             let a = Args::try_parse_from(std::iter::once("tunstackd").chain(args.iter().copied())).unwrap();
