@@ -187,7 +187,7 @@ impl TcpLayer {
         stats.tcp_conn_limit_drops += 1;
         if stats.tcp_conn_limit_drops % 1000 == 1 {
             log::warn!(
-                "tcp: {} connections, the limit (--max-connections): SYN from {} to {} dropped",
+                "tcp: {} connections, the limit (--max-connections): new connection from {} to {} dropped",
                 self.conns.len(),
                 tuple.remote,
                 tuple.local

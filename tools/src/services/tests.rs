@@ -93,7 +93,9 @@ fn wait_until(what: &str, done: impl Fn() -> bool) {
 
 /// Asks the source for `n` bytes and reads them: `Err` if it was refused.
 fn source_request(stack: &Stack, n: usize) -> io::Result<usize> {
-    let s = connect(stack, 19);
+    // A refusal may come before the connect has returned: an error too.
+    let s = TcpStream::connect(stack, (US, 19))?;
+    s.set_read_timeout(Some(PATIENCE))?;
     (&s).write_all(format!("{n}\n").as_bytes())?;
     let mut got = Vec::new();
     (&s).read_to_end(&mut got)
