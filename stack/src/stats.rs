@@ -143,6 +143,10 @@ counters! {
         tcp_syncookies_recv,
         /// ACKs to a listener sending cookies whose cookie did not check out, reset (SyncookiesFailed).
         tcp_syncookies_failed,
+        /// SYNs dropped and connects refused because the stack holds `max_connections` already.
+        tcp_conn_limit_drops,
+        /// Segments whose data was dropped because the TCP memory budget is spent (Linux's `TCPRcvQDrop`).
+        tcp_rcvq_drops,
         /// Handshake-completing ACKs dropped because the accept queue was full.
         tcp_listen_overflows,
         /// Duplicate ACKs received.

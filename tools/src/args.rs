@@ -3,6 +3,7 @@
 //! at parse time, naming the flag.
 
 use std::time::Duration;
+use tunstack::tcp::MemoryLimits;
 
 /// Parses a non-negative decimal number of seconds ("30", "0.2") into a `Duration`.
 pub fn seconds(s: &str) -> Result<Duration, String> {
@@ -36,19 +37,44 @@ fn duration(s: &str, per_second: f64, unit: &str) -> Result<Duration, String> {
 /// Parses a buffer size in bytes, with an optional binary suffix ("65536",
 /// "512K", "6M", "1G"), from 4 KiB to 1 GiB (the most a window can scale to, RFC 7323).
 pub fn buffer_size(s: &str) -> Result<usize, String> {
-    let expected = || "expected a size in bytes, like 262144, 256K or 6M".to_string();
+    let bytes = bytes(s)?;
+    if (4096..=1 << 30).contains(&bytes) {
+        Ok(bytes)
+    } else {
+        Err(format!("{s} is out of range: from 4K to 1G"))
+    }
+}
+
+/// A number of bytes with an optional binary suffix (K, M, G).
+fn bytes(s: &str) -> Result<usize, String> {
+    let expected = || format!("expected a size in bytes, like 262144, 256K or 6M, not {s:?}");
     let suffixes = [(['K', 'k'], 1usize << 10), (['M', 'm'], 1 << 20), (['G', 'g'], 1 << 30)];
     let (digits, unit) = suffixes
         .iter()
         .find_map(|&(letters, unit)| s.strip_suffix(letters).map(|d| (d, unit)))
         .unwrap_or((s, 1));
     let n: usize = digits.parse().map_err(|_| expected())?;
-    let bytes = n.checked_mul(unit).ok_or_else(expected)?;
-    if (4096..=1 << 30).contains(&bytes) {
-        Ok(bytes)
-    } else {
-        Err(format!("{s} is out of range: from 4K to 1G"))
+    n.checked_mul(unit).ok_or_else(expected)
+}
+
+/// Parses the TCP memory budget (Linux's `tcp_mem`, in bytes, not pages):
+/// one size, the hard limit, with pressure from 3/4 of it until usage falls
+/// below 1/2 ("64M"); or three, `MIN,PRESSURE,MAX` ("32M,48M,64M"), in
+/// that order. From 1M to 1T.
+pub fn memory_limits(s: &str) -> Result<MemoryLimits, String> {
+    let sizes = s.split(',').map(bytes).collect::<Result<Vec<_>, _>>()?;
+    let limits = match sizes[..] {
+        [max] => MemoryLimits::with_max(max),
+        [min, pressure, max] => MemoryLimits { min, pressure, max },
+        _ => return Err("expected one size (the maximum) or three: MIN,PRESSURE,MAX".into()),
+    };
+    if !(1 << 20..=1 << 40).contains(&limits.max) {
+        return Err(format!("{s}: the maximum is out of range: from 1M to 1T"));
     }
+    if !(limits.min <= limits.pressure && limits.pressure <= limits.max) {
+        return Err(format!("{s}: expected MIN <= PRESSURE <= MAX"));
+    }
+    Ok(limits)
 }
 
 /// Parses a probability: a number from 0 to 1.
@@ -75,6 +101,22 @@ mod tests {
         assert!(buffer_size("2G").is_err());
         for bad in ["", "M", "-1", "1.5M", "4095", "1025M", "6G", "99999999999999999999M"] {
             assert!(buffer_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn memory_limits_take_one_size_or_three_in_order() {
+        assert_eq!(memory_limits("64M"), Ok(MemoryLimits::with_max(64 << 20)));
+        assert_eq!(
+            memory_limits("1M,2M,3M"),
+            Ok(MemoryLimits {
+                min: 1 << 20,
+                pressure: 2 << 20,
+                max: 3 << 20
+            })
+        );
+        for bad in ["", "64", "2T", "3M,2M,1M", "1M,2M", "1M,2M,3M,4M", "x"] {
+            assert!(memory_limits(bad).is_err(), "{bad}");
         }
     }
 

@@ -5,16 +5,22 @@
 //! itself (`Services::start_on_stack_thread`, what tunstackd does) or on a
 //! thread of their own (`Services::start`): a listener
 //! per TCP service, the UDP socket, and every connection, non-blocking, in a
-//! slab keyed by token. A connection holds no buffer of its own while idle:
-//! reads go through one shared scratch buffer, and echo keeps only the
-//! bytes its peer's send space could not take yet, reading nothing more
-//! from that peer until they went out, so a client that never reads costs
-//! one chunk at most.
+//! slab keyed by token. A connection holds no buffer of its own: reads go
+//! through one shared scratch buffer, echo reads no more than its send
+//! buffer has room for (a client that never reads is not read either), and
+//! source writes only what the send buffer takes, so what a connection
+//! holds is bounded by its socket's buffers and the stack's memory budget.
+//!
+//! With [`Services::limit`] (what tunstackd does), they share the file
+//! services' limits: connections per client address (the next is reset),
+//! and an idle timeout closing connections that moved no byte either way.
 
+use crate::files::{ClientLimits, Slot};
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tunstack::net::{Events, Interest, Poll, TcpListener, TcpStream, Token, UdpSocket};
 use tunstack::runtime::Stack;
 
@@ -62,11 +68,23 @@ enum Listening {
     UdpEcho(UdpSocket, Option<(Vec<u8>, SocketAddr)>),
 }
 
+/// Limits on the TCP services' connections, shared with the file services.
+#[derive(Clone, Debug)]
+pub struct ServiceLimits {
+    /// Connections per client address, counted across every service sharing it.
+    pub clients: Arc<ClientLimits>,
+    /// Connections one client address may hold at once.
+    pub per_client: usize,
+    /// A connection that moves no byte either way for this long is closed.
+    pub idle: Duration,
+}
+
 /// The services to run, bound as they are added, started together on one thread.
 #[derive(Debug)]
 pub struct Services {
     stack: Stack,
     sockets: Vec<Listening>,
+    limits: Option<ServiceLimits>,
 }
 
 impl Services {
@@ -75,7 +93,14 @@ impl Services {
         Services {
             stack: stack.clone(),
             sockets: Vec::new(),
+            limits: None,
         }
+    }
+
+    /// Limits the TCP services' connections per client address, and closes
+    /// idle ones (without this, neither is limited).
+    pub fn limit(&mut self, limits: ServiceLimits) {
+        self.limits = Some(limits);
     }
 
     /// UDP echo (RFC 862) on `port`: every datagram goes back to its sender.
@@ -165,6 +190,8 @@ impl Services {
             pattern: chargen_pattern(),
             again: Vec::new(),
             retry: false,
+            limits: self.limits,
+            next_sweep: None,
         };
         Ok(Some((server, poll)))
     }
@@ -204,10 +231,15 @@ enum Job {
 /// One accepted connection.
 #[derive(Debug)]
 struct Conn {
+    /// Its count against its address's limit; first, so the count drops
+    /// before the close is sent.
+    _slot: Option<Slot>,
     stream: TcpStream,
     kind: Kind,
     job: Job,
     interest: Interest,
+    /// When it last moved a byte either way.
+    active: Instant,
 }
 
 /// The services' event loop: the sockets, and what they share (the Poll is passed in).
@@ -223,6 +255,10 @@ struct Server {
     again: Vec<usize>,
     /// Some of them wait for a full transmit queue: poll briefly, not at once.
     retry: bool,
+    /// Per-client limit and idle timeout, if any.
+    limits: Option<ServiceLimits>,
+    /// When connections are next checked for idleness (while there are some).
+    next_sweep: Option<Instant>,
 }
 
 impl Server {
@@ -243,16 +279,23 @@ impl Server {
     }
 
     /// How long the next poll may wait: for ever, unless some sockets have
-    /// work left (at once) or wait for room to send (shortly).
+    /// work left (at once) or wait for room to send (shortly), or
+    /// connections are due a check for idleness.
     fn timeout(&self) -> Option<Duration> {
-        match (self.again.is_empty(), self.retry) {
+        let work = match (self.again.is_empty(), self.retry) {
             (true, _) => None,
             (false, false) => Some(Duration::ZERO),
             (false, true) => Some(UDP_RETRY),
+        };
+        let sweep = self.next_sweep.map(|at| at.saturating_duration_since(Instant::now()));
+        match (work, sweep) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
-    /// Serves the sockets with events, and those with work left; false once the stack is down.
+    /// Serves the sockets with events, and those with work left, then
+    /// closes idle connections when due; false once the stack is down.
     fn turn(&mut self, poll: &Poll, events: &Events) -> bool {
         let again = std::mem::take(&mut self.again);
         self.retry = false;
@@ -262,7 +305,40 @@ impl Server {
                 return false;
             }
         }
+        self.sweep(Instant::now());
         true
+    }
+
+    /// Closes the connections that moved nothing for the idle timeout: one
+    /// pass over them every eighth of it (at most a second apart), so the
+    /// work is bounded and the timeout kept within that slack.
+    fn sweep(&mut self, now: Instant) {
+        let Some(idle) = self.limits.as_ref().map(|l| l.idle) else {
+            return;
+        };
+        if self.next_sweep.is_some_and(|at| at > now) {
+            return;
+        }
+        for i in 0..self.conns.len() {
+            let Some(conn) = &self.conns[i] else { continue };
+            if now.duration_since(conn.active) < idle {
+                continue;
+            }
+            let peer = conn.stream.peer_addr().map_or_else(|_| "?".into(), |p| p.to_string());
+            log::info!("tcp {}: {peer}: idle for {idle:?}, closed", conn.kind.name());
+            // One that waits to send has a peer that does not read: a FIN
+            // would only queue behind the data, so it is reset. Others close.
+            if conn.interest == Interest::WRITABLE {
+                let _ = conn.stream.abort();
+            } else {
+                let _ = conn.stream.shutdown(Shutdown::Both);
+            }
+            self.conns[i] = None;
+            self.free.push(i);
+        }
+        let live = self.conns.iter().any(Option::is_some);
+        let every = (idle / 8).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        self.next_sweep = live.then(|| now + every);
     }
 
     /// Runs `token` again after this turn, once, however many times it asks
@@ -281,11 +357,18 @@ impl Server {
         let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else {
             return true; // closed since
         };
-        let next = conn.run(&mut self.scratch, &self.pattern).unwrap_or_else(|e| {
+        let mut io = Io {
+            s: &conn.stream,
+            moved: false,
+        };
+        let next = run(&mut conn.job, &mut io, &mut self.scratch, &self.pattern).unwrap_or_else(|e| {
             let peer = conn.stream.peer_addr().map_or_else(|_| "?".into(), |p| p.to_string());
             log::debug!("tcp {}: {peer}: {e}", conn.kind.name());
             Next::Close
         });
+        if io.moved {
+            conn.active = Instant::now();
+        }
         match next {
             Next::Close => {
                 self.conns[i] = None; // dropping it closes it and deregisters it
@@ -315,7 +398,7 @@ impl Server {
                 let mut next = Ok(Next::Again);
                 for _ in 0..BUDGET {
                     match listener.accept() {
-                        Ok((stream, _)) => accepted.push(stream),
+                        Ok((stream, peer)) => accepted.push((stream, peer)),
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             next = Ok(Next::Wait(Interest::READABLE));
                             break;
@@ -326,8 +409,8 @@ impl Server {
                         }
                     }
                 }
-                for stream in accepted {
-                    self.add(poll, stream, kind);
+                for (stream, peer) in accepted {
+                    self.add(poll, stream, peer, kind);
                 }
                 next
             }
@@ -345,8 +428,24 @@ impl Server {
         true
     }
 
-    /// Takes on an accepted connection; it is served once it is readable.
-    fn add(&mut self, poll: &Poll, stream: TcpStream, kind: Kind) {
+    /// Takes on an accepted connection, if its client address is within
+    /// its limit (else it is reset); it is served once it is readable.
+    fn add(&mut self, poll: &Poll, stream: TcpStream, peer: SocketAddr, kind: Kind) {
+        let slot = match &self.limits {
+            None => None,
+            Some(l) => match l.clients.take(peer, l.per_client) {
+                Some(slot) => Some(slot),
+                None => {
+                    log::info!(
+                        "tcp {}: {peer} holds {} connections already: refused",
+                        kind.name(),
+                        l.per_client
+                    );
+                    let _ = stream.abort();
+                    return;
+                }
+            },
+        };
         let job = match kind {
             Kind::Echo => Job::Echo(Vec::new()),
             Kind::Discard => Job::Discard,
@@ -367,65 +466,84 @@ impl Server {
             self.free.push(i);
             return;
         }
+        let now = Instant::now();
         self.conns[i] = Some(Conn {
+            _slot: slot,
             stream,
             kind,
             job,
             interest: Interest::READABLE,
+            active: now,
         });
-    }
-}
-
-/// Reads into `buf`: `Ok(None)` when nothing is there yet.
-fn read_some(s: &TcpStream, buf: &mut [u8]) -> io::Result<Option<usize>> {
-    match (&*s).read(buf) {
-        Ok(n) => Ok(Some(n)),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// Writes what the send buffer takes of `data` (0 when it is full).
-fn write_some(s: &TcpStream, data: &[u8]) -> io::Result<usize> {
-    match (&*s).write(data) {
-        Ok(n) => Ok(n),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
-        Err(e) => Err(e),
-    }
-}
-
-/// Sends our FIN (after everything queued) and closes.
-fn finish(s: &TcpStream) -> io::Result<Next> {
-    s.shutdown(Shutdown::Write)?;
-    Ok(Next::Close)
-}
-
-impl Conn {
-    fn run(&mut self, scratch: &mut [u8], pattern: &[u8]) -> io::Result<Next> {
-        let s = &self.stream;
-        match &mut self.job {
-            Job::Echo(pending) => echo(s, pending, &mut scratch[..ECHO_CHUNK]),
-            Job::Discard => {
-                for _ in 0..BUDGET {
-                    match read_some(s, scratch)? {
-                        Some(0) => return finish(s),
-                        Some(_) => {}
-                        None => return Ok(Next::Wait(Interest::READABLE)),
-                    }
-                }
-                Ok(Next::Again)
-            }
-            Job::Source(state) => source(s, state, pattern),
+        if self.limits.is_some() && self.next_sweep.is_none() {
+            self.sweep(now);
         }
     }
 }
 
+/// A connection's socket during its turn, noting whether a byte moved.
+struct Io<'a> {
+    s: &'a TcpStream,
+    moved: bool,
+}
+
+impl Io<'_> {
+    /// Reads into `buf`: `Ok(None)` when nothing is there yet.
+    fn read_some(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        match self.s.read(buf) {
+            Ok(n) => {
+                self.moved |= n > 0;
+                Ok(Some(n))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes what the send buffer takes of `data` (0 when it is full).
+    fn write_some(&mut self, data: &[u8]) -> io::Result<usize> {
+        match self.s.write(data) {
+            Ok(n) => {
+                self.moved |= n > 0;
+                Ok(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends our FIN (after everything queued) and closes.
+    fn finish(&self) -> io::Result<Next> {
+        self.s.shutdown(Shutdown::Write)?;
+        Ok(Next::Close)
+    }
+}
+
+/// A connection's turn at its job.
+fn run(job: &mut Job, io: &mut Io<'_>, scratch: &mut [u8], pattern: &[u8]) -> io::Result<Next> {
+    match job {
+        Job::Echo(pending) => echo(io, pending, &mut scratch[..ECHO_CHUNK]),
+        Job::Discard => {
+            for _ in 0..BUDGET {
+                match io.read_some(scratch)? {
+                    Some(0) => return io.finish(),
+                    Some(_) => {}
+                    None => return Ok(Next::Wait(Interest::READABLE)),
+                }
+            }
+            Ok(Next::Again)
+        }
+        Job::Source(state) => source(io, state, pattern),
+    }
+}
+
 /// Echo's turn: first what the send buffer refused before, then read and
-/// write back until the peer has nothing more (or our send buffer is full:
-/// then read nothing until it has room).
-fn echo(s: &TcpStream, pending: &mut Vec<u8>, buf: &mut [u8]) -> io::Result<Next> {
+/// write back until the peer has nothing more, reading no more than the
+/// send buffer has room for (when it is full, the peer is not read until
+/// it has room: a client that does not read its echoes stalls itself).
+fn echo(io: &mut Io<'_>, pending: &mut Vec<u8>, buf: &mut [u8]) -> io::Result<Next> {
     if !pending.is_empty() {
-        let n = write_some(s, pending)?;
+        let n = io.write_some(pending)?;
         pending.drain(..n);
         if !pending.is_empty() {
             return Ok(Next::Wait(Interest::WRITABLE));
@@ -433,12 +551,16 @@ fn echo(s: &TcpStream, pending: &mut Vec<u8>, buf: &mut [u8]) -> io::Result<Next
         *pending = Vec::new(); // an idle connection holds no memory
     }
     for _ in 0..BUDGET {
-        let n = match read_some(s, buf)? {
-            Some(0) => return finish(s),
+        let space = io.s.send_space()?.min(buf.len());
+        if space == 0 {
+            return Ok(Next::Wait(Interest::WRITABLE));
+        }
+        let n = match io.read_some(&mut buf[..space])? {
+            Some(0) => return io.finish(),
             Some(n) => n,
             None => return Ok(Next::Wait(Interest::READABLE)),
         };
-        let written = write_some(s, &buf[..n])?;
+        let written = io.write_some(&buf[..n])?;
         if written < n {
             pending.extend_from_slice(&buf[written..n]);
             return Ok(Next::Wait(Interest::WRITABLE));
@@ -448,12 +570,12 @@ fn echo(s: &TcpStream, pending: &mut Vec<u8>, buf: &mut [u8]) -> io::Result<Next
 }
 
 /// The source's turn: read the request line, then send.
-fn source(s: &TcpStream, state: &mut SourceState, pattern: &[u8]) -> io::Result<Next> {
+fn source(io: &mut Io<'_>, state: &mut SourceState, pattern: &[u8]) -> io::Result<Next> {
     if let SourceState::Request { line, len } = state {
         // Byte by byte, as the line is short: what follows it stays unread.
         let mut b = [0u8; 1];
         while usize::from(*len) < REQUEST_MAX {
-            match read_some(s, &mut b)? {
+            match io.read_some(&mut b)? {
                 None => return Ok(Next::Wait(Interest::READABLE)),
                 Some(0) => break,
                 Some(_) if b[0] == b'\n' => break,
@@ -472,12 +594,12 @@ fn source(s: &TcpStream, state: &mut SourceState, pattern: &[u8]) -> io::Result<
     };
     for _ in 0..BUDGET {
         if *sent >= *limit {
-            return finish(s);
+            return io.finish();
         }
         let offset = (*sent % pattern.len() as u64) as usize;
         let chunk = &pattern[offset..];
         let len = chunk.len().min(usize::try_from(*limit - *sent).unwrap_or(usize::MAX));
-        match write_some(s, &chunk[..len])? {
+        match io.write_some(&chunk[..len])? {
             0 => return Ok(Next::Wait(Interest::WRITABLE)),
             n => *sent += n as u64,
         }
@@ -538,172 +660,4 @@ fn chargen_pattern() -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use tunstack::device::memory::MemoryLink;
-    use tunstack::iface::{Config, Interface};
-
-    const US: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 2);
-    /// How long a test waits for what must happen.
-    const PATIENCE: Duration = Duration::from_secs(20);
-
-    /// A stack with every service on its usual port; clients on the same
-    /// stack reach them over its loopback path. Keep the link's other end.
-    fn services(on_stack_thread: bool) -> (Stack, MemoryLink) {
-        let (link, peer) = MemoryLink::pair().unwrap();
-        let stack = Stack::start(Interface::new(Config::new("10.200.0.2/24".parse().unwrap())), link).unwrap();
-        let mut s = Services::new(&stack);
-        s.udp_echo(7).unwrap();
-        s.tcp_echo(7).unwrap();
-        s.tcp_discard(9).unwrap();
-        s.tcp_source(19).unwrap();
-        if on_stack_thread {
-            s.start_on_stack_thread().unwrap();
-        } else {
-            s.start().unwrap().expect("a thread");
-        }
-        (stack, peer)
-    }
-
-    /// Runs a test with the services on their own thread and on the stack thread.
-    macro_rules! in_both_modes {
-        ($($name:ident),* $(,)?) => {$(
-            mod $name {
-                #[test]
-                fn own_thread() {
-                    super::$name(false);
-                }
-                #[test]
-                fn stack_thread() {
-                    super::$name(true);
-                }
-            }
-        )*};
-    }
-
-    in_both_modes!(
-        echo_returns_every_byte_then_answers_fin_with_fin,
-        echo_stops_reading_from_a_client_that_does_not_read_and_resumes,
-        discard_swallows_everything_and_closes_after_the_client,
-        source_sends_what_is_asked_or_without_end,
-        udp_echo_answers_datagrams_and_hundreds_of_tcp_clients_share_one_thread,
-    );
-
-    fn connect(stack: &Stack, port: u16) -> TcpStream {
-        let s = TcpStream::connect(stack, (US, port)).unwrap();
-        s.set_read_timeout(Some(PATIENCE)).unwrap();
-        s
-    }
-
-    fn data(len: usize) -> Vec<u8> {
-        (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
-    }
-
-    fn echo_returns_every_byte_then_answers_fin_with_fin(on_stack_thread: bool) {
-        let (stack, _peer) = services(on_stack_thread);
-        let sent = data(3_000_000);
-        let s = connect(&stack, 7);
-        let back = std::thread::scope(|scope| {
-            let reader = scope.spawn(|| {
-                let mut back = Vec::new();
-                (&s).read_to_end(&mut back).map(|_| back)
-            });
-            (&s).write_all(&sent).unwrap();
-            s.shutdown(Shutdown::Write).unwrap();
-            reader.join().unwrap().unwrap()
-        });
-        assert!(back == sent, "{} bytes came back of {}", back.len(), sent.len());
-        stack.shutdown().unwrap();
-    }
-
-    fn echo_stops_reading_from_a_client_that_does_not_read_and_resumes(on_stack_thread: bool) {
-        let (stack, _peer) = services(on_stack_thread);
-        let s = connect(&stack, 7);
-        // Writes stall once every buffer on the way there and back is full.
-        s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
-        let chunk = data(64 * 1024);
-        let mut sent = Vec::new();
-        while sent.len() < 64 << 20 {
-            match (&s).write(&chunk) {
-                Ok(n) => sent.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => panic!("write: {e}"),
-            }
-        }
-        assert!(
-            sent.len() < 64 << 20,
-            "echo took {} bytes from a client that reads nothing",
-            sent.len()
-        );
-        // The server side of the connection holds its buffers' worth, not what was sent.
-        let held: usize = stack.with_interface(|i| {
-            i.tcp_layer()
-                .sockets()
-                .iter()
-                .filter(|c| c.local.port() == 7 && c.remote.port() != 0)
-                .map(|c| c.recv_queue + c.send_queue)
-                .sum()
-        });
-        assert!(held < sent.len(), "the server holds {held} of {} bytes", sent.len());
-        // Reading lets it go on: everything comes back, in order.
-        let mut back = vec![0u8; sent.len()];
-        (&s).read_exact(&mut back).unwrap();
-        assert!(back == sent, "the echo differs from what was sent");
-        stack.shutdown().unwrap();
-    }
-
-    fn discard_swallows_everything_and_closes_after_the_client(on_stack_thread: bool) {
-        let (stack, _peer) = services(on_stack_thread);
-        let s = connect(&stack, 9);
-        (&s).write_all(&data(1_000_000)).unwrap();
-        s.shutdown(Shutdown::Write).unwrap();
-        let mut rest = Vec::new();
-        assert_eq!((&s).read_to_end(&mut rest).unwrap(), 0);
-        stack.shutdown().unwrap();
-    }
-
-    fn source_sends_what_is_asked_or_without_end(on_stack_thread: bool) {
-        let (stack, _peer) = services(on_stack_thread);
-        let pattern = chargen_pattern();
-        let s = connect(&stack, 19);
-        (&s).write_all(b"100000\n").unwrap();
-        let mut got = Vec::new();
-        (&s).read_to_end(&mut got).unwrap();
-        assert_eq!(got.len(), 100_000);
-        assert!(got.iter().zip(pattern.iter().cycle()).all(|(a, b)| a == b));
-
-        for request in [&b"\n"[..], b""] {
-            let s = connect(&stack, 19);
-            (&s).write_all(request).unwrap();
-            if request.is_empty() {
-                s.shutdown(Shutdown::Write).unwrap(); // EOF without a line: endless too
-            }
-            let mut got = vec![0u8; 2_000_000];
-            (&s).read_exact(&mut got).unwrap();
-            assert!(got.iter().zip(pattern.iter().cycle()).all(|(a, b)| a == b));
-        }
-        stack.shutdown().unwrap();
-    }
-
-    fn udp_echo_answers_datagrams_and_hundreds_of_tcp_clients_share_one_thread(on_stack_thread: bool) {
-        let (stack, _peer) = services(on_stack_thread);
-        let u = UdpSocket::bind(&stack, (US, 0)).unwrap();
-        u.set_read_timeout(Some(PATIENCE)).unwrap();
-        u.send_to(b"ping", (US, 7)).unwrap();
-        let mut buf = [0u8; 16];
-        let (n, from) = u.recv_from(&mut buf).unwrap();
-        assert_eq!((&buf[..n], from), (&b"ping"[..], SocketAddr::from((US, 7))));
-
-        let clients: Vec<TcpStream> = (0..300).map(|_| connect(&stack, 7)).collect();
-        for (i, c) in clients.iter().enumerate() {
-            (&*c).write_all(format!("{i}\n").as_bytes()).unwrap();
-        }
-        for (i, c) in clients.iter().enumerate() {
-            let want = format!("{i}\n");
-            let mut got = vec![0u8; want.len()];
-            (&*c).read_exact(&mut got).unwrap();
-            assert_eq!(got, want.as_bytes());
-        }
-        stack.shutdown().unwrap();
-    }
-}
+mod tests;

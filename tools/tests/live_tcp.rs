@@ -190,7 +190,8 @@ fn a_thousand_concurrent_connections_echo_and_the_table_drains_after_time_wait()
     if !live_tests_possible("a_thousand_concurrent_connections_echo_and_the_table_drains_after_time_wait") {
         return;
     }
-    let (sb, d) = start(&["--msl", "1"]);
+    // Every client is 10.200.0.1: raise the per-client limit past them.
+    let (sb, d) = start(&["--msl", "1", "--max-per-client", "2000"]);
     let listeners = d.sockets()["tcp"];
     assert_eq!(listeners, 3, "echo, discard and source");
     // 1000 connections open at once, each echoing its own message.

@@ -1,5 +1,6 @@
 //! The crate's only `unsafe` code: interface ioctls, the list of the
-//! host's addresses, `ppoll(2)`, and the stack thread's eventfd and timerfd.
+//! host's addresses, `ppoll(2)`, the stack thread's eventfd and timerfd,
+//! and handing freed heap back to the OS.
 //!
 //! Each unsafe block passes a pointer to a live, correctly sized value that
 //! the kernel reads or writes for the duration of the call only.
@@ -9,6 +10,17 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
+
+/// Gives the heap's free pages back to the OS (glibc's `malloc_trim`):
+/// after thousands of buffers were freed, glibc would otherwise keep them
+/// as resident memory.
+pub fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim(3) takes no pointer; it only walks the allocator's own lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
 
 /// An `ifreq` naming `ifname`, the rest zeroed.
 fn ifreq(ifname: &str) -> io::Result<libc::ifreq> {

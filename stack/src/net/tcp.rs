@@ -247,6 +247,7 @@ impl TcpStream {
                 ConnectError::NetUnreachable => errno(libc::ENETUNREACH),
                 ConnectError::AddrInUse => errno(libc::EADDRNOTAVAIL),
                 ConnectError::AddrNotAvailable => errno(libc::EADDRNOTAVAIL),
+                ConnectError::TooManyConnections => errno(libc::ENOBUFS),
             })?;
             stack.kick(core);
             h
@@ -434,6 +435,19 @@ impl TcpStream {
     /// The send buffer's size now: auto-tuned unless set.
     pub fn send_buffer_size(&self) -> io::Result<usize> {
         Ok(self.stack.lock().iface.tcp_layer().send_buffer_size(self.handle))
+    }
+
+    /// Bytes a write would take now: the send buffer's free room, less
+    /// while the stack's memory budget is spent. (An echo reads no more
+    /// than this, so it never holds what it could not send.) A connection
+    /// that failed says so, as a write would.
+    pub fn send_space(&self) -> io::Result<usize> {
+        let guard = self.stack.lock();
+        let tcp = guard.iface.tcp_layer();
+        match tcp.error(self.handle) {
+            Some(e) => Err(io_errno(IoError::Failed(e))),
+            None => Ok(tcp.send_space(self.handle)),
+        }
     }
 
     /// Takes the connection's pending error, as `std`'s `take_error`

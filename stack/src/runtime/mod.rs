@@ -682,6 +682,31 @@ impl Batch {
     }
 }
 
+/// When the stack thread hands freed heap back to the OS: as TCP memory
+/// pressure ends, and once the buffers it had are all gone, so that the
+/// daemon's RSS comes back down after a crowd of connections (glibc
+/// keeps freed memory otherwise). Only after pressure: rarely, and never
+/// in a steady state.
+#[derive(Debug, Default)]
+struct HeapTrim {
+    pressure: bool,
+    since_pressure: bool,
+}
+
+impl HeapTrim {
+    /// Whether to trim now, given the memory budget's state.
+    fn due(&mut self, memory: crate::tcp::MemoryUsage) -> bool {
+        let ended = self.pressure && !memory.pressure;
+        self.pressure = memory.pressure;
+        self.since_pressure |= memory.pressure;
+        let drained = self.since_pressure && memory.allocated == 0;
+        if drained {
+            self.since_pressure = false;
+        }
+        ended || drained
+    }
+}
+
 fn stack_thread(
     shared: &Shared,
     device_fd: Option<std::os::fd::RawFd>,
@@ -696,6 +721,7 @@ fn stack_thread(
     // Until when to keep reading instead of sleeping (`RuntimeConfig::busy_poll`).
     let mut busy_until = std::time::Instant::now();
     let mut spin = SpinPolicy::new(busy_poll, std::time::Instant::now());
+    let mut heap = HeapTrim::default();
     loop {
         // Read until the device would block, or the batch is full.
         rx.count = 0;
@@ -802,7 +828,11 @@ fn stack_thread(
         }
         shared.arm(&mut core, next);
         core.sleeping = true;
+        let trim = heap.due(core.iface.tcp_layer().memory());
         drop(core);
+        if trim {
+            sys::trim_heap();
+        }
         sys::wait_readable(&fds, None, &mut ready)?;
         if ready.contains(&0) {
             shared.wake.drain();
@@ -902,6 +932,24 @@ mod tests {
     use super::*;
     use crate::device::memory::MemoryLink;
     use crate::iface::Config;
+
+    #[test]
+    fn the_heap_is_trimmed_as_pressure_ends_and_once_drained_never_without_pressure() {
+        let usage = |allocated: usize, pressure: bool| crate::tcp::MemoryUsage {
+            allocated,
+            pressure,
+            pressures: 0,
+        };
+        let mut h = HeapTrim::default();
+        assert!(!h.due(usage(10, false)), "no pressure yet");
+        assert!(!h.due(usage(0, false)), "drained, but there was no pressure");
+        assert!(!h.due(usage(100, true)));
+        assert!(!h.due(usage(90, true)));
+        assert!(h.due(usage(40, false)), "pressure ended");
+        assert!(!h.due(usage(20, false)));
+        assert!(h.due(usage(0, false)), "the last buffer went");
+        assert!(!h.due(usage(0, false)), "once");
+    }
 
     #[test]
     fn shutdown_stops_the_thread_and_is_idempotent() {

@@ -47,6 +47,10 @@ pub struct TunConfig {
     pub max_orphans: usize,
     /// TIME-WAIT entries held at most (`TcpConfig::max_tw_buckets`).
     pub max_tw_buckets: usize,
+    /// TCP connections the stack holds at most (`TcpConfig::max_connections`).
+    pub max_connections: usize,
+    /// The budget for TCP buffer memory (`TcpConfig::memory`).
+    pub tcp_memory: crate::tcp::MemoryLimits,
     /// How long the stack thread keeps reading after packets came, before
     /// it sleeps ([`RuntimeConfig::busy_poll`](super::RuntimeConfig::busy_poll)).
     pub busy_poll: std::time::Duration,
@@ -75,6 +79,8 @@ impl Default for TunConfig {
             orphan_retries: crate::tcp::TcpConfig::default().orphan_retries,
             max_orphans: crate::tcp::TcpConfig::default().max_orphans,
             max_tw_buckets: crate::tcp::TcpConfig::default().max_tw_buckets,
+            max_connections: crate::tcp::TcpConfig::default().max_connections,
+            tcp_memory: crate::tcp::TcpConfig::default().memory,
             busy_poll: super::RuntimeConfig::default().busy_poll,
             pcap: None,
             impair: None,
@@ -364,6 +370,8 @@ impl Stack {
         config.tcp.orphan_retries = cfg.orphan_retries;
         config.tcp.max_orphans = cfg.max_orphans;
         config.tcp.max_tw_buckets = cfg.max_tw_buckets;
+        config.tcp.max_connections = cfg.max_connections;
+        config.tcp.memory = cfg.tcp_memory;
         let name = device.name().to_owned();
         // The capture sees what crosses the TUN: inside the impairment, so a
         // lost packet appears once (as sent by the host) and never again.

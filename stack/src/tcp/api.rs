@@ -197,6 +197,14 @@ impl Sockets<'_, TcpLayer> {
         if !self.cx.has_route(rip) {
             return Err(ConnectError::NetUnreachable);
         }
+        if self.layer.conns.len() >= self.layer.config.max_connections {
+            self.cx.stats().tcp_conn_limit_drops += 1;
+            log::debug!(
+                "tcp: connect to {remote} refused: {} connections, the limit",
+                self.layer.conns.len()
+            );
+            return Err(ConnectError::TooManyConnections);
+        }
         let now = self.cx.now();
         let ip = self.cx.addr();
         let (port, holder) = if local_port == 0 {
@@ -219,7 +227,7 @@ impl Sockets<'_, TcpLayer> {
             }
         };
         let tcp = &mut *self.layer;
-        let mut t = Tcb::new(&tcp.config, local, remote, iss, now, self.cx.mtu());
+        let mut t = Tcb::new(&tcp.config, local, remote, iss, now, self.cx.mtu(), &tcp.memory);
         t.ts_offset = tcp.isn.ts_offset(local, remote);
         t.set_state(State::SynSent);
         let h = tcp.conns.insert(t);

@@ -166,7 +166,9 @@ impl Tcb {
         let grown_by = copied - tune.space;
         let previous = tune.space;
         tune.space = copied;
-        if tune.recv_locked.is_some() {
+        if tune.recv_locked.is_some() || self.recv.memory().under_pressure() {
+            // Fixed by the application, or memory is short: no growth
+            // (Linux's tcp_rcv_space_adjust checks tcp_under_memory_pressure).
             return;
         }
         // Twice what one RTT delivered (a loss costs a round trip's worth
@@ -195,7 +197,8 @@ impl Tcb {
     /// `tcp_new_space` / `tcp_sndbuf_expand`). Once established, it holds
     /// at least two initial windows (Linux's `tcp_init_buffer_space`).
     pub(crate) fn expand_send_buffer(&mut self) {
-        if self.tune.send_locked || !self.state.synchronized() {
+        if self.tune.send_locked || !self.state.synchronized() || self.send.memory().under_pressure() {
+            // Memory is short: send buffers stop growing (Linux's tcp_should_expand_sndbuf).
             return;
         }
         let mss = self.snd_mss;

@@ -3,26 +3,50 @@
 //! The limits themselves move with auto-tuning (`autotune.rs`); memory
 //! follows only as data needs it, and goes back when the ring empties after
 //! a use much smaller than its size, and altogether once the connection is
-//! idle (an idle connection keeps none).
+//! idle (an idle connection keeps none). Every ring's storage is counted
+//! in the stack's memory budget (`memory.rs`), here and nowhere else.
 
 #![forbid(unsafe_code)]
 
-/// Smallest storage a ring allocates once used: one page, which it keeps
-/// while in use.
-const FLOOR: usize = 4096;
+use super::memory::{FLOOR, MemoryAccount};
 
-/// A byte ring whose capacity grows on demand up to `limit`, and shrinks
-/// when it empties after a use much smaller than its size.
-#[derive(Debug, Default)]
+/// A byte ring whose capacity grows on demand up to `limit` (and as the
+/// memory budget allows), and shrinks when it empties after a use much
+/// smaller than its size. FLOOR is the smallest storage it allocates once
+/// used, which it keeps while in use.
+#[derive(Debug)]
 struct Ring {
     buf: Vec<u8>,
     head: usize,
     /// The most positions from the head in use since the ring was last
     /// empty: what its latest use needed.
     peak: usize,
+    account: MemoryAccount,
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        self.account.resized(self.buf.len(), 0);
+    }
 }
 
 impl Ring {
+    fn new(account: &MemoryAccount) -> Ring {
+        Ring {
+            buf: Vec::new(),
+            head: 0,
+            peak: 0,
+            account: account.clone(),
+        }
+    }
+
+    /// Replaces the storage, keeping the account exact (the ring's memory
+    /// changes only here, in `emptied` and in `drop`).
+    fn set_storage(&mut self, buf: Vec<u8>) {
+        self.account.resized(self.buf.len(), buf.len());
+        self.buf = buf;
+    }
+
     fn capacity(&self) -> usize {
         self.buf.len()
     }
@@ -35,13 +59,19 @@ impl Ring {
     }
 
     /// Makes room for positions `0..needed` from the head (at most `limit`),
-    /// keeping the bytes at positions `0..keep`.
-    fn reserve(&mut self, needed: usize, keep: usize, limit: usize) {
+    /// keeping the bytes at positions `0..keep`, as far as the memory
+    /// budget allows. Returns the capacity now, which may fall short of
+    /// `needed` once the budget is spent.
+    fn reserve(&mut self, needed: usize, keep: usize, limit: usize) -> usize {
         self.peak = self.peak.max(needed);
         if needed <= self.buf.len() {
-            return;
+            return self.buf.len();
         }
-        let new_cap = needed.max(self.buf.len() * 2).max(FLOOR).min(limit.max(needed));
+        let step = needed.max(self.buf.len() * 2).max(FLOOR).min(limit.max(needed));
+        let new_cap = self.account.grant(self.buf.len(), step, needed);
+        if new_cap <= self.buf.len() {
+            return self.buf.len();
+        }
         // The kept bytes are at most two contiguous runs: from the head to
         // the end of the storage, then from its start.
         let keep = keep.min(self.buf.len());
@@ -51,8 +81,9 @@ impl Ring {
         let mut new = vec![0u8; new_cap];
         new[..first].copy_from_slice(&self.buf[self.head..self.head + first]);
         new[first..keep].copy_from_slice(&self.buf[..keep - first]);
-        self.buf = new;
+        self.set_storage(new);
         self.head = 0;
+        new_cap
     }
 
     /// Copies `data` to positions `at..` from the head.
@@ -101,13 +132,26 @@ impl Ring {
         if cap > FLOOR && self.peak <= cap / 8 {
             self.buf.truncate((cap / 2).max(FLOOR));
             self.buf.shrink_to_fit();
+            self.account.resized(cap, self.buf.len());
         }
         self.peak = 0;
     }
 
     /// Gives all storage back (the ring must hold nothing).
     fn release(&mut self) {
-        *self = Ring::default();
+        self.set_storage(Vec::new());
+        self.head = 0;
+        self.peak = 0;
+    }
+
+    /// The most storage it may use now for `limit` bytes: `limit`, but only
+    /// what it has (at least one page) once the memory budget is spent.
+    fn usable(&self, limit: usize) -> usize {
+        if self.account.exhausted() {
+            limit.min(self.buf.len().max(FLOOR))
+        } else {
+            limit
+        }
     }
 }
 
@@ -120,10 +164,10 @@ pub(crate) struct SendBuffer {
 }
 
 impl SendBuffer {
-    /// An empty buffer that may hold up to `limit` bytes.
-    pub(crate) fn new(limit: usize) -> SendBuffer {
+    /// An empty buffer that may hold up to `limit` bytes, drawing memory from `account`.
+    pub(crate) fn new(limit: usize, account: &MemoryAccount) -> SendBuffer {
         SendBuffer {
-            ring: Ring::default(),
+            ring: Ring::new(account),
             len: 0,
             limit,
         }
@@ -139,9 +183,22 @@ impl SendBuffer {
         self.len == 0
     }
 
-    /// Room for more bytes (none while a lowered limit is below what is held).
+    /// Room for more bytes (none while a lowered limit is below what is
+    /// held): within the limit, and once the memory budget is spent, within
+    /// the storage the ring has (at least a page).
     pub(crate) fn free(&self) -> usize {
-        self.limit.saturating_sub(self.len)
+        self.usable().saturating_sub(self.len)
+    }
+
+    /// The most bytes it may hold now: its limit, or less while the memory
+    /// budget is spent (what writability is measured against).
+    pub(crate) fn usable(&self) -> usize {
+        self.ring.usable(self.limit)
+    }
+
+    /// The memory budget it draws from.
+    pub(crate) fn memory(&self) -> &MemoryAccount {
+        &self.ring.account
     }
 
     /// The most bytes it may hold.
@@ -172,7 +229,12 @@ impl SendBuffer {
         if n == 0 {
             return 0;
         }
-        self.ring.reserve(self.len + n, self.len, self.limit);
+        // The budget may grant less than asked: what fits, then.
+        let capacity = self.ring.reserve(self.len + n, self.len, self.limit);
+        let n = n.min(capacity - self.len);
+        if n == 0 {
+            return 0;
+        }
         self.ring.write(self.len, &data[..n]);
         self.len += n;
         n
@@ -223,11 +285,20 @@ pub(crate) struct RecvBuffer {
     limit: usize,
 }
 
+/// What became of a received segment's data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Stored {
+    /// How far the in-order part advanced (RCV.NXT moves by that).
+    pub advanced: usize,
+    /// Some of it was dropped because the memory budget is spent (Linux's `TCPRcvQDrop`).
+    pub dropped: bool,
+}
+
 impl RecvBuffer {
-    /// An empty buffer that may hold up to `limit` bytes.
-    pub(crate) fn new(limit: usize) -> RecvBuffer {
+    /// An empty buffer that may hold up to `limit` bytes, drawing memory from `account`.
+    pub(crate) fn new(limit: usize, account: &MemoryAccount) -> RecvBuffer {
         RecvBuffer {
-            ring: Ring::default(),
+            ring: Ring::new(account),
             len: 0,
             ooo: Vec::new(),
             limit,
@@ -260,6 +331,28 @@ impl RecvBuffer {
         self.limit.saturating_sub(self.len)
     }
 
+    /// The window to offer under memory pressure: no more than the storage
+    /// already held has free, or `small` bytes, whichever is more (Linux
+    /// clamps to 4 segments); once the budget is spent, no more than one
+    /// page holds. Never more than `window`.
+    pub(crate) fn pressure_window(&self, small: usize) -> usize {
+        let account = &self.ring.account;
+        if !account.under_pressure() {
+            return self.window();
+        }
+        let held = self.len + self.ooo.last().map_or(0, |r| r.1);
+        let room = self
+            .ring
+            .usable(self.ring.capacity().max(held + small))
+            .saturating_sub(self.len);
+        self.window().min(room)
+    }
+
+    /// The memory budget it draws from.
+    pub(crate) fn memory(&self) -> &MemoryAccount {
+        &self.ring.account
+    }
+
     /// Gives the storage back if nothing is buffered (the connection went idle).
     pub(crate) fn release_if_empty(&mut self) {
         if self.len == 0 && self.ooo.is_empty() {
@@ -281,16 +374,18 @@ impl RecvBuffer {
     /// window). Returns how far the in-order part advanced (RCV.NXT moves by that).
     #[cfg(test)]
     pub(crate) fn write_at(&mut self, offset: usize, data: &[u8]) -> usize {
-        self.write_within(offset, data, 0)
+        self.write_within(offset, data, 0).advanced
     }
 
     /// As `write_at`, but takes data up to `promised` bytes past RCV.NXT
     /// even beyond the limit: a scaled window rounds up (RFC 7323 §2.3),
-    /// and what the advertised window let in is kept.
-    pub(crate) fn write_within(&mut self, offset: usize, data: &[u8], promised: usize) -> usize {
+    /// and what the advertised window let in is kept, as far as the memory
+    /// budget allows: once it is spent, out-of-order data that needs more
+    /// storage is dropped, and in-order data beyond what the ring holds.
+    pub(crate) fn write_within(&mut self, offset: usize, data: &[u8], promised: usize) -> Stored {
         let room = self.window().max(promised);
         if offset >= room || data.is_empty() {
-            return 0;
+            return Stored::default();
         }
         let data = &data[..data.len().min(room - offset)];
         let end = offset + data.len();
@@ -298,18 +393,32 @@ impl RecvBuffer {
         if !joins && self.ooo.len() >= MAX_HOLES {
             // Bounded work per segment: a peer cannot make us juggle
             // thousands of islands (Linux prunes its out-of-order queue too).
-            return 0;
+            return Stored::default();
         }
         let held = self.len + self.ooo.last().map_or(0, |r| r.1);
-        self.ring.reserve(self.len + offset + data.len(), held, self.limit);
+        let capacity = self.ring.reserve(self.len + end, held, self.limit);
+        let fits = capacity.saturating_sub(self.len + offset).min(data.len());
+        let dropped = fits < data.len();
+        if dropped && offset > 0 {
+            // Out of order first: it waits for a hole anyway, and the
+            // sender repairs it once memory is back.
+            return Stored { advanced: 0, dropped };
+        }
+        let data = &data[..fits];
+        if data.is_empty() {
+            return Stored { advanced: 0, dropped };
+        }
         self.ring.write(self.len + offset, data);
         if offset == 0 && self.ooo.is_empty() {
             // In order with no islands waiting: the common case, no bookkeeping.
             self.len += data.len();
-            return data.len();
+            return Stored {
+                advanced: data.len(),
+                dropped,
+            };
         }
         self.add_range(offset, offset + data.len());
-        if self.ooo.first().is_some_and(|r| r.0 == 0) {
+        let advanced = if self.ooo.first().is_some_and(|r| r.0 == 0) {
             let advance = self.ooo.remove(0).1;
             self.len += advance;
             for r in &mut self.ooo {
@@ -319,7 +428,8 @@ impl RecvBuffer {
             advance
         } else {
             0
-        }
+        };
+        Stored { advanced, dropped }
     }
 
     /// Merges `[start, end)` into the range list.
@@ -361,9 +471,13 @@ mod tests {
 
     #[test]
     fn send_buffer_grows_wraps_and_consumes() {
-        let mut b = SendBuffer::new(10_000);
+        let mut b = SendBuffer::new(10_000, &MemoryAccount::unlimited());
         assert_eq!(b.allocated(), 0, "idle buffers allocate nothing");
-        assert_eq!(RecvBuffer::new(10_000).allocated(), 0, "idle buffers allocate nothing");
+        assert_eq!(
+            RecvBuffer::new(10_000, &MemoryAccount::unlimited()).allocated(),
+            0,
+            "idle buffers allocate nothing"
+        );
         let data: Vec<u8> = (0..=255u8).cycle().take(9000).collect();
         assert_eq!(b.push(&data), 9000);
         assert_eq!(b.push(&data), 1000, "limited");
@@ -380,7 +494,7 @@ mod tests {
 
     #[test]
     fn recv_buffer_in_order_and_holes() {
-        let mut b = RecvBuffer::new(100);
+        let mut b = RecvBuffer::new(100, &MemoryAccount::unlimited());
         assert_eq!(b.write_at(10, b"klmno"), 0, "out of order");
         assert_eq!(b.out_of_order(), [(10, 15)]);
         assert_eq!(b.write_at(20, b"uv"), 0);
@@ -395,7 +509,7 @@ mod tests {
 
     #[test]
     fn recv_buffer_overlaps_duplicates_and_window_clip() {
-        let mut b = RecvBuffer::new(10);
+        let mut b = RecvBuffer::new(10, &MemoryAccount::unlimited());
         assert_eq!(b.write_at(2, b"cdef"), 0);
         assert_eq!(b.write_at(4, b"efgh"), 0, "overlap merges");
         assert_eq!(b.out_of_order(), [(2, 8)]);
@@ -410,7 +524,7 @@ mod tests {
 
     #[test]
     fn out_of_order_islands_are_bounded() {
-        let mut b = RecvBuffer::new(1 << 20);
+        let mut b = RecvBuffer::new(1 << 20, &MemoryAccount::unlimited());
         for i in 0..200 {
             b.write_at(10 + i * 2, b"x");
         }
@@ -423,7 +537,7 @@ mod tests {
 
     #[test]
     fn recv_buffer_many_holes_wrapping() {
-        let mut b = RecvBuffer::new(5000);
+        let mut b = RecvBuffer::new(5000, &MemoryAccount::unlimited());
         let data: Vec<u8> = (0..20_000u32).map(|i| (i % 241) as u8).collect();
         let mut delivered = Vec::new();
         let mut pos = 0;
@@ -449,7 +563,7 @@ mod tests {
     #[test]
     fn growth_across_the_wrap_point_keeps_the_data() {
         let data: Vec<u8> = (0..40_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        let mut b = SendBuffer::new(1 << 20);
+        let mut b = SendBuffer::new(1 << 20, &MemoryAccount::unlimited());
         // Move the head to the middle of one page, then wrap the data.
         assert_eq!(b.push(&data[..3000]), 3000);
         b.consume(2000);
@@ -466,7 +580,7 @@ mod tests {
         b.peek(0, &mut out);
         assert_eq!(out, data[2000..]);
         // The receive side, with an island past the wrap point when it grows.
-        let mut r = RecvBuffer::new(1 << 20);
+        let mut r = RecvBuffer::new(1 << 20, &MemoryAccount::unlimited());
         assert_eq!(r.write_at(0, &data[..3000]), 3000);
         let mut sink = vec![0u8; 2999];
         assert_eq!(r.read(&mut sink), 2999);
@@ -482,7 +596,7 @@ mod tests {
     #[test]
     fn empty_rings_shrink_and_small_uses_release_them() {
         let data: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
-        let mut b = SendBuffer::new(1 << 20);
+        let mut b = SendBuffer::new(1 << 20, &MemoryAccount::unlimited());
         assert_eq!(b.push(&data), 100_000);
         let big = b.allocated();
         assert!(big >= 100_000);
@@ -501,7 +615,7 @@ mod tests {
         assert_eq!(sizes[..5], [big / 2, big / 4, big / 8, big / 16, FLOOR], "{sizes:?}");
         assert!(sizes[5..].iter().all(|&s| s == FLOOR), "one page stays: {sizes:?}");
         // An idle echo connection: a few bytes each way, then nothing held.
-        let mut r = RecvBuffer::new(65536);
+        let mut r = RecvBuffer::new(65536, &MemoryAccount::unlimited());
         assert_eq!(r.write_at(0, b"hello\n"), 6);
         assert_eq!(r.allocated(), 4096);
         let mut out = [0u8; 16];
@@ -521,7 +635,7 @@ mod tests {
 
     #[test]
     fn no_shrink_while_islands_are_pending() {
-        let mut r = RecvBuffer::new(65536);
+        let mut r = RecvBuffer::new(65536, &MemoryAccount::unlimited());
         assert_eq!(r.write_at(0, b"abc"), 3);
         assert_eq!(r.write_at(10, b"island"), 0);
         let mut out = [0u8; 16];
@@ -543,7 +657,7 @@ mod tests {
     fn send_buffer_matches_a_simple_model() {
         let mut rng = Rng::new(13);
         for round in 0..20 {
-            let mut b = SendBuffer::new(1 + rng.below(20_000) as usize);
+            let mut b = SendBuffer::new(1 + rng.below(20_000) as usize, &MemoryAccount::unlimited());
             let mut most_limit = b.limit();
             let mut model: VecDeque<u8> = VecDeque::new();
             let mut written = 0usize;
@@ -586,7 +700,7 @@ mod tests {
     fn recv_buffer_matches_a_simple_model() {
         let mut rng = Rng::new(11);
         for round in 0..20 {
-            let mut b = RecvBuffer::new(1 + rng.below(10_000) as usize);
+            let mut b = RecvBuffer::new(1 + rng.below(10_000) as usize, &MemoryAccount::unlimited());
             // Readable bytes, and the positions past RCV.NXT received so far.
             let mut ready: VecDeque<u8> = VecDeque::new();
             let mut ahead: Vec<bool> = Vec::new();
@@ -657,7 +771,7 @@ mod bench {
         let start = Instant::now();
         let mut grown = 0usize;
         for _ in 0..rounds {
-            let mut b = SendBuffer::new(4 << 20);
+            let mut b = SendBuffer::new(4 << 20, &MemoryAccount::unlimited());
             b.push(&chunk[..1000]);
             b.consume(1000);
             while b.push(&chunk) > 0 {}
@@ -666,7 +780,7 @@ mod bench {
         let secs = start.elapsed().as_secs_f64();
         println!("growth to 4 MiB: {:.0} MB/s filled", grown as f64 / secs / 1e6);
         // Peek: segment-sized copies out of a full, wrapped ring.
-        let mut b = SendBuffer::new(1 << 20);
+        let mut b = SendBuffer::new(1 << 20, &MemoryAccount::unlimited());
         while b.push(&chunk) > 0 {}
         b.consume(100_000);
         while b.push(&chunk) > 0 {}
@@ -684,7 +798,7 @@ mod bench {
         let secs = start.elapsed().as_secs_f64();
         println!("peek 1448 B: {:.0} MB/s", copied as f64 / secs / 1e6);
         // Receive: segments in, application reads of 64 KiB out.
-        let mut r = RecvBuffer::new(1 << 20);
+        let mut r = RecvBuffer::new(1 << 20, &MemoryAccount::unlimited());
         let mut sink = vec![0u8; 65536];
         let start = Instant::now();
         let mut moved = 0usize;

@@ -64,6 +64,8 @@ pub enum ConnectError {
     /// No ephemeral port is free towards this peer (Linux's EADDRNOTAVAIL),
     /// or the local address is not ours.
     AddrNotAvailable,
+    /// The stack holds as many connections as `TcpConfig::max_connections` allows (ENOBUFS).
+    TooManyConnections,
 }
 
 /// Why a send or receive did not happen.
@@ -98,6 +100,7 @@ error_messages!(ConnectError {
     NetUnreachable => "network is unreachable",
     AddrInUse => "the connection exists",
     AddrNotAvailable => "no free local port towards this peer, or local address not ours",
+    TooManyConnections => "the stack's connection limit is reached",
 });
 
 impl fmt::Display for IoError {

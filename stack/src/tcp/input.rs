@@ -134,12 +134,15 @@ impl TcpLayer {
             log::debug!("tcp {local}: accept queue full, SYN from {remote} dropped");
             return;
         }
+        if self.at_connection_limit(cx, tuple) {
+            return;
+        }
         if self.syn_flood_action(cx, lh, seg, tuple) {
             return;
         }
         let now = cx.now();
         let iss = self.choose_isn(now, local, remote);
-        let mut t = Tcb::new(&self.config, local, remote, iss, now, cx.mtu());
+        let mut t = Tcb::new(&self.config, local, remote, iss, now, cx.mtu(), &self.memory);
         t.listener = Some(lh);
         t.owner = self.listeners.get(lh).and_then(|l| l.owner.clone());
         t.set_state(State::Listen);
@@ -257,7 +260,7 @@ impl Progress {
 
 /// A writer may go on: at least a third of the send buffer is free.
 pub(crate) fn writable(t: &Tcb) -> bool {
-    3 * t.send.free() >= t.send.limit()
+    3 * t.send.free() >= t.send.usable()
 }
 
 /// RFC 9293 §3.10.7.1: the reply to a segment for no connection.
@@ -697,7 +700,14 @@ fn receive_text(
     }
     let holes_before = !t.recv.out_of_order().is_empty();
     let promised = t.rcv_wnd() as usize;
-    let advanced = t.recv.write_within(offset, data, promised);
+    let stored = t.recv.write_within(offset, data, promised);
+    if stored.dropped {
+        // The memory budget is spent: dropped as if lost, and the ACK
+        // tells the sender what is missing (Linux's TCPRcvQDrop).
+        stats.tcp_rcvq_drops += 1;
+        t.ack_now = true;
+    }
+    let advanced = stored.advanced;
     t.rcv_nxt += advanced as u32;
     if t.recv.out_of_order().is_empty() {
         // No island left to lead the SACK blocks: forgotten, so none can

@@ -70,6 +70,7 @@ mod error;
 mod icmp;
 mod input;
 pub(crate) mod isn;
+mod memory;
 mod output;
 mod ports;
 mod rack;
@@ -100,6 +101,7 @@ pub use crate::socket::{ListenerHandle, TcpHandle};
 pub use api::TcpReadiness;
 pub use congestion::{CongestionAlgorithm, UnknownAlgorithm};
 pub use error::{ConnError, ConnectError, IoError, ListenError};
+pub use memory::{MemoryLimits, MemoryUsage};
 pub use syncookie::SynCookies;
 pub use tcb::{RecoveryCounts, State};
 
@@ -184,6 +186,12 @@ pub struct TcpConfig {
     /// Without it, connects to one server are capped at the range's size
     /// per 2×MSL: about 270 a second.
     pub tw_reuse: bool,
+    /// Connections (any state but LISTEN) the stack holds at most: past
+    /// it, a SYN is dropped and `connect` fails (ENOBUFS). Linux has no one
+    /// knob; file limits and `tcp_max_syn_backlog` play this part.
+    pub max_connections: usize,
+    /// The budget for all connections' buffer memory (Linux's `tcp_mem`).
+    pub memory: MemoryLimits,
 }
 
 impl Default for TcpConfig {
@@ -214,6 +222,8 @@ impl Default for TcpConfig {
             sack: true,
             congestion: CongestionAlgorithm::Cubic,
             tw_reuse: true,
+            max_connections: 32_768,
+            memory: MemoryLimits::default(),
         }
     }
 }
@@ -354,6 +364,8 @@ pub struct TcpLayer {
     /// Connections the application closed that the core still finishes
     /// (`Tcb::orphaned`, not yet released), against `TcpConfig::max_orphans`.
     orphans: usize,
+    /// The budget every connection's buffers draw from.
+    memory: memory::MemoryAccount,
 }
 
 impl TcpLayer {
@@ -381,6 +393,7 @@ impl TcpLayer {
             tx_ready: VecDeque::new(),
             time_wait,
             orphans: 0,
+            memory: memory::MemoryAccount::new(config.memory),
         }
     }
 

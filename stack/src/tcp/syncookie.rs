@@ -318,6 +318,9 @@ impl TcpLayer {
             cx.stats().tcp_listen_overflows += 1;
             return true;
         }
+        if self.at_connection_limit(cx, tuple) {
+            return true;
+        }
         let ts = seg.options.timestamps.filter(|_| self.config.timestamps);
         let ts_offset = self.isn.ts_offset(tuple.local, tuple.remote);
         let (wscale, sack) = ts.map_or((None, false), |(_, echo)| decode_ts(echo.wrapping_sub(ts_offset)));
@@ -326,7 +329,15 @@ impl TcpLayer {
             wscale,
             sack: sack && self.config.sack,
         };
-        let mut t = Tcb::new(&self.config, tuple.local, tuple.remote, iss, now, cx.mtu());
+        let mut t = Tcb::new(
+            &self.config,
+            tuple.local,
+            tuple.remote,
+            iss,
+            now,
+            cx.mtu(),
+            &self.memory,
+        );
         t.listener = Some(lh);
         t.owner = self.listeners.get(lh).and_then(|l| l.owner.clone());
         t.ts_offset = ts_offset;

@@ -6,6 +6,7 @@ use super::TcpConfig;
 use super::autotune::AutoTune;
 use super::buffer::{RecvBuffer, SendBuffer};
 use super::congestion::{self, CongestionControl, Window};
+use super::memory::MemoryAccount;
 use super::rack::Rack;
 use super::rtt::RttEstimator;
 use super::sack::Scoreboard;
@@ -317,6 +318,7 @@ impl Tcb {
         iss: SeqNum,
         now: Instant,
         mtu: usize,
+        memory: &MemoryAccount,
     ) -> Tcb {
         let rcv_mss = mtu - 40;
         // The scale is chosen for the cap, so auto-tuning can grow the
@@ -338,7 +340,7 @@ impl Tcb {
             max_snd_wnd: 0,
             snd_wl1: SeqNum(0),
             snd_wl2: SeqNum(0),
-            send: SendBuffer::new(cfg.send_buffer_initial.min(cfg.send_buffer)),
+            send: SendBuffer::new(cfg.send_buffer_initial.min(cfg.send_buffer), memory),
             snd_fin: None,
             snd_mss: 536,
             snd_wscale: 0,
@@ -366,7 +368,7 @@ impl Tcb {
             recovery: RecoveryCounts::default(),
             irs: SeqNum(0),
             rcv_nxt: SeqNum(0),
-            recv: RecvBuffer::new(cfg.recv_buffer_initial.min(cfg.recv_buffer)),
+            recv: RecvBuffer::new(cfg.recv_buffer_initial.min(cfg.recv_buffer), memory),
             rcv_adv: SeqNum(0),
             rcv_mss,
             rcv_seg_max: 0,
@@ -551,10 +553,11 @@ impl Tcb {
         self.snd_nxt.wrapping_distance_from(self.snd_una) as usize
     }
 
-    /// The window we could advertise now: free receive space.
+    /// The window we could advertise now: free receive space, clamped
+    /// under memory pressure to what the ring has room for or 4 segments.
     pub(crate) fn free_window(&self) -> usize {
         let max = 65535usize << self.rcv_wscale;
-        self.recv.window().min(max)
+        self.recv.pressure_window(4 * self.rcv_mss).min(max)
     }
 
     /// The advertised window still open to the peer (RCV.WND).

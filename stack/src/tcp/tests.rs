@@ -2205,6 +2205,7 @@ fn proportional_rate_reduction_paces_a_sack_recovery() {
 
 mod ephemeral;
 mod orphans;
+mod memory;
 mod recovery;
 mod review2;
 mod review_rack;

@@ -20,8 +20,9 @@ use std::time::Duration;
 use tunstack::Ipv4Cidr;
 use tunstack::device::impair::{Direction, ImpairConfig};
 use tunstack::runtime::{Stack, TunConfig};
+use tunstack::tcp::MemoryLimits;
 use tunstack::tcp::{CongestionAlgorithm, SynCookies};
-use tunstack_tools::args::{buffer_size, millis, probability, seconds};
+use tunstack_tools::args::{buffer_size, memory_limits, millis, probability, seconds};
 use tunstack_tools::{control, services};
 
 /// tunstackd, the daemon: creates a TUN interface and runs tunstack's own TCP/IP stack on it, with built-in services and a control socket, until SIGINT or SIGTERM.
@@ -122,6 +123,14 @@ struct Args {
     #[arg(long, default_value = "1M", value_name = "BYTES", value_parser = buffer_size)]
     send_buffer: usize,
 
+    /// TCP connections the stack holds at most, in any state but LISTEN: past it a SYN is dropped and a connect fails (ENOBUFS).
+    #[arg(long, default_value_t = 32_768, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
+    max_connections: u64,
+
+    /// Budget for all TCP buffer memory, as Linux's tcp_mem in bytes: MAX (pressure from 3/4 of it, over below 1/2) or MIN,PRESSURE,MAX. Under pressure windows clamp and buffers stop growing; at MAX buffers grow no further than a page.
+    #[arg(long, default_value = "64M", value_name = "BYTES", value_parser = memory_limits)]
+    tcp_mem: MemoryLimits,
+
     /// When listeners answer SYNs with SYN cookies and keep no state: on (when a listener's SYN queue is full), off, or always (Linux's tcp_syncookies 1, 0, 2).
     #[arg(long, value_enum, default_value_t = Syncookies::On, value_name = "WHEN")]
     syncookies: Syncookies,
@@ -142,11 +151,11 @@ struct Args {
     #[arg(long, default_value_t = 80, value_name = "PORT")]
     http_port: u16,
 
-    /// Connections one client address may hold at once to the file services.
+    /// Connections one client address may hold at once to the TCP services (echo, discard, source and the file services, counted together).
     #[arg(long, default_value_t = 16, value_name = "N")]
     max_per_client: usize,
 
-    /// Seconds a file-service connection may sit idle before it is closed.
+    /// Seconds a TCP service connection may move no byte either way before it is closed.
     #[arg(long, default_value = "60", value_name = "SECONDS", value_parser = seconds)]
     idle_timeout: Duration,
 
@@ -345,6 +354,8 @@ impl Args {
             orphan_retries: self.orphan_retries,
             max_orphans: self.max_orphans,
             max_tw_buckets: self.max_tw_buckets,
+            max_connections: self.max_connections as usize,
+            tcp_memory: self.tcp_mem,
             busy_poll: Duration::from_micros(self.busy_poll),
             pcap: self.pcap.clone(),
             impair: Some(self.impair.config()),
@@ -466,6 +477,13 @@ fn run(args: Args) -> io::Result<()> {
 
     let mut offered = Vec::new();
     let mut simple = services::Services::new(stack);
+    // Every TCP service counts connections per client address together.
+    let clients = std::sync::Arc::new(tunstack_tools::files::ClientLimits::default());
+    simple.limit(services::ServiceLimits {
+        clients: clients.clone(),
+        per_client: args.max_per_client.max(1),
+        idle: args.idle_timeout,
+    });
     for (service, port) in args.services() {
         match service {
             Service::UdpEcho => simple.udp_echo(port)?,
@@ -474,7 +492,7 @@ fn run(args: Args) -> io::Result<()> {
             Service::Source => simple.tcp_source(port)?,
             Service::Downloader => {
                 let dir = args.files.clone().expect("file services only with --files");
-                tunstack_tools::files::start(
+                tunstack_tools::files::start_sharing(
                     stack,
                     tunstack_tools::files::FilesConfig {
                         root: dir.clone(),
@@ -483,6 +501,7 @@ fn run(args: Args) -> io::Result<()> {
                         per_client: args.max_per_client.max(1),
                         idle_timeout: args.idle_timeout,
                     },
+                    clients.clone(),
                 )?;
                 offered.push(format!(
                     "files from {}: downloader :{}, http :{}",
@@ -666,6 +685,37 @@ mod tests {
             (16 << 20, 256 << 10)
         );
         assert!(Args::try_parse_from(["tunstackd", "--recv-buffer", "2G"]).is_err());
+    }
+
+    #[test]
+    fn limits_default_as_documented_and_follow_the_flags() {
+        let parse = |args: &[&str]| Args::try_parse_from(std::iter::once("tunstackd").chain(args.iter().copied()));
+        let limits = |args: &[&str]| {
+            let c = parse(args).unwrap().tun_config();
+            (c.max_connections, c.tcp_memory)
+        };
+        let stack = tunstack::tcp::TcpConfig::default();
+        assert_eq!(limits(&[]), (stack.max_connections, stack.memory));
+        assert_eq!(limits(&[]), (32_768, MemoryLimits::with_max(64 << 20)));
+        assert_eq!(
+            limits(&["--max-connections", "100", "--tcp-mem", "1M,2M,4M"]),
+            (
+                100,
+                MemoryLimits {
+                    min: 1 << 20,
+                    pressure: 2 << 20,
+                    max: 4 << 20
+                }
+            )
+        );
+        assert_eq!(limits(&["--tcp-mem", "128M"]).1, MemoryLimits::with_max(128 << 20));
+        for bad in [
+            &["--max-connections", "0"][..],
+            &["--tcp-mem", "4M,2M,1M"],
+            &["--tcp-mem", "100K"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

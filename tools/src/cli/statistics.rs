@@ -177,6 +177,12 @@ fn layout() -> Vec<Row> {
         count("tcp_syncookies_sent", "{} SYN cookies sent"),
         count("tcp_syncookies_recv", "{} SYN cookies received"),
         count("tcp_syncookies_failed", "{} invalid SYN cookies received"),
+        count(
+            "tcp_conn_limit_drops",
+            "{} SYNs dropped and connects refused at the connection limit (--max-connections)",
+        ),
+        count("tcp_memory_pressures", "TCPMemoryPressures: {}"),
+        count("tcp_rcvq_drops", "TCPRcvQDrop: {}"),
         count("tcp_fast_retransmits", "{} fast recoveries"),
         count("tcp_sack_recoveries", "{} recoveries steered by SACK"),
         count(
@@ -240,6 +246,12 @@ fn layout() -> Vec<Row> {
         );
     }
     rows.push(heading("Sockets:"));
+    rows.push(count(
+        "tcp_connections",
+        "{} TCP connections (--max-connections counts these)",
+    ));
+    rows.push(count("tcp_mem_allocated", "{} bytes in TCP buffers (--tcp-mem)"));
+    rows.push(count("tcp_mem_pressure", "TCP memory pressure: {}"));
     rows.push(count("sockets_tcp", "{} TCP sockets"));
     rows.push(count("sockets_udp", "{} UDP sockets"));
     rows.push(fixed("TCP sockets by state:"));
@@ -301,10 +313,11 @@ mod tests {
 
     #[test]
     fn every_counter_the_daemon_reports_has_exactly_one_line() {
-        let reported: Vec<String> = counters_from(&Stats::default(), &ImpairCounts::default(), &[], 0)
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
+        let reported: Vec<String> =
+            counters_from(&Stats::default(), &ImpairCounts::default(), &[], 0, Default::default())
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
         let shown: Vec<String> = layout().into_iter().flat_map(|r| r.keys).collect();
         let reported_set: BTreeSet<&String> = reported.iter().collect();
         let shown_set: BTreeSet<&String> = shown.iter().collect();
@@ -315,7 +328,7 @@ mod tests {
         // One line each, except CLOSE_WAIT and ESTABLISHED, which also make up
         // Linux's "connections established".
         assert_eq!(shown.len(), reported.len() + 2);
-        assert_eq!(Stats::NAMES.len() + 2 * 7 + 2 + 10, reported.len());
+        assert_eq!(Stats::NAMES.len() + 4 + 2 * 7 + 2 + 10, reported.len());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tunstack::Stats;
 use tunstack::device::impair::ImpairCounts;
 use tunstack::net::{TcpListener, UdpSocket};
 use tunstack::runtime::Stack;
-use tunstack::tcp::{State, TcpInfo};
+use tunstack::tcp::{MemoryUsage, State, TcpInfo};
 
 /// Where and for whom the control socket is made.
 #[derive(Clone, Debug)]
@@ -526,18 +526,46 @@ const CENSUS_STATES: [State; 10] = [
 
 /// Every counter the daemon reports (the `STATS` reply and SIGUSR1's line).
 pub fn counters(stack: &Stack) -> Vec<(String, u64)> {
-    let (stats, tcp, udp) = stack.with_interface(|i| {
+    let (stats, tcp, udp, memory) = stack.with_interface(|i| {
         let udp = i.udp_layer().sockets().count();
-        (i.stats().clone(), i.tcp_layer().sockets(), udp)
+        let tcp = i.tcp_layer();
+        let memory = TcpMemory {
+            usage: tcp.memory(),
+            connections: tcp.connection_count(),
+        };
+        (i.stats().clone(), tcp.sockets(), udp, memory)
     });
-    counters_from(&stats, &stack.impairment().unwrap_or_default(), &tcp, udp)
+    counters_from(&stats, &stack.impairment().unwrap_or_default(), &tcp, udp, memory)
 }
 
-/// The counters, in order: the stack's (`Stats`), the impairment's each way
+/// TCP's memory budget and connection count, for the counters.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TcpMemory {
+    /// The budget's state.
+    pub usage: MemoryUsage,
+    /// Connections held, any state but LISTEN (what `--max-connections` caps).
+    pub connections: usize,
+}
+
+/// The counters, in order: the stack's (`Stats`), TCP's memory budget and
+/// connections (`tcp_memory_pressures`, `tcp_mem_allocated`,
+/// `tcp_mem_pressure`, `tcp_connections`), the impairment's each way
 /// (`impair_in_*`, `impair_out_*`; zeros without impairment), and a census
 /// of the sockets (`sockets_tcp`, `sockets_udp`, `sockets_tcp_<state>`).
-pub fn counters_from(stats: &Stats, impairment: &ImpairCounts, tcp: &[TcpInfo], udp: usize) -> Vec<(String, u64)> {
+pub fn counters_from(
+    stats: &Stats,
+    impairment: &ImpairCounts,
+    tcp: &[TcpInfo],
+    udp: usize,
+    memory: TcpMemory,
+) -> Vec<(String, u64)> {
     let mut out: Vec<(String, u64)> = stats.iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    out.extend([
+        ("tcp_memory_pressures".to_owned(), memory.usage.pressures),
+        ("tcp_mem_allocated".to_owned(), memory.usage.allocated as u64),
+        ("tcp_mem_pressure".to_owned(), u64::from(memory.usage.pressure)),
+        ("tcp_connections".to_owned(), memory.connections as u64),
+    ]);
     for (way, s) in [("in", &impairment.inbound), ("out", &impairment.outbound)] {
         out.extend(s.iter().map(|(k, v)| (format!("impair_{way}_{k}"), v)));
     }

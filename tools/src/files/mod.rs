@@ -106,8 +106,13 @@ fn run<S: Service>(
 
 /// Starts both services, each event-driven on a thread of its own.
 pub fn start(stack: &Stack, cfg: FilesConfig) -> io::Result<()> {
+    start_sharing(stack, cfg, Arc::new(ClientLimits::default()))
+}
+
+/// As [`start`], counting connections per client address in `limits`,
+/// shared with other services (tunstackd's echo, discard and source).
+pub fn start_sharing(stack: &Stack, cfg: FilesConfig, limits: Arc<ClientLimits>) -> io::Result<()> {
     let root = safety::Root::new(&cfg.root)?;
-    let limits = Arc::new(ClientLimits::default());
     run(
         stack,
         cfg.downloader_port,
