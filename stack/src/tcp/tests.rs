@@ -2204,8 +2204,8 @@ fn proportional_rate_reduction_paces_a_sack_recovery() {
 }
 
 mod ephemeral;
-mod orphans;
 mod memory;
+mod orphans;
 mod recovery;
 mod review2;
 mod review_rack;
