@@ -166,8 +166,7 @@ impl Services {
                 return None;
             }
             server.timeout()
-        });
-        Ok(())
+        })
     }
 
     /// The server and its Poll, with every socket registered; `None` without services.

@@ -397,8 +397,9 @@ impl Poll {
     /// (tunstackd's echo, discard, source and UDP echo run so). `turn`
     /// must never block: sockets non-blocking, no waiting on other
     /// threads; the stack stands still while it runs. One such Poll per
-    /// stack: a second replaces the first.
-    pub fn run_on_stack_thread<F>(self, mut turn: F)
+    /// stack: a second replaces the first. Fails (`NetworkDown`) if the
+    /// stack has stopped.
+    pub fn run_on_stack_thread<F>(self, mut turn: F) -> io::Result<()>
     where
         F: FnMut(&mut Poll, &Events) -> Option<Duration> + Send + 'static,
     {
@@ -406,11 +407,16 @@ impl Poll {
         let id = self.id;
         let mut poll = self;
         let mut events = Events::with_capacity(256);
-        stack.run_on_stack_thread(id, move || {
+        let running = stack.run_on_stack_thread(id, move || {
             // Fails only once the stack stopped.
             poll.poll(&mut events, Some(Duration::ZERO)).ok()?;
             turn(&mut poll, &events)
         });
+        if running {
+            Ok(())
+        } else {
+            Err(network_down(&stack.lock()))
+        }
     }
 }
 
@@ -806,7 +812,8 @@ mod tests {
                 tx.send(e.token()).unwrap();
             }
             None
-        });
+        })
+        .unwrap();
         // Its first turn (it runs once at once) is over before the ping comes.
         std::thread::sleep(Duration::from_millis(100));
         // A ping makes the stack thread write its reply: 200 ms with the lock let go.
@@ -849,7 +856,8 @@ mod tests {
             }
             // Three turns of its own, 10 ms apart, then only on events.
             (deadline_turns < 3).then_some(Duration::from_millis(10))
-        });
+        })
+        .unwrap();
         let client = UdpSocket::bind(&stack, (US, 0)).unwrap();
         client.set_read_timeout(Some(PATIENCE)).unwrap();
         client.send_to(b"ping", (US, 5000)).unwrap();

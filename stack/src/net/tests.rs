@@ -106,3 +106,13 @@ fn after_a_shutdown_calls_fail_with_enetdown_and_no_cause() {
     assert_eq!(e.raw_os_error(), Some(libc::ENETDOWN));
     assert_eq!(ours.failure(), None);
 }
+
+#[test]
+fn a_poll_handed_to_a_dead_stack_thread_is_refused_with_the_cause() {
+    let (a, _peer) = MemoryLink::pair().unwrap();
+    let ours = Stack::start(Interface::new(testutil::config()), a).unwrap();
+    let poll = Poll::new(&ours).unwrap();
+    ours.inject_panic(FAULT);
+    assert!(ours.wait_stopped(Some(PATIENCE)));
+    assert_dead(poll.run_on_stack_thread(|_, _| None), "run_on_stack_thread");
+}

@@ -426,29 +426,44 @@ impl Stack {
     /// no thread of its own and no wake-up between the stack and the
     /// application, as in a single-threaded stack. The task must never
     /// block: no blocking socket call, no waiting on other threads. One
-    /// task per stack; a second replaces the first.
+    /// task per stack; a second replaces the first. False, and the task
+    /// dropped, if the stack has stopped: nothing would ever run it.
     pub(crate) fn run_on_stack_thread(
         &self,
         poll: PollId,
         task: impl FnMut() -> Option<std::time::Duration> + Send + 'static,
-    ) {
+    ) -> bool {
+        let task = InlineTask {
+            task: Box::new(task),
+            // A first turn at once: sockets registered before may be ready.
+            due: Some(std::time::Instant::now()),
+        };
+        let mut core = self.lock();
+        if core.stopped {
+            drop(core);
+            drop(task);
+            return false;
+        }
+        core.inline_poll = Some(poll);
+        core.sleeping = false;
+        drop(core);
         let old = self
             .shared
             .inline
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .replace(InlineTask {
-                task: Box::new(task),
-                // A first turn at once: sockets registered before may be ready.
-                due: Some(std::time::Instant::now()),
-            });
+            .replace(task);
         // Dropped with no lock held: its Poll and sockets take the core's.
         drop(old);
-        let mut core = self.lock();
-        core.inline_poll = Some(poll);
-        core.sleeping = false;
-        drop(core);
+        // A stop in between took the slot before we filled it (`finish`
+        // stops first, then empties the slot): empty it ourselves.
+        if self.lock().stopped {
+            let task = self.shared.inline.lock().unwrap_or_else(|p| p.into_inner()).take();
+            drop(task);
+            return false;
+        }
         self.shared.wake.signal();
+        true
     }
 
     /// Waits on `w` (with the lock) until `deadline`; false if it passed.
@@ -967,7 +982,10 @@ mod tests {
         let (link, _peer) = MemoryLink::pair().unwrap();
         let stack = Stack::start(Interface::new(Config::new("10.0.0.2/24".parse().unwrap())), link).unwrap();
         let weak = Arc::downgrade(&stack.shared);
-        crate::net::Poll::new(&stack).unwrap().run_on_stack_thread(|_, _| None);
+        crate::net::Poll::new(&stack)
+            .unwrap()
+            .run_on_stack_thread(|_, _| None)
+            .unwrap();
         stack.shutdown().unwrap();
         drop(stack);
         assert!(weak.upgrade().is_none(), "freed");
@@ -990,7 +1008,8 @@ mod tests {
                     let _ = tx.send(e.token().0);
                 }
                 None
-            });
+            })
+            .unwrap();
             waker.wake().unwrap();
         }
         // The last task is served: nothing is stuck.
