@@ -164,7 +164,15 @@ pub fn write_echo_reply(out: &mut Vec<u8>, request: &[u8]) {
     m[0] = kind::ECHO_REPLY;
     let new_word = u16::from_be_bytes([m[0], m[1]]);
     let old_sum = u16::from_be_bytes([m[2], m[3]]);
-    m[2..4].copy_from_slice(&checksum::update(old_sum, old_word, new_word).to_be_bytes());
+    let mut sum = checksum::update(old_sum, old_word, new_word);
+    if sum == 0 {
+        // RFC 1624's equation yields +0 where the reply is all zeros (ident,
+        // sequence and data), whose only valid checksum is 0xffff: the rare
+        // zero is recomputed in full. (Found by the `icmp` fuzz target.)
+        m[2..4].copy_from_slice(&[0, 0]);
+        sum = checksum::checksum(m);
+    }
+    m[2..4].copy_from_slice(&sum.to_be_bytes());
 }
 
 #[cfg(test)]
@@ -207,6 +215,19 @@ mod tests {
             assert_eq!(m.echo_ident(), 0x1234);
             assert_eq!(m.echo_seq(), 0xfffe);
             assert_eq!(m.data, &data[..]);
+        }
+    }
+
+    #[test]
+    fn echo_reply_to_an_all_zero_request_verifies() {
+        // Ident 0, sequence 0, zero data: the reply sums to zero, and only
+        // 0xffff is its checksum (RFC 1624's update alone gives 0x0000).
+        for len in [0usize, 1, 56] {
+            let req = echo_request(0, 0, &vec![0; len]);
+            let mut reply = Vec::new();
+            write_echo_reply(&mut reply, &req);
+            assert_eq!(&reply[2..4], &[0xff, 0xff]);
+            assert!(IcmpMessage::parse(&reply).is_ok(), "reply to {len} zero bytes");
         }
     }
 
