@@ -14,6 +14,9 @@ mod sockets;
 
 pub use context::{Delivery, OutputError};
 pub use reassembly::ReassemblyConfig;
+/// Fragment reassembly on its own, for the fuzz targets; not a stable API.
+#[doc(hidden)]
+pub use reassembly::{Reassembled, Reassembler};
 pub use sockets::Sockets;
 
 use core::fmt;

@@ -123,13 +123,13 @@ impl Reassembler {
     }
 
     /// Bytes currently charged to incomplete datagrams.
-    #[cfg(test)]
+    #[doc(hidden)]
     pub fn memory(&self) -> usize {
         self.memory
     }
 
     /// Whether no datagram is waiting for fragments.
-    #[cfg(test)]
+    #[doc(hidden)]
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
     }

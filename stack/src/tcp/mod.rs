@@ -312,6 +312,25 @@ impl TcpInfo {
     }
 }
 
+/// One connection's sequence-space variables (RFC 9293 §3.3.1), as
+/// [`TcpLayer::seq_space`] reads them for the fuzz targets.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeqSpace {
+    /// Our initial sequence number.
+    pub iss: SeqNum,
+    /// Oldest unacknowledged sequence number.
+    pub snd_una: SeqNum,
+    /// Next sequence number to send.
+    pub snd_nxt: SeqNum,
+    /// Highest sequence number sent.
+    pub snd_max: SeqNum,
+    /// The peer's initial sequence number (0 before its SYN).
+    pub irs: SeqNum,
+    /// Next sequence number expected.
+    pub rcv_nxt: SeqNum,
+}
+
 /// A listening socket with its queues.
 #[derive(Debug)]
 pub(crate) struct Listener {
@@ -701,6 +720,21 @@ impl TcpLayer {
     /// application closed it and the core finished with it).
     pub fn exists(&self, h: TcpHandle) -> bool {
         self.conns.get(h.0).is_some()
+    }
+
+    /// The connection's sequence-space variables, or `None` once its block
+    /// is gone. For the fuzz targets' invariant checks; not a stable API.
+    #[doc(hidden)]
+    pub fn seq_space(&self, h: TcpHandle) -> Option<SeqSpace> {
+        let t = self.conns.get(h.0)?;
+        Some(SeqSpace {
+            iss: t.iss,
+            snd_una: t.snd_una,
+            snd_nxt: t.snd_nxt,
+            snd_max: t.snd_max,
+            irs: t.irs,
+            rcv_nxt: t.rcv_nxt,
+        })
     }
 
     /// Every connection and listener, for `netstat`.
