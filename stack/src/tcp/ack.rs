@@ -192,7 +192,7 @@ impl Tcb {
                 t.rack.reordering_seen = true;
             }
             if verdict == Some(true) || (seg.ack.gt(una_before) && undo.eifel(seg.ack, echo)) {
-                t.undo_reduction(cx);
+                t.undo_reduction(cx, seg.ack.gt(una_before));
             }
         }
         t.loss_probe_answered(cx, seg, dsack, una_before);
@@ -311,8 +311,11 @@ impl Tcb {
     /// The latest reduction was needless (a D-SACK for every retransmission,
     /// or Eifel): the window comes back (RFC 9438 §4.9), the recovery ends,
     /// and nothing more is resent. After a timeout, sending resumes with new
-    /// data (RFC 4015 §3).
-    fn undo_reduction(&mut self, cx: &mut Context<'_>) {
+    /// data (RFC 4015 §3). The timer's backoff, which decides when the
+    /// connection gives up, resets only if the ACK also moved SND.UNA: a
+    /// peer that D-SACKs every retransmission yet acknowledges nothing
+    /// must still run out of retries.
+    fn undo_reduction(&mut self, cx: &mut Context<'_>, progress: bool) {
         self.undo = None;
         self.cc.on_spurious_congestion();
         if self.recover.take().is_some() {
@@ -320,7 +323,9 @@ impl Tcb {
         }
         if self.rto_high_water.take().is_some() {
             self.rack.recovery_ended();
-            self.backoff = 0;
+            if progress {
+                self.backoff = 0;
+            }
             self.snd_nxt = self.snd_max;
         }
         self.scoreboard.clear_lost();
@@ -400,11 +405,13 @@ impl Tcb {
 const PTO_SLACK: Duration = Duration::from_millis(2);
 
 /// The ACK's D-SACK block, if its first block is one (RFC 2883 §4): below
-/// the cumulative ACK, or inside the second block.
+/// the cumulative ACK, or inside the second block. A block above the ACK
+/// must start past it: one that claims the byte at the ACK point arrived
+/// (twice) while the ACK does not cover it contradicts itself.
 fn dsack_block(seg: &TcpSegment<'_>) -> Option<(SeqNum, SeqNum)> {
     let blocks = seg.options.sack.as_slice();
     let &(left, right) = blocks.first()?;
-    let inside_second = blocks.get(1).is_some_and(|&(l2, r2)| left.ge(l2) && right.le(r2));
+    let inside_second = left.gt(seg.ack) && blocks.get(1).is_some_and(|&(l2, r2)| left.ge(l2) && right.le(r2));
     (right.le(seg.ack) || inside_second).then_some((left, right))
 }
 

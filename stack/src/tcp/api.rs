@@ -89,7 +89,7 @@ impl TcpLayer {
         };
         let reusable = tw.ts.is_some_and(|ts| now >= ts.recent_at + Duration::from_secs(1));
         if self.config.tw_reuse && reusable {
-            return Holder::ReusableTimeWait(tw.snd_nxt + 65535 + 2);
+            return Holder::ReusableTimeWait(tw.snd_nxt + super::timewait::REOPEN_ISN_GAP);
         }
         Holder::Taken
     }

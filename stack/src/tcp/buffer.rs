@@ -223,6 +223,14 @@ impl SendBuffer {
         self.ring.capacity()
     }
 
+    /// Drops every byte held and gives the storage back: the connection
+    /// ended and can send nothing more (Linux purges its write queue in
+    /// `tcp_done`).
+    pub(crate) fn discard_all(&mut self) {
+        self.len = 0;
+        self.ring.release();
+    }
+
     /// Appends as much of `data` as fits; returns how much.
     pub(crate) fn push(&mut self, data: &[u8]) -> usize {
         let n = data.len().min(self.free());

@@ -95,18 +95,22 @@ impl TcpLayer {
         // sequence space may reopen a TIME-WAIT 4-tuple, if someone listens.
         let listening = self.listener_for(local).is_some();
         let linger = self.config.msl * 2;
-        if self.time_wait.input(cx, tuple, &seg, listening, linger) == TwVerdict::Done {
-            return;
-        }
+        let reopen_isn = match self.time_wait.input(cx, tuple, &seg, listening, linger) {
+            TwVerdict::Done => return,
+            TwVerdict::Reopen { isn } => Some(isn),
+            TwVerdict::NotFound => None,
+        };
         if let Some(lh) = self.listener_for(local) {
-            self.listen_input(cx, lh, &seg, local, remote);
+            self.listen_input(cx, lh, &seg, local, remote, reopen_isn);
             return;
         }
         cx.stats().tcp_no_socket += 1;
         reset_unknown(cx, &seg, FourTuple { local, remote });
     }
 
-    /// RFC 9293 §3.10.7.2: a segment for a listening socket.
+    /// RFC 9293 §3.10.7.2: a segment for a listening socket. `reopen_isn`
+    /// is the ISS a SYN that reopens a TIME-WAIT 4-tuple must use; such a
+    /// SYN gets no cookie, whose ISS could not honour it (as Linux).
     fn listen_input(
         &mut self,
         cx: &mut Context<'_>,
@@ -114,6 +118,7 @@ impl TcpLayer {
         seg: &TcpSegment<'_>,
         local: SocketAddrV4,
         remote: SocketAddrV4,
+        reopen_isn: Option<SeqNum>,
     ) {
         if seg.has(flags::RST) {
             return;
@@ -137,11 +142,11 @@ impl TcpLayer {
         if self.at_connection_limit(cx, tuple) {
             return;
         }
-        if self.syn_flood_action(cx, lh, seg, tuple) {
+        if reopen_isn.is_none() && self.syn_flood_action(cx, lh, seg, tuple) {
             return;
         }
         let now = cx.now();
-        let iss = self.choose_isn(now, local, remote);
+        let iss = reopen_isn.unwrap_or_else(|| self.choose_isn(now, local, remote));
         let mut t = Tcb::new(&self.config, local, remote, iss, now, cx.mtu(), &self.memory);
         t.listener = Some(lh);
         t.owner = self.listeners.get(lh).and_then(|l| l.owner.clone());

@@ -585,6 +585,9 @@ impl TcpLayer {
         }
         t.set_state(State::Closed);
         t.timers = [None; tcb::TIMERS];
+        // Nothing can be sent any more; what was received stays readable.
+        t.send.discard_all();
+        t.release_unusable_buffers();
         if error.is_some() && t.error.is_none() {
             t.error = error;
         }

@@ -30,10 +30,17 @@ impl Tcb {
     /// never makes it shrink.
     fn advertise(&mut self) -> u16 {
         if matches!(self.state, State::SynSent | State::SynReceived) && !self.syn_acked {
-            // Windows in SYN segments are never scaled (RFC 7323 §2.2).
-            let w = self.free_window().min(65535);
-            self.rcv_adv = self.rcv_nxt + w as u32;
-            return w as u16;
+            // Windows in SYN segments are never scaled (RFC 7323 §2.2). A
+            // retransmitted SYN-ACK never takes back what the first one
+            // offered (RFC 9293 §3.8.6.2.2), even if memory pressure set in
+            // between; `accept_syn` set the edge to RCV.NXT.
+            let w = self.free_window().min(65535) as u32;
+            self.rcv_adv = if self.state == State::SynReceived {
+                self.rcv_adv.max(self.rcv_nxt + w)
+            } else {
+                self.rcv_nxt + w
+            };
+            return self.rcv_wnd().min(65535) as u16;
         }
         let candidate = self.rcv_nxt + self.free_window() as u32;
         let threshold = (self.recv.limit() / 2).min(self.rcv_mss) as u32;

@@ -447,10 +447,11 @@ impl Tcb {
 
     /// Gives back the buffers the connection can no longer use: the
     /// receive ring once nothing more can be read from it (reading shut
-    /// down, the application gone, or the peer's FIN in, and all read), the
-    /// send ring once our FIN is queued and every byte is acknowledged.
+    /// down, the application gone, the peer's FIN in or the connection
+    /// ended, and all read), the send ring once our FIN is queued and every
+    /// byte is acknowledged.
     pub(crate) fn release_unusable_buffers(&mut self) {
-        if self.shut_rd || self.orphaned || self.rcv_closed {
+        if self.shut_rd || self.orphaned || self.rcv_closed || self.state == State::Closed {
             self.recv.release_if_empty();
         }
         if self.fin_queued() {

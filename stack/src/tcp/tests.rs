@@ -1065,19 +1065,32 @@ fn keepalive_probes_an_idle_peer_and_gives_up() {
     assert_eq!(p.i.tcp_layer().error(h), Some(ConnError::TimedOut));
 }
 
+/// RFC 1122 §4.2.2.13(a): a new SYN past the old sequence space reopens a
+/// TIME-WAIT 4-tuple, and our new ISS starts past every sequence number
+/// the old connection used, even when the ISN clock has not moved that
+/// far (here it is pinned: every clock ISN would be the old ISS).
 #[test]
-fn new_syn_may_reopen_a_time_wait_tuple() {
+fn new_syn_may_reopen_a_time_wait_tuple_with_an_iss_past_the_old_one() {
     let mut p = Peer::new();
-    let (l, h) = p.established_passive();
+    p.i.tcp_layer_mut().pin_isn(SeqNum(7_000_000));
+    let (_l, h) = p.established_passive();
+    p.i.tcp(p.now).set_nodelay(h, true);
+    p.i.tcp(p.now).send(h, &[5u8; 4000]).unwrap();
+    for s in p.recv() {
+        p.ack = p.ack.max(s.seq + s.payload.len() as u32);
+    }
+    p.send_next(ACK, b"");
     p.i.tcp(p.now).close(h, false);
     let fin = p.recv_one();
+    assert!(fin.is(FIN | ACK));
     p.ack = fin.seq + 1;
     p.send_next(FIN | ACK, b"");
     p.recv();
     p.seq += 100_000;
     p.send_next(SYN, b"");
-    assert!(p.recv_one().is(SYN | ACK));
-    let _ = l;
+    let synack = p.recv_one();
+    assert!(synack.is(SYN | ACK));
+    assert_eq!(synack.seq, fin.seq + 1 + 65537, "old SND.NXT + 65537, as Linux");
 }
 
 #[test]

@@ -56,9 +56,16 @@ pub(crate) enum TwVerdict {
     NotFound,
     /// Handled here (acknowledged, ignored, or the entry killed by a RST).
     Done,
-    /// A new SYN beyond the old connection: the entry is gone, the SYN goes to the listener.
-    Reopen,
+    /// A new SYN beyond the old connection: the entry is gone, the SYN
+    /// goes to the listener, and the new connection's ISS is `isn`: past
+    /// every sequence number the old one used (RFC 1122 §4.2.2.13(a);
+    /// Linux's `tw_snd_nxt + 65535 + 2`).
+    Reopen { isn: SeqNum },
 }
+
+/// How far past the old SND.NXT a reopened 4-tuple's ISS starts: a whole
+/// unscaled window, as Linux.
+pub(crate) const REOPEN_ISN_GAP: u32 = 65537;
 
 /// The TIME-WAIT entries, by 4-tuple, with their deadlines.
 #[derive(Debug)]
@@ -118,6 +125,16 @@ impl TimeWaitTable {
         tw.expires = now + linger;
         self.heap.push(Reverse((tw.expires, tw.id, tuple)));
         self.entries.insert(tuple, tw);
+        // Entries killed early (a RST, a reopen, a reuse) leave stale
+        // deadlines behind; past twice the live ones, the heap is rebuilt,
+        // so its size follows the table's cap, not the rate of TIME-WAITs.
+        if self.heap.len() > 2 * self.entries.len() + 64 {
+            self.heap = self
+                .entries
+                .iter()
+                .map(|(t, tw)| Reverse((tw.expires, tw.id, *t)))
+                .collect();
+        }
         true
     }
 
@@ -186,8 +203,9 @@ impl TimeWaitTable {
             };
             if newer && listening {
                 log::debug!("tcp {} -> {}: new SYN reopens TIME_WAIT", tuple.local, tuple.remote);
+                let isn = tw.snd_nxt + REOPEN_ISN_GAP;
                 self.entries.remove(&tuple);
-                return TwVerdict::Reopen;
+                return TwVerdict::Reopen { isn };
             }
         }
         if paws_reject {
@@ -280,14 +298,60 @@ impl TcpLayer {
             .time_wait
             .insert(tuple, tw, now, linger, self.config.max_tw_buckets)
         {
-            cx.stats().tcp_time_wait_overflows += 1;
-            log::debug!(
-                "tcp {} -> {}: TIME_WAIT table full ({}), freed at once",
-                tuple.local,
-                tuple.remote,
-                self.config.max_tw_buckets
-            );
+            // Logged once per thousand, as Linux rate-limits its
+            // "time wait bucket table overflow".
+            let stats = cx.stats();
+            stats.tcp_time_wait_overflows += 1;
+            if stats.tcp_time_wait_overflows % 1000 == 1 {
+                log::warn!(
+                    "tcp {} -> {}: TIME_WAIT table full (--max-tw-buckets {}), freed at once",
+                    tuple.local,
+                    tuple.remote,
+                    self.config.max_tw_buckets
+                );
+            }
         }
         self.release(cx, h, None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rand::Rng;
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    fn tuple(port: u16) -> FourTuple {
+        FourTuple {
+            local: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80),
+            remote: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), port),
+        }
+    }
+
+    /// Entries killed before their 2×MSL (a RST, a reopen, a reuse) leave
+    /// stale deadlines; the heap is rebuilt before they outnumber the live
+    /// entries twice over, however many come and go.
+    #[test]
+    fn stale_deadlines_stay_bounded_by_the_live_entries() {
+        let mut table = TimeWaitTable::new(SeededState::from_rng(&mut Rng::new(1)));
+        let now = Instant::from_secs(10);
+        let linger = Duration::from_secs(60);
+        let tw = || TimeWait::new(SeqNum(1), SeqNum(2), 100, None);
+        for port in 1..=10 {
+            assert!(table.insert(tuple(port), tw(), now, linger, 100));
+        }
+        for port in 1000..21_000 {
+            assert!(table.insert(tuple(port), tw(), now, linger, 100));
+            table.remove(&tuple(port));
+            assert!(
+                table.heap.len() <= 2 * (table.len() + 1) + 64,
+                "{} stale",
+                table.heap.len()
+            );
+        }
+        assert_eq!(table.len(), 10);
+        table.expire(now + linger);
+        assert_eq!(table.len(), 0);
+        assert!(table.heap.is_empty());
     }
 }

@@ -22,7 +22,7 @@ use tunstack::device::impair::{Direction, ImpairConfig};
 use tunstack::runtime::{Stack, TunConfig};
 use tunstack::tcp::MemoryLimits;
 use tunstack::tcp::{CongestionAlgorithm, SynCookies};
-use tunstack_tools::args::{buffer_size, memory_limits, millis, probability, seconds};
+use tunstack_tools::args::{buffer_size, memory_limits, millis, positive_seconds, probability, seconds};
 use tunstack_tools::{control, services};
 
 /// tunstackd, the daemon: creates a TUN interface and runs tunstack's own TCP/IP stack on it, with built-in services and a control socket, until SIGINT or SIGTERM.
@@ -152,11 +152,11 @@ struct Args {
     http_port: u16,
 
     /// Connections one client address may hold at once to the TCP services (echo, discard, source and the file services, counted together).
-    #[arg(long, default_value_t = 16, value_name = "N")]
-    max_per_client: usize,
+    #[arg(long, default_value_t = 16, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_per_client: u64,
 
     /// Seconds a TCP service connection may move no byte either way before it is closed.
-    #[arg(long, default_value = "60", value_name = "SECONDS", value_parser = seconds)]
+    #[arg(long, default_value = "60", value_name = "SECONDS", value_parser = positive_seconds)]
     idle_timeout: Duration,
 
     /// Path of the control socket (default: /run/tunstack/<interface>.sock; <interface>-netns<inode>.sock outside the machine's own network namespace).
@@ -481,7 +481,7 @@ fn run(args: Args) -> io::Result<()> {
     let clients = std::sync::Arc::new(tunstack_tools::files::ClientLimits::default());
     simple.limit(services::ServiceLimits {
         clients: clients.clone(),
-        per_client: args.max_per_client.max(1),
+        per_client: args.max_per_client as usize,
         idle: args.idle_timeout,
     });
     for (service, port) in args.services() {
@@ -498,7 +498,7 @@ fn run(args: Args) -> io::Result<()> {
                         root: dir.clone(),
                         downloader_port: args.downloader_port,
                         http_port: args.http_port,
-                        per_client: args.max_per_client.max(1),
+                        per_client: args.max_per_client as usize,
                         idle_timeout: args.idle_timeout,
                     },
                     clients.clone(),

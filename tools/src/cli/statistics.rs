@@ -248,7 +248,7 @@ fn layout() -> Vec<Row> {
     rows.push(heading("Sockets:"));
     rows.push(count(
         "tcp_connections",
-        "{} TCP connections (--max-connections counts these)",
+        "{} TCP connections, TIME-WAIT included (--max-connections counts the others)",
     ));
     rows.push(count("tcp_mem_allocated", "{} bytes in TCP buffers (--tcp-mem)"));
     rows.push(count("tcp_mem_pressure", "TCP memory pressure: {}"));

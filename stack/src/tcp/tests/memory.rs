@@ -27,6 +27,17 @@ fn right_edge(s: &Seg) -> SeqNum {
     s.ack + u32::from(s.window)
 }
 
+/// A peer of a stack whose budget comes under pressure past 16 KiB.
+fn small_budget() -> Peer {
+    Peer::with(|c| {
+        c.tcp.memory = MemoryLimits {
+            min: 8 << 10,
+            pressure: 16 << 10,
+            max: 1 << 20,
+        }
+    })
+}
+
 #[test]
 fn the_account_is_every_ring_and_returns_to_zero() {
     let mut p = Peer::new();
@@ -61,13 +72,7 @@ fn the_account_is_every_ring_and_returns_to_zero() {
 
 #[test]
 fn under_pressure_windows_clamp_never_moving_back_and_buffers_stop_growing() {
-    let mut p = Peer::with(|c| {
-        c.tcp.memory = MemoryLimits {
-            min: 8 << 10,
-            pressure: 16 << 10,
-            max: 1 << 20,
-        }
-    });
+    let mut p = small_budget();
     let l = p.listen(8);
     let a = p.handshake_to(l);
     p.end_quick_acks(a);
@@ -159,4 +164,39 @@ fn past_max_connections_syns_are_dropped_and_connects_fail() {
     );
     assert_eq!(p.i.stats().tcp_conn_limit_drops, 2);
     assert_eq!(p.i.tcp_layer().connection_count(), 2);
+}
+
+/// RFC 9293 §3.8.6.2.2: a retransmitted SYN-ACK offers no less than the
+/// first did, though memory pressure set in between (a peer may already
+/// be sending into the first offer).
+#[test]
+fn a_retransmitted_syn_ack_keeps_its_window_under_pressure() {
+    let mut p = small_budget();
+    let l = p.listen(8);
+    next_client(&mut p, 40_002);
+    p.send_next(SYN, b"");
+    let first = p.recv_one();
+    assert!(first.is(SYN | ACK));
+    assert!(usize::from(first.window) > 4 * 1460, "no pressure yet: {first:?}");
+    // Another connection's unread data brings pressure.
+    next_client(&mut p, PEER_PORT);
+    let a = p.handshake_to(l);
+    p.end_quick_acks(a);
+    for _ in 0..14 {
+        p.send_next(ACK, &[7; 1460]);
+        p.recv();
+    }
+    assert!(p.i.tcp_layer().memory().pressure);
+    // The half-open connection's SYN-ACK times out and goes again.
+    let mut again = Vec::new();
+    for _ in 0..30 {
+        p.advance(Duration::from_millis(100));
+        again.extend(p.recv().into_iter().filter(|s| s.is(SYN | ACK)));
+        if !again.is_empty() {
+            break;
+        }
+    }
+    let again = again.first().expect("the SYN-ACK was retransmitted");
+    assert_eq!(again.seq, first.seq);
+    assert_eq!(again.window, first.window, "the offer was taken back");
 }

@@ -345,6 +345,26 @@ fn the_receive_buffer_is_freed_once_nothing_more_can_be_read() {
     assert_eq!(p.tcb_of(h).recv.allocated(), 0, "read to the end");
 }
 
+/// A reset ends what could be sent: the send ring goes at once, though
+/// the application still holds the connection; received data it has not
+/// read stays readable.
+#[test]
+fn a_reset_frees_the_send_buffer_and_keeps_unread_data() {
+    let mut p = Peer::new();
+    let (_l, h) = p.established_passive();
+    p.send_next(ACK | PSH, b"hello");
+    p.i.tcp(p.now).send(h, &[9u8; 30_000]).unwrap();
+    p.recv();
+    assert!(p.tcb_of(h).send.allocated() > 0);
+    p.send_next(RST, b"");
+    assert_eq!(p.i.tcp_layer().state(h), State::Closed);
+    assert_eq!(p.tcb_of(h).send.allocated(), 0, "nothing more can be sent");
+    assert!(p.tcb_of(h).recv.allocated() > 0, "unread data stays");
+    assert_eq!(p.read_all(h), b"hello");
+    assert_eq!(p.tcb_of(h).recv.allocated(), 0, "read to the end");
+    assert_eq!(p.i.tcp_layer().memory().allocated, 0);
+}
+
 #[test]
 fn the_receive_buffer_is_freed_when_reading_is_shut_down() {
     let mut p = Peer::new();
@@ -382,4 +402,39 @@ fn an_application_holding_a_connection_gone_to_time_wait_sees_it_closed() {
     assert!(!p.i.tcp_layer().exists(h));
     assert_eq!(p.i.tcp_layer().orphan_count(), 0);
     assert!(p.recv().is_empty(), "nothing more to say");
+}
+
+/// A peer that answers every retransmission of an orphan with a D-SACK for
+/// it, yet never acknowledges it, proves no progress: the orphan still
+/// runs out of `orphan_retries` (the undo of a "spurious" timeout must not
+/// reset the count).
+#[test]
+fn d_sacks_that_acknowledge_nothing_cannot_keep_an_orphan_alive() {
+    let mut p = Peer::with(|c| c.tcp.orphan_retries = 4);
+    let (h, _) = p.established_with_options(5000);
+    p.i.tcp(p.now).send(h, &[7u8; 3000]).unwrap();
+    p.i.tcp(p.now).close(h, false);
+    let first_flight = p.recv();
+    let mut answered = 0;
+    for _ in 0..36_000 {
+        p.advance(Duration::from_millis(100));
+        for s in p.recv() {
+            // Only retransmissions: a D-SACK of an original is implausible.
+            if s.payload.is_empty() || !first_flight.iter().any(|f| f.seq == s.seq) {
+                continue;
+            }
+            let block = (s.seq, s.seq + s.payload.len() as u32);
+            let una = p.ack; // the handshake, and nothing since
+            p.ack_with_sack(una, &[block, block]);
+            answered += 1;
+        }
+        if !p.i.tcp_layer().exists(h) {
+            break;
+        }
+    }
+    assert!(
+        !p.i.tcp_layer().exists(h),
+        "the orphan outlived an hour of D-SACKs ({answered} answered)"
+    );
+    assert_eq!(p.i.stats().tcp_orphan_timeouts, 1);
 }
