@@ -146,7 +146,17 @@ fn the_daemon_drops_to_an_unprivileged_user_and_everything_still_works() {
     let d = sb.start_daemon(DAEMON, &["--files", &site.0.to_string_lossy(), "--pcap", &capture]);
     let threads = assert_unprivileged(d.pid(), &user);
     let control = control_path(&d);
-    assert!(Path::new(&control).exists());
+    // The socket, private to the daemon's user, in a directory of that
+    // user's own; only root may add to /run/tunstack.
+    {
+        use std::os::unix::fs::MetadataExt;
+        let socket = std::fs::symlink_metadata(&control).expect("the control socket");
+        assert_eq!((socket.uid(), socket.mode() & 0o7777), (user.uid, 0o600));
+        let dir = Path::new(&control).parent().unwrap();
+        assert_eq!(std::fs::metadata(dir).unwrap().uid(), user.uid, "{}", dir.display());
+        let run = std::fs::metadata(dir.parent().unwrap()).unwrap();
+        assert_eq!((run.uid(), run.mode() & 0o7777), (0, 0o755));
+    }
 
     // Ping and echo.
     sb.run("ping", &["-c", "2", "-i", "0.2", "-W", "5", "10.200.0.2"], PATIENCE)
