@@ -89,14 +89,15 @@ fn remove_stale() {
     }
 }
 
-/// Kills every process in namespace `name`, then deletes it (and control
-/// sockets a daemon in it may have left in /run/tunstack).
+/// Kills every process in namespace `name`, then deletes it (and the
+/// directories, with their control sockets, that daemons in it left in
+/// /run/tunstack: once unprivileged, a daemon cannot remove its directory).
 fn destroy(name: &str) {
     if let Ok(m) = std::fs::metadata(format!("/run/netns/{name}")) {
-        let suffix = format!("-netns{}.sock", std::os::unix::fs::MetadataExt::ino(&m));
+        let suffix = format!("-netns{}", std::os::unix::fs::MetadataExt::ino(&m));
         for entry in std::fs::read_dir("/run/tunstack").into_iter().flatten().flatten() {
             if entry.file_name().to_string_lossy().ends_with(&suffix) {
-                let _ = std::fs::remove_file(entry.path());
+                let _ = std::fs::remove_dir_all(entry.path());
             }
         }
     }

@@ -6,4 +6,5 @@ pub mod args;
 pub mod cli;
 pub mod control;
 pub mod files;
+pub mod privilege;
 pub mod services;

@@ -16,13 +16,17 @@ const DAEMON: &str = env!("CARGO_BIN_EXE_tunstackd");
 const CLI: &str = env!("CARGO_BIN_EXE_tunstack");
 
 /// A directory of this test's own for control sockets, removed at the end.
+/// Sticky and open to all, like /tmp: the daemon, whichever user it drops
+/// to, can remove the socket it made there, and only its own.
 struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(tag: &str) -> TempDir {
+        use std::os::unix::fs::PermissionsExt;
         let dir = std::env::temp_dir().join(format!("tunstack-startup-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir).expect("temp dir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).expect("temp dir mode");
         TempDir(dir)
     }
 
@@ -352,7 +356,7 @@ fn a_default_start_prints_one_line_with_its_pid_and_nothing_on_stderr() {
     assert_eq!(stderr.join().unwrap(), "", "nothing on stderr, from start to stop");
     let ns = std::fs::metadata(format!("/run/netns/{}", sb.name())).expect("namespace");
     let sock = format!(
-        "/run/tunstack/tun0-netns{}.sock",
+        "/run/tunstack/tun0-netns{}/control.sock",
         std::os::unix::fs::MetadataExt::ino(&ns)
     );
     assert!(!Path::new(&sock).exists(), "{sock} outlived the daemon");
@@ -385,7 +389,10 @@ fn the_control_socket_is_named_by_namespace_only_outside_the_machines_own() {
     let ino = std::os::unix::fs::MetadataExt::ino(&ns);
     let mut cmd = sb.command(CLI);
     cmd.args(["-I", &ifname, "ifconfig"]);
-    assert_eq!(cli_socket_path(cmd), format!("/run/tunstack/{ifname}-netns{ino}.sock"));
+    assert_eq!(
+        cli_socket_path(cmd),
+        format!("/run/tunstack/{ifname}-netns{ino}/control.sock")
+    );
 
     // Here, in the test's own namespace (PID 1's where tests run), the plain
     // name, even where /proc/1/ns/net cannot be read. PID 1's namespace is
@@ -400,11 +407,11 @@ fn the_control_socket_is_named_by_namespace_only_outside_the_machines_own() {
     let mut cmd = Command::new(CLI);
     cmd.args(["-I", &ifname, "ifconfig"]);
     let expected = if inodes[0] == inodes[1] {
-        format!("/run/tunstack/{ifname}.sock")
+        format!("/run/tunstack/{ifname}/control.sock")
     } else {
         let ours = std::fs::metadata("/proc/self/ns/net").expect("own namespace");
         format!(
-            "/run/tunstack/{ifname}-netns{}.sock",
+            "/run/tunstack/{ifname}-netns{}/control.sock",
             std::os::unix::fs::MetadataExt::ino(&ours)
         )
     };

@@ -36,7 +36,7 @@ mod readiness;
 mod tun;
 
 pub(crate) use readiness::{PollId, bits as readiness_bits};
-pub use tun::{AddressError, Side, SubnetConflict, TunConfig};
+pub use tun::{AddressError, Side, SubnetConflict, TunConfig, TunLink};
 
 use crate::device::impair::ImpairCounts;
 use crate::device::{Device, sys};

@@ -329,6 +329,37 @@ pub fn os_seed() -> io::Result<u64> {
     Ok(u64::from_ne_bytes(b))
 }
 
+/// A TUN interface created and configured, with its stack ready to start
+/// on it but no thread running yet: everything that needs privileges
+/// (CAP_NET_ADMIN, the capture file) is done, so a daemon can drop them
+/// before any thread exists. Dropping it closes the TUN (the interface goes).
+pub struct TunLink {
+    name: String,
+    iface: Interface,
+    device: Box<dyn Device + Send>,
+    runtime: super::RuntimeConfig,
+}
+
+impl fmt::Debug for TunLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TunLink")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TunLink {
+    /// The interface's real name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Starts the stack's thread on the link.
+    pub fn start(self) -> io::Result<Stack> {
+        Stack::start_with(self.iface, self.device, self.runtime)
+    }
+}
+
 impl Stack {
     /// Creates and configures a TUN interface as `cfg` says and starts a
     /// stack on it. Returns the stack and the interface's real name. Needs
@@ -337,6 +368,18 @@ impl Stack {
     /// ([`TunConfig::check_addresses`]) and a host subnet the host has
     /// already ([`TunConfig::host_subnet_conflict`]).
     pub fn on_tun(cfg: &TunConfig) -> io::Result<(Stack, String)> {
+        let link = cfg.open()?;
+        let name = link.name.clone();
+        Ok((link.start()?, name))
+    }
+}
+
+impl TunConfig {
+    /// Does all of [`Stack::on_tun`] but start the stack: creates and
+    /// configures the interface (and the capture file) and returns them,
+    /// ready to [`start`](TunLink::start).
+    pub fn open(&self) -> io::Result<TunLink> {
+        let cfg = self;
         cfg.check_addresses().map_err(|e| {
             let what = e.subject(cfg, "stack address", "host address");
             io::Error::new(io::ErrorKind::InvalidInput, format!("{what}: {e}"))
@@ -386,7 +429,12 @@ impl Stack {
         let runtime = super::RuntimeConfig {
             busy_poll: cfg.busy_poll,
         };
-        Ok((Stack::start_with(Interface::new(config), dev, runtime)?, name))
+        Ok(TunLink {
+            name,
+            iface: Interface::new(config),
+            device: dev,
+            runtime,
+        })
     }
 }
 

@@ -1,5 +1,12 @@
 //! tunstackd: creates a TUN interface, configures the host side, and runs
-//! tunstack's own stack on it, with built-in services, until SIGINT or SIGTERM.
+//! tunstack's own stack on it, with built-in services, until SIGINT,
+//! SIGTERM, SIGHUP or SIGQUIT (each a clean exit: the TUN and the control
+//! socket go).
+//!
+//! Only start-up is privileged: once the TUN is configured, the capture
+//! file open and the control socket bound, and before any thread starts,
+//! the daemon becomes `--user` (by default the user who ran sudo, else
+//! nobody), with no capability left (see `tunstack_tools::privilege`).
 //!
 //! SIGUSR1 prints all its counters as one `stats: name=value ...` line.
 //! If the stack thread dies (a panic), the daemon exits with status 1 and
@@ -12,7 +19,7 @@
 use clap::Parser;
 #[cfg(debug_assertions)]
 use signal_hook::consts::SIGUSR2;
-use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -23,9 +30,12 @@ use tunstack::runtime::{Stack, TunConfig};
 use tunstack::tcp::MemoryLimits;
 use tunstack::tcp::{CongestionAlgorithm, SynCookies};
 use tunstack_tools::args::{buffer_size, memory_limits, millis, positive_seconds, probability, seconds};
+use tunstack_tools::privilege::{self, Identity};
 use tunstack_tools::{control, services};
 
-/// tunstackd, the daemon: creates a TUN interface and runs tunstack's own TCP/IP stack on it, with built-in services and a control socket, until SIGINT or SIGTERM.
+/// tunstackd, the daemon: creates a TUN interface and runs tunstack's own TCP/IP stack on it, with built-in services and a control socket, until SIGINT, SIGTERM, SIGHUP or SIGQUIT.
+///
+/// Start it as root (or with CAP_NET_ADMIN): only start-up needs it. Once the TUN is up and the control socket bound, it runs as --user with no capability.
 ///
 /// Once it has started, `ping 10.200.0.2` from the host; the `tunstack` command-line tools reach the stack through the control socket.
 #[derive(Debug, Parser)]
@@ -159,7 +169,7 @@ struct Args {
     #[arg(long, default_value = "60", value_name = "SECONDS", value_parser = positive_seconds)]
     idle_timeout: Duration,
 
-    /// Path of the control socket (default: /run/tunstack/<interface>.sock; <interface>-netns<inode>.sock outside the machine's own network namespace).
+    /// Path of the control socket (default: /run/tunstack/<interface>/control.sock; /run/tunstack/<interface>-netns<inode>/control.sock outside the machine's own network namespace). Its directory must let --user remove it at exit.
     #[arg(long, value_name = "PATH")]
     control: Option<std::path::PathBuf>,
 
@@ -170,6 +180,10 @@ struct Args {
     /// Write every packet in and out to FILE as pcap (read it with tcpdump -r or Wireshark).
     #[arg(long, value_name = "FILE")]
     pcap: Option<std::path::PathBuf>,
+
+    /// Who to run as once start-up is done, by name or id: USER or USER:GROUP (default: the user who ran sudo, else nobody). An id with no passwd entry is taken as it is, with the group of the same number. `root` keeps every privilege (with a warning).
+    #[arg(long, value_name = "USER[:GROUP]")]
+    user: Option<String>,
 
     #[command(flatten)]
     impair: ImpairArgs,
@@ -380,8 +394,9 @@ fn port_clash(services: &[(Service, u16)]) -> Option<String> {
     })
 }
 
-/// Every check that needs nothing created: a refusal here leaves nothing behind.
-fn preflight(args: &Args, cfg: &TunConfig) -> io::Result<()> {
+/// Every check that needs nothing created: a refusal here leaves nothing
+/// behind. Returns who the daemon is to run as.
+fn preflight(args: &Args, cfg: &TunConfig) -> io::Result<Identity> {
     if let Some(clash) = port_clash(&args.services()) {
         return Err(io::Error::new(io::ErrorKind::AddrInUse, clash));
     }
@@ -402,7 +417,10 @@ fn preflight(args: &Args, cfg: &TunConfig) -> io::Result<()> {
     if let Some(dir) = &args.files {
         tunstack_tools::files::safety::Root::new(dir).map_err(|e| io::Error::new(e.kind(), format!("--files: {e}")))?;
     }
-    Ok(())
+    match &args.user {
+        Some(spec) => privilege::parse_user(spec).map_err(|e| io::Error::new(e.kind(), format!("--user {spec}: {e}"))),
+        None => privilege::default_user(),
+    }
 }
 
 /// The running stack, shut down when dropped (its TUN goes with its thread):
@@ -441,7 +459,7 @@ impl Drop for Running {
 
 fn run(args: Args) -> io::Result<()> {
     let cfg = args.tun_config();
-    preflight(&args, &cfg)?;
+    let user = preflight(&args, &cfg)?;
     if !args.address.contains(args.host_address.addr()) {
         log::warn!(
             "host side {} is outside the stack's subnet {}: the stack reaches it only through its default route",
@@ -450,30 +468,44 @@ fn run(args: Args) -> io::Result<()> {
         );
     }
     // Register signals before anything runs, so none is missed.
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGUSR1].iter().chain(TEST_FAULT_SIGNAL))?;
+    let mut signals = Signals::new(
+        [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1]
+            .iter()
+            .chain(TEST_FAULT_SIGNAL),
+    )?;
     // From here on each thing made is owned by a guard, so an error on the
     // way out undoes everything in reverse order: socket file, then stack and
-    // TUN, then the capture file.
+    // TUN, then the capture file (which, made by root, stays if the error
+    // comes after the drop and its directory is root's).
     let mut capture = NewFile::guard(args.pcap.as_deref());
-    let (stack, name) = Stack::on_tun(&cfg).map_err(|e| match e.kind() {
+    let link = cfg.open().map_err(|e| match e.kind() {
         io::ErrorKind::PermissionDenied => io::Error::new(
             e.kind(),
             format!("{e}: creating a TUN interface needs root (try sudo) or CAP_NET_ADMIN"),
         ),
         _ => e,
     })?;
-    let running = Running(stack);
-    let stack = &running.0;
+    let name = link.name().to_owned();
+    let bound = control::server::bind(control::server::ControlConfig {
+        path: args.control.clone().unwrap_or_else(|| control::default_path(&name)),
+        group: args.control_group.clone(),
+        ifname: name.clone(),
+        owner: Some(user.clone()),
+        own_dir: args.control.is_none(),
+    })?;
+    log::info!("control socket at {}", bound.path().display());
 
-    let control = control::server::start(
-        stack,
-        control::server::ControlConfig {
-            path: args.control.clone().unwrap_or_else(|| control::default_path(&name)),
-            group: args.control_group.clone(),
-            ifname: name.clone(),
-        },
-    )?;
-    log::info!("control socket at {}", control.path().display());
+    // Everything privileged is done, and no thread runs yet: drop it all.
+    privilege::drop_to(&user)?;
+    if user.uid == 0 {
+        log::warn!("running as root (--user root): the daemon keeps every privilege for its whole life");
+    } else {
+        log::info!("running as {user}, with no capability");
+    }
+
+    let running = Running(link.start()?);
+    let stack = &running.0;
+    let control = control::server::start(stack, bound)?;
 
     let mut offered = Vec::new();
     let mut simple = services::Services::new(stack);
@@ -492,6 +524,9 @@ fn run(args: Args) -> io::Result<()> {
             Service::Source => simple.tcp_source(port)?,
             Service::Downloader => {
                 let dir = args.files.clone().expect("file services only with --files");
+                // Opened as the daemon's user: it serves what that user may read.
+                let unreadable =
+                    |e: io::Error| io::Error::new(e.kind(), format!("--files {}: as {user}: {e}", dir.display()));
                 tunstack_tools::files::start_sharing(
                     stack,
                     tunstack_tools::files::FilesConfig {
@@ -502,7 +537,8 @@ fn run(args: Args) -> io::Result<()> {
                         idle_timeout: args.idle_timeout,
                     },
                     clients.clone(),
-                )?;
+                )
+                .map_err(unreadable)?;
                 offered.push(format!(
                     "files from {}: downloader :{}, http :{}",
                     dir.display(),
@@ -540,7 +576,7 @@ fn run(args: Args) -> io::Result<()> {
     );
     io::stdout().flush()?;
     capture.keep();
-    log::info!("running on {name}; SIGUSR1 prints counters, SIGINT/SIGTERM stop");
+    log::info!("running on {name}; SIGUSR1 prints counters, SIGINT/SIGTERM/SIGHUP/SIGQUIT stop");
 
     // A stack thread that dies (a panic in the core) ends the daemon: the
     // watcher closes the signal loop, and the exit is a failure that says why.

@@ -36,7 +36,7 @@ use std::time::Duration;
 #[derive(Debug, Parser)]
 #[command(name = "tunstack", version)]
 pub struct Cli {
-    /// The daemon's interface (its control socket is /run/tunstack/<interface>.sock; <interface>-netns<inode>.sock outside the machine's own network namespace).
+    /// The daemon's interface (its control socket is /run/tunstack/<interface>/control.sock; /run/tunstack/<interface>-netns<inode>/control.sock outside the machine's own network namespace).
     #[arg(short = 'I', long, global = true, default_value = "tun0")]
     interface: String,
 

@@ -11,10 +11,13 @@ pub mod server;
 use std::path::PathBuf;
 
 /// Where a daemon for interface `ifname` listens by default:
-/// `/run/tunstack/<ifname>.sock` in the machine's own network namespace,
-/// `/run/tunstack/<ifname>-netns<inode>.sock` in any other. Interface names
-/// repeat across network namespaces while /run is shared, so there the
-/// namespace's identity is part of the name. The CLI, run in the same
+/// `/run/tunstack/<ifname>/control.sock` in the machine's own network
+/// namespace, `/run/tunstack/<ifname>-netns<inode>/control.sock` in any
+/// other. Interface names repeat across network namespaces while /run is
+/// shared, so there the namespace's identity is part of the name. Each
+/// daemon has a directory of its own, given to the user it runs as, so that
+/// it can remove its socket at exit once it is no longer root, while only
+/// root may add entries to /run/tunstack. The CLI, run in the same
 /// namespace, computes the same path. The rule is in docs/control-protocol.md.
 pub fn default_path(ifname: &str) -> PathBuf {
     let mine = inode("/proc/self/ns/net");
@@ -26,9 +29,9 @@ pub fn default_path(ifname: &str) -> PathBuf {
 fn socket_path(ifname: &str, netns: Option<u64>, initial: Option<bool>) -> PathBuf {
     match (netns, initial) {
         // Without /proc there is no namespace inode to name: the plain name is the only one.
-        (None, _) | (Some(_), Some(true)) => PathBuf::from(format!("/run/tunstack/{ifname}.sock")),
+        (None, _) | (Some(_), Some(true)) => PathBuf::from(format!("/run/tunstack/{ifname}/control.sock")),
         // Undecided counts as another namespace: that name can never be another namespace's.
-        (Some(ns), Some(false) | None) => PathBuf::from(format!("/run/tunstack/{ifname}-netns{ns}.sock")),
+        (Some(ns), Some(false) | None) => PathBuf::from(format!("/run/tunstack/{ifname}-netns{ns}/control.sock")),
     }
 }
 
@@ -93,13 +96,16 @@ mod tests {
     #[test]
     fn the_socket_is_named_by_namespace_only_outside_the_machines_own() {
         let p = |ns, initial| socket_path("tun0", ns, initial).display().to_string();
-        assert_eq!(p(Some(4026531833), Some(true)), "/run/tunstack/tun0.sock");
+        assert_eq!(p(Some(4026531833), Some(true)), "/run/tunstack/tun0/control.sock");
         assert_eq!(
             p(Some(4026532177), Some(false)),
-            "/run/tunstack/tun0-netns4026532177.sock"
+            "/run/tunstack/tun0-netns4026532177/control.sock"
         );
-        assert_eq!(p(Some(4026532177), None), "/run/tunstack/tun0-netns4026532177.sock");
-        assert_eq!(p(None, None), "/run/tunstack/tun0.sock");
+        assert_eq!(
+            p(Some(4026532177), None),
+            "/run/tunstack/tun0-netns4026532177/control.sock"
+        );
+        assert_eq!(p(None, None), "/run/tunstack/tun0/control.sock");
     }
 
     #[test]

@@ -2,9 +2,10 @@
 
 use super::bridge::{self, Pending, bridge_tcp, bridge_udp, serve_listener};
 use super::{MAX_REQUEST, escape, probe};
+use crate::privilege::Identity;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,6 +25,12 @@ pub struct ControlConfig {
     pub group: Option<String>,
     /// The interface name, for `IFCONFIG` and `ROUTES`.
     pub ifname: String,
+    /// Who the daemon runs as once start-up is done: the socket file is
+    /// theirs, so they can use it and remove it at exit. `None`: whoever binds it.
+    pub owner: Option<Identity>,
+    /// Whether the socket's directory is the daemon's own (the default
+    /// layout, `/run/tunstack/<name>/`): made if missing and given to the owner.
+    pub own_dir: bool,
 }
 
 /// The bound control socket's file, removed when this is dropped: at the
@@ -34,6 +41,9 @@ pub struct ControlSocket {
     /// Device and inode of the file we made: only that file is removed,
     /// never one another daemon put in its place since.
     id: (u64, u64),
+    /// The daemon's own directory, removed too if it can be (when the
+    /// daemon still runs as root; a user may not remove it from /run/tunstack).
+    own_dir: Option<PathBuf>,
 }
 
 impl ControlSocket {
@@ -48,6 +58,9 @@ impl Drop for ControlSocket {
         if file_id(&self.path).is_some_and(|id| id == self.id) {
             let _ = std::fs::remove_file(&self.path);
         }
+        if let Some(dir) = &self.own_dir {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 
@@ -56,10 +69,33 @@ fn file_id(path: &Path) -> Option<(u64, u64)> {
     std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
-/// Binds the control socket and serves it on a thread until the process
-/// ends. The socket file lasts as long as the returned guard.
-pub fn start(stack: &Stack, cfg: ControlConfig) -> io::Result<ControlSocket> {
-    let (listener, socket) = bind(&cfg)?;
+/// A control socket bound but not yet served: made while the daemon is
+/// still privileged, served by [`start`] once the stack runs.
+#[derive(Debug)]
+pub struct Bound {
+    listener: UnixListener,
+    socket: ControlSocket,
+    cfg: ControlConfig,
+}
+
+impl Bound {
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        self.socket.path()
+    }
+}
+
+/// Creates the socket file as `cfg` says (see [`Bound`]). Its file lasts
+/// as long as the returned value, then as long as [`start`]'s guard.
+pub fn bind(cfg: ControlConfig) -> io::Result<Bound> {
+    let (listener, socket) = create_socket(&cfg)?;
+    Ok(Bound { listener, socket, cfg })
+}
+
+/// Serves the bound control socket on a thread until the process ends.
+/// The socket file lasts as long as the returned guard.
+pub fn start(stack: &Stack, bound: Bound) -> io::Result<ControlSocket> {
+    let Bound { listener, socket, cfg } = bound;
     let stack = stack.clone();
     let pending = Arc::new(Pending::default());
     std::thread::Builder::new().name("control".into()).spawn(move || {
@@ -88,31 +124,57 @@ pub fn start(stack: &Stack, cfg: ControlConfig) -> io::Result<ControlSocket> {
     Ok(socket)
 }
 
-/// Creates the socket file with the right mode (and group). The group is
-/// looked up first, so a bad one leaves nothing behind; the file is made
-/// under a umask that keeps it private until its mode is set.
-fn bind(cfg: &ControlConfig) -> io::Result<(UnixListener, ControlSocket)> {
+/// Creates the socket file, owned by the daemon's user, with mode 0600
+/// (0660 and the group's with a group). It is made under a umask that
+/// keeps it private from the start, and its owner and mode are set through
+/// a descriptor of the very file (O_PATH, no link followed), so a path
+/// swapped meanwhile changes nothing else. The group is looked up first,
+/// and whether the user can remove the file at exit is checked before it
+/// exists, so a refusal leaves nothing behind.
+fn create_socket(cfg: &ControlConfig) -> io::Result<(UnixListener, ControlSocket)> {
+    use std::os::fd::AsRawFd;
     let path = &cfg.path;
     let gid = cfg.group.as_deref().map(group_id).transpose()?;
     let failed =
         |what: &str, e: io::Error| io::Error::new(e.kind(), format!("control socket {}: {what}: {e}", path.display()));
-    if let Some(dir) = path.parent() {
-        if std::fs::symlink_metadata(dir).is_ok_and(|m| !m.is_dir()) {
-            return Err(io::Error::new(
-                io::ErrorKind::NotADirectory,
-                format!(
-                    "control socket {}: {} is not a directory",
-                    path.display(),
-                    dir.display()
-                ),
-            ));
-        }
-        std::fs::create_dir_all(dir).map_err(|e| {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let existing = std::fs::symlink_metadata(dir);
+    if existing.as_ref().is_ok_and(|m| !m.is_dir()) {
+        return Err(io::Error::new(
+            io::ErrorKind::NotADirectory,
+            format!(
+                "control socket {}: {} is not a directory",
+                path.display(),
+                dir.display()
+            ),
+        ));
+    }
+    // A directory the daemon makes is its user's, so the socket can go at exit.
+    let own_dir = cfg.own_dir || existing.is_err();
+    if own_dir {
+        make_own_dir(dir, cfg.owner.as_ref()).map_err(|e| {
             failed(
                 &format!("cannot create {}", dir.display()),
                 io::Error::new(e.kind(), error_text(&e)),
             )
         })?;
+    }
+    if let Some(owner) = &cfg.owner {
+        let may = crate::privilege::may_remove_in(dir, owner).map_err(|e| failed(&format!("{}", dir.display()), e))?;
+        if !may {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "control socket {}: the daemon runs as {owner} once started, and could not remove it from {} at exit: \
+                     choose a --control path in a directory that user may reach and write (or a sticky one like /tmp), or another --user",
+                    path.display(),
+                    dir.display()
+                ),
+            ));
+        }
     }
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         use std::os::unix::fs::FileTypeExt;
@@ -139,17 +201,63 @@ fn bind(cfg: &ControlConfig) -> io::Result<(UnixListener, ControlSocket)> {
         std::fs::remove_file(path).map_err(|e| failed("cannot remove a stale one", e))?;
     }
     let listener = with_umask(0o177, || UnixListener::bind(path)).map_err(|e| failed("cannot bind", e))?;
-    let socket = ControlSocket {
-        path: path.clone(),
-        id: file_id(path).ok_or_else(|| failed("vanished", io::ErrorKind::NotFound.into()))?,
+    // The file just bound, pinned: a socket of ours, not whatever the path leads to now.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| failed("vanished", e))?;
+    let meta = file.metadata().map_err(|e| failed("vanished", e))?;
+    let socket = {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        if !meta.file_type().is_socket() || meta.uid() != crate::privilege::euid() {
+            return Err(failed("replaced while binding", io::ErrorKind::AlreadyExists.into()));
+        }
+        ControlSocket {
+            path: path.clone(),
+            id: (meta.dev(), meta.ino()),
+            own_dir: cfg.own_dir.then(|| dir.to_path_buf()),
+        }
     };
-    if let Some(gid) = gid {
-        std::os::unix::fs::chown(path, None, Some(gid)).map_err(|e| failed("cannot change its group", e))?;
+    let uid = cfg.owner.as_ref().map_or(u32::MAX, |o| o.uid);
+    let group = gid.or(cfg.owner.as_ref().map(|o| o.gid)).unwrap_or(u32::MAX);
+    // SAFETY: fchownat on a live descriptor with an empty path (AT_EMPTY_PATH:
+    // the file itself); u32::MAX (-1) leaves an id unchanged.
+    if unsafe { libc::fchownat(file.as_raw_fd(), c"".as_ptr(), uid, group, libc::AT_EMPTY_PATH) } != 0 {
+        return Err(failed("cannot change its owner", io::Error::last_os_error()));
     }
-    let mode = if gid.is_some() { 0o660 } else { 0o600 };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    if gid.is_some() {
+        // No fchmod on an O_PATH descriptor: /proc's link to it reaches the same file.
+        std::fs::set_permissions(
+            format!("/proc/self/fd/{}", file.as_raw_fd()),
+            std::fs::Permissions::from_mode(0o660),
+        )
         .map_err(|e| failed("cannot set its mode", e))?;
+    }
     Ok((listener, socket))
+}
+
+/// Makes the daemon's own directory `dir` (its parents as root's, 0755)
+/// and gives it to `owner`, mode 0755; one left by an earlier daemon is
+/// taken over the same way. Changed through a descriptor opened without
+/// following links.
+fn make_own_dir(dir: &Path, owner: Option<&Identity>) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if let Some(up) = dir.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new().recursive(true).mode(0o755).create(up)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    let handle = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(dir)?;
+    if let Some(owner) = owner {
+        std::os::unix::fs::fchown(&handle, Some(owner.uid), Some(owner.gid))?;
+    }
+    handle.set_permissions(std::fs::Permissions::from_mode(0o755))
 }
 
 /// Runs `f` with the process's umask set to `mask`, then restores it. The
