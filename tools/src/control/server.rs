@@ -102,6 +102,7 @@ pub fn start(stack: &Stack, cfg: ControlConfig) -> io::Result<ControlSocket> {
                 ifname: cfg.ifname.clone(),
                 pending: pending.clone(),
                 accounts: accounts.clone(),
+                idle: IDLE_TIMEOUT,
             };
             let spawned = std::thread::Builder::new()
                 .name("control-client".into())
@@ -229,30 +230,32 @@ fn reply_lines(mut w: &UnixStream, lines: &[String]) -> io::Result<()> {
 }
 
 /// What every client's thread shares.
+#[derive(Clone)]
 struct Served {
     stack: Stack,
     ifname: String,
     pending: Arc<Pending>,
     accounts: Arc<Accounts>,
+    /// [`IDLE_TIMEOUT`], but in tests.
+    idle: Duration,
 }
 
 /// Serves one client: requests until it leaves, falls idle for
-/// [`IDLE_TIMEOUT`], or its connection turns into a bridge.
+/// [`IDLE_TIMEOUT`] (`sv.idle`), or its connection turns into a bridge.
 fn serve(sv: &Served, client: &UnixStream, peer: &Peer) -> io::Result<()> {
     let mut out = client;
     let mut reader = BufReader::new(client);
-    client.set_read_timeout(Some(IDLE_TIMEOUT))?;
-    client.set_write_timeout(Some(IDLE_TIMEOUT))?;
+    client.set_read_timeout(Some(sv.idle))?;
+    client.set_write_timeout(Some(sv.idle))?;
     loop {
         let line = match request::read_line(&mut reader) {
             Ok(Some(l)) => l,
             Ok(None) => return Ok(()),
             Err(e) => {
                 let e = match e.kind() {
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("idle for {} s", IDLE_TIMEOUT.as_secs()),
-                    ),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                        io::Error::new(io::ErrorKind::TimedOut, format!("idle for {} s", sv.idle.as_secs_f64()))
+                    }
                     _ => e,
                 };
                 // Garbage gets a clear answer; the daemon carries on.
@@ -272,8 +275,8 @@ fn serve(sv: &Served, client: &UnixStream, peer: &Peer) -> io::Result<()> {
                     Err(Refused::Io(e)) => return Err(e),
                     Err(Refused::Req(msg, back)) => {
                         reader = back;
-                        client.set_read_timeout(Some(IDLE_TIMEOUT))?;
-                        client.set_write_timeout(Some(IDLE_TIMEOUT))?;
+                        client.set_read_timeout(Some(sv.idle))?;
+                        client.set_write_timeout(Some(sv.idle))?;
                         Err(msg)
                     }
                 }
@@ -642,6 +645,9 @@ pub(crate) fn recovered_connection() -> TcpInfo {
         send_allocated: 8192,
     }
 }
+
+#[cfg(test)]
+mod serving;
 
 #[cfg(test)]
 mod tests {
