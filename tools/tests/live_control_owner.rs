@@ -165,8 +165,20 @@ fn another_uid_cannot_attach_to_read_write_or_close_a_users_connection() {
     assert_eq!(bob.request("LISTEN 5000"), "ERR listen on 5000: Address already in use");
     assert_eq!(bob.request("LISTEN 80"), "ERR listen on 80: Permission denied");
     assert_eq!(bob.request("UDP 0.0.0.0 53"), "ERR bind 0.0.0.0:53: Permission denied");
-    // Listings show every socket, as ss does on Linux.
-    assert!(bob.sockets().iter().any(|r| r.contains("local=0.0.0.0:5000")));
+    // Listings show every socket, as ss does on Linux; whose, only to root
+    // and the owner.
+    let owner_of_5000 = |c: &mut Conn| {
+        let rows = c.sockets();
+        let row = rows.iter().find(|r| r.contains("local=0.0.0.0:5000")).expect("listed");
+        row.split(' ')
+            .find_map(|f| f.strip_prefix("owner="))
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(owner_of_5000(&mut bob), "-");
+    let alices = owner_of_5000(&mut Conn::as_user(&control, 0));
+    assert!(alices.starts_with(&format!("{}/", std::process::id())), "{alices}");
+    assert_eq!(owner_of_5000(&mut Conn::as_user(&control, ALICE)), alices);
 
     // Alice's connection is intact: her data both ways, untouched.
     let mut mine = Conn::as_user(&control, ALICE);
@@ -198,7 +210,8 @@ fn another_uid_cannot_attach_to_read_write_or_close_a_users_connection() {
     // Mallory, outside the group, cannot even reach the socket.
     let ns = cli_as(&sb, &control, BOB, GROUP, &["netstat", "-a", "-p"]);
     ns.assert_success("netstat as bob");
-    assert!(ns.stdout.contains("0.0.0.0:5000"), "{}", ns.stdout);
+    let row = ns.stdout.lines().find(|l| l.contains("0.0.0.0:5000"));
+    assert!(row.is_some_and(|r| r.ends_with(" -")), "{}", ns.stdout);
     let nc = cli_as(&sb, &control, BOB, GROUP, &["nc", "-l", "80"]);
     assert!(
         !nc.status.success() && nc.stderr.contains("Permission denied"),

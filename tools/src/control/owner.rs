@@ -132,6 +132,9 @@ struct Usage {
 struct Books {
     clients: usize,
     by_uid: HashMap<u32, Usage>,
+    /// The uid behind each client's `pid/program` label, and how many of
+    /// its connections are open: whose a socket's owner label is.
+    labels: HashMap<String, (u32, usize)>,
 }
 
 /// The daemon's count of clients and sockets, by uid.
@@ -154,10 +157,13 @@ impl Accounts {
         self.books.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Counts in a new client of `uid`, or says why it may not come in.
-    pub fn admit(self: &Arc<Self>, uid: u32) -> Result<ClientSlot, String> {
+    /// Counts in a new client of `uid`, labelled `who`, or says why it may
+    /// not come in. Root is held to its own per-uid bound only, so that
+    /// the daemon's administrator gets in while other users fill the rest
+    /// (as Linux keeps some of its tables' last entries for root).
+    pub fn admit(self: &Arc<Self>, uid: u32, who: &str) -> Result<ClientSlot, String> {
         let mut b = self.books();
-        if b.clients >= self.limits.clients {
+        if b.clients >= self.limits.clients && uid != 0 {
             return Err(format!("too many control connections ({})", self.limits.clients));
         }
         let u = b.by_uid.entry(uid).or_default();
@@ -169,10 +175,17 @@ impl Accounts {
         }
         u.clients += 1;
         b.clients += 1;
+        b.labels.entry(who.to_owned()).or_insert((uid, 0)).1 += 1;
         Ok(ClientSlot {
             accounts: self.clone(),
             uid,
+            who: who.to_owned(),
         })
+    }
+
+    /// The uid of the client labelled `who` (`pid/program`), while it is connected.
+    pub fn owner_uid(&self, who: &str) -> Option<u32> {
+        self.books().labels.get(who).map(|&(uid, _)| uid)
     }
 
     /// Counts in a new socket for `uid`; EMFILE ("Too many open files")
@@ -190,12 +203,20 @@ impl Accounts {
         })
     }
 
-    /// Takes one back from `uid`'s count (`client`: a client, else a socket).
-    fn release(&self, uid: u32, client: bool) {
+    /// Takes one back from `uid`'s count: a client labelled `who`, else a socket.
+    fn release(&self, uid: u32, client: Option<&str>) {
         let mut b = self.books();
-        if client {
+        if let Some(who) = client {
             b.clients -= 1;
+            let refs = b.labels.get_mut(who).map(|l| {
+                l.1 -= 1;
+                l.1
+            });
+            if refs == Some(0) {
+                b.labels.remove(who);
+            }
         }
+        let client = client.is_some();
         let u = b.by_uid.get_mut(&uid).expect("counted in");
         if client {
             u.clients -= 1;
@@ -213,11 +234,12 @@ impl Accounts {
 pub struct ClientSlot {
     accounts: Arc<Accounts>,
     uid: u32,
+    who: String,
 }
 
 impl Drop for ClientSlot {
     fn drop(&mut self) {
-        self.accounts.release(self.uid, true);
+        self.accounts.release(self.uid, Some(&self.who));
     }
 }
 
@@ -237,7 +259,7 @@ impl SocketSlot {
 
 impl Drop for SocketSlot {
     fn drop(&mut self) {
-        self.accounts.release(self.uid, false);
+        self.accounts.release(self.uid, None);
     }
 }
 
@@ -252,16 +274,21 @@ mod tests {
             clients_per_uid: 2,
             sockets_per_uid: 2,
         });
-        let c1 = a.admit(1000).unwrap();
-        let _c2 = a.admit(1000).unwrap();
+        let c1 = a.admit(1000, "10/a").unwrap();
+        let c2 = a.admit(1000, "10/a").unwrap();
         assert_eq!(
-            a.admit(1000).unwrap_err(),
+            a.admit(1000, "11/a").unwrap_err(),
             "too many control connections for uid 1000 (2)"
         );
-        let _c3 = a.admit(1001).unwrap();
-        assert_eq!(a.admit(1002).unwrap_err(), "too many control connections (3)");
+        let _c3 = a.admit(1001, "12/b").unwrap();
+        assert_eq!(a.admit(1002, "13/c").unwrap_err(), "too many control connections (3)");
+        let _root = a.admit(0, "1/init").expect("root is held to its own bound only");
+        assert_eq!(a.owner_uid("10/a"), Some(1000));
         drop(c1);
-        let _c4 = a.admit(1002).unwrap();
+        assert_eq!(a.owner_uid("10/a"), Some(1000), "while one of its connections stays");
+        drop(c2);
+        assert_eq!(a.owner_uid("10/a"), None);
+        let _c4 = a.admit(1002, "13/c").unwrap();
 
         let s1 = a.socket(1000).unwrap();
         let _s2 = a.socket(1000).unwrap();

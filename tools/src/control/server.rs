@@ -87,7 +87,7 @@ pub fn start(stack: &Stack, cfg: ControlConfig) -> io::Result<ControlSocket> {
             // empty socket buffer, so this write never blocks the acceptor.
             let admitted = Peer::of(&client)
                 .ok_or_else(|| "cannot tell who you are (SO_PEERCRED)".to_owned())
-                .and_then(|peer| Ok((accounts.admit(peer.uid)?, peer)));
+                .and_then(|peer| Ok((accounts.admit(peer.uid, &peer.who)?, peer)));
             let (slot, peer) = match admitted {
                 Ok(a) => a,
                 Err(why) => {
@@ -281,7 +281,7 @@ fn serve(sv: &Served, client: &UnixStream, peer: &Peer) -> io::Result<()> {
                     }
                 }
             }
-            Ok(req) => info(sv, req, client).map_err(|e| e.to_string()),
+            Ok(req) => info(sv, req, client, peer).map_err(|e| e.to_string()),
         };
         if let Err(msg) = r {
             writeln!(out, "ERR {}", msg.replace('\n', " "))?;
@@ -290,7 +290,7 @@ fn serve(sv: &Served, client: &UnixStream, peer: &Peer) -> io::Result<()> {
 }
 
 /// Answers an info request.
-fn info(sv: &Served, req: Request, client: &UnixStream) -> io::Result<()> {
+fn info(sv: &Served, req: Request, client: &UnixStream, peer: &Peer) -> io::Result<()> {
     let (stack, ifname) = (&sv.stack, sv.ifname.as_str());
     match req {
         Request::Version => {
@@ -299,7 +299,15 @@ fn info(sv: &Served, req: Request, client: &UnixStream) -> io::Result<()> {
         }
         Request::Ifconfig => reply_lines(client, &[ifconfig(stack, ifname)]),
         Request::Routes => reply_lines(client, &routes(stack, ifname)),
-        Request::Sockets => reply_lines(client, &sockets(stack)),
+        // Every socket, as ss shows every one; but, as on Linux, only root
+        // and the owner see which process holds it. A label no client has
+        // is a built-in service's: the daemon's own, so its uid's.
+        Request::Sockets => {
+            // SAFETY: geteuid(2) takes no arguments and cannot fail.
+            let daemon = unsafe { libc::geteuid() };
+            let shown = |o: &str| peer.uid == 0 || sv.accounts.owner_uid(o).unwrap_or(daemon) == peer.uid;
+            reply_lines(client, &sockets(stack, shown))
+        }
         Request::Stats => {
             let lines: Vec<String> = counters(stack).iter().map(|(k, v)| format!("{k}={v}")).collect();
             reply_lines(client, &lines)
@@ -460,8 +468,17 @@ fn routes(stack: &Stack, ifname: &str) -> Vec<String> {
 }
 
 /// Every socket, one a line, for `tunstack netstat`.
-fn sockets(stack: &Stack) -> Vec<String> {
-    let (tcp, udp) = stack.with_interface(|i| (i.tcp_layer().sockets(), i.udp_layer().sockets().collect::<Vec<_>>()));
+/// `shown` says whose owner may be named (the others' show as `-`).
+fn sockets(stack: &Stack, shown: impl Fn(&str) -> bool) -> Vec<String> {
+    let (mut tcp, mut udp) =
+        stack.with_interface(|i| (i.tcp_layer().sockets(), i.udp_layer().sockets().collect::<Vec<_>>()));
+    let hide = |o: &mut Option<Arc<str>>| {
+        if o.as_deref().is_some_and(|o| !shown(o)) {
+            *o = None;
+        }
+    };
+    tcp.iter_mut().for_each(|t| hide(&mut t.owner));
+    udp.iter_mut().for_each(|u| hide(&mut u.owner));
     let owner = |o: &Option<Arc<str>>| escape(o.as_deref().unwrap_or("-"));
     let mut lines: Vec<String> = tcp.iter().map(tcp_row).collect();
     lines.extend(udp.iter().map(|u| {

@@ -33,11 +33,13 @@ impl Client {
     fn new(sv: &Served, uid: u32) -> Client {
         let (ours, theirs) = UnixStream::pair().unwrap();
         let sv = sv.clone();
+        let peer = Peer {
+            uid,
+            who: format!("{uid}/test"),
+        };
+        let slot = sv.accounts.admit(uid, &peer.who).unwrap();
         std::thread::spawn(move || {
-            let peer = Peer {
-                uid,
-                who: format!("{uid}/test"),
-            };
+            let _slot = slot;
             let _ = serve(&sv, &theirs, &peer);
         });
         ours.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -118,4 +120,32 @@ fn a_client_idle_between_requests_is_told_and_disconnected() {
     assert_eq!(c.line(), "ERR idle for 0.3 s");
     assert_eq!(c.line(), "", "then closed");
     assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+#[test]
+fn every_socket_is_listed_but_only_root_and_the_owner_see_whose() {
+    let (sv, _link) = served(Limits::default(), IDLE_TIMEOUT);
+    let mut alice = Client::new(&sv, ALICE);
+    assert!(alice.request("UDP 0.0.0.0 5353").starts_with("OK "));
+    let owner_at = |uid: u32, port: u16| {
+        let mut c = Client::new(&sv, uid);
+        let n: usize = c.request("SOCKETS").strip_prefix("OK ").unwrap().parse().unwrap();
+        let rows: Vec<String> = (0..n).map(|_| c.line()).collect();
+        let at = format!("local=0.0.0.0:{port} ");
+        let row = rows.iter().find(|r| r.contains(&at)).expect("listed");
+        let owner = row.split(' ').find_map(|f| f.strip_prefix("owner="));
+        owner.unwrap().to_owned()
+    };
+    let owner = |uid| owner_at(uid, 5353);
+    assert_eq!(owner(BOB), "-");
+    assert_eq!(owner(0), format!("{ALICE}/test"));
+    assert_eq!(owner(ALICE), format!("{ALICE}/test"), "her own");
+    // A built-in service's socket is the daemon's, so its uid's (ours here).
+    let service = tunstack::net::UdpSocket::bind(&sv.stack, "0.0.0.0:7").unwrap();
+    service.set_owner("echo");
+    // SAFETY: geteuid(2) takes no arguments and cannot fail.
+    let daemon = unsafe { libc::geteuid() };
+    assert_eq!(owner_at(daemon, 7), "echo");
+    let stranger = if daemon == BOB { ALICE } else { BOB };
+    assert_eq!(owner_at(stranger, 7), "-");
 }
