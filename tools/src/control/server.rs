@@ -4,7 +4,7 @@ use super::bridge::{self, ClientIn, Listening, Pending, bridge_tcp, bridge_udp, 
 use super::owner::{Accounts, Limits, Peer};
 use super::request::{self, Request};
 use super::{escape, probe};
-use std::io::{self, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -245,10 +245,9 @@ struct Served {
 fn serve(sv: &Served, client: &UnixStream, peer: &Peer) -> io::Result<()> {
     let mut out = client;
     let mut reader = BufReader::new(client);
-    client.set_read_timeout(Some(sv.idle))?;
     client.set_write_timeout(Some(sv.idle))?;
     loop {
-        let line = match request::read_line(&mut reader) {
+        let line = match request::read_line(&mut Deadline::new(&mut reader, sv.idle)) {
             Ok(Some(l)) => l,
             Ok(None) => return Ok(()),
             Err(e) => {
@@ -275,7 +274,6 @@ fn serve(sv: &Served, client: &UnixStream, peer: &Peer) -> io::Result<()> {
                     Err(Refused::Io(e)) => return Err(e),
                     Err(Refused::Req(msg, back)) => {
                         reader = back;
-                        client.set_read_timeout(Some(sv.idle))?;
                         client.set_write_timeout(Some(sv.idle))?;
                         Err(msg)
                     }
@@ -286,6 +284,50 @@ fn serve(sv: &Served, client: &UnixStream, peer: &Peer) -> io::Result<()> {
         if let Err(msg) = r {
             writeln!(out, "ERR {}", msg.replace('\n', " "))?;
         }
+    }
+}
+
+/// A client's input with a deadline for the whole of what is read through
+/// it (a request line): a client trickling a byte now and then cannot keep
+/// its thread for longer than one idle timeout.
+struct Deadline<'r, 'c> {
+    inner: &'r mut ClientIn<'c>,
+    at: std::time::Instant,
+}
+
+impl<'r, 'c> Deadline<'r, 'c> {
+    fn new(inner: &'r mut ClientIn<'c>, within: Duration) -> Self {
+        Deadline {
+            inner,
+            at: std::time::Instant::now() + within,
+        }
+    }
+}
+
+impl io::Read for Deadline<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for Deadline<'_, '_> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.inner.buffer().is_empty() {
+            let left = self.at.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            self.inner.get_ref().set_read_timeout(Some(left))?;
+        }
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.inner.consume(n);
     }
 }
 

@@ -149,3 +149,23 @@ fn every_socket_is_listed_but_only_root_and_the_owner_see_whose() {
     let stranger = if daemon == BOB { ALICE } else { BOB };
     assert_eq!(owner_at(stranger, 7), "-");
 }
+
+#[test]
+fn a_client_trickling_a_request_is_cut_off_after_one_idle_timeout() {
+    let (sv, _link) = served(Limits::default(), Duration::from_millis(300));
+    let mut c = Client::new(&sv, ALICE);
+    let w = c.0.get_ref().try_clone().unwrap();
+    let started = std::time::Instant::now();
+    // A byte every 50 ms for 2 s: each read is quick, the line never ends.
+    std::thread::spawn(move || {
+        let mut w = w;
+        for _ in 0..40 {
+            if w.write_all(b"V").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    assert_eq!(c.line(), "ERR idle for 0.3 s");
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+}
