@@ -16,7 +16,9 @@
 //!   be valid;
 //! - [`tcp_conn`]: one established connection driven by fuzzed segments,
 //!   application calls and clock steps, its invariants checked after every
-//!   step.
+//!   step;
+//! - [`control`]: a client's bytes on the daemon's control socket, request
+//!   lines then frames, through the daemon's own readers and parser.
 //!
 //! Checksums would stop a fuzzer at the first header, so the structured
 //! targets build correct headers around the fields they choose (corrupting
@@ -42,6 +44,7 @@ fn tracing() -> bool {
 }
 
 mod conn;
+mod control;
 mod iface;
 mod packet;
 mod parsers;
@@ -49,6 +52,7 @@ mod reassembly;
 mod stack;
 
 pub use conn::tcp_conn;
+pub use control::control;
 pub use iface::iface;
 pub use parsers::{icmp, ipv4, tcp, udp};
 pub use reassembly::reassembly;
@@ -65,4 +69,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("reassembly", reassembly),
     ("iface", iface),
     ("tcp_conn", tcp_conn),
+    ("control", control),
 ];

@@ -20,14 +20,15 @@
 //! the client every [`CLIENT_CHECK`].
 
 use super::frame;
+use super::owner::{Accounts, Peer, SocketSlot, random_id};
 use super::server::error_text;
 use std::collections::HashMap;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, SocketAddrV4};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tunstack::net::{TcpListener, TcpStream, UdpSocket};
 use tunstack::runtime::Stack;
@@ -35,17 +36,57 @@ use tunstack::runtime::Stack;
 /// How long a bridge waits on the stack before looking whether its client is still there.
 const CLIENT_CHECK: Duration = Duration::from_millis(100);
 
-/// Connections accepted for `LISTEN` clients, waiting for an `ATTACH`.
+/// The client's side of a control connection once it bridges: what it sends
+/// (with anything already read past its request line), and the connection
+/// itself, for replies.
+pub type ClientIn<'a> = BufReader<&'a UnixStream>;
+
+/// Connections accepted for `LISTEN` clients, waiting for an `ATTACH`, by
+/// random id. Each belongs to its listener's uid, counted against it.
 #[derive(Debug, Default)]
 pub struct Pending {
-    next: AtomicU64,
-    conns: Mutex<HashMap<u64, TcpStream>>,
+    conns: Mutex<HashMap<u64, (TcpStream, SocketSlot)>>,
 }
 
 impl Pending {
-    /// Hands accepted connection `id` to the client attaching it.
-    pub fn take(&self, id: u64) -> Option<TcpStream> {
-        self.conns.lock().expect("pending").remove(&id)
+    fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (TcpStream, SocketSlot)>> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands accepted connection `id` to `peer`, if it is the owner's (or
+    /// root); another uid's connection stays where it is, refused with EPERM.
+    pub fn take(&self, id: u64, peer: &Peer) -> io::Result<(TcpStream, SocketSlot)> {
+        let mut conns = self.conns();
+        match conns.get(&id) {
+            None => Err(io::Error::new(io::ErrorKind::NotFound, "no such pending connection")),
+            Some((_, slot)) if !peer.may_use(slot.owner()) => Err(io::Error::from_raw_os_error(libc::EPERM)),
+            Some(_) => Ok(conns.remove(&id).expect("just seen")),
+        }
+    }
+
+    /// Files `conn` under a fresh random id, never one in use.
+    fn insert(&self, conn: TcpStream, slot: SocketSlot) -> io::Result<u64> {
+        let mut conns = self.conns();
+        let id = loop {
+            let id = random_id()?;
+            if !conns.contains_key(&id) {
+                break id;
+            }
+        };
+        conns.insert(id, (conn, slot));
+        Ok(id)
+    }
+
+    /// Which of `ids` are still waiting.
+    fn waiting(&self, ids: &mut Vec<u64>) {
+        let conns = self.conns();
+        ids.retain(|id| conns.contains_key(id));
+    }
+
+    /// Takes out every one of `ids` still waiting.
+    fn remove_all(&self, ids: &[u64]) -> Vec<TcpStream> {
+        let mut conns = self.conns();
+        ids.iter().filter_map(|id| conns.remove(id)).map(|(c, _)| c).collect()
     }
 }
 
@@ -64,10 +105,16 @@ fn hung_up(client: &UnixStream) -> bool {
 
 /// Returns when the client at the other end of `client` leaves (or shuts
 /// the connection down), discarding anything it sends meanwhile.
-pub fn until_gone(client: &UnixStream) {
-    let mut sink = [0u8; 64];
-    let mut r = client;
-    while matches!(r.read(&mut sink), Ok(n) if n > 0) {}
+pub fn until_gone(mut client: impl BufRead) {
+    loop {
+        match client.fill_buf() {
+            Ok([]) | Err(_) => return,
+            Ok(b) => {
+                let n = b.len();
+                client.consume(n);
+            }
+        }
+    }
 }
 
 /// Connects to `remote` for `client`, labelled `who` from the first SYN on;
@@ -94,39 +141,51 @@ enum ClientEnd {
     /// End of stream: the client left having read all it was sent and sent
     /// all it meant to.
     Left,
-    /// The client left bytes unread, sent a broken frame, or left while the
-    /// stack could not yet take its data.
+    /// The client left bytes unread, or left while the stack could not yet
+    /// take its data.
     Abandoned,
+    /// The client broke the framing (a frame too long, of an unknown type):
+    /// it is told why, then disconnected.
+    Broken(String),
 }
 
 /// Carries a TCP connection over the client's Unix stream, as frames, and
-/// closes it as `close(2)` would once the client is gone.
-pub fn bridge_tcp(tcp: TcpStream, client_in: UnixStream, mut client_out: UnixStream) -> io::Result<()> {
+/// closes it as `close(2)` would once the client is gone. Writes to the
+/// client block only this bridge: a client that stops reading stalls its
+/// own connection (the stack's window closes), nothing else.
+pub fn bridge_tcp(tcp: TcpStream, client_in: ClientIn<'_>, client: &UnixStream) -> io::Result<()> {
     let (local, remote) = (tcp.local_addr()?, tcp.peer_addr()?);
+    let mut client_out = client;
     writeln!(client_out, "OK {local} {remote}")?;
     // A write waiting for room in the send buffer checks on the client now and then.
     tcp.set_write_timeout(Some(CLIENT_CHECK))?;
     let gone = AtomicBool::new(false);
+    let broken: Mutex<Option<String>> = Mutex::new(None);
     std::thread::scope(|s| {
-        let (tcp, gone) = (&tcp, &gone);
-        s.spawn(move || {
-            let end = client_to_stack(tcp, &client_in);
-            gone.store(true, Ordering::SeqCst);
-            match end {
-                // Wakes the reader below without a FIN: closing decides between FIN and RST.
-                ClientEnd::Left => {
-                    let _ = tcp.shutdown(Shutdown::Read);
-                }
-                ClientEnd::Abandoned => {
-                    let _ = tcp.abort();
-                }
+        let (tcp, gone, broken) = (&tcp, &gone, &broken);
+        s.spawn(move || match client_to_stack(tcp, client_in) {
+            // Wakes the reader below without a FIN: closing decides between FIN and RST.
+            ClientEnd::Left => {
+                gone.store(true, Ordering::SeqCst);
+                let _ = tcp.shutdown(Shutdown::Read);
+            }
+            ClientEnd::Abandoned => {
+                gone.store(true, Ordering::SeqCst);
+                let _ = tcp.abort();
+            }
+            ClientEnd::Broken(why) => {
+                *broken.lock().expect("broken") = Some(why);
+                let _ = tcp.abort();
             }
         });
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             match (&*tcp).read(&mut buf) {
                 Ok(0) => {
-                    if !gone.load(Ordering::SeqCst) {
+                    if let Some(why) = broken.lock().expect("broken").take() {
+                        let _ = frame::write(&mut client_out, frame::ERROR, why.as_bytes());
+                        let _ = client.shutdown(Shutdown::Both);
+                    } else if !gone.load(Ordering::SeqCst) {
                         let _ = frame::write(&mut client_out, frame::FIN, b"");
                     }
                     break;
@@ -139,11 +198,13 @@ pub fn bridge_tcp(tcp: TcpStream, client_in: UnixStream, mut client_out: UnixStr
                     }
                 }
                 Err(e) => {
+                    let why = broken.lock().expect("broken").take();
                     if !gone.load(Ordering::SeqCst) {
-                        let _ = frame::write(&mut client_out, frame::ERROR, error_text(&e).as_bytes());
+                        let why = why.unwrap_or_else(|| error_text(&e));
+                        let _ = frame::write(&mut client_out, frame::ERROR, why.as_bytes());
                     }
                     // Ends the client's half too.
-                    let _ = client_out.shutdown(Shutdown::Both);
+                    let _ = client.shutdown(Shutdown::Both);
                     break;
                 }
             }
@@ -154,8 +215,8 @@ pub fn bridge_tcp(tcp: TcpStream, client_in: UnixStream, mut client_out: UnixStr
 }
 
 /// Frames from the client to the connection, until the client's end.
-fn client_to_stack(tcp: &TcpStream, client: &UnixStream) -> ClientEnd {
-    let mut r = BufReader::new(client);
+fn client_to_stack(tcp: &TcpStream, mut r: ClientIn<'_>) -> ClientEnd {
+    let client = *r.get_ref();
     let mut buf = Vec::new();
     // Once the connection fails, the other half reports it and ends the bridge.
     let mut failed = false;
@@ -171,8 +232,10 @@ fn client_to_stack(tcp: &TcpStream, client: &UnixStream) -> ClientEnd {
                 let _ = tcp.shutdown(Shutdown::Write);
             }
             Ok(None) => return ClientEnd::Left,
-            // ECONNRESET (unread bytes), a truncated or unknown frame.
-            Ok(Some(_)) | Err(_) => return ClientEnd::Abandoned,
+            Ok(Some(kind)) => return ClientEnd::Broken(format!("unexpected frame type {kind}")),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => return ClientEnd::Broken(e.to_string()),
+            // ECONNRESET (unread bytes), a truncated frame.
+            Err(_) => return ClientEnd::Abandoned,
         }
     }
 }
@@ -194,27 +257,55 @@ fn send_all(tcp: &TcpStream, mut data: &[u8], client: &UnixStream) -> Result<(),
     Ok(())
 }
 
-/// Accepts connections for a `LISTEN` client and announces them for `ATTACH`.
-pub fn serve_listener(
-    l: TcpListener,
-    client_in: UnixStream,
-    mut client_out: UnixStream,
-    pending: &Pending,
-) -> io::Result<()> {
-    writeln!(client_out, "OK {}", l.local_addr()?)?;
+/// A `LISTEN` client's listener, and what it may hold.
+#[derive(Debug)]
+pub struct Listening<'a> {
+    /// The stack's listener.
+    pub listener: TcpListener,
+    /// Connections announced and not yet attached, at most (the backlog).
+    pub backlog: usize,
+    /// Where accepted connections wait for `ATTACH`.
+    pub pending: &'a Pending,
+    /// The books each accepted connection is counted in, against `owner`.
+    pub accounts: &'a Arc<Accounts>,
+    /// The listening client's uid: it owns what is accepted.
+    pub owner: u32,
+}
+
+/// Accepts connections for a `LISTEN` client and announces them for
+/// `ATTACH`. At most `backlog` announced ones wait unattached, and only
+/// while their owner is under its socket limit: beyond, connections stay
+/// in the listener's own queue (itself bounded by the backlog), as they
+/// stay in the kernel's accept queue while a process does not accept.
+pub fn serve_listener(l: Listening<'_>, client_in: ClientIn<'_>, client: &UnixStream) -> io::Result<()> {
+    let mut client_out = client;
+    writeln!(client_out, "OK {}", l.listener.local_addr()?)?;
     let gone = AtomicBool::new(false);
     let mut mine = Vec::new();
     std::thread::scope(|s| {
         s.spawn(|| {
             // Anything the client sends, or its leaving, ends the listen.
-            until_gone(&client_in);
+            until_gone(client_in);
             gone.store(true, Ordering::SeqCst);
         });
         while !gone.load(Ordering::SeqCst) {
-            match l.accept_timeout(CLIENT_CHECK) {
+            l.pending.waiting(&mut mine);
+            let slot = match l.accounts.socket(l.owner) {
+                Ok(slot) if mine.len() < l.backlog => slot,
+                _ => {
+                    std::thread::sleep(CLIENT_CHECK);
+                    continue;
+                }
+            };
+            match l.listener.accept_timeout(CLIENT_CHECK) {
                 Ok((conn, peer)) => {
-                    let id = pending.next.fetch_add(1, Ordering::Relaxed) + 1;
-                    pending.conns.lock().expect("pending").insert(id, conn);
+                    let id = match l.pending.insert(conn, slot) {
+                        Ok(id) => id,
+                        Err(e) => {
+                            let _ = writeln!(client_out, "ERR accept: {}", error_text(&e));
+                            break;
+                        }
+                    };
                     mine.push(id);
                     if writeln!(client_out, "ACCEPT {id} {peer}").is_err() {
                         break;
@@ -227,16 +318,12 @@ pub fn serve_listener(
                 }
             }
         }
-        let _ = client_in.shutdown(Shutdown::Both);
+        let _ = client.shutdown(Shutdown::Both);
     });
-    drop(l);
+    drop(l.listener);
     // Connections the client never attached are reset with the listener,
     // like those still in its accept queue (RFC 9293 §3.10.4, as Linux).
-    let unattached: Vec<TcpStream> = {
-        let mut conns = pending.conns.lock().expect("pending");
-        mine.iter().filter_map(|id| conns.remove(id)).collect()
-    };
-    for conn in unattached {
+    for conn in l.pending.remove_all(&mine) {
         let _ = conn.abort();
     }
     Ok(())
@@ -245,54 +332,58 @@ pub fn serve_listener(
 /// Carries a UDP socket over the client's Unix stream, as datagram frames.
 /// On a `connected` socket, an ICMP error about a datagram sent (port
 /// unreachable: ConnectionRefused) fails the next call as on Linux, and
-/// ends the bridge with an error frame.
-pub fn bridge_udp(
-    udp: UdpSocket,
-    connected: bool,
-    client_in: UnixStream,
-    mut client_out: UnixStream,
-) -> io::Result<()> {
+/// ends the bridge with an error frame; so does a broken frame from the client.
+pub fn bridge_udp(udp: UdpSocket, connected: bool, mut client_in: ClientIn<'_>, client: &UnixStream) -> io::Result<()> {
+    let mut client_out = client;
     writeln!(client_out, "OK {}", udp.local_addr()?)?;
     udp.set_read_timeout(Some(CLIENT_CHECK))?;
     let gone = AtomicBool::new(false);
-    // A send that failed on the connected socket, for the receiving side to report.
+    // Why the bridge must end: a send that failed on the connected socket,
+    // or a broken frame; for the receiving side to report.
     let failed: Mutex<Option<io::Error>> = Mutex::new(None);
     std::thread::scope(|s| {
         s.spawn(|| {
-            let mut r = io::BufReader::new(&client_in);
             let mut buf = Vec::new();
-            while let Ok(Some(kind)) = frame::read(&mut r, &mut buf) {
-                if kind != frame::DATAGRAM {
-                    break;
-                }
-                match frame::parse_datagram(&buf) {
-                    Ok((to, data)) => {
-                        let sent = if connected {
-                            udp.send(data)
-                        } else {
-                            udp.send_to(data, to)
-                        };
-                        match sent {
-                            Ok(_) => {}
-                            Err(e) if connected => {
-                                *failed.lock().expect("failed") = Some(e);
-                                break;
-                            }
-                            Err(e) => log::debug!("control udp: send to {to}: {e}"),
-                        }
-                    }
+            let fail = |e| *failed.lock().expect("failed") = Some(e);
+            loop {
+                let kind = match frame::read(&mut client_in, &mut buf) {
+                    Ok(Some(kind)) => kind,
+                    Ok(None) => break,
+                    Err(e) if e.kind() == io::ErrorKind::InvalidData => break fail(e),
                     Err(_) => break,
+                };
+                if kind != frame::DATAGRAM {
+                    break fail(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("unexpected frame type {kind}"),
+                    ));
+                }
+                let (to, data) = match frame::parse_datagram(&buf) {
+                    Ok(d) => d,
+                    Err(e) => break fail(e),
+                };
+                let sent = if connected {
+                    udp.send(data)
+                } else {
+                    udp.send_to(data, to)
+                };
+                match sent {
+                    Ok(_) => {}
+                    Err(e) if connected => break fail(e),
+                    Err(e) => log::debug!("control udp: send to {to}: {e}"),
                 }
             }
             gone.store(true, Ordering::SeqCst);
         });
         let mut buf = vec![0u8; 65536];
         loop {
+            // Read before `failed`: a failure is recorded before the end it causes.
+            let ended = gone.load(Ordering::SeqCst);
             if let Some(e) = failed.lock().expect("failed").take() {
                 let _ = frame::write(&mut client_out, frame::ERROR, error_text(&e).as_bytes());
                 break;
             }
-            if gone.load(Ordering::SeqCst) {
+            if ended {
                 break;
             }
             match udp.recv_from(&mut buf) {
@@ -309,7 +400,7 @@ pub fn bridge_udp(
                 }
             }
         }
-        let _ = client_in.shutdown(Shutdown::Both);
+        let _ = client.shutdown(Shutdown::Both);
     });
     Ok(())
 }

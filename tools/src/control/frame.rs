@@ -88,8 +88,12 @@ mod tests {
 
     #[test]
     fn oversized_and_truncated_frames_are_errors() {
+        // A 4 GiB length is refused from its prefix, before any allocation.
         let mut r: &[u8] = &[b'D', 0xff, 0xff, 0xff, 0xff];
-        assert!(read(&mut r, &mut Vec::new()).is_err());
+        let mut buf = Vec::new();
+        let e = read(&mut r, &mut buf).unwrap_err();
+        assert_eq!(e.to_string(), "frame of 4294967295 bytes is too long");
+        assert_eq!(buf.capacity(), 0);
         let mut r: &[u8] = &[b'D', 0, 0, 0, 9, 1, 2];
         assert!(read(&mut r, &mut Vec::new()).is_err());
     }

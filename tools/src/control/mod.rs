@@ -5,7 +5,9 @@
 pub mod bridge;
 pub mod client;
 pub mod frame;
+pub mod owner;
 pub mod probe;
+pub mod request;
 pub mod server;
 
 use std::path::PathBuf;

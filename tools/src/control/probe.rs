@@ -1,6 +1,7 @@
 //! Ping and traceroute run by the daemon on the stack, streaming results
 //! line by line to a control client (which formats them like iputils).
 
+use super::bridge::ClientIn;
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::unix::net::UnixStream;
@@ -11,7 +12,7 @@ use tunstack::ping::IcmpEvent;
 use tunstack::runtime::Stack;
 
 /// What a ping run asks for.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PingSpec {
     /// Destination.
     pub dst: Ipv4Addr,
@@ -27,24 +28,24 @@ pub struct PingSpec {
 
 /// Runs `spec`, writing `REPLY`/`ERROR` lines and a final `DONE` line.
 /// Stops early when the client goes away.
-pub fn ping(stack: &Stack, out: &mut UnixStream, spec: PingSpec) -> io::Result<()> {
+pub fn ping(stack: &Stack, client_in: ClientIn<'_>, client: &UnixStream, spec: PingSpec) -> io::Result<()> {
     let sock = IcmpSocket::bind(stack)?;
+    let mut out = client;
     writeln!(out, "OK {}", sock.ident())?;
     let gone = AtomicBool::new(false);
-    let watch = out.try_clone()?;
     std::thread::scope(|s| {
         s.spawn(|| {
             // The client sends nothing more: its end of stream means it left.
-            super::bridge::until_gone(&watch);
+            super::bridge::until_gone(client_in);
             gone.store(true, Ordering::SeqCst);
         });
-        let r = ping_loop(&sock, out, spec, &gone);
-        let _ = watch.shutdown(std::net::Shutdown::Both);
+        let r = ping_loop(&sock, &mut out, spec, &gone);
+        let _ = client.shutdown(std::net::Shutdown::Both);
         r
     })
 }
 
-fn ping_loop(sock: &IcmpSocket, out: &mut UnixStream, spec: PingSpec, gone: &AtomicBool) -> io::Result<()> {
+fn ping_loop(sock: &IcmpSocket, out: &mut &UnixStream, spec: PingSpec, gone: &AtomicBool) -> io::Result<()> {
     let start = Instant::now();
     let mut sent: u64 = 0;
     let mut next_send = Instant::now();
@@ -121,7 +122,7 @@ fn ping_loop(sock: &IcmpSocket, out: &mut UnixStream, spec: PingSpec, gone: &Ato
 }
 
 /// What a traceroute run asks for.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TraceSpec {
     /// Destination.
     pub dst: Ipv4Addr,
@@ -138,7 +139,8 @@ pub struct TraceSpec {
 /// Sends UDP probes with rising TTL and reports who answers each:
 /// `HOP ttl= probe= from= time_us= type= code=` or `HOP ttl= probe= timeout`,
 /// then `DONE`.
-pub fn traceroute(stack: &Stack, out: &mut UnixStream, spec: TraceSpec) -> io::Result<()> {
+pub fn traceroute(stack: &Stack, client: &UnixStream, spec: TraceSpec) -> io::Result<()> {
+    let mut out = client;
     let sock = UdpSocket::bind(stack, "0.0.0.0:0")?;
     sock.set_recv_errors(true)?;
     let SocketAddr::V4(local) = sock.local_addr()? else {

@@ -1,10 +1,12 @@
 //! The daemon side of the control socket.
 
-use super::bridge::{self, Pending, bridge_tcp, bridge_udp, serve_listener};
-use super::{MAX_REQUEST, escape, probe};
+use super::bridge::{self, ClientIn, Listening, Pending, bridge_tcp, bridge_udp, serve_listener};
+use super::owner::{Accounts, Limits, Peer};
+use super::request::{self, Request};
+use super::{escape, probe};
 use crate::privilege::Identity;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::Ipv4Addr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -15,6 +17,15 @@ use tunstack::device::impair::ImpairCounts;
 use tunstack::net::{TcpListener, UdpSocket};
 use tunstack::runtime::Stack;
 use tunstack::tcp::{MemoryUsage, State, TcpInfo};
+
+/// How long a client that is not bridging may take to send each request
+/// line, and to take each reply, before it is disconnected: an idle
+/// connection holds a thread and a slot of [`owner::MAX_CLIENTS`](super::owner::MAX_CLIENTS).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Stack space of a client's thread: it holds buffers on the heap, and
+/// thousands of clients should not each reserve the default 2 MiB.
+const CLIENT_STACK: usize = 256 * 1024;
 
 /// Where and for whom the control socket is made.
 #[derive(Clone, Debug)]
@@ -98,6 +109,7 @@ pub fn start(stack: &Stack, bound: Bound) -> io::Result<ControlSocket> {
     let Bound { listener, socket, cfg } = bound;
     let stack = stack.clone();
     let pending = Arc::new(Pending::default());
+    let accounts = Accounts::new(Limits::default());
     std::thread::Builder::new().name("control".into()).spawn(move || {
         for client in listener.incoming() {
             let client = match client {
@@ -107,13 +119,34 @@ pub fn start(stack: &Stack, bound: Bound) -> io::Result<ControlSocket> {
                     continue;
                 }
             };
-            let (stack, pending, ifname) = (stack.clone(), pending.clone(), cfg.ifname.clone());
+            // Refused before a thread is spent on it. The refusal fits in an
+            // empty socket buffer, so this write never blocks the acceptor.
+            let admitted = Peer::of(&client)
+                .ok_or_else(|| "cannot tell who you are (SO_PEERCRED)".to_owned())
+                .and_then(|peer| Ok((accounts.admit(peer.uid, &peer.who)?, peer)));
+            let (slot, peer) = match admitted {
+                Ok(a) => a,
+                Err(why) => {
+                    log::info!("control: client refused: {why}");
+                    let _ = client.set_nonblocking(true);
+                    let _ = (&client).write_all(format!("ERR {why}\n").as_bytes());
+                    continue;
+                }
+            };
+            let served = Served {
+                stack: stack.clone(),
+                ifname: cfg.ifname.clone(),
+                pending: pending.clone(),
+                accounts: accounts.clone(),
+                idle: IDLE_TIMEOUT,
+            };
             let spawned = std::thread::Builder::new()
                 .name("control-client".into())
+                .stack_size(CLIENT_STACK)
                 .spawn(move || {
-                    let who = owner_of(&client);
-                    if let Err(e) = serve(&stack, client, &ifname, &pending, &who) {
-                        log::debug!("control: {who}: {e}");
+                    let _slot = slot;
+                    if let Err(e) = serve(&served, &client, &peer) {
+                        log::debug!("control: {}: {e}", peer.who);
                     }
                 });
             if let Err(e) = spawned {
@@ -295,54 +328,7 @@ pub fn group_id(name: &str) -> io::Result<u32> {
     }
 }
 
-/// "pid/program" of the process at the other end, from SO_PEERCRED.
-fn owner_of(client: &UnixStream) -> String {
-    match peer_pid(client) {
-        Some(pid) => {
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            format!("{pid}/{}", comm.trim())
-        }
-        None => "?".into(),
-    }
-}
-
-fn peer_pid(s: &UnixStream) -> Option<i32> {
-    use std::os::fd::AsRawFd;
-    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: cred and len are live, correctly sized out-parameters for SO_PEERCRED.
-    let rc = unsafe {
-        libc::getsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0).then_some(cred.pid)
-}
-
-/// Reads one request line; `Ok(None)` when the client is gone.
-fn read_request(r: &mut BufReader<UnixStream>) -> io::Result<Option<String>> {
-    let mut line = Vec::new();
-    let n = r.by_ref().take(MAX_REQUEST as u64 + 1).read_until(b'\n', &mut line)?;
-    if n == 0 {
-        return Ok(None);
-    }
-    if line.last() != Some(&b'\n') {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "request line too long or unterminated",
-        ));
-    }
-    line.pop();
-    String::from_utf8(line)
-        .map(Some)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "request is not text"))
-}
-
-fn reply_lines(w: &mut UnixStream, lines: &[String]) -> io::Result<()> {
+fn reply_lines(mut w: &UnixStream, lines: &[String]) -> io::Result<()> {
     let mut out = format!("OK {}\n", lines.len());
     for l in lines {
         out.push_str(l);
@@ -351,141 +337,227 @@ fn reply_lines(w: &mut UnixStream, lines: &[String]) -> io::Result<()> {
     w.write_all(out.as_bytes())
 }
 
-fn parse_addr(ip: Option<&str>, port: Option<&str>) -> Result<SocketAddrV4, String> {
-    let ip: Ipv4Addr = ip
-        .ok_or("missing address")?
-        .parse()
-        .map_err(|e| format!("bad address: {e}"))?;
-    let port: u16 = port
-        .ok_or("missing port")?
-        .parse()
-        .map_err(|e| format!("bad port: {e}"))?;
-    Ok(SocketAddrV4::new(ip, port))
+/// What every client's thread shares.
+#[derive(Clone)]
+struct Served {
+    stack: Stack,
+    ifname: String,
+    pending: Arc<Pending>,
+    accounts: Arc<Accounts>,
+    /// [`IDLE_TIMEOUT`], but in tests.
+    idle: Duration,
 }
 
-/// Serves one client: requests until it leaves or its connection turns into a bridge.
-fn serve(stack: &Stack, client: UnixStream, ifname: &str, pending: &Pending, who: &str) -> io::Result<()> {
-    let mut out = client.try_clone()?;
-    let mut reader = BufReader::new(client.try_clone()?);
+/// Serves one client: requests until it leaves, falls idle for
+/// [`IDLE_TIMEOUT`] (`sv.idle`), or its connection turns into a bridge.
+fn serve(sv: &Served, client: &UnixStream, peer: &Peer) -> io::Result<()> {
+    let mut out = client;
+    let mut reader = BufReader::new(client);
+    client.set_write_timeout(Some(sv.idle))?;
     loop {
-        let line = match read_request(&mut reader) {
+        let line = match request::read_line(&mut Deadline::new(&mut reader, sv.idle)) {
             Ok(Some(l)) => l,
             Ok(None) => return Ok(()),
             Err(e) => {
+                let e = match e.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                        io::Error::new(io::ErrorKind::TimedOut, format!("idle for {} s", sv.idle.as_secs_f64()))
+                    }
+                    _ => e,
+                };
                 // Garbage gets a clear answer; the daemon carries on.
                 let _ = writeln!(out, "ERR {e}");
                 return Err(e);
             }
         };
-        let mut words = line.split(' ');
-        let verb = words.next().unwrap_or("").to_ascii_uppercase();
-        log::debug!("control: {who}: {line}");
-        let r: Result<(), String> = match verb.as_str() {
-            "VERSION" => writeln!(out, "OK tunstackd {}", env!("CARGO_PKG_VERSION")).map_err(|e| e.to_string()),
-            "IFCONFIG" => reply_lines(&mut out, &[ifconfig(stack, ifname)]).map_err(|e| e.to_string()),
-            "ROUTES" => reply_lines(&mut out, &routes(stack, ifname)).map_err(|e| e.to_string()),
-            "SOCKETS" => reply_lines(&mut out, &sockets(stack)).map_err(|e| e.to_string()),
-            "STATS" => {
-                let lines: Vec<String> = counters(stack).iter().map(|(k, v)| format!("{k}={v}")).collect();
-                reply_lines(&mut out, &lines).map_err(|e| e.to_string())
-            }
-            "CONNECT" => match parse_addr(words.next(), words.next()) {
-                Err(e) => Err(e),
-                Ok(remote) => match bridge::connect(stack, remote, reader.get_ref(), who) {
-                    Err(e) => Err(format!("connect {remote}: {}", error_text(&e))),
-                    Ok(None) => return Ok(()), // the client left while connecting
-                    Ok(Some(tcp)) => return bridge_tcp(tcp, reader.into_inner(), out),
-                },
-            },
-            "ATTACH" => {
-                let id = words.next().and_then(|w| w.parse::<u64>().ok());
-                match id.and_then(|id| pending.take(id)) {
-                    None => Err("no such pending connection".into()),
-                    Some(tcp) => {
-                        tcp.set_owner(who);
-                        return bridge_tcp(tcp, reader.into_inner(), out);
+        log::debug!("control: {}: {line}", peer.who);
+        let r = match request::parse(&line) {
+            Err(e) => Err(e),
+            Ok(req) if req.is_lasting() => {
+                // A bridge or a stream of results lasts as long as the client wants.
+                client.set_read_timeout(None)?;
+                client.set_write_timeout(None)?;
+                match lasting(sv, req, reader, client, peer) {
+                    Ok(()) => return Ok(()),
+                    Err(Refused::Io(e)) => return Err(e),
+                    Err(Refused::Req(msg, back)) => {
+                        reader = back;
+                        client.set_write_timeout(Some(sv.idle))?;
+                        Err(msg)
                     }
                 }
             }
-            "LISTEN" => {
-                let port = words.next().map(str::parse::<u16>);
-                let backlog = words.next().map_or(Ok(16), str::parse::<usize>);
-                match (port, backlog) {
-                    (Some(Ok(port)), Ok(backlog)) => {
-                        match TcpListener::bind_with_backlog(stack, (Ipv4Addr::UNSPECIFIED, port), backlog) {
-                            Err(e) => Err(format!("listen on {port}: {}", error_text(&e))),
-                            Ok(l) => {
-                                l.set_owner(who);
-                                return serve_listener(l, reader.into_inner(), out, pending);
-                            }
-                        }
-                    }
-                    _ => Err("usage: LISTEN PORT [BACKLOG]".into()),
-                }
-            }
-            "UDP" => {
-                let local = parse_addr(words.next(), words.next());
-                // An optional peer connects the socket, as `nc -u HOST PORT` does.
-                let peer = match words.next() {
-                    None => Ok(None),
-                    ip => parse_addr(ip, words.next()).map(Some),
-                };
-                match (local, peer) {
-                    (Err(e), _) | (_, Err(e)) => Err(e),
-                    (Ok(local), Ok(peer)) => match UdpSocket::bind(stack, local) {
-                        Err(e) => Err(format!("bind {local}: {}", error_text(&e))),
-                        Ok(udp) => {
-                            match peer.map(|p| udp.connect(p).map_err(|e| format!("connect {p}: {}", error_text(&e)))) {
-                                Some(Err(e)) => Err(e),
-                                Some(Ok(())) | None => {
-                                    udp.set_owner(who);
-                                    return bridge_udp(udp, peer.is_some(), reader.into_inner(), out);
-                                }
-                            }
-                        }
-                    },
-                }
-            }
-            "PING" => {
-                // PING <ip> <count> <interval_ms> <size> <ttl>
-                let w: Vec<&str> = words.collect();
-                let parsed = (|| -> Option<probe::PingSpec> {
-                    Some(probe::PingSpec {
-                        dst: w.first()?.parse().ok()?,
-                        count: w.get(1)?.parse().ok()?,
-                        interval: Duration::from_millis(w.get(2)?.parse::<u64>().ok()?.clamp(1, 3_600_000)),
-                        size: w.get(3)?.parse::<usize>().ok().filter(|s| *s <= 65507)?,
-                        ttl: w.get(4)?.parse::<u8>().ok().filter(|t| *t > 0)?,
-                    })
-                })();
-                match parsed {
-                    None => Err("usage: PING IP COUNT INTERVAL_MS SIZE TTL".into()),
-                    Some(spec) => return probe::ping(stack, &mut out, spec),
-                }
-            }
-            "TRACE" => {
-                // TRACE <ip> <max_hops> <probes> <port> <wait_ms>
-                let w: Vec<&str> = words.collect();
-                let parsed = (|| -> Option<probe::TraceSpec> {
-                    Some(probe::TraceSpec {
-                        dst: w.first()?.parse().ok()?,
-                        max_hops: w.get(1)?.parse::<u8>().ok().filter(|h| *h > 0)?,
-                        probes: w.get(2)?.parse::<u8>().ok().filter(|p| (1..=10).contains(p))?,
-                        port: w.get(3)?.parse().ok()?,
-                        wait: Duration::from_millis(w.get(4)?.parse::<u64>().ok()?.clamp(1, 60_000)),
-                    })
-                })();
-                match parsed {
-                    None => Err("usage: TRACE IP MAX_HOPS PROBES PORT WAIT_MS".into()),
-                    Some(spec) => return probe::traceroute(stack, &mut out, spec),
-                }
-            }
-            "" => Err("empty request".into()),
-            other => Err(format!("unknown request {other:?}")),
+            Ok(req) => info(sv, req, client, peer).map_err(|e| e.to_string()),
         };
         if let Err(msg) = r {
             writeln!(out, "ERR {}", msg.replace('\n', " "))?;
         }
+    }
+}
+
+/// A client's input with a deadline for the whole of what is read through
+/// it (a request line): a client trickling a byte now and then cannot keep
+/// its thread for longer than one idle timeout.
+struct Deadline<'r, 'c> {
+    inner: &'r mut ClientIn<'c>,
+    at: std::time::Instant,
+}
+
+impl<'r, 'c> Deadline<'r, 'c> {
+    fn new(inner: &'r mut ClientIn<'c>, within: Duration) -> Self {
+        Deadline {
+            inner,
+            at: std::time::Instant::now() + within,
+        }
+    }
+}
+
+impl io::Read for Deadline<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for Deadline<'_, '_> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.inner.buffer().is_empty() {
+            let left = self.at.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            self.inner.get_ref().set_read_timeout(Some(left))?;
+        }
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.inner.consume(n);
+    }
+}
+
+/// Answers an info request.
+fn info(sv: &Served, req: Request, client: &UnixStream, peer: &Peer) -> io::Result<()> {
+    let (stack, ifname) = (&sv.stack, sv.ifname.as_str());
+    match req {
+        Request::Version => {
+            let mut out = client;
+            writeln!(out, "OK tunstackd {}", env!("CARGO_PKG_VERSION"))
+        }
+        Request::Ifconfig => reply_lines(client, &[ifconfig(stack, ifname)]),
+        Request::Routes => reply_lines(client, &routes(stack, ifname)),
+        // Every socket, as ss shows every one; but, as on Linux, only root
+        // and the owner see which process holds it. A label no client has
+        // is a built-in service's: the daemon's own, so its uid's.
+        Request::Sockets => {
+            // SAFETY: geteuid(2) takes no arguments and cannot fail.
+            let daemon = unsafe { libc::geteuid() };
+            let shown = |o: &str| peer.uid == 0 || sv.accounts.owner_uid(o).unwrap_or(daemon) == peer.uid;
+            reply_lines(client, &sockets(stack, shown))
+        }
+        Request::Stats => {
+            let lines: Vec<String> = counters(stack).iter().map(|(k, v)| format!("{k}={v}")).collect();
+            reply_lines(client, &lines)
+        }
+        _ => unreachable!("lasting requests are served by lasting()"),
+    }
+}
+
+/// Why a lasting request did not take the connection over.
+enum Refused<'a> {
+    /// The request failed: its `ERR` message, and the client's input back
+    /// for the next request.
+    Req(String, ClientIn<'a>),
+    /// The client's connection failed.
+    Io(io::Error),
+}
+
+/// Serves a request that turns the connection into a bridge or a stream of
+/// results, for as long as it lasts.
+fn lasting<'a>(
+    sv: &Served,
+    req: Request,
+    reader: ClientIn<'a>,
+    client: &'a UnixStream,
+    peer: &Peer,
+) -> Result<(), Refused<'a>> {
+    let stack = &sv.stack;
+    let who = peer.who.as_str();
+    let io = Refused::Io;
+    // Each stack socket is counted against the client's uid while it lives.
+    let slot = |what: &str| {
+        sv.accounts
+            .socket(peer.uid)
+            .map_err(|e| format!("{what}: {}", error_text(&e)))
+    };
+    let refuse = |msg: String, reader| Err(Refused::Req(msg, reader));
+    match req {
+        Request::Connect(remote) => {
+            let _slot = match slot(&format!("connect {remote}")) {
+                Ok(s) => s,
+                Err(m) => return refuse(m, reader),
+            };
+            match bridge::connect(stack, remote, client, who) {
+                Err(e) => refuse(format!("connect {remote}: {}", error_text(&e)), reader),
+                Ok(None) => Ok(()), // the client left while connecting
+                Ok(Some(tcp)) => bridge_tcp(tcp, reader, client).map_err(io),
+            }
+        }
+        Request::Attach(id) => match sv.pending.take(id, peer) {
+            Err(e) => refuse(format!("attach {id}: {}", error_text(&e)), reader),
+            Ok((tcp, _slot)) => {
+                tcp.set_owner(who);
+                bridge_tcp(tcp, reader, client).map_err(io)
+            }
+        },
+        Request::Listen { port, backlog } => {
+            let what = format!("listen on {port}");
+            let made = slot(&what).and_then(|s| {
+                peer.may_bind(port)
+                    .and_then(|()| TcpListener::bind_with_backlog(stack, (Ipv4Addr::UNSPECIFIED, port), backlog))
+                    .map(|l| (s, l))
+                    .map_err(|e| format!("{what}: {}", error_text(&e)))
+            });
+            match made {
+                Err(m) => refuse(m, reader),
+                Ok((_slot, listener)) => {
+                    listener.set_owner(who);
+                    let l = Listening {
+                        listener,
+                        backlog,
+                        pending: &sv.pending,
+                        accounts: &sv.accounts,
+                        owner: peer.uid,
+                    };
+                    serve_listener(l, reader, client).map_err(io)
+                }
+            }
+        }
+        Request::Udp { local, peer: to } => {
+            let what = format!("bind {local}");
+            let made = slot(&what).and_then(|s| {
+                peer.may_bind(local.port())
+                    .and_then(|()| UdpSocket::bind(stack, local))
+                    .map(|u| (s, u))
+                    .map_err(|e| format!("{what}: {}", error_text(&e)))
+            });
+            let (_slot, udp) = match made {
+                Ok(m) => m,
+                Err(m) => return refuse(m, reader),
+            };
+            // A peer connects the socket, as `nc -u HOST PORT` does.
+            if let Some(Err(e)) = to.map(|p| udp.connect(p).map_err(|e| format!("connect {p}: {}", error_text(&e)))) {
+                return refuse(e, reader);
+            }
+            udp.set_owner(who);
+            bridge_udp(udp, to.is_some(), reader, client).map_err(io)
+        }
+        Request::Ping(spec) => probe::ping(stack, reader, client, spec).map_err(io),
+        Request::Trace(spec) => probe::traceroute(stack, client, spec).map_err(io),
+        _ => unreachable!("info requests are served by info()"),
     }
 }
 
@@ -546,8 +618,17 @@ fn routes(stack: &Stack, ifname: &str) -> Vec<String> {
 }
 
 /// Every socket, one a line, for `tunstack netstat`.
-fn sockets(stack: &Stack) -> Vec<String> {
-    let (tcp, udp) = stack.with_interface(|i| (i.tcp_layer().sockets(), i.udp_layer().sockets().collect::<Vec<_>>()));
+/// `shown` says whose owner may be named (the others' show as `-`).
+fn sockets(stack: &Stack, shown: impl Fn(&str) -> bool) -> Vec<String> {
+    let (mut tcp, mut udp) =
+        stack.with_interface(|i| (i.tcp_layer().sockets(), i.udp_layer().sockets().collect::<Vec<_>>()));
+    let hide = |o: &mut Option<Arc<str>>| {
+        if o.as_deref().is_some_and(|o| !shown(o)) {
+            *o = None;
+        }
+    };
+    tcp.iter_mut().for_each(|t| hide(&mut t.owner));
+    udp.iter_mut().for_each(|u| hide(&mut u.owner));
     let owner = |o: &Option<Arc<str>>| escape(o.as_deref().unwrap_or("-"));
     let mut lines: Vec<String> = tcp.iter().map(tcp_row).collect();
     lines.extend(udp.iter().map(|u| {
@@ -731,6 +812,9 @@ pub(crate) fn recovered_connection() -> TcpInfo {
         send_allocated: 8192,
     }
 }
+
+#[cfg(test)]
+mod serving;
 
 #[cfg(test)]
 mod tests {
