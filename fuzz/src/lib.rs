@@ -16,7 +16,10 @@
 //!   be valid;
 //! - [`tcp_conn`]: one established connection driven by fuzzed segments,
 //!   application calls and clock steps, its invariants checked after every
-//!   step.
+//!   step;
+//! - [`http_head`], [`downloader_name`], [`file_path`]: the daemon's file
+//!   services' request readers and the path checks behind them (pure: no
+//!   file is opened).
 //!
 //! Checksums would stop a fuzzer at the first header, so the structured
 //! targets build correct headers around the fields they choose (corrupting
@@ -42,6 +45,7 @@ fn tracing() -> bool {
 }
 
 mod conn;
+mod files;
 mod iface;
 mod packet;
 mod parsers;
@@ -49,6 +53,7 @@ mod reassembly;
 mod stack;
 
 pub use conn::tcp_conn;
+pub use files::{downloader_name, file_path, http_head};
 pub use iface::iface;
 pub use parsers::{icmp, ipv4, tcp, udp};
 pub use reassembly::reassembly;
@@ -65,4 +70,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("reassembly", reassembly),
     ("iface", iface),
     ("tcp_conn", tcp_conn),
+    ("http_head", http_head),
+    ("downloader_name", downloader_name),
+    ("file_path", file_path),
 ];
