@@ -19,7 +19,7 @@ measure_down() {
   local t=$1 n t0 t1
   # shellcheck disable=SC2016 # expanded by the inner bash
   bounded "$t_bulk" "$out" bash -c \
-    't0=$EPOCHREALTIME; n=$(echo "$1" | nc -N "$2" 19 | wc -c); t1=$EPOCHREALTIME; echo "$n $t0 $t1"' \
+    't0=$EPOCHREALTIME; n=$(echo "$1" | nc -N "$2" 1919 | wc -c); t1=$EPOCHREALTIME; echo "$n $t0 $t1"' \
     bash "$bytes" "$stack_ip" || { show_err "$t"; return 1; }
   read -r n t0 t1 <"$out"
   [ "$n" = "$bytes" ] || { echo "received $n bytes of $bytes" >>"$out.err"; show_err "$t"; return 1; }

@@ -9,7 +9,7 @@ connection (default: the namespace's; as root any the kernel has, where a
 namespace's default can only be one of tcp_allowed_congestion_control):
   7   echo: everything read is written back; FIN after the client's FIN
   9   discard: everything read is dropped; FIN after the client's FIN
-  19  source: the client sends one line with a byte count N and gets N
+  1919  sized source: the client sends one line with a byte count N, gets N
       bytes of chargen lines (RFC 864), then FIN; no number, or EOF before
       the line ends, gets an endless stream
 
@@ -101,7 +101,7 @@ def main(argv):
         sys.exit(2)
     block, period = chargen_block(CHUNK)
     threads = []
-    for port in (7, 9, 19):
+    for port in (7, 9, 1919):
         ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if len(argv) == 3:

@@ -19,6 +19,9 @@
 //!   step;
 //! - [`control`]: a client's bytes on the daemon's control socket, request
 //!   lines then frames, through the daemon's own readers and parser.
+//! - [`http_head`], [`downloader_name`], [`file_path`]: the daemon's file
+//!   services' request readers and the path checks behind them (pure: no
+//!   file is opened).
 //!
 //! Checksums would stop a fuzzer at the first header, so the structured
 //! targets build correct headers around the fields they choose (corrupting
@@ -45,6 +48,7 @@ fn tracing() -> bool {
 
 mod conn;
 mod control;
+mod files;
 mod iface;
 mod packet;
 mod parsers;
@@ -53,6 +57,7 @@ mod stack;
 
 pub use conn::tcp_conn;
 pub use control::control;
+pub use files::{downloader_name, file_path, http_head};
 pub use iface::iface;
 pub use parsers::{icmp, ipv4, tcp, udp};
 pub use reassembly::reassembly;
@@ -70,4 +75,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("iface", iface),
     ("tcp_conn", tcp_conn),
     ("control", control),
+    ("http_head", http_head),
+    ("downloader_name", downloader_name),
+    ("file_path", file_path),
 ];

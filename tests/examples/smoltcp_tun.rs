@@ -1,6 +1,6 @@
 //! smoltcp on a TUN interface, serving what tunstackd's built-in services
 //! serve, so that `scripts/bench` can measure both stacks the same way from
-//! the host: TCP echo (7), discard (9) and source (19: the client sends a
+//! the host: TCP echo (7), discard (9) and sized source (1919: the client sends a
 //! line with a byte count, gets that many bytes of chargen lines, then FIN;
 //! no count, or EOF first, means an endless stream), and ICMP echo.
 //!
@@ -35,7 +35,7 @@ use tunstack::device::sys;
 use tunstack_tests::tunflags::{self, TunFlags};
 
 /// The services, by port, in the order of [`Service`].
-const PORTS: [u16; 3] = [7, 9, 19];
+const PORTS: [u16; 3] = [7, 9, 1919];
 
 /// Command-line settings.
 #[derive(Debug)]

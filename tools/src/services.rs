@@ -1,5 +1,7 @@
 //! Built-in services the daemon runs on its own stack: TCP and UDP echo
-//! (RFC 862), discard (RFC 863) and a byte source (RFC 864's pattern).
+//! (RFC 862), discard (RFC 863), character generator (RFC 864: sends on
+//! connect, discards what it reads) and a sized source (RFC 864's lines,
+//! as many bytes as the client asks, then FIN: for downloads and benchmarks).
 //!
 //! They all run in one event loop over one [`Poll`], on the stack thread
 //! itself (`Services::start_on_stack_thread`, what tunstackd does) or on a
@@ -8,7 +10,7 @@
 //! slab keyed by token. A connection holds no buffer of its own: reads go
 //! through one shared scratch buffer, echo reads no more than its send
 //! buffer has room for (a client that never reads is not read either), and
-//! source writes only what the send buffer takes, so what a connection
+//! the sources write only what the send buffer takes, so what a connection
 //! holds is bounded by its socket's buffers and the stack's memory budget.
 //!
 //! With [`Services::limit`] (what tunstackd does), they share the file
@@ -37,7 +39,7 @@ const ECHO_CHUNK: usize = 16 * 1024;
 /// Reads, writes, accepts or datagrams one socket gets per turn before the
 /// others get theirs; it then runs again at once, after them.
 const BUDGET: usize = 16;
-/// The source service's request line is read up to this many bytes.
+/// The sized source's request line is read up to this many bytes.
 const REQUEST_MAX: usize = 32;
 /// How soon a UDP reply refused by a full transmit queue is tried again.
 const UDP_RETRY: Duration = Duration::from_millis(1);
@@ -47,7 +49,10 @@ const UDP_RETRY: Duration = Duration::from_millis(1);
 enum Kind {
     Echo,
     Discard,
+    /// RFC 864's character generator.
     Source,
+    /// Chargen lines, as many bytes as the client's line asks.
+    Sized,
 }
 
 impl Kind {
@@ -56,6 +61,7 @@ impl Kind {
             Kind::Echo => "echo",
             Kind::Discard => "discard",
             Kind::Source => "source",
+            Kind::Sized => "sized-source",
         }
     }
 }
@@ -124,12 +130,19 @@ impl Services {
         self.listen(Kind::Discard, port)
     }
 
-    /// A source of bytes, for downloads and benchmarks. The client sends one
-    /// line: a number N gets N bytes of a chargen-like pattern (RFC 864
-    /// lines) and then the server closes; an empty line, or closing its side
-    /// without a line, gets an endless stream (until the client goes away).
+    /// TCP character generator (RFC 864): chargen lines from the moment
+    /// the connection is open, until the client goes away; what it sends is
+    /// thrown away (its FIN too: a half-closed client still reads).
     pub fn tcp_source(&mut self, port: u16) -> io::Result<()> {
         self.listen(Kind::Source, port)
+    }
+
+    /// A sized source, for downloads and benchmarks. The client sends one
+    /// line: a number N gets N bytes of chargen lines (RFC 864's) and then
+    /// the server closes; an empty line, or closing its side without a
+    /// line, gets an endless stream (until the client goes away).
+    pub fn tcp_sized_source(&mut self, port: u16) -> io::Result<()> {
+        self.listen(Kind::Sized, port)
     }
 
     fn listen(&mut self, kind: Kind, port: u16) -> io::Result<()> {
@@ -209,9 +222,9 @@ enum Next {
     Close,
 }
 
-/// Where a source connection is.
+/// Where a sized source connection is.
 #[derive(Debug)]
-enum SourceState {
+enum SizedState {
     /// Reading the request line: what came so far.
     Request { line: [u8; REQUEST_MAX], len: u8 },
     /// Sending `limit` bytes (`u64::MAX`: endless).
@@ -224,7 +237,12 @@ enum Job {
     /// Bytes read but not yet taken by the send buffer (no capacity when none).
     Echo(Vec<u8>),
     Discard,
-    Source(SourceState),
+    /// Chargen: bytes sent so far; whether the client's FIN came.
+    Source {
+        sent: u64,
+        ended: bool,
+    },
+    Sized(SizedState),
 }
 
 /// One accepted connection.
@@ -327,7 +345,7 @@ impl Server {
             log::info!("tcp {}: {peer}: idle for {idle:?}, closed", conn.kind.name());
             // One that waits to send has a peer that does not read: a FIN
             // would only queue behind the data, so it is reset. Others close.
-            if conn.interest == Interest::WRITABLE {
+            if conn.interest.is_writable() {
                 let _ = conn.stream.abort();
             } else {
                 let _ = conn.stream.shutdown(Shutdown::Both);
@@ -428,7 +446,8 @@ impl Server {
     }
 
     /// Takes on an accepted connection, if its client address is within
-    /// its limit (else it is reset); it is served once it is readable.
+    /// its limit (else it is reset); it is served once it is readable (or,
+    /// chargen, writable).
     fn add(&mut self, poll: &Poll, stream: TcpStream, peer: SocketAddr, kind: Kind) {
         let slot = match &self.limits {
             None => None,
@@ -448,10 +467,17 @@ impl Server {
         let job = match kind {
             Kind::Echo => Job::Echo(Vec::new()),
             Kind::Discard => Job::Discard,
-            Kind::Source => Job::Source(SourceState::Request {
+            Kind::Source => Job::Source { sent: 0, ended: false },
+            Kind::Sized => Job::Sized(SizedState::Request {
                 line: [0; REQUEST_MAX],
                 len: 0,
             }),
+        };
+        // Chargen speaks first: a new connection's send buffer has room.
+        let interest = if kind == Kind::Source {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
         };
         let i = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
@@ -459,7 +485,7 @@ impl Server {
         });
         let registered = stream
             .set_nonblocking(true)
-            .and_then(|()| poll.register(&stream, Token(self.sockets.len() + i), Interest::READABLE));
+            .and_then(|()| poll.register(&stream, Token(self.sockets.len() + i), interest));
         if let Err(e) = registered {
             log::warn!("tcp {}: cannot serve a connection: {e}", kind.name());
             self.free.push(i);
@@ -471,7 +497,7 @@ impl Server {
             stream,
             kind,
             job,
-            interest: Interest::READABLE,
+            interest,
             active: now,
         });
         if self.limits.is_some() && self.next_sweep.is_none() {
@@ -532,7 +558,8 @@ fn run(job: &mut Job, io: &mut Io<'_>, scratch: &mut [u8], pattern: &[u8]) -> io
             }
             Ok(Next::Again)
         }
-        Job::Source(state) => source(io, state, pattern),
+        Job::Source { sent, ended } => chargen(io, sent, ended, scratch, pattern),
+        Job::Sized(state) => sized(io, state, pattern),
     }
 }
 
@@ -568,9 +595,46 @@ fn echo(io: &mut Io<'_>, pending: &mut Vec<u8>, buf: &mut [u8]) -> io::Result<Ne
     Ok(Next::Again)
 }
 
-/// The source's turn: read the request line, then send.
-fn source(io: &mut Io<'_>, state: &mut SourceState, pattern: &[u8]) -> io::Result<Next> {
-    if let SourceState::Request { line, len } = state {
+/// Chargen's turn (RFC 864): throw away what came, then send what the
+/// send buffer takes. It waits for room to send and, until the client's
+/// FIN, for more to throw away.
+fn chargen(io: &mut Io<'_>, sent: &mut u64, ended: &mut bool, scratch: &mut [u8], pattern: &[u8]) -> io::Result<Next> {
+    let mut reads = 0;
+    while !*ended {
+        match io.read_some(scratch)? {
+            None => break,
+            Some(0) => *ended = true,
+            Some(_) => {}
+        }
+        reads += 1;
+        if reads == BUDGET {
+            return Ok(Next::Again);
+        }
+    }
+    for _ in 0..BUDGET {
+        match send_pattern(io, sent, u64::MAX, pattern)? {
+            0 if *ended => return Ok(Next::Wait(Interest::WRITABLE)),
+            0 => return Ok(Next::Wait(Interest::READABLE | Interest::WRITABLE)),
+            _ => {}
+        }
+    }
+    Ok(Next::Again)
+}
+
+/// Writes what the send buffer takes of the pattern from offset `sent`,
+/// up to `limit` bytes in all, and counts it.
+fn send_pattern(io: &mut Io<'_>, sent: &mut u64, limit: u64, pattern: &[u8]) -> io::Result<usize> {
+    let offset = (*sent % pattern.len() as u64) as usize;
+    let chunk = &pattern[offset..];
+    let len = chunk.len().min(usize::try_from(limit - *sent).unwrap_or(usize::MAX));
+    let n = io.write_some(&chunk[..len])?;
+    *sent += n as u64;
+    Ok(n)
+}
+
+/// The sized source's turn: read the request line, then send.
+fn sized(io: &mut Io<'_>, state: &mut SizedState, pattern: &[u8]) -> io::Result<Next> {
+    if let SizedState::Request { line, len } = state {
         // Byte by byte, as the line is short: what follows it stays unread.
         let mut b = [0u8; 1];
         while usize::from(*len) < REQUEST_MAX {
@@ -586,21 +650,17 @@ fn source(io: &mut Io<'_>, state: &mut SourceState, pattern: &[u8]) -> io::Resul
         }
         let text = String::from_utf8_lossy(&line[..usize::from(*len)]);
         let limit = text.trim().parse::<u64>().unwrap_or(u64::MAX);
-        *state = SourceState::Sending { sent: 0, limit };
+        *state = SizedState::Sending { sent: 0, limit };
     }
-    let SourceState::Sending { sent, limit } = state else {
+    let SizedState::Sending { sent, limit } = state else {
         unreachable!("the request was just read")
     };
     for _ in 0..BUDGET {
         if *sent >= *limit {
             return io.finish();
         }
-        let offset = (*sent % pattern.len() as u64) as usize;
-        let chunk = &pattern[offset..];
-        let len = chunk.len().min(usize::try_from(*limit - *sent).unwrap_or(usize::MAX));
-        match io.write_some(&chunk[..len])? {
-            0 => return Ok(Next::Wait(Interest::WRITABLE)),
-            n => *sent += n as u64,
+        if send_pattern(io, sent, *limit, pattern)? == 0 {
+            return Ok(Next::Wait(Interest::WRITABLE));
         }
     }
     Ok(Next::Again)

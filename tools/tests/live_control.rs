@@ -160,7 +160,7 @@ fn ifconfig_route_and_netstat_show_the_stack() {
 
     // A connection the stack closes first waits in TIME_WAIT, nobody's any
     // more: the service closed it (netstat -p shows "-", as on Linux).
-    let mut src = sb.enter(|| HostTcp::connect("10.200.0.2:19").unwrap());
+    let mut src = sb.enter(|| HostTcp::connect("10.200.0.2:1919").unwrap());
     src.write_all(b"10\n").unwrap();
     let mut got = Vec::new();
     src.read_to_end(&mut got).unwrap();
@@ -341,13 +341,16 @@ fn netstat_s_matches_sigusr1_and_counts_recovery_through_a_lossy_link() {
     ] {
         assert!(before.contains_key(name), "SIGUSR1's one line lacks {name}: {before:?}");
     }
-    assert_eq!(before["sockets_tcp_listen"], 3, "echo, discard and source listen");
+    assert_eq!(
+        before["sockets_tcp_listen"], 4,
+        "echo, discard, chargen and the sized source listen"
+    );
 
-    // A megabyte from the source service, through 2% loss each way.
+    // A megabyte from the sized source, through 2% loss each way.
     let mut host = sb.command("sh");
-    host.args(["-c", "echo 1000000 | nc -N 10.200.0.2 19 | wc -c"]);
+    host.args(["-c", "echo 1000000 | nc -N 10.200.0.2 1919 | wc -c"]);
     let out = process::run(host, Duration::from_secs(120));
-    out.assert_success("nc from the source service");
+    out.assert_success("nc from the sized source");
     assert_eq!(out.stdout.trim(), "1000000", "every byte came through the loss");
 
     let after = netstat_s_agrees_with_sigusr1(&sb, &d, &control);

@@ -146,8 +146,8 @@ fn thousands_of_clients_that_never_read_stay_within_the_global_limits() {
         let mut sources = Vec::with_capacity(CLIENTS);
         let mut echoes = Vec::with_capacity(CLIENTS);
         for i in 0..CLIENTS {
-            let mut s = connect(SocketAddrV4::new(stack, 19), Some(4096));
-            // The source's request: an empty line, an endless stream.
+            let mut s = connect(SocketAddrV4::new(stack, 1919), Some(4096));
+            // The sized source's request: an empty line, an endless stream.
             s.write_all(b"\n").expect("source request");
             sources.push(s);
             echoes.push((connect(SocketAddrV4::new(stack, 7), None), 0usize));

@@ -200,9 +200,9 @@ fn time_wait_entries_are_capped_by_max_tw_buckets() {
     let d = sb.start_daemon(DAEMON, &["--max-tw-buckets", &CAP.to_string()]);
     sb.enter(|| {
         for _ in 0..CONNECTIONS {
-            // The source service sends 10 bytes and closes first: its side
+            // The sized source sends 10 bytes and closes first: its side
             // goes to TIME-WAIT once our FIN is acknowledged.
-            let mut s = HostTcp::connect("10.200.0.2:19").unwrap();
+            let mut s = HostTcp::connect("10.200.0.2:1919").unwrap();
             s.write_all(b"10\n").unwrap();
             let mut got = Vec::new();
             s.read_to_end(&mut got).unwrap();

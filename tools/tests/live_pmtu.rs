@@ -24,10 +24,10 @@ fn a_20mb_transfer_through_a_1280_byte_link_adapts_its_mss_and_completes() {
     router
         .run("ip", &["link", "set", "tsv-rf", "mtu", "1280"], Duration::from_secs(10))
         .assert_success("mtu 1280");
-    // The far host asks the stack's source service for 20 MB.
+    // The far host asks the stack's sized source for 20 MB.
     let out = far.run(
         "sh",
-        &["-c", "echo 20000000 | nc -N 10.200.0.2 19 | wc -c"],
+        &["-c", "echo 20000000 | nc -N 10.200.0.2 1919 | wc -c"],
         Duration::from_secs(120),
     );
     out.assert_success("nc from the far host");

@@ -193,7 +193,7 @@ fn a_thousand_concurrent_connections_echo_and_the_table_drains_after_time_wait()
     // Every client is 10.200.0.1: raise the per-client limit past them.
     let (sb, d) = start(&["--msl", "1", "--max-per-client", "2000"]);
     let listeners = d.sockets()["tcp"];
-    assert_eq!(listeners, 3, "echo, discard and source");
+    assert_eq!(listeners, 4, "echo, discard, chargen and the sized source");
     // 1000 connections open at once, each echoing its own message.
     let conns: Vec<HostTcp> = sb.enter(|| (0..1000).map(|_| HostTcp::connect("10.200.0.2:7").unwrap()).collect());
     for (n, c) in conns.iter().enumerate() {
@@ -208,9 +208,13 @@ fn a_thousand_concurrent_connections_echo_and_the_table_drains_after_time_wait()
         assert_eq!(got, want.as_bytes());
     }
     drop(conns);
-    // Now 1000 connections the stack closes first (the source service sends
+    // Now 1000 connections the stack closes first (the sized source sends
     // what was asked, then FIN): those wait in TIME-WAIT on the stack.
-    let conns: Vec<HostTcp> = sb.enter(|| (0..1000).map(|_| HostTcp::connect("10.200.0.2:19").unwrap()).collect());
+    let conns: Vec<HostTcp> = sb.enter(|| {
+        (0..1000)
+            .map(|_| HostTcp::connect("10.200.0.2:1919").unwrap())
+            .collect()
+    });
     for c in &conns {
         (&*c).write_all(b"100\n").unwrap();
     }

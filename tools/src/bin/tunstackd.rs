@@ -93,13 +93,21 @@ struct Args {
     #[arg(long)]
     no_discard: bool,
 
-    /// Port of the TCP source service (sends a requested or endless stream).
+    /// Port of the TCP character generator (RFC 864: sends chargen lines from the connect on).
     #[arg(long, default_value_t = 19, value_name = "PORT")]
     source: u16,
 
-    /// Do not run the TCP source service.
+    /// Do not run the TCP character generator.
     #[arg(long)]
     no_source: bool,
+
+    /// Port of the TCP sized source (sends the byte count the client's line asks, or an endless stream).
+    #[arg(long, default_value_t = 1919, value_name = "PORT")]
+    sized_source: u16,
+
+    /// Do not run the TCP sized source.
+    #[arg(long)]
+    no_sized_source: bool,
 
     /// TCP maximum segment lifetime in seconds; TIME-WAIT lasts twice this.
     #[arg(long, default_value = "30", value_name = "SECONDS", value_parser = seconds)]
@@ -300,6 +308,7 @@ enum Service {
     Downloader,
     Http,
     Source,
+    SizedSource,
 }
 
 impl Service {
@@ -312,6 +321,7 @@ impl Service {
             Service::Downloader => "downloader",
             Service::Http => "http",
             Service::Source => "source",
+            Service::SizedSource => "sized source",
         }
     }
 
@@ -324,6 +334,7 @@ impl Service {
             Service::Downloader => "--downloader-port",
             Service::Http => "--http-port",
             Service::Source => "--source",
+            Service::SizedSource => "--sized-source",
         }
     }
 
@@ -343,6 +354,7 @@ impl Args {
             (files, Service::Downloader, self.downloader_port),
             (files, Service::Http, self.http_port),
             (!self.no_source, Service::Source, self.source),
+            (!self.no_sized_source, Service::SizedSource, self.sized_source),
         ]
         .into_iter()
         .filter_map(|(on, service, port)| on.then_some((service, port)))
@@ -522,6 +534,7 @@ fn run(args: Args) -> io::Result<()> {
             Service::TcpEcho => simple.tcp_echo(port)?,
             Service::Discard => simple.tcp_discard(port)?,
             Service::Source => simple.tcp_source(port)?,
+            Service::SizedSource => simple.tcp_sized_source(port)?,
             Service::Downloader => {
                 let dir = args.files.clone().expect("file services only with --files");
                 // Opened as the daemon's user: it serves what that user may read.

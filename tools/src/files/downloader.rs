@@ -5,9 +5,8 @@
 //! and then a reset, so a program sees an error instead of a short file
 //! (a served file always ends in an orderly close); the daemon logs why.
 
-use super::safety::{Denied, Root, Target};
+use super::safety::{Denied, Opened, Root};
 use super::server::{Io, Next, Outgoing, Pump, Service};
-use std::fs::File;
 use std::io;
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
@@ -64,8 +63,9 @@ pub(crate) enum Refusal {
 }
 
 /// What the client asked for: the name up to its newline, once all of it
-/// is there (`Ok(None)` while it is not), or why it cannot be read.
-fn name_of(name: &[u8], ended: bool) -> Result<Option<String>, String> {
+/// is there (`Ok(None)` while it is not; `ended`: the client's FIN came),
+/// or why it cannot be read.
+pub fn name_of(name: &[u8], ended: bool) -> Result<Option<String>, String> {
     let name = match name.iter().position(|b| *b == b'\n') {
         Some(end) => &name[..end],
         None if ended => name,
@@ -79,18 +79,15 @@ fn name_of(name: &[u8], ended: bool) -> Result<Option<String>, String> {
 impl Downloader {
     /// What to send for `name`: the file, or a refusal saying why not.
     fn open(&self, name: String, io: &Io<'_>) -> Conn {
-        let path = match self.root.resolve(&name) {
-            Ok(Target::File(p)) => p,
-            Ok(Target::Dir(_)) => return refuse(io, &format!("{name:?} is a directory")),
-            Err(Denied::NotFound) => return refuse(io, &format!("no such file: {name:?}")),
-            Err(Denied::Forbidden(why)) => return refuse(io, &format!("forbidden: {why}")),
-        };
-        match File::open(&path) {
-            Ok(file) => Conn::Sending {
+        match self.root.open(&name) {
+            Ok(Opened::File(file, _)) => Conn::Sending {
                 name,
                 out: Outgoing::with_file(Vec::new(), file, None),
             },
-            Err(e) => refuse(io, &format!("{name:?}: {e}")),
+            Ok(Opened::Dir(_)) => refuse(io, &format!("{name:?} is a directory")),
+            Err(Denied::NotFound) => refuse(io, &format!("no such file: {name:?}")),
+            Err(Denied::Forbidden(why)) => refuse(io, &format!("forbidden: {why}")),
+            Err(Denied::Failed(why)) => refuse(io, &why),
         }
     }
 }

@@ -1,136 +1,24 @@
 //! An HTTP/1.1 file server (RFC 9110, 9112): GET and HEAD, Content-Length,
 //! Content-Type by extension, directory listings, single byte ranges (206)
 //! so downloads can resume, keep-alive by default with `Connection: close`
-//! honoured, and pipelined requests answered in order.
+//! honoured, and pipelined requests answered in order. Request heads are
+//! read by [`super::request`].
 
 use super::listing::listing;
-use super::safety::{Denied, Root, Target, percent_decode};
+use super::request::{HeadError, HeadReader, MAX_HEAD, Request, request_path};
+use super::safety::{Denied, Opened, Root};
 use super::server::{Io, Next, Outgoing, Pump, Service};
-use std::fs::File;
-use std::io::{self, BufRead, Read, Seek, SeekFrom};
+use std::io::{self, Seek, SeekFrom};
 use std::net::{Shutdown, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tunstack::net::{Interest, TcpStream};
-
-/// Longest request line.
-const MAX_REQUEST_LINE: usize = 8 * 1024;
-/// Most header bytes in one request.
-const MAX_HEADERS: usize = 16 * 1024;
-/// Most header lines in one request.
-const MAX_HEADER_LINES: usize = 100;
 
 /// The HTTP service.
 #[derive(Debug)]
 pub struct Http {
     /// What it serves.
     pub root: Root,
-}
-
-/// A parsed request head.
-#[derive(Debug)]
-struct Request {
-    method: String,
-    target: String,
-    version: String,
-    headers: Vec<(String, String)>,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Whether the connection stays open after this request (RFC 9112 §9.3).
-    fn keep_alive(&self) -> bool {
-        let conn = self.header("connection").unwrap_or("").to_ascii_lowercase();
-        let tokens: Vec<&str> = conn.split(',').map(str::trim).collect();
-        if tokens.contains(&"close") {
-            return false;
-        }
-        self.version == "HTTP/1.1" || tokens.contains(&"keep-alive")
-    }
-}
-
-/// Why a request head could not be read.
-enum HeadError {
-    /// The client closed (or went idle) between requests: just stop.
-    Gone,
-    /// Answer with this status, then close.
-    Status(u16, &'static str),
-}
-
-/// Reads one line of at most `limit` bytes (CRLF or LF), without its end.
-fn read_line(r: &mut impl BufRead, limit: usize) -> Result<Option<String>, HeadError> {
-    let mut line = Vec::new();
-    let n = r
-        .take(limit as u64 + 1)
-        .read_until(b'\n', &mut line)
-        .map_err(|_| HeadError::Gone)?;
-    if n == 0 {
-        return Ok(None);
-    }
-    if line.last() != Some(&b'\n') {
-        return Err(if n > limit {
-            HeadError::Status(431, "request too large")
-        } else {
-            HeadError::Gone
-        });
-    }
-    line.pop();
-    if line.last() == Some(&b'\r') {
-        line.pop();
-    }
-    String::from_utf8(line)
-        .map(Some)
-        .map_err(|_| HeadError::Status(400, "request is not text"))
-}
-
-fn read_request(r: &mut impl BufRead) -> Result<Request, HeadError> {
-    // RFC 9112 §2.2: ignore empty lines before a request line.
-    let line = loop {
-        match read_line(r, MAX_REQUEST_LINE)? {
-            None => return Err(HeadError::Gone),
-            Some(l) if l.is_empty() => continue,
-            Some(l) => break l,
-        }
-    };
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(HeadError::Status(400, "malformed request line"));
-    };
-    if version != "HTTP/1.1" && version != "HTTP/1.0" {
-        return Err(HeadError::Status(400, "unsupported HTTP version"));
-    }
-    let mut headers = Vec::new();
-    let mut total = 0;
-    loop {
-        let l = read_line(r, MAX_HEADERS)?.ok_or(HeadError::Gone)?;
-        if l.is_empty() {
-            break;
-        }
-        total += l.len();
-        if total > MAX_HEADERS || headers.len() >= MAX_HEADER_LINES {
-            return Err(HeadError::Status(431, "request header fields too large"));
-        }
-        let Some((k, v)) = l.split_once(':') else {
-            return Err(HeadError::Status(400, "malformed header"));
-        };
-        if k.is_empty() || k.contains(' ') {
-            return Err(HeadError::Status(400, "malformed header"));
-        }
-        headers.push((k.to_owned(), v.trim().to_owned()));
-    }
-    Ok(Request {
-        method: method.to_owned(),
-        target: target.to_owned(),
-        version: version.to_owned(),
-        headers,
-    })
 }
 
 fn reason(status: u16) -> &'static str {
@@ -269,9 +157,7 @@ impl Http {
     fn answer(&self, req: &Request, peer: SocketAddr) -> io::Result<(Outgoing, bool)> {
         let mut w = Vec::new();
         let mut keep = req.keep_alive();
-        let has_body =
-            req.header("content-length").is_some_and(|v| v.trim() != "0") || req.header("transfer-encoding").is_some();
-        if has_body {
+        if req.content_length > 0 {
             keep = false; // we do not read request bodies: close after answering
         }
         let head_only = req.method == "HEAD";
@@ -280,24 +166,15 @@ impl Http {
             simple(&mut w, 405, &allow, "405 Method Not Allowed\n", true, keep);
             return Ok((Outgoing::bytes(w), keep));
         }
-        if req.version == "HTTP/1.1" && req.header("host").is_none() {
+        if req.minor == 1 && req.header("host").is_none() {
             simple(&mut w, 400, &[], "400 Bad Request: no Host header\n", !head_only, false);
             return Ok((Outgoing::bytes(w), false));
         }
-        // Origin form, or absolute form (http://host/path); query and fragment are not part of the file name.
-        // Absolute form (RFC 9112 §3.2.2): the scheme is case-insensitive; no path means "/".
-        let target = if req.target.len() >= 7 && req.target[..7].eq_ignore_ascii_case("http://") {
-            let rest = &req.target[7..];
-            rest.find('/').map_or("/", |i| &rest[i..])
-        } else {
-            req.target.as_str()
-        };
-        let raw_path = target.split(['?', '#']).next().unwrap_or("");
-        let Some(path) = percent_decode(raw_path).filter(|p| p.starts_with('/')) else {
+        let Some((raw_path, path)) = request_path(&req.target) else {
             simple(&mut w, 400, &[], "400 Bad Request\n", !head_only, false);
             return Ok((Outgoing::bytes(w), false));
         };
-        match self.root.resolve(&path) {
+        match self.root.open(&path) {
             Err(Denied::NotFound) => {
                 log::debug!("http: {peer}: {path:?} not found");
                 simple(&mut w, 404, &[], "404 Not Found\n", !head_only, keep);
@@ -306,7 +183,11 @@ impl Http {
                 log::info!("http: {peer}: {path:?} refused: {why}");
                 simple(&mut w, 403, &[], "403 Forbidden\n", !head_only, keep);
             }
-            Ok(Target::Dir(dir)) => {
+            Err(Denied::Failed(why)) => {
+                log::warn!("http: {peer}: {why}");
+                simple(&mut w, 500, &[], "500 Internal Server Error\n", !head_only, keep);
+            }
+            Ok(Opened::Dir(dir)) => {
                 if !raw_path.ends_with('/') {
                     let loc = [("Location", format!("{raw_path}/"))];
                     simple(&mut w, 301, &loc, "301 Moved Permanently\n", !head_only, keep);
@@ -328,16 +209,8 @@ impl Http {
                     }
                 }
             }
-            Ok(Target::File(file_path)) => {
-                let opened = File::open(&file_path).and_then(|f| f.metadata().map(|m| (f, m.len())));
-                let (mut file, len) = match opened {
-                    Ok(x) => x,
-                    Err(e) => {
-                        let (w, keep) = unreadable(peer, &path, &e, head_only, keep);
-                        return Ok((Outgoing::bytes(w), keep));
-                    }
-                };
-                let ctype = content_type(&file_path).to_owned();
+            Ok(Opened::File(mut file, len)) => {
+                let ctype = content_type(Path::new(&path)).to_owned();
                 match parse_range(req.header("range"), len) {
                     Err(()) => {
                         let cr = [("Content-Range", format!("bytes */{len}"))];
@@ -373,11 +246,8 @@ impl Http {
 /// Where an HTTP connection is.
 #[derive(Debug)]
 pub(crate) struct Conn {
-    /// Bytes read but not yet taken as a request: a head still coming, or
-    /// requests pipelined behind the one being answered. No capacity when empty.
-    input: Vec<u8>,
-    /// How far `input` was searched for the end of a head.
-    scanned: usize,
+    /// Request heads as they come.
+    reader: HeadReader,
     /// The client closed its side.
     ended: bool,
     /// A refused connection: its answer is a 503, and its end is quicker.
@@ -401,68 +271,14 @@ enum Phase {
 /// How much of its last bytes a refused client may send, and for how long, before the close.
 const REFUSED_DRAIN: (usize, Duration) = (64 * 1024, Duration::from_secs(1));
 
-/// Most bytes of a request head, with the ends of its lines.
-const MAX_HEAD: usize = MAX_REQUEST_LINE + MAX_HEADERS + 2 * (MAX_HEADER_LINES + 2);
-
-/// The length of the empty lines at the start of `input` (RFC 9112 §2.2: ignored before a request line).
-fn leading_empty_lines(input: &[u8]) -> usize {
-    let mut at = 0;
-    loop {
-        match &input[at..] {
-            [b'\n', ..] => at += 1,
-            [b'\r', b'\n', ..] => at += 2,
-            _ => return at,
-        }
-    }
-}
-
-/// Where the head at the start of `input` ends, just past its empty line,
-/// if it is all there; `input[..from]` was searched already.
-fn head_end(input: &[u8], from: usize) -> Option<usize> {
-    let start = from.saturating_sub(2);
-    (start..input.len()).find_map(|i| match &input[i..] {
-        [b'\n', b'\n', ..] => Some(i + 2),
-        [b'\n', b'\r', b'\n', ..] => Some(i + 3),
-        _ => None,
-    })
-}
-
 impl Conn {
     fn new(refused: bool, phase: Phase) -> Conn {
         Conn {
-            input: Vec::new(),
-            scanned: 0,
+            reader: HeadReader::default(),
             ended: false,
             refused,
             phase,
         }
-    }
-
-    /// The next request head from `input`: `None` until all of it is there.
-    fn take_head(&mut self) -> Option<Result<Request, HeadError>> {
-        let skip = leading_empty_lines(&self.input);
-        if skip > 0 {
-            self.input.drain(..skip);
-            self.scanned = 0;
-        }
-        let Some(end) = head_end(&self.input, self.scanned) else {
-            self.scanned = self.input.len();
-            let line_too_long = !self.input.contains(&b'\n') && self.input.len() > MAX_REQUEST_LINE;
-            return if line_too_long {
-                Some(Err(HeadError::Status(431, "request too large")))
-            } else if self.input.len() > MAX_HEAD {
-                Some(Err(HeadError::Status(431, "request header fields too large")))
-            } else {
-                None
-            };
-        };
-        let req = read_request(&mut io::Cursor::new(&self.input[..end]));
-        self.input.drain(..end);
-        self.scanned = 0;
-        if self.input.is_empty() {
-            self.input = Vec::new(); // an idle connection holds no memory
-        }
-        Some(req)
     }
 }
 
@@ -495,10 +311,9 @@ impl Service for Http {
             }
             match &mut conn.phase {
                 Phase::Head => {
-                    let (out, keep) = match conn.take_head() {
+                    let (out, keep) = match conn.reader.take() {
                         Some(Ok(req)) => self.answer(&req, io.peer)?,
-                        Some(Err(HeadError::Gone)) => return Ok(Next::Close),
-                        Some(Err(HeadError::Status(status, why))) => {
+                        Some(Err(HeadError { status, why })) => {
                             log::info!("http: {}: {why}", io.peer);
                             let mut w = Vec::new();
                             simple(
@@ -514,11 +329,13 @@ impl Service for Http {
                         // The client closed (or went idle) between requests: just stop.
                         None if conn.ended => return Ok(Next::Close),
                         None => {
-                            let want = (MAX_HEAD + 1).saturating_sub(conn.input.len()).clamp(1, scratch.len());
+                            let want = (MAX_HEAD + 1)
+                                .saturating_sub(conn.reader.held())
+                                .clamp(1, scratch.len());
                             match io.read(&mut scratch[..want])? {
                                 None => return Ok(Next::Wait(Interest::READABLE)),
                                 Some(0) => conn.ended = true,
-                                Some(n) => conn.input.extend_from_slice(&scratch[..n]),
+                                Some(n) => conn.reader.push(&scratch[..n]),
                             }
                             continue;
                         }
@@ -572,7 +389,7 @@ impl Service for Http {
 mod tests {
     use super::*;
     use crate::files::testing::{self, HTTP, PATIENCE, Site, read_response, send};
-    use std::io::Write;
+    use std::io::{Read, Write};
 
     #[test]
     fn ranges_follow_rfc_9110() {
@@ -591,79 +408,10 @@ mod tests {
     }
 
     #[test]
-    fn request_heads_parse_with_limits() {
-        let mut r = io::Cursor::new(
-            b"\r\nGET /a%20b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\n".to_vec(),
-        );
-        let req = read_request(&mut r).ok().unwrap();
-        assert_eq!((req.method.as_str(), req.target.as_str()), ("GET", "/a%20b"));
-        assert!(!req.keep_alive());
-        let mut big = b"GET / HTTP/1.1\r\n".to_vec();
-        for i in 0..200 {
-            big.extend_from_slice(format!("X-{i}: {}\r\n", "v".repeat(100)).as_bytes());
-        }
-        big.extend_from_slice(b"\r\n");
-        assert!(matches!(
-            read_request(&mut io::Cursor::new(big)),
-            Err(HeadError::Status(431, _))
-        ));
-        assert!(matches!(
-            read_request(&mut io::Cursor::new(b"GARBAGE\r\n\r\n".to_vec())),
-            Err(HeadError::Status(400, _))
-        ));
-        assert!(matches!(
-            read_request(&mut io::Cursor::new(b"GET / HTTP/2\r\n\r\n".to_vec())),
-            Err(HeadError::Status(400, _))
-        ));
-    }
-
-    #[test]
     fn content_types_by_extension() {
         assert_eq!(content_type(Path::new("a/index.HTML")), "text/html; charset=utf-8");
         assert_eq!(content_type(Path::new("x.png")), "image/png");
         assert_eq!(content_type(Path::new("blob")), "application/octet-stream");
-    }
-
-    #[test]
-    fn a_head_split_anywhere_is_taken_once_whole_and_what_follows_stays() {
-        let bytes = b"\r\n\nGET /small.txt HTTP/1.1\r\nHost: x\r\n\r\nGET /";
-        let end = bytes.len() - "GET /".len();
-        let mut c = Conn::new(false, Phase::Head);
-        for (i, b) in bytes.iter().enumerate() {
-            c.input.push(*b);
-            let got = c.take_head();
-            if i + 1 == end {
-                let req = got.expect("a whole head").ok().expect("a valid head");
-                assert_eq!((req.method.as_str(), req.target.as_str()), ("GET", "/small.txt"));
-            } else {
-                assert!(got.is_none(), "a head after {} bytes", i + 1);
-            }
-        }
-        assert_eq!(c.input, b"GET /", "the pipelined start stays");
-    }
-
-    #[test]
-    fn endless_heads_are_refused_at_their_bound_and_empty_lines_cost_nothing() {
-        let mut c = Conn::new(false, Phase::Head);
-        for _ in 0..100_000 {
-            c.input.extend_from_slice(b"\r\n");
-            assert!(c.take_head().is_none());
-            assert!(c.input.is_empty(), "empty lines are dropped");
-        }
-        c.input.extend_from_slice(b"GET / HTTP/1.1\r\n");
-        let mut got = None;
-        for i in 0..100_000 {
-            c.input.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
-            got = c.take_head();
-            if got.is_some() {
-                break;
-            }
-        }
-        assert!(matches!(got, Some(Err(HeadError::Status(431, _)))));
-        assert!(c.input.len() <= MAX_HEAD + 16, "{} bytes held", c.input.len());
-        let mut c = Conn::new(false, Phase::Head);
-        c.input = vec![b'a'; MAX_REQUEST_LINE + 1];
-        assert!(matches!(c.take_head(), Some(Err(HeadError::Status(431, _)))));
     }
 
     #[test]

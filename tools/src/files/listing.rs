@@ -1,8 +1,15 @@
 //! Directory listings for the HTTP server: a plain HTML page of a
-//! directory's entries, names escaped for HTML and for URLs.
+//! directory's entries, names escaped for HTML and for URLs. The directory
+//! is read from the fd the request opened, and each entry looked at beneath
+//! it (not following a link, as `ls -l`), so no path is resolved twice.
 
+use super::safety::open_beneath;
+use super::sys;
+use std::ffi::CString;
+use std::fs::File;
 use std::io;
-use std::path::Path;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 
 fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -22,18 +29,18 @@ fn url_escape(s: &str) -> String {
     out
 }
 
-/// A plain HTML listing of `dir`, shown as `shown`.
-pub(crate) fn listing(dir: &Path, shown: &str) -> io::Result<String> {
-    let mut entries: Vec<(String, bool, u64)> = std::fs::read_dir(dir)?
-        .flatten()
-        .map(|e| {
-            let meta = e.metadata().ok();
+/// A plain HTML listing of the directory open as `dir` (a fresh fd: reading
+/// moves its offset), shown as `shown`.
+pub(crate) fn listing(dir: &File, shown: &str) -> io::Result<String> {
+    let mut entries: Vec<(String, bool, u64)> = sys::entries(dir.as_fd())?
+        .into_iter()
+        .map(|name| {
+            let meta = CString::new(name.as_bytes())
+                .ok()
+                .and_then(|c| open_beneath(dir.as_fd(), &c, libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC).ok())
+                .and_then(|fd| File::from(fd).metadata().ok());
             let is_dir = meta.as_ref().is_some_and(|m| m.is_dir());
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                is_dir,
-                meta.map_or(0, |m| m.len()),
-            )
+            (name.to_string_lossy().into_owned(), is_dir, meta.map_or(0, |m| m.len()))
         })
         .collect();
     entries.sort();
@@ -71,7 +78,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("sub")).unwrap();
         std::fs::write(dir.join("a <b>.txt"), b"x").unwrap();
-        let page = listing(&dir, "/").unwrap();
+        let page = listing(&File::open(&dir).unwrap(), "/").unwrap();
         assert!(
             page.contains("href=\"a%20%3Cb%3E.txt\">a &lt;b&gt;.txt</a> (1 bytes)"),
             "{page}"

@@ -8,8 +8,10 @@
 pub mod downloader;
 pub mod http;
 mod listing;
+pub mod request;
 pub mod safety;
 mod server;
+mod sys;
 #[cfg(test)]
 mod testing;
 

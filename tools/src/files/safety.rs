@@ -1,9 +1,33 @@
-//! Which paths may be served: regular files (and, for listings, directories)
-//! under the root, after decoding, with no way out: `..`, absolute paths,
-//! encoded traversal and symlinks that leave the root are all refused.
+//! Which paths may be served, opened without a race. A request's decoded
+//! name is first checked by itself ([`relative`]: no `..`, no NUL; leading
+//! slashes dropped), then opened beneath the root's directory fd (opened
+//! once, at start) with `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`:
+//! the kernel refuses, during the open itself, any resolution that leaves
+//! the root, through `..` or a symlink, so swapping a directory for a link
+//! cannot lead outside (there is no check-then-open window).
+//!
+//! Links are followed while they stay beneath the root, as they always
+//! were here: a relative link inside works; a link that leaves, and any
+//! absolute link (`RESOLVE_BENEATH` resolves nothing from `/`), is
+//! refused. `RESOLVE_NO_SYMLINKS` would refuse the links inside too, and
+//! `RESOLVE_IN_ROOT` would serve a link to `/etc/x` from the root's own
+//! `etc/x`, which is not what the link says. On a kernel without
+//! `openat2` (before 5.6), each component is opened with `O_NOFOLLOW`
+//! from the directory fd instead, and no link is followed at all.
+//!
+//! What was opened (with `O_NONBLOCK`, so a FIFO cannot hang the thread)
+//! is then looked at with `fstat`: a regular file is served, a directory
+//! listed from its fd, and anything else (FIFO, device, socket) refused.
 
+use super::sys::{self, Resolve};
+use std::ffi::{CStr, CString};
+use std::fs::File;
 use std::io;
-use std::path::{Component, Path, PathBuf};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Why a request gets no file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -12,21 +36,26 @@ pub enum Denied {
     NotFound,
     /// There, but not to be served (403): outside the root, not a regular file, ...
     Forbidden(String),
+    /// The server could not open it (500): out of descriptors, an I/O error, ...
+    Failed(String),
 }
 
-/// A served directory.
+/// A served directory, held open.
 #[derive(Clone, Debug)]
 pub struct Root {
-    canonical: PathBuf,
+    /// The directory, opened once: every name is opened beneath it.
+    dir: Arc<File>,
+    /// Its path when opened, for messages.
+    shown: PathBuf,
 }
 
-/// What a request resolved to.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Target {
-    /// A regular file.
-    File(PathBuf),
-    /// A directory (for HTTP listings).
-    Dir(PathBuf),
+/// What a request opened.
+#[derive(Debug)]
+pub enum Opened {
+    /// A regular file, and its length.
+    File(File, u64),
+    /// A directory (for HTTP listings), open for reading its entries.
+    Dir(File),
 }
 
 /// Decodes `%XX` escapes; `None` on a malformed escape or a decoded NUL.
@@ -51,80 +80,126 @@ pub fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-impl Root {
-    /// The directory `dir`, which must exist.
-    pub fn new(dir: &Path) -> io::Result<Root> {
-        let canonical = dir
-            .canonicalize()
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot serve {}: {e}", dir.display())))?;
-        if !canonical.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{} is not a directory", dir.display()),
-            ));
+/// The path beneath the root that a decoded request name (`/a/b.txt` or
+/// `a/b.txt`) names, by itself: its components joined by one `/`, `.` for
+/// the root itself; a `..` or a NUL is refused.
+pub fn relative(name: &str) -> Result<CString, Denied> {
+    let mut parts = Vec::new();
+    for part in name.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                return Err(Denied::Forbidden(
+                    format!("{name:?} climbs out with ..").replace('\n', " "),
+                ));
+            }
+            p => parts.push(p),
         }
-        Ok(Root { canonical })
     }
+    let rel = if parts.is_empty() {
+        ".".to_owned()
+    } else {
+        parts.join("/")
+    };
+    CString::new(rel).map_err(|_| Denied::Forbidden(format!("{name:?} holds a NUL")))
+}
 
-    /// The root itself.
-    pub fn path(&self) -> &Path {
-        &self.canonical
-    }
+/// Set once `openat2` is known to be missing (`ENOSYS`): walk instead.
+static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
 
-    /// Resolves a decoded request path (`/a/b.txt` or `a/b.txt`).
-    pub fn resolve(&self, name: &str) -> Result<Target, Denied> {
-        let rel = name.trim_start_matches('/');
-        let mut joined = self.canonical.clone();
-        for c in Path::new(rel).components() {
-            match c {
-                Component::Normal(part) => joined.push(part),
-                Component::CurDir => {}
-                Component::ParentDir => {
-                    return Err(Denied::Forbidden(
-                        format!("{name:?} climbs out with ..").replace('\n', " "),
-                    ));
+/// How often an `openat2` that a concurrent rename made fail (`EAGAIN`) is tried again.
+const RACE_RETRIES: usize = 4;
+
+/// Opens `rel` (a [`relative`] path) beneath `dir` with `flags`, never
+/// leaving `dir`: `openat2` with `RESOLVE_BENEATH`, or the walk where the
+/// kernel has none.
+pub(crate) fn open_beneath(dir: BorrowedFd<'_>, rel: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+    if !NO_OPENAT2.load(Ordering::Relaxed) {
+        let resolve = Resolve::Openat2(libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS);
+        let mut raced = 0;
+        loop {
+            match sys::open_at(dir, rel, flags, resolve) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                    log::info!("openat2 is missing: files are opened component by component, following no link");
+                    NO_OPENAT2.store(true, Ordering::Relaxed);
+                    break;
                 }
-                Component::RootDir | Component::Prefix(_) => {
-                    return Err(Denied::Forbidden(format!("{name:?} is absolute")));
-                }
+                // RESOLVE_BENEATH fails a lookup through `..` that a rename raced.
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && raced < RACE_RETRIES => raced += 1,
+                r => return r,
             }
         }
-        let real = match joined.canonicalize() {
-            Ok(r) => r,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                // Whether something is missing outside the root is none of the
-                // client's business: if the deepest existing ancestor already
-                // lies outside (through a link), the answer is "forbidden".
-                let mut probe = joined.as_path();
-                while let Some(parent) = probe.parent() {
-                    if let Ok(real) = parent.canonicalize() {
-                        if !real.starts_with(&self.canonical) {
-                            return Err(Denied::Forbidden(format!(
-                                "{name:?} leads outside the served directory"
-                            )));
-                        }
-                        break;
-                    }
-                    probe = parent;
-                }
-                // A dangling symlink is still a symlink: say whether it would leave.
-                return match std::fs::symlink_metadata(&joined) {
-                    Ok(_) => Err(Denied::Forbidden(format!("{name:?} is a broken link"))),
-                    Err(_) => Err(Denied::NotFound),
-                };
-            }
-            Err(e) => return Err(Denied::Forbidden(format!("{name:?}: {e}"))),
+    }
+    walk(dir, rel, flags)
+}
+
+/// Opens `rel` beneath `dir` one component at a time, each with
+/// `O_NOFOLLOW`, each from the fd of the one before: a link anywhere fails
+/// (`ELOOP` at the end, `ENOTDIR` on the way).
+fn walk(dir: BorrowedFd<'_>, rel: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+    let parts: Vec<&[u8]> = rel.to_bytes().split(|b| *b == b'/').collect();
+    let mut at: Option<OwnedFd> = None;
+    for (i, part) in parts.iter().enumerate() {
+        let name = CString::new(*part).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let flags = if i + 1 == parts.len() {
+            flags | libc::O_NOFOLLOW
+        } else {
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC
         };
-        if !real.starts_with(&self.canonical) {
-            return Err(Denied::Forbidden(format!(
-                "{name:?} leads outside the served directory"
-            )));
-        }
-        let meta = std::fs::metadata(&real).map_err(|_| Denied::NotFound)?;
+        let from = at.as_ref().map_or(dir, |fd| fd.as_fd());
+        at = Some(sys::open_at(from, &name, flags, Resolve::Openat)?);
+    }
+    at.ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// Why opening `name` failed, as the client is told.
+fn denied(name: &str, e: &io::Error) -> Denied {
+    match e.raw_os_error() {
+        Some(libc::ENOENT | libc::ENOTDIR) => Denied::NotFound,
+        Some(libc::EXDEV) => Denied::Forbidden(format!("{name:?} leads outside the served directory")),
+        Some(libc::ELOOP) => Denied::Forbidden(format!("{name:?} is a link not followed")),
+        Some(libc::EACCES | libc::EPERM) => Denied::Forbidden(format!("{name:?}: permission denied")),
+        Some(libc::ENXIO) => Denied::Forbidden(format!("{name:?} is not a regular file")),
+        _ => Denied::Failed(format!("{name:?}: {e}")),
+    }
+}
+
+impl Root {
+    /// The directory `dir`, which must exist: opened now, once.
+    pub fn new(dir: &Path) -> io::Result<Root> {
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(dir)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ENOTDIR) => io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{} is not a directory", dir.display()),
+                ),
+                _ => io::Error::new(e.kind(), format!("cannot serve {}: {e}", dir.display())),
+            })?;
+        Ok(Root {
+            dir: Arc::new(opened),
+            shown: dir.canonicalize().unwrap_or_else(|_| dir.to_owned()),
+        })
+    }
+
+    /// The root's path, as it was when opened.
+    pub fn path(&self) -> &Path {
+        &self.shown
+    }
+
+    /// Opens a decoded request name (`/a/b.txt` or `a/b.txt`) beneath the
+    /// root: a regular file or a directory, or why not.
+    pub fn open(&self, name: &str) -> Result<Opened, Denied> {
+        let rel = relative(name)?;
+        let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY;
+        let file = File::from(open_beneath(self.dir.as_fd(), &rel, flags).map_err(|e| denied(name, &e))?);
+        let meta = file.metadata().map_err(|e| denied(name, &e))?;
         if meta.is_file() {
-            Ok(Target::File(real))
+            Ok(Opened::File(file, meta.len()))
         } else if meta.is_dir() {
-            Ok(Target::Dir(real))
+            Ok(Opened::Dir(file))
         } else {
             Err(Denied::Forbidden(format!("{name:?} is not a regular file")))
         }
@@ -135,42 +210,109 @@ impl Root {
 mod tests {
     use super::*;
 
-    fn setup() -> (PathBuf, Root) {
-        let base = std::env::temp_dir().join(format!(
-            "tunstack-safety-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
+    fn setup(tag: &str) -> (PathBuf, Root) {
+        let base = std::env::temp_dir().join(format!("tunstack-safety-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(base.join("root/sub")).unwrap();
         std::fs::write(base.join("root/hello.txt"), b"hi").unwrap();
         std::fs::write(base.join("root/sub/inner.txt"), b"in").unwrap();
         std::fs::write(base.join("secret.txt"), b"no").unwrap();
         std::os::unix::fs::symlink(base.join("secret.txt"), base.join("root/escape")).unwrap();
-        std::os::unix::fs::symlink(base.join("root/hello.txt"), base.join("root/inside")).unwrap();
+        std::os::unix::fs::symlink("../secret.txt", base.join("root/climb")).unwrap();
+        std::os::unix::fs::symlink("hello.txt", base.join("root/inside")).unwrap();
+        std::os::unix::fs::symlink("../hello.txt", base.join("root/sub/up")).unwrap();
+        std::os::unix::fs::symlink(base.join("root/hello.txt"), base.join("root/absolute")).unwrap();
         let root = Root::new(&base.join("root")).unwrap();
         (base, root)
     }
 
+    fn contents(r: Result<Opened, Denied>) -> Vec<u8> {
+        match r {
+            Ok(Opened::File(mut f, len)) => {
+                let mut got = Vec::new();
+                io::Read::read_to_end(&mut f, &mut got).unwrap();
+                assert_eq!(got.len() as u64, len);
+                got
+            }
+            other => panic!("not a file: {other:?}"),
+        }
+    }
+
     #[test]
     fn files_inside_are_served_and_nothing_outside() {
-        let (base, r) = setup();
-        assert!(matches!(r.resolve("/hello.txt"), Ok(Target::File(_))));
-        assert!(matches!(r.resolve("sub/inner.txt"), Ok(Target::File(_))));
-        assert!(matches!(r.resolve("/sub"), Ok(Target::Dir(_))));
-        assert!(
-            matches!(r.resolve("/inside"), Ok(Target::File(_))),
-            "a link that stays inside is fine"
-        );
-        assert_eq!(r.resolve("/missing"), Err(Denied::NotFound));
+        let (base, r) = setup("inside");
+        assert_eq!(contents(r.open("/hello.txt")), b"hi");
+        assert_eq!(contents(r.open("sub//inner.txt")), b"in");
+        assert!(matches!(r.open("/sub"), Ok(Opened::Dir(_))));
+        assert!(matches!(r.open("/"), Ok(Opened::Dir(_))));
+        assert_eq!(contents(r.open("/inside")), b"hi", "a link that stays inside is fine");
+        assert_eq!(contents(r.open("/sub/up")), b"hi", "also through ..");
+        assert_eq!(r.open("/missing").unwrap_err(), Denied::NotFound);
+        assert_eq!(r.open("/hello.txt/x").unwrap_err(), Denied::NotFound);
         // Through a link to a directory outside, even missing names are forbidden (no probing).
         std::os::unix::fs::symlink(&base, base.join("root/outside")).unwrap();
-        assert!(matches!(r.resolve("/outside/no-such-file"), Err(Denied::Forbidden(_))));
-        assert!(matches!(r.resolve("/outside/secret.txt"), Err(Denied::Forbidden(_))));
-        for bad in ["/../secret.txt", "../secret.txt", "sub/../../secret.txt", "/escape"] {
-            assert!(matches!(r.resolve(bad), Err(Denied::Forbidden(_))), "{bad}");
+        assert!(matches!(r.open("/outside/no-such-file"), Err(Denied::Forbidden(_))));
+        assert!(matches!(r.open("/outside/secret.txt"), Err(Denied::Forbidden(_))));
+        // Absolute links are refused even when they point inside: RESOLVE_BENEATH.
+        for bad in [
+            "/../secret.txt",
+            "../secret.txt",
+            "sub/../../secret.txt",
+            "/escape",
+            "/climb",
+            "/absolute",
+        ] {
+            assert!(matches!(r.open(bad), Err(Denied::Forbidden(_))), "{bad}");
         }
         std::fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn a_fifo_is_refused_at_once() {
+        let (base, r) = setup("fifo");
+        let fifo = CString::new(base.join("root/fifo").into_os_string().into_encoded_bytes()).unwrap();
+        assert_eq!(mkfifo(&fifo), 0);
+        let started = std::time::Instant::now();
+        assert!(matches!(r.open("/fifo"), Err(Denied::Forbidden(_))));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        std::fs::remove_dir_all(base).unwrap();
+    }
+
+    /// mkfifo(1), so the test needs no unsafe of its own.
+    fn mkfifo(path: &CStr) -> i32 {
+        let status = std::process::Command::new("mkfifo")
+            .arg(path.to_str().unwrap())
+            .status()
+            .unwrap();
+        status.code().unwrap_or(-1)
+    }
+
+    #[test]
+    fn without_openat2_the_walk_follows_no_link() {
+        let (base, r) = setup("walk");
+        let flags = libc::O_RDONLY | libc::O_CLOEXEC;
+        let open = |p: &str| walk(r.dir.as_fd(), &relative(p).unwrap(), flags).map(File::from);
+        assert!(open("sub/inner.txt").is_ok());
+        assert!(open("/").is_ok());
+        for link in ["inside", "escape", "sub/up"] {
+            assert_eq!(open(link).unwrap_err().raw_os_error(), Some(libc::ELOOP), "{link}");
+        }
+        std::os::unix::fs::symlink(&base, base.join("root/outside")).unwrap();
+        assert_eq!(
+            open("outside/secret.txt").unwrap_err().raw_os_error(),
+            Some(libc::ENOTDIR)
+        );
+        std::fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn names_are_checked_by_themselves_first() {
+        assert_eq!(relative("/a//b/./c").unwrap().as_bytes(), b"a/b/c");
+        assert_eq!(relative("/").unwrap().as_bytes(), b".");
+        assert_eq!(relative("").unwrap().as_bytes(), b".");
+        assert!(matches!(relative("a/../b"), Err(Denied::Forbidden(_))));
+        assert!(matches!(relative("a\0b"), Err(Denied::Forbidden(_))));
+        assert_eq!(relative("/é/..x").unwrap().as_bytes(), "é/..x".as_bytes());
     }
 
     #[test]
@@ -180,5 +322,7 @@ mod tests {
         assert_eq!(percent_decode("bad%2"), None);
         assert_eq!(percent_decode("nul%00"), None);
         assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%é"), None, "no escape cut through a character");
+        assert_eq!(percent_decode("%c3%a9").as_deref(), Some("é"));
     }
 }

@@ -106,7 +106,7 @@ pub(crate) fn read_response(s: &TcpStream, head_only: bool) -> Response {
         head.push(b[0]);
     }
     let head = String::from_utf8(head).unwrap();
-    let status = head[9..12].parse().unwrap();
+    let status = head.get(9..12).and_then(|s| s.parse().ok()).expect("a status code");
     let mut r = Response {
         status,
         head,

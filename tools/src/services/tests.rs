@@ -27,6 +27,7 @@ fn services_with(on_stack_thread: bool, limits: Option<ServiceLimits>) -> (Stack
     s.tcp_echo(7).unwrap();
     s.tcp_discard(9).unwrap();
     s.tcp_source(19).unwrap();
+    s.tcp_sized_source(1919).unwrap();
     if on_stack_thread {
         s.start_on_stack_thread().unwrap();
     } else {
@@ -55,7 +56,8 @@ in_both_modes!(
     echo_returns_every_byte_then_answers_fin_with_fin,
     echo_stops_reading_from_a_client_that_does_not_read_and_resumes,
     discard_swallows_everything_and_closes_after_the_client,
-    source_sends_what_is_asked_or_without_end,
+    chargen_sends_from_the_connect_and_discards_what_it_reads,
+    sized_source_sends_what_is_asked_or_without_end,
     udp_echo_answers_datagrams_and_hundreds_of_tcp_clients_share_one_thread,
     the_per_client_limit_counts_every_service_and_resets_past_it,
     idle_connections_are_closed_and_busy_ones_kept,
@@ -91,10 +93,10 @@ fn wait_until(what: &str, done: impl Fn() -> bool) {
     }
 }
 
-/// Asks the source for `n` bytes and reads them: `Err` if it was refused.
+/// Asks the sized source for `n` bytes and reads them: `Err` if it was refused.
 fn source_request(stack: &Stack, n: usize) -> io::Result<usize> {
     // A refusal may come before the connect has returned: an error too.
-    let s = TcpStream::connect(stack, (US, 19))?;
+    let s = TcpStream::connect(stack, (US, 1919))?;
     s.set_read_timeout(Some(PATIENCE))?;
     (&s).write_all(format!("{n}\n").as_bytes())?;
     let mut got = Vec::new();
@@ -222,10 +224,35 @@ fn discard_swallows_everything_and_closes_after_the_client(on_stack_thread: bool
     stack.shutdown().unwrap();
 }
 
-fn source_sends_what_is_asked_or_without_end(on_stack_thread: bool) {
+fn chargen_sends_from_the_connect_and_discards_what_it_reads(on_stack_thread: bool) {
     let (stack, _peer) = services(on_stack_thread);
     let pattern = chargen_pattern();
     let s = connect(&stack, 19);
+    // Lines come without a byte sent.
+    let mut got = vec![0u8; 300_000];
+    (&s).read_exact(&mut got).unwrap();
+    assert!(got.iter().zip(pattern.iter().cycle()).all(|(a, b)| a == b));
+    // What the client sends is read and thrown away, however much (it
+    // would stall on a full window otherwise), and a number is no request.
+    (&s).write_all(b"10\n").unwrap();
+    (&s).write_all(&vec![b'x'; 1_000_000]).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    // After the client's FIN, the stream goes on: it may still read.
+    let mut got = vec![0u8; 1_000_000];
+    (&s).read_exact(&mut got).unwrap();
+    let at = 300_000 % pattern.len();
+    assert!(
+        got.iter()
+            .zip(pattern[at..].iter().chain(pattern.iter().cycle()))
+            .all(|(a, b)| a == b)
+    );
+    stack.shutdown().unwrap();
+}
+
+fn sized_source_sends_what_is_asked_or_without_end(on_stack_thread: bool) {
+    let (stack, _peer) = services(on_stack_thread);
+    let pattern = chargen_pattern();
+    let s = connect(&stack, 1919);
     (&s).write_all(b"100000\n").unwrap();
     let mut got = Vec::new();
     (&s).read_to_end(&mut got).unwrap();
@@ -233,7 +260,7 @@ fn source_sends_what_is_asked_or_without_end(on_stack_thread: bool) {
     assert!(got.iter().zip(pattern.iter().cycle()).all(|(a, b)| a == b));
 
     for request in [&b"\n"[..], b""] {
-        let s = connect(&stack, 19);
+        let s = connect(&stack, 1919);
         (&s).write_all(request).unwrap();
         if request.is_empty() {
             s.shutdown(Shutdown::Write).unwrap(); // EOF without a line: endless too
