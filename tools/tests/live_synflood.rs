@@ -306,9 +306,12 @@ fn real_connects_complete_through_a_spoofed_syn_flood() {
         rss_max < rss_before + 64 * 1024,
         "RSS grew from {rss_before} to {rss_max} KiB"
     );
-    // A flood it was: far more SYNs than the two SYN queues hold; and the
+    // A flood it was: far more SYNs than the two SYN queues hold (256
+    // each; how many more depends on how fast hping3 gets to run on a
+    // busy 2-core machine, so the bar is 20,000, not the 100,000 or so of
+    // a quiet one); and the
     // real clients came in by cookie (their SYNs found the queues full).
-    assert!(stat("tcp_syncookies_sent") > 100_000, "{counters:?}");
+    assert!(stat("tcp_syncookies_sent") > 20_000, "{counters:?}");
     assert!(
         stat("tcp_syncookies_recv") as usize >= total * 9 / 10,
         "{} cookies came back for {total} real connects",

@@ -2,7 +2,7 @@
 //! same stack reach them over its loopback path.
 
 use super::{FilesConfig, start};
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -60,9 +60,15 @@ impl Site {
 
     /// A blocking client connection to `port`, reads bounded by [`PATIENCE`].
     pub fn connect(&self, port: u16) -> TcpStream {
-        let s = TcpStream::connect(&self.stack, (US, port)).unwrap();
-        s.set_read_timeout(Some(PATIENCE)).unwrap();
-        s
+        self.try_connect(port).unwrap()
+    }
+
+    /// The same, or the error of a connection refused at once (a service
+    /// over its limit may reset it before `connect` returns).
+    pub fn try_connect(&self, port: u16) -> io::Result<TcpStream> {
+        let s = TcpStream::connect(&self.stack, (US, port))?;
+        s.set_read_timeout(Some(PATIENCE))?;
+        Ok(s)
     }
 }
 
