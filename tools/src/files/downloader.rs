@@ -87,7 +87,10 @@ impl Downloader {
             Ok(Opened::Dir(_)) => refuse(io, &format!("{name:?} is a directory")),
             Err(Denied::NotFound) => refuse(io, &format!("no such file: {name:?}")),
             Err(Denied::Forbidden(why)) => refuse(io, &format!("forbidden: {why}")),
-            Err(Denied::Failed(why)) => refuse(io, &why),
+            Err(Denied::Busy(why)) => refuse_at(log::Level::Debug, io, &format!("busy, try again: {why}")),
+            Err(Denied::Failed { why, serious }) => {
+                refuse_at(if serious { log::Level::Warn } else { log::Level::Info }, io, &why)
+            }
         }
     }
 }
@@ -174,7 +177,12 @@ impl Service for Downloader {
 /// Starts a refusal: one line saying why, then, once the line is
 /// acknowledged (so the reset cannot overtake it) and a moment later, a reset.
 fn refuse(io: &Io<'_>, why: &str) -> Conn {
-    log::info!("downloader: {}: {why}; refusing", io.peer);
+    refuse_at(log::Level::Info, io, why)
+}
+
+/// As [`refuse`], logging why at `level`.
+fn refuse_at(level: log::Level, io: &Io<'_>, why: &str) -> Conn {
+    log::log!(level, "downloader: {}: {why}; refusing", io.peer);
     let line = format!("{REFUSAL_PREFIX}{}\n", why.replace(['\n', '\r'], " "));
     Conn::Refusing(Refusal::Line(Outgoing::bytes(line.into_bytes())))
 }

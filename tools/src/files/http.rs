@@ -4,9 +4,9 @@
 //! honoured, and pipelined requests answered in order. Request heads are
 //! read by [`super::request`].
 
-use super::listing::listing;
+use super::listing::{listing, url_escape};
 use super::request::{HeadError, HeadReader, MAX_HEAD, Request, request_path};
-use super::safety::{Denied, Opened, Root};
+use super::safety::{Denied, Opened, Root, relative};
 use super::server::{Io, Next, Outgoing, Pump, Service};
 use std::io::{self, Seek, SeekFrom};
 use std::net::{Shutdown, SocketAddr};
@@ -30,10 +30,13 @@ fn reason(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        414 => "URI Too Long",
         416 => "Range Not Satisfiable",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
+        501 => "Not Implemented",
         503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
         _ => "Error",
     }
 }
@@ -71,10 +74,14 @@ pub fn content_type(path: &Path) -> &'static str {
     }
 }
 
+/// A range no byte of the file is in (416).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unsatisfiable;
+
 /// A single byte range of a `len`-byte file, from a `Range` header.
 /// `Ok(None)`: serve the whole file (no header, or one we do not honour,
-/// like several ranges); `Err(())`: unsatisfiable (416).
-fn parse_range(header: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()> {
+/// like several ranges); `Err`: unsatisfiable (416).
+pub fn parse_range(header: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, Unsatisfiable> {
     let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
         return Ok(None);
     };
@@ -89,7 +96,7 @@ fn parse_range(header: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()>
         ("", n) => {
             let Ok(n) = n.parse::<u64>() else { return Ok(None) };
             if n == 0 {
-                return Err(());
+                return Err(Unsatisfiable);
             }
             (len.saturating_sub(n), len.saturating_sub(1))
         }
@@ -108,9 +115,22 @@ fn parse_range(header: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()>
         }
     };
     if len == 0 || start >= len {
-        return Err(());
+        return Err(Unsatisfiable);
     }
     Ok(Some((start, end)))
+}
+
+/// Methods RFC 9110 and RFC 5789 define: 405 (with `Allow`) for these, 501 for others.
+const KNOWN_METHODS: [&str; 7] = ["POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+
+/// Where a directory named `path` (decoded, as requested) is, with its
+/// slash: built from its checked components, percent-encoded, so it is
+/// always a path on this server.
+fn location(path: &str) -> String {
+    match relative(path) {
+        Ok(rel) if rel.as_bytes() != b"." => format!("/{}/", url_escape(&rel.to_string_lossy())),
+        _ => "/".to_owned(),
+    }
 }
 
 /// Writes a response head.
@@ -162,8 +182,13 @@ impl Http {
         }
         let head_only = req.method == "HEAD";
         if req.method != "GET" && !head_only {
-            let allow = [("Allow", "GET, HEAD".to_owned())];
-            simple(&mut w, 405, &allow, "405 Method Not Allowed\n", true, keep);
+            // RFC 9110 §15.6.2: a method we do not know is 501; one we know, but not here, 405.
+            if KNOWN_METHODS.contains(&req.method.as_str()) {
+                let allow = [("Allow", "GET, HEAD".to_owned())];
+                simple(&mut w, 405, &allow, "405 Method Not Allowed\n", true, keep);
+            } else {
+                simple(&mut w, 501, &[], "501 Not Implemented\n", true, keep);
+            }
             return Ok((Outgoing::bytes(w), keep));
         }
         if req.minor == 1 && req.header("host").is_none() {
@@ -183,13 +208,21 @@ impl Http {
                 log::info!("http: {peer}: {path:?} refused: {why}");
                 simple(&mut w, 403, &[], "403 Forbidden\n", !head_only, keep);
             }
-            Err(Denied::Failed(why)) => {
-                log::warn!("http: {peer}: {why}");
+            Err(Denied::Busy(why)) => {
+                log::debug!("http: {peer}: {why}");
+                let retry = [("Retry-After", "1".to_owned())];
+                simple(&mut w, 503, &retry, "503 Service Unavailable\n", !head_only, keep);
+            }
+            Err(Denied::Failed { why, serious }) => {
+                let level = if serious { log::Level::Warn } else { log::Level::Info };
+                log::log!(level, "http: {peer}: {why}");
                 simple(&mut w, 500, &[], "500 Internal Server Error\n", !head_only, keep);
             }
             Ok(Opened::Dir(dir)) => {
                 if !raw_path.ends_with('/') {
-                    let loc = [("Location", format!("{raw_path}/"))];
+                    // From the name as checked, never the target as sent:
+                    // `//host` there would send the client to another site.
+                    let loc = [("Location", location(&path))];
                     simple(&mut w, 301, &loc, "301 Moved Permanently\n", !head_only, keep);
                 } else {
                     let page = match listing(&dir, &path) {
@@ -204,15 +237,24 @@ impl Http {
                         ("Content-Length", page.len().to_string()),
                     ];
                     head(&mut w, 200, &headers, keep);
-                    if !head_only {
-                        w.extend_from_slice(page.as_bytes());
+                    if head_only {
+                        return Ok((Outgoing::bytes(w), keep));
                     }
+                    let mut page = page.into_bytes();
+                    page.splice(..0, w);
+                    return Ok((Outgoing::bytes(page), keep));
                 }
             }
             Ok(Opened::File(mut file, len)) => {
                 let ctype = content_type(Path::new(&path)).to_owned();
-                match parse_range(req.header("range"), len) {
-                    Err(()) => {
+                // RFC 9110 §14.2: Range is for GET only; and with If-Range,
+                // whose validators we never send, the whole file is the answer.
+                let range = match req.header("if-range") {
+                    None if !head_only => req.header("range"),
+                    _ => None,
+                };
+                match parse_range(range, len) {
+                    Err(Unsatisfiable) => {
                         let cr = [("Content-Range", format!("bytes */{len}"))];
                         simple(&mut w, 416, &cr, "416 Range Not Satisfiable\n", !head_only, keep);
                     }
@@ -398,13 +440,57 @@ mod tests {
         assert_eq!(parse_range(Some("bytes=90-"), 100), Ok(Some((90, 99))));
         assert_eq!(parse_range(Some("bytes=-10"), 100), Ok(Some((90, 99))));
         assert_eq!(parse_range(Some("bytes=50-500"), 100), Ok(Some((50, 99))));
-        assert_eq!(parse_range(Some("bytes=100-"), 100), Err(()));
+        assert_eq!(parse_range(Some("bytes=100-"), 100), Err(Unsatisfiable));
         assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), Ok(None));
         assert_eq!(parse_range(Some("items=0-1"), 100), Ok(None));
         assert_eq!(parse_range(Some("bytes=5-2"), 100), Ok(None));
-        assert_eq!(parse_range(Some("bytes=-0"), 100), Err(()));
+        assert_eq!(parse_range(Some("bytes=-0"), 100), Err(Unsatisfiable));
         assert_eq!(parse_range(Some("bytes=abc-"), 100), Ok(None), "invalid: ignored");
         assert_eq!(parse_range(Some("bytes=99999999999999999999-"), 100), Ok(None));
+    }
+
+    #[test]
+    fn a_directory_redirect_stays_on_this_server() {
+        assert_eq!(location("//evil.example/x"), "/evil.example/x/");
+        assert_eq!(location("/a b/é"), "/a%20b/%C3%A9/");
+        assert_eq!(location("/."), "/");
+        let site = Site::new("redirect", 10, 16, PATIENCE);
+        std::fs::create_dir_all(site.dir.join("sub/deeper")).unwrap();
+        let s = site.connect(HTTP);
+        for (target, want) in [
+            ("//sub", "/sub/"),
+            ("/sub//deeper", "/sub/deeper/"),
+            ("http://x//sub", "/sub/"),
+        ] {
+            send(&s, &format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n"));
+            let r = read_response(&s, false);
+            assert_eq!((r.status, r.header("location")), (301, Some(want)), "{target}");
+        }
+    }
+
+    #[test]
+    fn ranges_are_for_get_without_if_range_and_methods_get_their_status() {
+        let site = Site::new("ranges", 100, 16, PATIENCE);
+        let s = site.connect(HTTP);
+        let ask = |method: &str, extra: &str| {
+            send(&s, &format!("{method} /big.bin HTTP/1.1\r\nHost: x\r\n{extra}\r\n"));
+            read_response(&s, method == "HEAD")
+        };
+        let r = ask("GET", "Range: bytes=0-9\r\n");
+        assert_eq!((r.status, r.body.len()), (206, 10));
+        let r = ask("HEAD", "Range: bytes=0-9\r\n");
+        assert_eq!(
+            (r.status, r.header("content-length")),
+            (200, Some("100")),
+            "HEAD ignores Range"
+        );
+        let r = ask("GET", "Range: bytes=0-9\r\nIf-Range: \"x\"\r\n");
+        assert_eq!((r.status, r.body.len()), (200, 100), "If-Range: the whole file");
+        for (method, status) in [("POST", 405), ("DELETE", 405), ("BREW", 501), ("get", 501)] {
+            let r = ask(method, "");
+            assert_eq!(r.status, status, "{method}");
+            assert_eq!(r.header("allow").is_some(), status == 405, "{method}");
+        }
     }
 
     #[test]

@@ -52,21 +52,29 @@ impl Request {
             .count()
     }
 
-    /// Whether the connection stays open after this request (RFC 9112 §9.3).
+    /// Whether the connection stays open after this request (RFC 9112
+    /// §9.3): the options of every `Connection` field line, together (RFC
+    /// 9110 §5.3), any `close` among them winning.
     pub fn keep_alive(&self) -> bool {
-        let conn = self.header("connection").unwrap_or("").to_ascii_lowercase();
-        let tokens: Vec<&str> = conn.split(',').map(str::trim).collect();
-        if tokens.contains(&"close") {
-            return false;
+        let mut keep_alive = false;
+        let fields = self
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("connection"));
+        for token in fields.flat_map(|(_, v)| v.split(',')).map(str::trim) {
+            if token.eq_ignore_ascii_case("close") {
+                return false;
+            }
+            keep_alive |= token.eq_ignore_ascii_case("keep-alive");
         }
-        self.minor == 1 || tokens.contains(&"keep-alive")
+        self.minor == 1 || keep_alive
     }
 }
 
 /// Why a request head is refused: the status to answer with before closing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HeadError {
-    /// 400 or 431.
+    /// 400, 414, 431 or 505.
     pub status: u16,
     /// For the log.
     pub why: &'static str,
@@ -81,7 +89,7 @@ fn refused(status: u16, why: &'static str) -> HeadError {
 pub fn parse_head(head: &[u8]) -> Result<Request, HeadError> {
     let line = head.iter().position(|b| *b == b'\n').unwrap_or(head.len());
     if line > MAX_REQUEST_LINE + 1 {
-        return Err(refused(431, "request line too long"));
+        return Err(refused(414, "request line too long"));
     }
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADER_LINES];
     let mut parsed = httparse::Request::new(&mut fields);
@@ -89,7 +97,10 @@ pub fn parse_head(head: &[u8]) -> Result<Request, HeadError> {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(refused(400, "incomplete request head")),
         Err(httparse::Error::TooManyHeaders) => return Err(refused(431, "too many header fields")),
-        Err(httparse::Error::Version) => return Err(refused(400, "unsupported HTTP version")),
+        Err(httparse::Error::Version) if other_major(&head[..line]) => {
+            return Err(refused(505, "an HTTP version other than 1.x"));
+        }
+        Err(httparse::Error::Version) => return Err(refused(400, "malformed HTTP version")),
         Err(_) => return Err(refused(400, "malformed request head")),
     }
     let (Some(method), Some(target), Some(minor)) = (parsed.method, parsed.path, parsed.version) else {
@@ -117,12 +128,19 @@ pub fn parse_head(head: &[u8]) -> Result<Request, HeadError> {
     if req.header("transfer-encoding").is_some() {
         return Err(refused(400, "Transfer-Encoding on a request"));
     }
-    match (req.count("content-length"), req.header("content-length")) {
-        (0, _) => {}
-        (1, Some(v)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
-            req.content_length = v.parse().map_err(|_| refused(400, "Content-Length too large"))?;
+    // The raw value, as httparse left it (SP and HTAB around it dropped):
+    // ASCII digits only, never what a Unicode-aware trim or parse would pass.
+    let mut lengths = parsed
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("content-length"));
+    match (lengths.next(), lengths.next()) {
+        (None, _) => {}
+        (Some(h), None) if !h.value.is_empty() && h.value.iter().all(u8::is_ascii_digit) => {
+            let digits = std::str::from_utf8(h.value).map_err(|_| refused(400, "invalid Content-Length"))?;
+            req.content_length = digits.parse().map_err(|_| refused(400, "Content-Length too large"))?;
         }
-        (1, _) => return Err(refused(400, "invalid Content-Length")),
+        (Some(_), None) => return Err(refused(400, "invalid Content-Length")),
         _ => return Err(refused(400, "repeated Content-Length")),
     }
     // RFC 9112 §3.2: more than one Host is a 400.
@@ -130,6 +148,25 @@ pub fn parse_head(head: &[u8]) -> Result<Request, HeadError> {
         return Err(refused(400, "repeated Host"));
     }
     Ok(req)
+}
+
+/// Whether the request line `line` ends in a well-formed HTTP version
+/// whose major number is not 1 (`HTTP/2.0`, `HTTP/3`): 505, not 400.
+fn other_major(line: &[u8]) -> bool {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let Some(version) = line
+        .rsplit(|b| *b == b' ')
+        .next()
+        .and_then(|v| v.strip_prefix(b"HTTP/"))
+    else {
+        return false;
+    };
+    let (major, minor) = match version.iter().position(|b| *b == b'.') {
+        Some(dot) => (&version[..dot], &version[dot + 1..]),
+        None => (version, &b"0"[..]),
+    };
+    let digits = |d: &[u8]| !d.is_empty() && d.len() <= 3 && d.iter().all(u8::is_ascii_digit);
+    digits(major) && digits(minor) && major != b"1"
 }
 
 /// The path a request target names, as sent and percent-decoded: origin
@@ -213,7 +250,7 @@ impl HeadReader {
             self.scanned = self.input.len();
             let line_too_long = !self.input.contains(&b'\n') && self.input.len() > MAX_REQUEST_LINE;
             return if line_too_long {
-                Some(Err(refused(431, "request line too long")))
+                Some(Err(refused(414, "request line too long")))
             } else if self.input.len() > MAX_HEAD {
                 Some(Err(refused(431, "request header fields too large")))
             } else {
@@ -254,7 +291,8 @@ mod tests {
         assert_eq!(parse_head(&wide).unwrap_err().status, 431);
         for bad in [
             &b"GARBAGE\r\n\r\n"[..],
-            b"GET / HTTP/2\r\n\r\n",
+            b"GET / HTTP/1.x\r\n\r\n",
+            b"GET / HTTPS/2.0\r\n\r\n",
             b"GET  / HTTP/1.1\r\n\r\n",
             b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
         ] {
@@ -349,6 +387,45 @@ mod tests {
         assert!(r.input.len() <= MAX_HEAD + 16, "{} bytes held", r.input.len());
         let mut r = HeadReader::default();
         r.push(&vec![b'a'; MAX_REQUEST_LINE + 1]);
-        assert_eq!(r.take().unwrap().unwrap_err().status, 431);
+        assert_eq!(r.take().unwrap().unwrap_err().status, 414);
+    }
+
+    #[test]
+    fn a_long_target_is_414_and_another_major_version_505() {
+        let long = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(MAX_REQUEST_LINE));
+        assert_eq!(parse_head(long.as_bytes()).unwrap_err().status, 414);
+        let mut r = HeadReader::default();
+        r.push(long.as_bytes());
+        assert_eq!(r.take().unwrap().unwrap_err().status, 414);
+        for other in ["HTTP/2.0", "HTTP/2", "HTTP/3.0", "HTTP/0.9"] {
+            let head = format!("GET / {other}\r\nHost: x\r\n\r\n");
+            assert_eq!(parse_head(head.as_bytes()).unwrap_err().status, 505, "{other}");
+        }
+        assert_eq!(parse_head(b"PRI * HTTP/2.0\r\n\r\n").unwrap_err().status, 505);
+    }
+
+    #[test]
+    fn content_length_is_ascii_digits_only() {
+        let head = |v: &str| parse_head(format!("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: {v}\r\n\r\n").as_bytes());
+        assert_eq!(head("12").unwrap().content_length, 12);
+        assert_eq!(
+            head("\t12 ").unwrap().content_length,
+            12,
+            "SP and HTAB around it are fine"
+        );
+        for bad in ["\u{a0}12", "12\u{a0}", "\u{2003}1", "\u{661}", "1 2", "0x1", ""] {
+            assert_eq!(head(bad).map_err(|e| e.status), Err(400), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn every_connection_field_line_counts() {
+        let head = |h: &str, v: &str| parse_head(format!("GET / HTTP/{v}\r\nHost: x\r\n{h}\r\n").as_bytes()).unwrap();
+        assert!(!head("Connection: keep-alive\r\nConnection: close\r\n", "1.1").keep_alive());
+        assert!(!head("Connection: Keep-Alive\r\nCONNECTION: foo, CLOSE\r\n", "1.1").keep_alive());
+        assert!(!head("Connection: te,close\r\n", "1.1").keep_alive());
+        assert!(head("Connection: foo\r\nconnection: KEEP-ALIVE\r\n", "1.0").keep_alive());
+        assert!(!head("Connection: foo\r\n", "1.0").keep_alive());
+        assert!(head("", "1.1").keep_alive());
     }
 }

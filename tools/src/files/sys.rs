@@ -1,7 +1,8 @@
 //! The two system calls the file services need and the standard library
 //! lacks, each in one small function: opening relative to a directory fd
-//! (`openat2`, or `openat` where the kernel has no `openat2`), and reading
-//! a directory's entries from its fd (`getdents64`). This is the file
+//! (`openat2`, or `openat` where `openat2` is unusable), reading a
+//! directory's entries from its fd (`getdents64`), and looking at one of
+//! them without opening it (`fstatat`). This is the file
 //! services' only unsafe code.
 
 use std::ffi::{CStr, OsString};
@@ -14,7 +15,7 @@ use std::os::unix::ffi::OsStringExt;
 pub(crate) enum Resolve {
     /// `openat2` with these `RESOLVE_*` flags.
     Openat2(u64),
-    /// Plain `openat` (for kernels before 5.6, where `openat2` is `ENOSYS`).
+    /// Plain `openat` (where `openat2` is missing, before Linux 5.6, or refused by a seccomp filter).
     Openat,
 }
 
@@ -79,15 +80,17 @@ fn getdents(dir: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// The names in the directory `dir` (read from a fresh fd: the offset
-/// moves), but `.` and `..`.
-pub(crate) fn entries(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
+/// A directory's entries as `getdents64` gives them, in its order, but
+/// `.` and `..`: the first `cap` (name and `d_type`, one of `libc::DT_*`),
+/// and how many more there are.
+pub(crate) fn entries(dir: BorrowedFd<'_>, cap: usize) -> io::Result<(Vec<(OsString, u8)>, usize)> {
     let mut names = Vec::new();
+    let mut more = 0;
     let mut buf = vec![0u8; 32 * 1024];
     loop {
         let n = getdents(dir, &mut buf)?;
         if n == 0 {
-            return Ok(names);
+            return Ok((names, more));
         }
         // struct linux_dirent64 { u64 d_ino; i64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
         let mut at = 0;
@@ -102,9 +105,28 @@ pub(crate) fn entries(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
             let name = &buf[at + 19..at + reclen];
             let name = &name[..name.iter().position(|b| *b == 0).unwrap_or(name.len())];
             if name != b"." && name != b".." {
-                names.push(OsString::from_vec(name.to_vec()));
+                if names.len() < cap {
+                    names.push((OsString::from_vec(name.to_vec()), buf[at + 18]));
+                } else {
+                    more += 1;
+                }
             }
             at += reclen;
         }
+    }
+}
+
+/// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`: what `name` in `dir` is
+/// (a link as itself), without opening it.
+pub(crate) fn stat_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<libc::stat> {
+    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `name` is NUL-terminated and `st` a writable `stat`, both for
+    // the call's duration; `dir` is an open fd throughout (it is borrowed).
+    let r = unsafe { libc::fstatat(dir.as_raw_fd(), name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) };
+    if r == 0 {
+        Ok(st)
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
