@@ -5,7 +5,9 @@
 //!   fed in pieces (the first byte sets their size) must give the same
 //!   requests and refusals as when fed at once, hold no more than a head's
 //!   worth while waiting, and let nothing through that frames a body
-//!   ambiguously; each request's target then goes through the path steps.
+//!   ambiguously; each request's target then goes through the path steps,
+//!   and its `Range` header, if any, through the server's range parser,
+//!   whose range must lie within the file.
 //! - `downloader_name`: the downloader's request line, whole (the first
 //!   byte says whether the client's FIN came) and every prefix of it, which
 //!   must agree: nothing until the newline, then the same name.
@@ -14,6 +16,7 @@
 //!   `..`, no empty component and no leading `/`, and checks as itself.
 
 use tunstack_tools::files::downloader::name_of;
+use tunstack_tools::files::http::parse_range;
 use tunstack_tools::files::request::{HeadError, HeadReader, MAX_HEAD, Request, request_path};
 use tunstack_tools::files::safety::{percent_decode, relative};
 
@@ -65,6 +68,19 @@ pub fn http_head(data: &[u8]) {
             assert!(req.target.contains(raw));
             assert!(path.starts_with('/'));
             check_relative(&path);
+        }
+        if let Some(range) = req.header("range") {
+            check_range(range);
+        }
+    }
+}
+
+/// A satisfiable range lies within the file, for files of any length.
+fn check_range(header: &str) {
+    for len in [0, 1, 2, 100, u64::MAX / 2, u64::MAX] {
+        if let Ok(Some((start, end))) = parse_range(Some(header), len) {
+            trace!("{header:?} of {len}: {start}-{end}");
+            assert!(start <= end && end < len, "{header:?} of {len}: {start}-{end}");
         }
     }
 }
