@@ -60,7 +60,7 @@ impl Kind {
         match self {
             Kind::Echo => "echo",
             Kind::Discard => "discard",
-            Kind::Source => "source",
+            Kind::Source => "chargen",
             Kind::Sized => "sized-source",
         }
     }

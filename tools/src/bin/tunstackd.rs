@@ -101,7 +101,7 @@ struct Args {
     #[arg(long)]
     no_source: bool,
 
-    /// Port of the TCP sized source (sends the byte count the client's line asks, or an endless stream).
+    /// Port of the TCP sized source (sends as many bytes as the client's line asks, or an endless stream).
     #[arg(long, default_value_t = 1919, value_name = "PORT")]
     sized_source: u16,
 
@@ -320,7 +320,7 @@ impl Service {
             Service::Discard => "discard",
             Service::Downloader => "downloader",
             Service::Http => "http",
-            Service::Source => "source",
+            Service::Source => "chargen",
             Service::SizedSource => "sized source",
         }
     }
