@@ -203,7 +203,8 @@ impl Root {
             Resolve::Openat2(libc::RESOLVE_BENEATH),
         );
         if let Err(e) = probe {
-            sys::open_at(root.dir.as_fd(), c".", libc::O_PATH | libc::O_CLOEXEC, Resolve::Openat)?;
+            sys::open_at(root.dir.as_fd(), c".", libc::O_PATH | libc::O_CLOEXEC, Resolve::Openat)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot serve {}: {e}", dir.display())))?;
             log::info!("openat2 is unusable here ({e}): files are opened component by component, following no link");
             root.walk = true;
         }
@@ -264,7 +265,10 @@ impl Root {
         {
             Ok(file) => file,
             // No /proc: open the name again (non-blocking, checked below).
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => File::from(at(reading)?),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                log::debug!("no /proc/self/fd: {name:?} is opened by its name again");
+                File::from(at(reading)?)
+            }
             Err(e) => return Err(denied(name, &e)),
         };
         let opened = file.metadata().map_err(|e| denied(name, &e))?;
@@ -309,6 +313,7 @@ mod tests {
         std::os::unix::fs::symlink("hello.txt", base.join("root/inside")).unwrap();
         std::os::unix::fs::symlink("../hello.txt", base.join("root/sub/up")).unwrap();
         std::os::unix::fs::symlink(base.join("root/hello.txt"), base.join("root/absolute")).unwrap();
+        std::os::unix::fs::symlink("../root/hello.txt", base.join("root/comeback")).unwrap();
         let root = if walk {
             Root::walking(&base.join("root"))
         } else {
@@ -362,6 +367,7 @@ mod tests {
                 "/escape",
                 "/climb",
                 "/absolute",
+                "/comeback",
             ] {
                 assert!(matches!(r.open(bad), Err(Denied::Forbidden(_))), "{bad}");
             }
@@ -418,6 +424,17 @@ mod tests {
         );
         assert_eq!(open("hello.txt/x").unwrap_err().raw_os_error(), Some(libc::ENOTDIR));
         std::fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn errors_map_to_what_the_client_is_told() {
+        let e = |errno| denied("x", &io::Error::from_raw_os_error(errno));
+        assert_eq!(e(libc::ENAMETOOLONG), Denied::NotFound, "a client's long name: 404");
+        assert!(matches!(e(libc::EAGAIN), Denied::Busy(_)), "renames kept racing: 503");
+        assert!(matches!(e(libc::EMFILE), Denied::Failed { serious: true, .. }));
+        assert!(matches!(e(libc::EIO), Denied::Failed { serious: true, .. }));
+        assert!(matches!(e(libc::EINVAL), Denied::Failed { serious: false, .. }));
+        assert!(matches!(e(libc::EXDEV), Denied::Forbidden(_)));
     }
 
     #[test]
