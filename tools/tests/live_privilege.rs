@@ -372,3 +372,40 @@ fn a_user_started_with_capabilities_keeps_none() {
     drop(d);
     assert!(!Path::new(&sock).exists(), "removed at exit");
 }
+
+/// The daemon's own directory is its user's while it runs; what that user
+/// (or anyone sharing it, like `nobody`) leaves there, a FIFO in the
+/// socket's place say, does not survive the next start.
+#[test]
+fn what_is_planted_in_the_daemons_own_directory_does_not_survive_a_restart() {
+    if !live_tests_possible("what_is_planted_in_the_daemons_own_directory_does_not_survive_a_restart") {
+        return;
+    }
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let sb = Sandbox::create();
+    let d = sb.start_daemon(DAEMON, &["--user", "4242"]);
+    let control = control_path(&d);
+    drop(d);
+    let dir = Path::new(&control).parent().unwrap().to_owned();
+    assert_eq!(
+        std::fs::metadata(&dir).unwrap().uid(),
+        4242,
+        "the directory stays, its user's"
+    );
+    let _ = std::fs::remove_file(&control);
+    let as_user = |args: &[&str]| {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=4242", "--regid=4242", "--clear-groups"]).args(args);
+        assert!(c.status().unwrap().success(), "{args:?}");
+    };
+    as_user(&["mkfifo", &control]);
+    as_user(&["touch", &dir.join("planted").to_string_lossy()]);
+    let d = sb.start_daemon(DAEMON, &["--user", "4242"]);
+    assert_eq!(control_path(&d), control);
+    let socket = std::fs::symlink_metadata(&control).unwrap();
+    assert!(socket.file_type().is_socket(), "a socket again, not the FIFO");
+    assert!(!dir.join("planted").exists(), "nothing planted survives");
+    sb.run(CLI, &["ifconfig"], PATIENCE)
+        .assert_success("the CLI reaches it");
+    drop(d);
+}

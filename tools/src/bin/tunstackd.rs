@@ -514,6 +514,12 @@ fn run(args: Args) -> io::Result<()> {
     } else {
         log::info!("running as {user}, with no capability");
     }
+    if args.user.is_none() && user.name == "nobody" {
+        log::info!(
+            "note: other processes running as nobody share that account and could reach the control socket's directory; \
+             give --user a dedicated account for unattended use"
+        );
+    }
 
     let running = Running(link.start()?);
     let stack = &running.0;

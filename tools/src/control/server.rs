@@ -49,6 +49,10 @@ pub struct ControlConfig {
 #[derive(Debug)]
 pub struct ControlSocket {
     path: PathBuf,
+    /// Its directory, opened once at start: the file is removed through it.
+    dir: std::os::fd::OwnedFd,
+    /// Its name there.
+    name: std::ffi::CString,
     /// Device and inode of the file we made: only that file is removed,
     /// never one another daemon put in its place since.
     id: (u64, u64),
@@ -66,18 +70,16 @@ impl ControlSocket {
 
 impl Drop for ControlSocket {
     fn drop(&mut self) {
-        if file_id(&self.path).is_some_and(|id| id == self.id) {
-            let _ = std::fs::remove_file(&self.path);
+        use std::os::fd::AsRawFd;
+        let at = self.dir.as_raw_fd();
+        let ours = place::stat_at(at, &self.name).ok().flatten();
+        if ours.is_some_and(|st| (st.st_dev, st.st_ino) == self.id) {
+            let _ = place::unlink_at(at, &self.name, 0);
         }
         if let Some(dir) = &self.own_dir {
             let _ = std::fs::remove_dir(dir);
         }
     }
-}
-
-fn file_id(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// A control socket bound but not yet served: made while the daemon is
@@ -158,43 +160,55 @@ pub fn start(stack: &Stack, bound: Bound) -> io::Result<ControlSocket> {
 }
 
 /// Creates the socket file, owned by the daemon's user, with mode 0600
-/// (0660 and the group's with a group). It is made under a umask that
-/// keeps it private from the start, and its owner and mode are set through
-/// a descriptor of the very file (O_PATH, no link followed), so a path
-/// swapped meanwhile changes nothing else. The group is looked up first,
-/// and whether the user can remove the file at exit is checked before it
-/// exists, so a refusal leaves nothing behind.
+/// (0660 and the group's with a group). Its directory is opened once,
+/// without following a link, and checked (see [`place`]); everything after
+/// goes through that descriptor. The file is made under a umask that keeps
+/// it private from the start, and its owner and mode are set through a
+/// descriptor of the very file (O_PATH, no link followed). The group is
+/// looked up first, and whether the user can remove the file at exit is
+/// checked before it exists, so a refusal leaves nothing behind.
 fn create_socket(cfg: &ControlConfig) -> io::Result<(UnixListener, ControlSocket)> {
     use std::os::fd::AsRawFd;
     let path = &cfg.path;
     let gid = cfg.group.as_deref().map(group_id).transpose()?;
     let failed =
         |what: &str, e: io::Error| io::Error::new(e.kind(), format!("control socket {}: {what}: {e}", path.display()));
+    let name = path
+        .file_name()
+        .ok_or_else(|| failed("no file name", io::ErrorKind::InvalidInput.into()))?;
+    let cname = std::ffi::CString::new(name.as_encoded_bytes())
+        .map_err(|_| failed("bad name", io::ErrorKind::InvalidInput.into()))?;
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let existing = std::fs::symlink_metadata(dir);
-    if existing.as_ref().is_ok_and(|m| !m.is_dir()) {
-        return Err(io::Error::new(
-            io::ErrorKind::NotADirectory,
-            format!(
-                "control socket {}: {} is not a directory",
-                path.display(),
-                dir.display()
-            ),
-        ));
-    }
+    let daemon = cfg.owner.as_ref().map_or(crate::privilege::euid(), |o| o.uid);
+    let users = [daemon, crate::privilege::euid()];
     // A directory the daemon makes is its user's, so the socket can go at exit.
-    let own_dir = cfg.own_dir || existing.is_err();
-    if own_dir {
-        make_own_dir(dir, cfg.owner.as_ref()).map_err(|e| {
+    let own_dir = cfg.own_dir || std::fs::symlink_metadata(dir).is_err();
+    let dir_fd = if own_dir {
+        make_own_dir(dir, name, cfg.own_dir, &users, cfg.owner.as_ref()).map_err(|e| {
             failed(
                 &format!("cannot create {}", dir.display()),
                 io::Error::new(e.kind(), error_text(&e)),
             )
+        })?
+    } else {
+        let fd = place::open_dir(libc::AT_FDCWD, dir.as_os_str(), true).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOTDIR | libc::ELOOP) => io::Error::new(
+                io::ErrorKind::NotADirectory,
+                format!(
+                    "control socket {}: {} is not a directory",
+                    path.display(),
+                    dir.display()
+                ),
+            ),
+            _ => failed(&format!("{}", dir.display()), e),
         })?;
-    }
+        place::trusted(&place::stat(fd.as_raw_fd())?, dir, &users, true).map_err(|e| failed("refused", e))?;
+        fd
+    };
+    let at = dir_fd.as_raw_fd();
     if let Some(owner) = &cfg.owner {
         let may = crate::privilege::may_remove_in(dir, owner).map_err(|e| failed(&format!("{}", dir.display()), e))?;
         if !may {
@@ -209,10 +223,9 @@ fn create_socket(cfg: &ControlConfig) -> io::Result<(UnixListener, ControlSocket
             ));
         }
     }
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        use std::os::unix::fs::FileTypeExt;
+    if let Some(st) = place::stat_at(at, &cname)? {
         // Only a socket nobody answers on is ours to replace; never another file.
-        if !meta.file_type().is_socket() {
+        if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 format!(
@@ -221,24 +234,25 @@ fn create_socket(cfg: &ControlConfig) -> io::Result<(UnixListener, ControlSocket
                 ),
             ));
         }
-        if UnixStream::connect(path).is_ok() {
+        if let Some(who) = place::answering(at, name)? {
             return Err(io::Error::new(
                 io::ErrorKind::AddrInUse,
                 format!(
-                    "control socket {} is in use: is another tunstackd running?",
+                    "control socket {} is in use (by {who}): is another tunstackd running?",
                     path.display()
                 ),
             ));
         }
         // Left behind by a daemon that died.
-        std::fs::remove_file(path).map_err(|e| failed("cannot remove a stale one", e))?;
+        place::unlink_at(at, &cname, 0).map_err(|e| failed("cannot remove a stale one", e))?;
     }
-    let listener = with_umask(0o177, || UnixListener::bind(path)).map_err(|e| failed("cannot bind", e))?;
-    // The file just bound, pinned: a socket of ours, not whatever the path leads to now.
+    let through = place::through(at, name).map_err(|e| failed("cannot bind", e))?;
+    let listener = with_umask(0o177, || UnixListener::bind(&through)).map_err(|e| failed("cannot bind", e))?;
+    // The file just bound, pinned: a socket of ours, not whatever the name leads to now.
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
-        .open(path)
+        .open(&through)
         .map_err(|e| failed("vanished", e))?;
     let meta = file.metadata().map_err(|e| failed("vanished", e))?;
     let socket = {
@@ -248,8 +262,10 @@ fn create_socket(cfg: &ControlConfig) -> io::Result<(UnixListener, ControlSocket
         }
         ControlSocket {
             path: path.clone(),
+            name: cname,
             id: (meta.dev(), meta.ino()),
             own_dir: cfg.own_dir.then(|| dir.to_path_buf()),
+            dir: dir_fd,
         }
     };
     let uid = cfg.owner.as_ref().map_or(u32::MAX, |o| o.uid);
@@ -270,27 +286,47 @@ fn create_socket(cfg: &ControlConfig) -> io::Result<(UnixListener, ControlSocket
     Ok((listener, socket))
 }
 
-/// Makes the daemon's own directory `dir` (its parents as root's, 0755)
-/// and gives it to `owner`, mode 0755; one left by an earlier daemon is
-/// taken over the same way. Changed through a descriptor opened without
-/// following links.
-fn make_own_dir(dir: &Path, owner: Option<&Identity>) -> io::Result<()> {
+/// Makes the socket's directory `dir` and gives it to `owner`, mode 0755:
+/// its parent made if missing (root's, 0755), then opened without
+/// following a link and checked (root's or `users`', writable by no one
+/// else; sticky will do for a `--control` directory). The daemon's own
+/// directory (`fresh`) is made afresh, whatever an earlier start left
+/// there removed ([`place::fresh_dir`]); any other must not exist yet.
+fn make_own_dir(
+    dir: &Path,
+    socket: &std::ffi::OsStr,
+    fresh: bool,
+    users: &[u32],
+    owner: Option<&Identity>,
+) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::AsRawFd;
     use std::os::unix::fs::DirBuilderExt;
-    if let Some(up) = dir.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::DirBuilder::new().recursive(true).mode(0o755).create(up)?;
-    }
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
-        _ => {}
-    }
-    let handle = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
-        .open(dir)?;
+    let up = dir
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = dir
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no directory name"))?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o755).create(up)?;
+    let parent = place::open_dir(libc::AT_FDCWD, up.as_os_str(), true)?;
+    place::trusted(&place::stat(parent.as_raw_fd())?, up, users, !fresh)?;
+    let made = if fresh {
+        place::fresh_dir(parent.as_raw_fd(), name, socket, dir)?
+    } else {
+        let cname = std::ffi::CString::new(name.as_encoded_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
+        // SAFETY: mkdirat(2) with a live descriptor and a NUL-terminated name.
+        if unsafe { libc::mkdirat(parent.as_raw_fd(), cname.as_ptr(), 0o700) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        place::open_dir(parent.as_raw_fd(), name, false)?
+    };
+    let handle = std::fs::File::from(made);
     if let Some(owner) = owner {
         std::os::unix::fs::fchown(&handle, Some(owner.uid), Some(owner.gid))?;
     }
-    handle.set_permissions(std::fs::Permissions::from_mode(0o755))
+    handle.set_permissions(std::fs::Permissions::from_mode(0o755))?;
+    Ok(handle.into())
 }
 
 /// Runs `f` with the process's umask set to `mask`, then restores it. The
@@ -812,6 +848,8 @@ pub(crate) fn recovered_connection() -> TcpInfo {
         send_allocated: 8192,
     }
 }
+
+mod place;
 
 #[cfg(test)]
 mod serving;
