@@ -507,6 +507,8 @@ fn run(args: Args) -> io::Result<()> {
     })?;
     log::info!("control socket at {}", bound.path().display());
 
+    // While it may: each control client holds a descriptor.
+    control::server::raise_descriptor_limit();
     // Everything privileged is done, and no thread runs yet: drop it all.
     privilege::drop_to(&user)?;
     if user.uid == 0 {

@@ -111,6 +111,25 @@ pub struct Limits {
     pub sockets_per_uid: usize,
 }
 
+/// Descriptors kept for the daemon's own use (its TUN, its log, the files
+/// it serves) when control clients are bounded by [`Limits::for_descriptors`].
+pub const DESCRIPTOR_RESERVE: u64 = 64;
+
+impl Limits {
+    /// The defaults, with fewer clients if `nofile` descriptors (the soft
+    /// `RLIMIT_NOFILE`) could not hold them (a client holds one) and
+    /// [`DESCRIPTOR_RESERVE`]; a quarter of them at the very least.
+    pub fn for_descriptors(nofile: u64) -> Limits {
+        let room = nofile.saturating_sub(DESCRIPTOR_RESERVE).max(nofile / 4).max(1);
+        let clients = MAX_CLIENTS.min(usize::try_from(room).unwrap_or(usize::MAX));
+        Limits {
+            clients,
+            clients_per_uid: MAX_CLIENTS_PER_UID.min(clients),
+            ..Limits::default()
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
@@ -297,6 +316,17 @@ mod tests {
         assert_eq!(a.socket(1001).unwrap().owner(), 1001, "another uid has its own count");
         drop(s1);
         assert!(a.socket(1000).is_ok());
+    }
+
+    #[test]
+    fn clients_are_bounded_by_the_descriptors_there_are() {
+        let l = Limits::for_descriptors(1 << 20);
+        assert_eq!((l.clients, l.clients_per_uid), (MAX_CLIENTS, MAX_CLIENTS_PER_UID));
+        let l = Limits::for_descriptors(1024);
+        assert_eq!((l.clients, l.clients_per_uid), (960, MAX_CLIENTS_PER_UID));
+        let l = Limits::for_descriptors(64);
+        assert_eq!((l.clients, l.clients_per_uid), (16, 16));
+        assert_eq!(Limits::for_descriptors(0).clients, 1);
     }
 
     #[test]

@@ -111,52 +111,140 @@ pub fn start(stack: &Stack, bound: Bound) -> io::Result<ControlSocket> {
     let Bound { listener, socket, cfg } = bound;
     let stack = stack.clone();
     let pending = Arc::new(Pending::default());
-    let accounts = Accounts::new(Limits::default());
+    let accounts = Accounts::new(Limits::for_descriptors(descriptor_limit()));
     std::thread::Builder::new().name("control".into()).spawn(move || {
-        for client in listener.incoming() {
-            let client = match client {
-                Ok(c) => c,
-                Err(e) => {
-                    log::warn!("control: accept: {e}");
-                    continue;
-                }
-            };
-            // Refused before a thread is spent on it. The refusal fits in an
-            // empty socket buffer, so this write never blocks the acceptor.
-            let admitted = Peer::of(&client)
-                .ok_or_else(|| "cannot tell who you are (SO_PEERCRED)".to_owned())
-                .and_then(|peer| Ok((accounts.admit(peer.uid, &peer.who)?, peer)));
-            let (slot, peer) = match admitted {
-                Ok(a) => a,
-                Err(why) => {
-                    log::info!("control: client refused: {why}");
-                    let _ = client.set_nonblocking(true);
-                    let _ = (&client).write_all(format!("ERR {why}\n").as_bytes());
-                    continue;
-                }
-            };
-            let served = Served {
-                stack: stack.clone(),
-                ifname: cfg.ifname.clone(),
-                pending: pending.clone(),
-                accounts: accounts.clone(),
-                idle: IDLE_TIMEOUT,
-            };
-            let spawned = std::thread::Builder::new()
-                .name("control-client".into())
-                .stack_size(CLIENT_STACK)
-                .spawn(move || {
-                    let _slot = slot;
-                    if let Err(e) = serve(&served, &client, &peer) {
-                        log::debug!("control: {}: {e}", peer.who);
+        let mut incoming = listener.incoming();
+        accept_loop(
+            || incoming.next(),
+            |client| {
+                // Refused before a thread is spent on it. The refusal fits in an
+                // empty socket buffer, so this write never blocks the acceptor.
+                let admitted = Peer::of(&client)
+                    .ok_or_else(|| "cannot tell who you are (SO_PEERCRED)".to_owned())
+                    .and_then(|peer| Ok((accounts.admit(peer.uid, &peer.who)?, peer)));
+                let (slot, peer) = match admitted {
+                    Ok(a) => a,
+                    Err(why) => {
+                        log::info!("control: client refused: {why}");
+                        let _ = client.set_nonblocking(true);
+                        let _ = (&client).write_all(format!("ERR {why}\n").as_bytes());
+                        return;
                     }
-                });
-            if let Err(e) = spawned {
-                log::warn!("control: no thread for a client: {e}");
-            }
-        }
+                };
+                let served = Served {
+                    stack: stack.clone(),
+                    ifname: cfg.ifname.clone(),
+                    pending: pending.clone(),
+                    accounts: accounts.clone(),
+                    idle: IDLE_TIMEOUT,
+                };
+                let spawned = std::thread::Builder::new()
+                    .name("control-client".into())
+                    .stack_size(CLIENT_STACK)
+                    .spawn(move || {
+                        let _slot = slot;
+                        if let Err(e) = serve(&served, &client, &peer) {
+                            log::debug!("control: {}: {e}", peer.who);
+                        }
+                    });
+                if let Err(e) = spawned {
+                    log::warn!("control: no thread for a client: {e}");
+                }
+            },
+        );
     })?;
     Ok(socket)
+}
+
+/// How long the acceptor rests when accepting fails for want of a
+/// resource (descriptors, memory): it fails at once until one is freed,
+/// and trying again meanwhile would only spin.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// At most one log line about failing accepts per this long.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Accepts clients from `next` (`None`: no more) and hands each to
+/// `serve`. A failure is logged at most once per [`ACCEPT_LOG_EVERY`],
+/// with how many there were; one for want of a resource (EMFILE, ENFILE,
+/// ENOBUFS, ENOMEM) also makes it rest [`ACCEPT_PAUSE`].
+fn accept_loop(mut next: impl FnMut() -> Option<io::Result<UnixStream>>, mut serve: impl FnMut(UnixStream)) {
+    let mut failures = Throttle::new(ACCEPT_LOG_EVERY);
+    while let Some(accepted) = next() {
+        match accepted {
+            Ok(client) => serve(client),
+            Err(e) => {
+                if let Some(n) = failures.note(std::time::Instant::now()) {
+                    log::warn!("control: accept: {e} ({n} failures since the last report)");
+                }
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                ) {
+                    std::thread::sleep(ACCEPT_PAUSE);
+                }
+            }
+        }
+    }
+}
+
+/// Counts events and says when one may be reported: the first at once,
+/// then at most one per period, with how many happened since.
+#[derive(Debug)]
+struct Throttle {
+    every: Duration,
+    last: Option<std::time::Instant>,
+    count: u64,
+}
+
+impl Throttle {
+    fn new(every: Duration) -> Throttle {
+        Throttle {
+            every,
+            last: None,
+            count: 0,
+        }
+    }
+
+    /// Counts one at `now`; `Some(count)` when it is time to report.
+    fn note(&mut self, now: std::time::Instant) -> Option<u64> {
+        self.count += 1;
+        if self.last.is_some_and(|l| now.saturating_duration_since(l) < self.every) {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.count))
+    }
+}
+
+/// The soft `RLIMIT_NOFILE`: how many descriptors the daemon may hold.
+fn descriptor_limit() -> u64 {
+    // SAFETY: rlimit is plain data that getrlimit fills.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: a live out-parameter.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 1024;
+    }
+    lim.rlim_cur
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard one, as a server expecting
+/// many clients does (each control client holds a descriptor); run at
+/// start-up. Returns the limit now in force.
+pub fn raise_descriptor_limit() -> u64 {
+    // SAFETY: as in `descriptor_limit`.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: live in- and out-parameters.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let from = lim.rlim_cur;
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                log::debug!("descriptor limit raised from {from} to {}", lim.rlim_max);
+            }
+        }
+    }
+    descriptor_limit()
 }
 
 /// Creates the socket file, owned by the daemon's user, with mode 0600
@@ -888,6 +976,30 @@ mod tests {
             "{listener}"
         );
         assert!(!listener.contains("recoveries="), "{listener}");
+    }
+
+    #[test]
+    fn failing_accepts_rest_and_are_reported_once_in_a_while() {
+        let started = std::time::Instant::now();
+        let mut calls = 0;
+        accept_loop(
+            || {
+                calls += 1;
+                (started.elapsed() < Duration::from_millis(500))
+                    .then(|| Err(io::Error::from_raw_os_error(libc::EMFILE)))
+            },
+            |_| panic!("nothing is accepted"),
+        );
+        // Every 100 ms, not as fast as accept fails.
+        assert!((4..=8).contains(&calls), "{calls} accepts in 0.5 s");
+
+        let mut t = Throttle::new(Duration::from_secs(10));
+        let t0 = std::time::Instant::now();
+        assert_eq!(t.note(t0), Some(1));
+        assert_eq!(t.note(t0 + Duration::from_secs(1)), None);
+        assert_eq!(t.note(t0 + Duration::from_secs(9)), None);
+        assert_eq!(t.note(t0 + Duration::from_secs(10)), Some(3));
+        assert_eq!(t.note(t0 + Duration::from_secs(11)), None);
     }
 
     #[test]
