@@ -24,6 +24,11 @@ pub const MAX_CLIENTS_PER_UID: usize = 256;
 /// control connection of its own) and accepted connections not yet
 /// attached. Linux's default soft `RLIMIT_NOFILE` is the same number.
 pub const MAX_SOCKETS_PER_UID: usize = 1024;
+/// Big replies (`SOCKETS`, `STATS`) built or being sent at once, all
+/// users: each may be megabytes while its client takes it.
+pub const MAX_BIG_REPLIES: usize = 8;
+/// Big replies one uid may have built or being sent at once.
+pub const MAX_BIG_REPLIES_PER_UID: usize = 2;
 /// Ports below this one are privileged: only root may listen or bind on
 /// them (Linux's `net.ipv4.ip_unprivileged_port_start`).
 pub const UNPRIVILEGED_PORT_START: u16 = 1024;
@@ -109,6 +114,10 @@ pub struct Limits {
     pub clients_per_uid: usize,
     /// Stack sockets per uid.
     pub sockets_per_uid: usize,
+    /// Big replies at once, all users.
+    pub big_replies: usize,
+    /// Big replies at once per uid.
+    pub big_replies_per_uid: usize,
 }
 
 /// Descriptors kept for the daemon's own use (its TUN, its log, the files
@@ -136,6 +145,8 @@ impl Default for Limits {
             clients: MAX_CLIENTS,
             clients_per_uid: MAX_CLIENTS_PER_UID,
             sockets_per_uid: MAX_SOCKETS_PER_UID,
+            big_replies: MAX_BIG_REPLIES,
+            big_replies_per_uid: MAX_BIG_REPLIES_PER_UID,
         }
     }
 }
@@ -145,11 +156,13 @@ impl Default for Limits {
 struct Usage {
     clients: usize,
     sockets: usize,
+    big_replies: usize,
 }
 
 #[derive(Debug, Default)]
 struct Books {
     clients: usize,
+    big_replies: usize,
     by_uid: HashMap<u32, Usage>,
     /// The uid behind each client's `pid/program` label, and how many of
     /// its connections are open: whose a socket's owner label is.
@@ -161,6 +174,8 @@ struct Books {
 pub struct Accounts {
     limits: Limits,
     books: Mutex<Books>,
+    /// Signalled when a big reply is done.
+    reply_done: std::sync::Condvar,
 }
 
 impl Accounts {
@@ -169,6 +184,7 @@ impl Accounts {
         Arc::new(Accounts {
             limits,
             books: Mutex::new(Books::default()),
+            reply_done: std::sync::Condvar::new(),
         })
     }
 
@@ -222,6 +238,33 @@ impl Accounts {
         })
     }
 
+    /// Counts in a big reply for `uid`, waiting for one to be done until
+    /// `until` if there are as many as allowed; `None` if none was by then.
+    /// Root is held to its own per-uid bound only, as in [`Accounts::admit`].
+    pub fn big_reply(self: &Arc<Self>, uid: u32, until: std::time::Instant) -> Option<ReplySlot> {
+        let mut b = self.books();
+        loop {
+            let mine = b.by_uid.get(&uid).map_or(0, |u| u.big_replies);
+            if mine < self.limits.big_replies_per_uid && (uid == 0 || b.big_replies < self.limits.big_replies) {
+                b.big_replies += 1;
+                b.by_uid.entry(uid).or_default().big_replies += 1;
+                return Some(ReplySlot {
+                    accounts: self.clone(),
+                    uid,
+                });
+            }
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            b = self
+                .reply_done
+                .wait_timeout(b, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
     /// Takes one back from `uid`'s count: a client labelled `who`, else a socket.
     fn release(&self, uid: u32, client: Option<&str>) {
         let mut b = self.books();
@@ -242,9 +285,30 @@ impl Accounts {
         } else {
             u.sockets -= 1;
         }
-        if u.clients == 0 && u.sockets == 0 {
+        if u.clients == 0 && u.sockets == 0 && u.big_replies == 0 {
             b.by_uid.remove(&uid);
         }
+    }
+}
+
+/// A big reply counted in; counted out when dropped.
+#[derive(Debug)]
+pub struct ReplySlot {
+    accounts: Arc<Accounts>,
+    uid: u32,
+}
+
+impl Drop for ReplySlot {
+    fn drop(&mut self) {
+        let mut b = self.accounts.books();
+        b.big_replies -= 1;
+        let u = b.by_uid.get_mut(&self.uid).expect("counted in");
+        u.big_replies -= 1;
+        if u.clients == 0 && u.sockets == 0 && u.big_replies == 0 {
+            b.by_uid.remove(&self.uid);
+        }
+        drop(b);
+        self.accounts.reply_done.notify_all();
     }
 }
 
@@ -292,6 +356,7 @@ mod tests {
             clients: 3,
             clients_per_uid: 2,
             sockets_per_uid: 2,
+            ..Limits::default()
         });
         let c1 = a.admit(1000, "10/a").unwrap();
         let c2 = a.admit(1000, "10/a").unwrap();
@@ -316,6 +381,31 @@ mod tests {
         assert_eq!(a.socket(1001).unwrap().owner(), 1001, "another uid has its own count");
         drop(s1);
         assert!(a.socket(1000).is_ok());
+    }
+
+    #[test]
+    fn big_replies_are_bounded_and_a_waiting_one_goes_when_another_is_done() {
+        let a = Accounts::new(Limits {
+            big_replies: 3,
+            big_replies_per_uid: 2,
+            ..Limits::default()
+        });
+        let now = std::time::Instant::now;
+        let soon = || now() + std::time::Duration::from_millis(50);
+        let (r1, _r2) = (a.big_reply(1000, soon()).unwrap(), a.big_reply(1000, soon()).unwrap());
+        assert!(a.big_reply(1000, soon()).is_none(), "its own bound");
+        let _r3 = a.big_reply(1001, soon()).unwrap();
+        assert!(a.big_reply(1002, soon()).is_none(), "everyone's bound");
+        let root = a.big_reply(0, soon()).expect("root is held to its own bound only");
+        drop(root);
+        // One waiting gets in as soon as one is done.
+        let waiter = {
+            let a = a.clone();
+            std::thread::spawn(move || a.big_reply(1002, now() + std::time::Duration::from_secs(20)).is_some())
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        drop(r1);
+        assert!(waiter.join().unwrap());
     }
 
     #[test]

@@ -19,7 +19,7 @@ use tunstack::runtime::Stack;
 use tunstack::tcp::{MemoryUsage, State, TcpInfo};
 
 /// How long a client that is not bridging may take to send each request
-/// line, and to take each reply, before it is disconnected: an idle
+/// line, and to take each whole reply, before it is disconnected: an idle
 /// connection holds a thread and a slot of [`owner::MAX_CLIENTS`](super::owner::MAX_CLIENTS).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -452,13 +452,44 @@ pub fn group_id(name: &str) -> io::Result<u32> {
     }
 }
 
-fn reply_lines(mut w: &UnixStream, lines: &[String]) -> io::Result<()> {
+/// Sends `OK <n>` and `lines`, all within `within`.
+fn reply_lines(w: &UnixStream, lines: &[String], within: Duration) -> io::Result<()> {
     let mut out = format!("OK {}\n", lines.len());
     for l in lines {
         out.push_str(l);
         out.push('\n');
     }
-    w.write_all(out.as_bytes())
+    send_within(w, out.as_bytes(), within)
+}
+
+/// Writes all of `bytes` to `client` within `within`, however the client
+/// takes them: a timeout on each write (SO_SNDTIMEO) alone would let a
+/// client taking a few bytes a minute hold its thread, and the reply,
+/// for ever. Past the deadline it fails (TimedOut), and the caller drops
+/// the client: nothing more is written into a stalled socket.
+fn send_within(client: &UnixStream, mut bytes: &[u8], within: Duration) -> io::Result<()> {
+    let at = std::time::Instant::now() + within;
+    while !bytes.is_empty() {
+        let left = at.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("reply not taken within {} s", within.as_secs_f64()),
+            ));
+        }
+        client.set_write_timeout(Some(left))?;
+        match (&*client).write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// What every client's thread shares.
@@ -475,9 +506,7 @@ struct Served {
 /// Serves one client: requests until it leaves, falls idle for
 /// [`IDLE_TIMEOUT`] (`sv.idle`), or its connection turns into a bridge.
 fn serve(sv: &Served, client: &UnixStream, peer: &Peer) -> io::Result<()> {
-    let mut out = client;
     let mut reader = BufReader::new(client);
-    client.set_write_timeout(Some(sv.idle))?;
     loop {
         let line = match request::read_line(&mut Deadline::new(&mut reader, sv.idle)) {
             Ok(Some(l)) => l,
@@ -489,8 +518,10 @@ fn serve(sv: &Served, client: &UnixStream, peer: &Peer) -> io::Result<()> {
                     }
                     _ => e,
                 };
-                // Garbage gets a clear answer; the daemon carries on.
-                let _ = writeln!(out, "ERR {e}");
+                // Garbage gets a clear answer; the daemon carries on. Only
+                // what the socket takes at once: the client may not be reading.
+                let _ = client.set_nonblocking(true);
+                let _ = (&*client).write(format!("ERR {e}\n").as_bytes());
                 return Err(e);
             }
         };
@@ -506,15 +537,18 @@ fn serve(sv: &Served, client: &UnixStream, peer: &Peer) -> io::Result<()> {
                     Err(Refused::Io(e)) => return Err(e),
                     Err(Refused::Req(msg, back)) => {
                         reader = back;
-                        client.set_write_timeout(Some(sv.idle))?;
                         Err(msg)
                     }
                 }
             }
-            Ok(req) => info(sv, req, client, peer).map_err(|e| e.to_string()),
+            // A reply the client did not take in time ends it.
+            Ok(req) => {
+                info(sv, req, client, peer)?;
+                Ok(())
+            }
         };
         if let Err(msg) = r {
-            writeln!(out, "ERR {}", msg.replace('\n', " "))?;
+            send_within(client, format!("ERR {}\n", msg.replace('\n', " ")).as_bytes(), sv.idle)?;
         }
     }
 }
@@ -565,26 +599,49 @@ impl BufRead for Deadline<'_, '_> {
 
 /// Answers an info request.
 fn info(sv: &Served, req: Request, client: &UnixStream, peer: &Peer) -> io::Result<()> {
-    let (stack, ifname) = (&sv.stack, sv.ifname.as_str());
+    let (stack, ifname, within) = (&sv.stack, sv.ifname.as_str(), sv.idle);
+    // The big replies (an 11 MB SOCKETS with a million connections) are
+    // bounded in number while they are built and sent (see [`Accounts::big_reply`]).
+    let big = || {
+        sv.accounts
+            .big_reply(peer.uid, std::time::Instant::now() + within)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::WouldBlock, "busy"))
+    };
+    let busy = |_| {
+        send_within(
+            client,
+            b"ERR busy: too many big replies being sent; try again\n",
+            within,
+        )
+    };
     match req {
-        Request::Version => {
-            let mut out = client;
-            writeln!(out, "OK tunstackd {}", env!("CARGO_PKG_VERSION"))
-        }
-        Request::Ifconfig => reply_lines(client, &[ifconfig(stack, ifname)]),
-        Request::Routes => reply_lines(client, &routes(stack, ifname)),
+        Request::Version => send_within(
+            client,
+            format!("OK tunstackd {}\n", env!("CARGO_PKG_VERSION")).as_bytes(),
+            within,
+        ),
+        Request::Ifconfig => reply_lines(client, &[ifconfig(stack, ifname)], within),
+        Request::Routes => reply_lines(client, &routes(stack, ifname), within),
         // Every socket, as ss shows every one; but, as on Linux, only root
         // and the owner see which process holds it. A label no client has
         // is a built-in service's: the daemon's own, so its uid's.
         Request::Sockets => {
+            let _slot = match big() {
+                Ok(s) => s,
+                Err(e) => return busy(e),
+            };
             // SAFETY: geteuid(2) takes no arguments and cannot fail.
             let daemon = unsafe { libc::geteuid() };
             let shown = |o: &str| peer.uid == 0 || sv.accounts.owner_uid(o).unwrap_or(daemon) == peer.uid;
-            reply_lines(client, &sockets(stack, shown))
+            reply_lines(client, &sockets(stack, shown), within)
         }
         Request::Stats => {
+            let _slot = match big() {
+                Ok(s) => s,
+                Err(e) => return busy(e),
+            };
             let lines: Vec<String> = counters(stack).iter().map(|(k, v)| format!("{k}={v}")).collect();
-            reply_lines(client, &lines)
+            reply_lines(client, &lines, within)
         }
         _ => unreachable!("lasting requests are served by lasting()"),
     }
