@@ -1,6 +1,6 @@
 //! The client side of the control socket, used by the `tunstack` CLI.
 
-use super::fields;
+use super::{fields, printable};
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -66,7 +66,8 @@ impl Client {
                 "tunstackd closed the control connection",
             ));
         }
-        Ok(line.trim_end_matches('\n').to_owned())
+        // Shown on a terminal: nothing from the daemon may drive it.
+        Ok(printable(line.trim_end_matches('\n')))
     }
 
     /// Sends a request whose reply is `OK <n>` and n lines of fields.
@@ -75,7 +76,12 @@ impl Client {
             .request(line)?
             .parse()
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad line count"))?;
-        (0..n).map(|_| self.read_line().map(|l| fields(&l))).collect()
+        (0..n)
+            .map(|_| {
+                let row = fields(&self.read_line()?);
+                Ok(row.into_iter().map(|(k, v)| (k, printable(&v))).collect())
+            })
+            .collect()
     }
 
     /// The two halves, for a bridged connection (after an `OK`).
