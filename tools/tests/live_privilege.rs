@@ -53,8 +53,9 @@ fn control_path(d: &Daemon) -> String {
 }
 
 /// Asserts that every thread of process `pid` runs as `user` with no
-/// capability; returns how many threads there are.
-fn assert_unprivileged(pid: u32, user: &Identity) -> usize {
+/// capability (nor, `as_root`, any in its bounding set); returns how many
+/// threads there are.
+fn assert_unprivileged(pid: u32, user: &Identity, as_root: bool) -> usize {
     let tasks: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .expect("the daemon's threads")
         .map(|t| t.unwrap().path())
@@ -74,6 +75,9 @@ fn assert_unprivileged(pid: u32, user: &Identity) -> usize {
             assert!(!line.split_whitespace().skip(1).any(|id| id == "0"), "{line}");
         }
         assert!(status.contains("CapEff:\t0000000000000000"), "{status}");
+        if as_root {
+            assert_eq!(privilege::bounding_problem(&status), None, "{status}");
+        }
     }
     tasks.len()
 }
@@ -144,7 +148,7 @@ fn the_daemon_drops_to_an_unprivileged_user_and_everything_still_works() {
     let sb = Sandbox::create();
     let capture = pcap.path("c.pcap");
     let d = sb.start_daemon(DAEMON, &["--files", &site.0.to_string_lossy(), "--pcap", &capture]);
-    let threads = assert_unprivileged(d.pid(), &user);
+    let threads = assert_unprivileged(d.pid(), &user, true);
     let control = control_path(&d);
     // The socket, private to the daemon's user, in a directory of that
     // user's own; only root may add to /run/tunstack.
@@ -236,7 +240,7 @@ fn the_daemon_drops_to_an_unprivileged_user_and_everything_still_works() {
     let _ = server.wait();
 
     // Still unprivileged, threads started since included; the capture went on.
-    assert!(assert_unprivileged(d.pid(), &user) >= threads);
+    assert!(assert_unprivileged(d.pid(), &user, true) >= threads);
     assert!(std::fs::metadata(&capture).unwrap().len() > 24, "packets captured");
     drop(d);
     assert!(!Path::new(&control).exists(), "the control socket is removed at exit");
@@ -296,7 +300,7 @@ fn user_takes_a_bare_uid_and_sudo_uid_names_the_default() {
     ] {
         let sb = Sandbox::create();
         let d = sb.start_daemon("env", &args);
-        assert_unprivileged(d.pid(), user);
+        assert_unprivileged(d.pid(), user, true);
         let control = control_path(&d);
         cli(&sb, None, &["ifconfig"]).assert_success("ifconfig as root");
         cli(&sb, Some(user), &["ifconfig"]).assert_success("ifconfig as the daemon's user");
@@ -363,7 +367,7 @@ fn a_user_started_with_capabilities_keeps_none() {
             &sock,
         ],
     );
-    assert_unprivileged(d.pid(), &stray(4242, 4242));
+    assert_unprivileged(d.pid(), &stray(4242, 4242), false);
     sb.run("ping", &["-c", "1", "-W", "5", "10.200.0.2"], PATIENCE)
         .assert_success("ping");
     let mut c = sb.command(CLI);
