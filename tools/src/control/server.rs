@@ -25,7 +25,7 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Stack space of a client's thread: it holds buffers on the heap, and
 /// thousands of clients should not each reserve the default 2 MiB.
-const CLIENT_STACK: usize = 256 * 1024;
+pub(crate) const CLIENT_STACK: usize = 256 * 1024;
 
 /// Where and for whom the control socket is made.
 #[derive(Clone, Debug)]
