@@ -164,9 +164,22 @@ struct Books {
     clients: usize,
     big_replies: usize,
     by_uid: HashMap<u32, Usage>,
-    /// The uid behind each client's `pid/program` label, and how many of
-    /// its connections are open: whose a socket's owner label is.
-    labels: HashMap<String, (u32, usize)>,
+}
+
+/// The owner label a client's stack socket carries: its uid, then what
+/// `SOCKETS` shows (`pid/program`), so whose it is never depends on a
+/// pid or a program name, which two users' clients may share.
+pub fn label(uid: u32, who: &str) -> String {
+    format!("{uid}:{who}")
+}
+
+/// A socket's owner label split: the uid of the client that made it and
+/// what to show; a label with no uid (a built-in service's) is the daemon's.
+pub fn split_label(label: &str) -> (Option<u32>, &str) {
+    match label.split_once(':').map(|(u, shown)| (u.parse::<u32>(), shown)) {
+        Some((Ok(uid), shown)) => (Some(uid), shown),
+        _ => (None, label),
+    }
 }
 
 /// The daemon's count of clients and sockets, by uid.
@@ -192,11 +205,10 @@ impl Accounts {
         self.books.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Counts in a new client of `uid`, labelled `who`, or says why it may
-    /// not come in. Root is held to its own per-uid bound only, so that
+    /// Counts in a new client of `uid`, or says why it may not come in. Root is held to its own per-uid bound only, so that
     /// the daemon's administrator gets in while other users fill the rest
     /// (as Linux keeps some of its tables' last entries for root).
-    pub fn admit(self: &Arc<Self>, uid: u32, who: &str) -> Result<ClientSlot, String> {
+    pub fn admit(self: &Arc<Self>, uid: u32) -> Result<ClientSlot, String> {
         let mut b = self.books();
         if b.clients >= self.limits.clients && uid != 0 {
             return Err(format!("too many control connections ({})", self.limits.clients));
@@ -210,17 +222,10 @@ impl Accounts {
         }
         u.clients += 1;
         b.clients += 1;
-        b.labels.entry(who.to_owned()).or_insert((uid, 0)).1 += 1;
         Ok(ClientSlot {
             accounts: self.clone(),
             uid,
-            who: who.to_owned(),
         })
-    }
-
-    /// The uid of the client labelled `who` (`pid/program`), while it is connected.
-    pub fn owner_uid(&self, who: &str) -> Option<u32> {
-        self.books().labels.get(who).map(|&(uid, _)| uid)
     }
 
     /// Counts in a new socket for `uid`; EMFILE ("Too many open files")
@@ -265,20 +270,12 @@ impl Accounts {
         }
     }
 
-    /// Takes one back from `uid`'s count: a client labelled `who`, else a socket.
-    fn release(&self, uid: u32, client: Option<&str>) {
+    /// Takes one back from `uid`'s count: a client, else a socket.
+    fn release(&self, uid: u32, client: bool) {
         let mut b = self.books();
-        if let Some(who) = client {
+        if client {
             b.clients -= 1;
-            let refs = b.labels.get_mut(who).map(|l| {
-                l.1 -= 1;
-                l.1
-            });
-            if refs == Some(0) {
-                b.labels.remove(who);
-            }
         }
-        let client = client.is_some();
         let u = b.by_uid.get_mut(&uid).expect("counted in");
         if client {
             u.clients -= 1;
@@ -317,12 +314,11 @@ impl Drop for ReplySlot {
 pub struct ClientSlot {
     accounts: Arc<Accounts>,
     uid: u32,
-    who: String,
 }
 
 impl Drop for ClientSlot {
     fn drop(&mut self) {
-        self.accounts.release(self.uid, Some(&self.who));
+        self.accounts.release(self.uid, true);
     }
 }
 
@@ -342,7 +338,7 @@ impl SocketSlot {
 
 impl Drop for SocketSlot {
     fn drop(&mut self) {
-        self.accounts.release(self.uid, None);
+        self.accounts.release(self.uid, false);
     }
 }
 
@@ -358,21 +354,21 @@ mod tests {
             sockets_per_uid: 2,
             ..Limits::default()
         });
-        let c1 = a.admit(1000, "10/a").unwrap();
-        let c2 = a.admit(1000, "10/a").unwrap();
+        let c1 = a.admit(1000).unwrap();
+        let c2 = a.admit(1000).unwrap();
         assert_eq!(
-            a.admit(1000, "11/a").unwrap_err(),
+            a.admit(1000).unwrap_err(),
             "too many control connections for uid 1000 (2)"
         );
-        let _c3 = a.admit(1001, "12/b").unwrap();
-        assert_eq!(a.admit(1002, "13/c").unwrap_err(), "too many control connections (3)");
-        let _root = a.admit(0, "1/init").expect("root is held to its own bound only");
-        assert_eq!(a.owner_uid("10/a"), Some(1000));
-        drop(c1);
-        assert_eq!(a.owner_uid("10/a"), Some(1000), "while one of its connections stays");
-        drop(c2);
-        assert_eq!(a.owner_uid("10/a"), None);
-        let _c4 = a.admit(1002, "13/c").unwrap();
+        let _c3 = a.admit(1001).unwrap();
+        assert_eq!(a.admit(1002).unwrap_err(), "too many control connections (3)");
+        let _root = a.admit(0).expect("root is held to its own bound only");
+        drop((c1, c2));
+        let _c4 = a.admit(1002).unwrap();
+        // Whose a socket is comes with it, whatever its pid and program.
+        assert_eq!(split_label(&label(1000, "10/a:b")), (Some(1000), "10/a:b"));
+        assert_eq!(split_label("echo"), (None, "echo"));
+        assert_eq!(split_label("x:y"), (None, "x:y"));
 
         let s1 = a.socket(1000).unwrap();
         let _s2 = a.socket(1000).unwrap();

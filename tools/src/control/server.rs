@@ -121,7 +121,7 @@ pub fn start(stack: &Stack, bound: Bound) -> io::Result<ControlSocket> {
                 // empty socket buffer, so this write never blocks the acceptor.
                 let admitted = Peer::of(&client)
                     .ok_or_else(|| "cannot tell who you are (SO_PEERCRED)".to_owned())
-                    .and_then(|peer| Ok((accounts.admit(peer.uid, &peer.who)?, peer)));
+                    .and_then(|peer| Ok((accounts.admit(peer.uid)?, peer)));
                 let (slot, peer) = match admitted {
                     Ok(a) => a,
                     Err(why) => {
@@ -632,7 +632,7 @@ fn info(sv: &Served, req: Request, client: &UnixStream, peer: &Peer) -> io::Resu
             };
             // SAFETY: geteuid(2) takes no arguments and cannot fail.
             let daemon = unsafe { libc::geteuid() };
-            let shown = |o: &str| peer.uid == 0 || sv.accounts.owner_uid(o).unwrap_or(daemon) == peer.uid;
+            let shown = |uid: Option<u32>| peer.uid == 0 || uid.unwrap_or(daemon) == peer.uid;
             reply_lines(client, &sockets(stack, shown), within)
         }
         Request::Stats => {
@@ -666,7 +666,9 @@ fn lasting<'a>(
     peer: &Peer,
 ) -> Result<(), Refused<'a>> {
     let stack = &sv.stack;
-    let who = peer.who.as_str();
+    // What the sockets made here carry as their owner: the uid, for `SOCKETS`.
+    let label = super::owner::label(peer.uid, &peer.who);
+    let who = label.as_str();
     let io = Refused::Io;
     // Each stack socket is counted against the client's uid while it lives.
     let slot = |what: &str| {
@@ -798,15 +800,17 @@ fn routes(stack: &Stack, ifname: &str) -> Vec<String> {
     })
 }
 
-/// Every socket, one a line, for `tunstack netstat`.
-/// `shown` says whose owner may be named (the others' show as `-`).
-fn sockets(stack: &Stack, shown: impl Fn(&str) -> bool) -> Vec<String> {
+/// Every socket, one a line, for `tunstack netstat`. `shown` says, from
+/// the uid in a socket's owner label (see [`owner::label`](super::owner::label);
+/// `None`: the daemon's), whether its owner may be named (the others' show as `-`).
+fn sockets(stack: &Stack, shown: impl Fn(Option<u32>) -> bool) -> Vec<String> {
     let (mut tcp, mut udp) =
         stack.with_interface(|i| (i.tcp_layer().sockets(), i.udp_layer().sockets().collect::<Vec<_>>()));
     let hide = |o: &mut Option<Arc<str>>| {
-        if o.as_deref().is_some_and(|o| !shown(o)) {
-            *o = None;
-        }
+        *o = o.as_deref().and_then(|label| {
+            let (uid, what) = super::owner::split_label(label);
+            shown(uid).then(|| what.into())
+        });
     };
     tcp.iter_mut().for_each(|t| hide(&mut t.owner));
     udp.iter_mut().for_each(|u| hide(&mut u.owner));

@@ -37,7 +37,7 @@ impl Client {
             uid,
             who: format!("{uid}/test"),
         };
-        let slot = sv.accounts.admit(uid, &peer.who).unwrap();
+        let slot = sv.accounts.admit(uid).unwrap();
         std::thread::spawn(move || {
             let _slot = slot;
             let _ = serve(&sv, &theirs, &peer);
