@@ -338,7 +338,9 @@ fn a_huge_frame_and_a_client_that_never_reads_leave_other_clients_unaffected() {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
         .unwrap();
-    assert!(peak_kib < 512 * 1024, "the daemon's peak RSS was {peak_kib} KiB");
+    // About 7 MiB measured: twice that catches a buffer sized by the
+    // 4 GiB prefix, or one per stalled write, long before memory runs out.
+    assert!(peak_kib < 16 * 1024, "the daemon's peak RSS was {peak_kib} KiB");
 }
 
 #[test]
