@@ -2,7 +2,8 @@
 //! a user and group other than root and no capability; ping, echo, the file
 //! services and every `tunstack` command still work; each stop signal
 //! (SIGINT, SIGTERM, SIGHUP, SIGQUIT) removes tun0 and the control socket;
-//! `--user` takes a bare uid, and SUDO_UID names the default user.
+//! `--user` takes a bare uid, and SUDO_UID names the default user; `nc -l`
+//! works as the daemon's user; nothing planted in its directory survives.
 
 use std::io::{Read, Write};
 use std::net::TcpStream as HostTcp;
@@ -412,4 +413,36 @@ fn what_is_planted_in_the_daemons_own_directory_does_not_survive_a_restart() {
     sb.run(CLI, &["ifconfig"], PATIENCE)
         .assert_success("the CLI reaches it");
     drop(d);
+}
+
+/// `tunstack nc -l`, run as the daemon's own user on its default socket,
+/// takes a connection from the host and prints what it sends.
+#[test]
+fn nc_listens_as_the_daemons_user() {
+    if !live_tests_possible("nc_listens_as_the_daemons_user") {
+        return;
+    }
+    let user = stray(4242, 4242);
+    let sb = Sandbox::create();
+    let _d = sb.start_daemon(DAEMON, &["--user", "4242"]);
+    std::thread::scope(|s| {
+        let listener = s.spawn(|| cli(&sb, Some(&user), &["nc", "-l", "5000"]));
+        // Refused (reset) until nc listens.
+        let deadline = Instant::now() + PATIENCE;
+        let mut host = loop {
+            match sb.enter(|| HostTcp::connect("10.200.0.2:5000")) {
+                Ok(c) => break c,
+                Err(e) => assert!(Instant::now() < deadline, "nc -l never listened: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        host.write_all(b"hello from the host\n").unwrap();
+        host.shutdown(std::net::Shutdown::Write).unwrap();
+        host.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut rest = Vec::new();
+        host.read_to_end(&mut rest).unwrap();
+        let out = listener.join().unwrap();
+        out.assert_success("nc -l as the daemon's user");
+        assert_eq!(out.stdout, "hello from the host\n");
+    });
 }
