@@ -2,21 +2,17 @@
 
 use super::bridge::{self, ClientIn, Listening, Pending, bridge_tcp, bridge_udp, serve_listener};
 use super::owner::{Accounts, Limits, Peer};
+use super::probe;
 use super::request::{self, Request};
-use super::{escape, probe};
 use crate::privilege::Identity;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tunstack::Stats;
-use tunstack::device::impair::ImpairCounts;
 use tunstack::net::{TcpListener, UdpSocket};
 use tunstack::runtime::Stack;
-use tunstack::tcp::{MemoryUsage, State, TcpInfo};
 
 /// How long a client that is not bridging may take to send each request
 /// line, and to take each whole reply, before it is disconnected: an idle
@@ -101,7 +97,7 @@ impl Bound {
 /// Creates the socket file as `cfg` says (see [`Bound`]). Its file lasts
 /// as long as the returned value, then as long as [`start`]'s guard.
 pub fn bind(cfg: ControlConfig) -> io::Result<Bound> {
-    let (listener, socket) = create_socket(&cfg)?;
+    let (listener, socket) = place::create_socket(&cfg)?;
     Ok(Bound { listener, socket, cfg })
 }
 
@@ -245,188 +241,6 @@ pub fn raise_descriptor_limit() -> u64 {
         }
     }
     descriptor_limit()
-}
-
-/// Creates the socket file, owned by the daemon's user, with mode 0600
-/// (0660 and the group's with a group). Its directory is opened once,
-/// without following a link, and checked (see [`place`]); everything after
-/// goes through that descriptor. The file is made under a umask that keeps
-/// it private from the start, and its owner and mode are set through a
-/// descriptor of the very file (O_PATH, no link followed). The group is
-/// looked up first, and whether the user can remove the file at exit is
-/// checked before it exists, so a refusal leaves nothing behind.
-fn create_socket(cfg: &ControlConfig) -> io::Result<(UnixListener, ControlSocket)> {
-    use std::os::fd::AsRawFd;
-    let path = &cfg.path;
-    let gid = cfg.group.as_deref().map(group_id).transpose()?;
-    let failed =
-        |what: &str, e: io::Error| io::Error::new(e.kind(), format!("control socket {}: {what}: {e}", path.display()));
-    let name = path
-        .file_name()
-        .ok_or_else(|| failed("no file name", io::ErrorKind::InvalidInput.into()))?;
-    let cname = std::ffi::CString::new(name.as_encoded_bytes())
-        .map_err(|_| failed("bad name", io::ErrorKind::InvalidInput.into()))?;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let daemon = cfg.owner.as_ref().map_or(crate::privilege::euid(), |o| o.uid);
-    let users = [daemon, crate::privilege::euid()];
-    // A directory the daemon makes is its user's, so the socket can go at exit.
-    let own_dir = cfg.own_dir || std::fs::symlink_metadata(dir).is_err();
-    let dir_fd = if own_dir {
-        make_own_dir(dir, name, cfg.own_dir, &users, cfg.owner.as_ref()).map_err(|e| {
-            failed(
-                &format!("cannot create {}", dir.display()),
-                io::Error::new(e.kind(), error_text(&e)),
-            )
-        })?
-    } else {
-        let fd = place::open_dir(libc::AT_FDCWD, dir.as_os_str(), true).map_err(|e| match e.raw_os_error() {
-            Some(libc::ENOTDIR | libc::ELOOP) => io::Error::new(
-                io::ErrorKind::NotADirectory,
-                format!(
-                    "control socket {}: {} is not a directory",
-                    path.display(),
-                    dir.display()
-                ),
-            ),
-            _ => failed(&format!("{}", dir.display()), e),
-        })?;
-        place::trusted(&place::stat(fd.as_raw_fd())?, dir, &users, true).map_err(|e| failed("refused", e))?;
-        fd
-    };
-    let at = dir_fd.as_raw_fd();
-    if let Some(owner) = &cfg.owner {
-        let may = crate::privilege::may_remove_in(dir, owner).map_err(|e| failed(&format!("{}", dir.display()), e))?;
-        if !may {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                format!(
-                    "control socket {}: the daemon runs as {owner} once started, and could not remove it from {} at exit: \
-                     choose a --control path in a directory that user may reach and write (or a sticky one like /tmp), or another --user",
-                    path.display(),
-                    dir.display()
-                ),
-            ));
-        }
-    }
-    if let Some(st) = place::stat_at(at, &cname)? {
-        // Only a socket nobody answers on is ours to replace; never another file.
-        if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!(
-                    "control socket {}: a file that is not a socket is there",
-                    path.display()
-                ),
-            ));
-        }
-        if let Some(who) = place::answering(at, name)? {
-            return Err(io::Error::new(
-                io::ErrorKind::AddrInUse,
-                format!(
-                    "control socket {} is in use (by {who}): is another tunstackd running?",
-                    path.display()
-                ),
-            ));
-        }
-        // Left behind by a daemon that died.
-        place::unlink_at(at, &cname, 0).map_err(|e| failed("cannot remove a stale one", e))?;
-    }
-    let through = place::through(at, name).map_err(|e| failed("cannot bind", e))?;
-    let listener = with_umask(0o177, || UnixListener::bind(&through)).map_err(|e| failed("cannot bind", e))?;
-    // The file just bound, pinned: a socket of ours, not whatever the name leads to now.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
-        .open(&through)
-        .map_err(|e| failed("vanished", e))?;
-    let meta = file.metadata().map_err(|e| failed("vanished", e))?;
-    let socket = {
-        use std::os::unix::fs::{FileTypeExt, MetadataExt};
-        if !meta.file_type().is_socket() || meta.uid() != crate::privilege::euid() {
-            return Err(failed("replaced while binding", io::ErrorKind::AlreadyExists.into()));
-        }
-        ControlSocket {
-            path: path.clone(),
-            name: cname,
-            id: (meta.dev(), meta.ino()),
-            own_dir: cfg.own_dir.then(|| dir.to_path_buf()),
-            dir: dir_fd,
-        }
-    };
-    let uid = cfg.owner.as_ref().map_or(u32::MAX, |o| o.uid);
-    let group = gid.or(cfg.owner.as_ref().map(|o| o.gid)).unwrap_or(u32::MAX);
-    // SAFETY: fchownat on a live descriptor with an empty path (AT_EMPTY_PATH:
-    // the file itself); u32::MAX (-1) leaves an id unchanged.
-    if unsafe { libc::fchownat(file.as_raw_fd(), c"".as_ptr(), uid, group, libc::AT_EMPTY_PATH) } != 0 {
-        return Err(failed("cannot change its owner", io::Error::last_os_error()));
-    }
-    if gid.is_some() {
-        // No fchmod on an O_PATH descriptor: /proc's link to it reaches the same file.
-        std::fs::set_permissions(
-            format!("/proc/self/fd/{}", file.as_raw_fd()),
-            std::fs::Permissions::from_mode(0o660),
-        )
-        .map_err(|e| failed("cannot set its mode", e))?;
-    }
-    Ok((listener, socket))
-}
-
-/// Makes the socket's directory `dir` and gives it to `owner`, mode 0755:
-/// its parent made if missing (root's, 0755), then opened without
-/// following a link and checked (root's or `users`', writable by no one
-/// else; sticky will do for a `--control` directory). The daemon's own
-/// directory (`fresh`) is made afresh, whatever an earlier start left
-/// there removed ([`place::fresh_dir`]); any other must not exist yet.
-fn make_own_dir(
-    dir: &Path,
-    socket: &std::ffi::OsStr,
-    fresh: bool,
-    users: &[u32],
-    owner: Option<&Identity>,
-) -> io::Result<std::os::fd::OwnedFd> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::DirBuilderExt;
-    let up = dir
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = dir
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no directory name"))?;
-    std::fs::DirBuilder::new().recursive(true).mode(0o755).create(up)?;
-    let parent = place::open_dir(libc::AT_FDCWD, up.as_os_str(), true)?;
-    place::trusted(&place::stat(parent.as_raw_fd())?, up, users, !fresh)?;
-    let made = if fresh {
-        place::fresh_dir(parent.as_raw_fd(), name, socket, dir)?
-    } else {
-        let cname = std::ffi::CString::new(name.as_encoded_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
-        // SAFETY: mkdirat(2) with a live descriptor and a NUL-terminated name.
-        if unsafe { libc::mkdirat(parent.as_raw_fd(), cname.as_ptr(), 0o700) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        place::open_dir(parent.as_raw_fd(), name, false)?
-    };
-    let handle = std::fs::File::from(made);
-    if let Some(owner) = owner {
-        std::os::unix::fs::fchown(&handle, Some(owner.uid), Some(owner.gid))?;
-    }
-    handle.set_permissions(std::fs::Permissions::from_mode(0o755))?;
-    Ok(handle.into())
-}
-
-/// Runs `f` with the process's umask set to `mask`, then restores it. The
-/// umask is the process's: this runs at start-up, before any thread that
-/// creates files.
-fn with_umask<T>(mask: libc::mode_t, f: impl FnOnce() -> T) -> T {
-    // SAFETY: umask(2) only swaps a number in the process; it cannot fail.
-    let old = unsafe { libc::umask(mask) };
-    let r = f();
-    // SAFETY: as above.
-    unsafe { libc::umask(old) };
-    r
 }
 
 /// The id of group `name` from the system's group database (getgrnam_r,
@@ -744,214 +558,6 @@ fn lasting<'a>(
     }
 }
 
-/// One line describing the interface, for `tunstack ifconfig`.
-fn ifconfig(stack: &Stack, ifname: &str) -> String {
-    let (cfg, s) = stack.with_interface(|i| (i.config().clone(), i.stats().clone()));
-    let a = cfg.address;
-    let rx_errors = s.ip_truncated_header
-        + s.ip_bad_ihl
-        + s.ip_bad_checksum
-        + s.ip_total_len_exceeds_packet
-        + s.ip_total_len_below_header
-        + s.link_rx_errors;
-    // What is true of the stack's side: it runs, it is one end of a
-    // point-to-point link with no ARP, and it hears its subnet's broadcast
-    // if the subnet has one. It does no multicast.
-    let broadcast = a.broadcast();
-    let flags = if broadcast.is_some() {
-        "UP,BROADCAST,POINTOPOINT,RUNNING,NOARP"
-    } else {
-        "UP,POINTOPOINT,RUNNING,NOARP"
-    };
-    let dash = |v: Option<Ipv4Addr>| v.map_or("-".into(), |b| b.to_string());
-    format!(
-        "name={ifname} flags={flags} addr={} netmask={} broadcast={} destination={} mtu={} rx_packets={} rx_bytes={} rx_errors={} rx_dropped={} tx_packets={} tx_bytes={} tx_errors={} tx_dropped={}",
-        a.addr(),
-        a.netmask(),
-        dash(broadcast),
-        dash(cfg.gateway),
-        cfg.mtu,
-        s.link_rx_packets,
-        s.link_rx_bytes,
-        rx_errors,
-        s.drops().saturating_sub(rx_errors - s.link_rx_errors),
-        s.link_tx_packets,
-        s.link_tx_bytes,
-        s.link_tx_errors,
-        s.link_tx_queue_full + s.ip_tx_no_route,
-    )
-}
-
-/// The route table, one route a line.
-fn routes(stack: &Stack, ifname: &str) -> Vec<String> {
-    stack.with_interface(|i| {
-        i.routes()
-            .iter()
-            .map(|r| {
-                format!(
-                    "dest={} gateway={} genmask={} flags={} iface={ifname}",
-                    r.destination.network(),
-                    r.gateway.unwrap_or(Ipv4Addr::UNSPECIFIED),
-                    r.destination.netmask(),
-                    r.flags()
-                )
-            })
-            .collect()
-    })
-}
-
-/// Every socket, one a line, for `tunstack netstat`. `shown` says, from
-/// the uid in a socket's owner label (see [`owner::label`](super::owner::label);
-/// `None`: the daemon's), whether its owner may be named (the others' show as `-`).
-fn sockets(stack: &Stack, shown: impl Fn(Option<u32>) -> bool) -> Vec<String> {
-    let (mut tcp, mut udp) =
-        stack.with_interface(|i| (i.tcp_layer().sockets(), i.udp_layer().sockets().collect::<Vec<_>>()));
-    let hide = |o: &mut Option<Arc<str>>| {
-        *o = o.as_deref().and_then(|label| {
-            let (uid, what) = super::owner::split_label(label);
-            shown(uid).then(|| what.into())
-        });
-    };
-    tcp.iter_mut().for_each(|t| hide(&mut t.owner));
-    udp.iter_mut().for_each(|u| hide(&mut u.owner));
-    let owner = |o: &Option<Arc<str>>| escape(o.as_deref().unwrap_or("-"));
-    let mut lines: Vec<String> = tcp.iter().map(tcp_row).collect();
-    lines.extend(udp.iter().map(|u| {
-        format!(
-            "proto=udp state={} local={} remote={} recvq={} sendq=0 owner={} rx={} tx={} drops={}",
-            if u.remote.is_some() { "ESTABLISHED" } else { "-" },
-            u.local,
-            u.remote.map_or("0.0.0.0:0".into(), |r| r.to_string()),
-            u.recv_queue,
-            owner(&u.owner),
-            u.rx_datagrams,
-            u.tx_datagrams,
-            u.rx_dropped
-        )
-    }));
-    lines
-}
-
-/// A TCP socket's `SOCKETS` line: a listener's queues, or a connection's
-/// internals and what loss recovery did.
-pub(crate) fn tcp_row(t: &TcpInfo) -> String {
-    let owner = escape(t.owner.as_deref().unwrap_or("-"));
-    let common = format!(
-        "proto=tcp state={} local={} remote={} recvq={}",
-        t.state.name(),
-        t.local,
-        t.remote,
-        t.recv_queue
-    );
-    if t.state == State::Listen {
-        // As netstat -anp shows a listener (from /proc/net/tcp): the
-        // accept queue as Recv-Q, Send-Q 0; the backlog on its own.
-        return format!("{common} sendq=0 owner={owner} backlog={}", t.send_queue);
-    }
-    let r = &t.recovery;
-    format!(
-        "{common} sendq={} owner={owner} rtt_us={} rto_us={} cwnd={} ssthresh={} mss={} retrans={} bytes_in={} bytes_out={} rcv_rtt_us={} rcvbuf={} rcvbuf_alloc={} sndbuf={} sndbuf_alloc={} recoveries={} rack_marked={} tlps={} undone={} rtos={}",
-        t.send_queue,
-        t.srtt.map_or("-".into(), |d| d.as_micros().to_string()),
-        t.rto.as_micros(),
-        t.cwnd,
-        ssthresh(t),
-        t.mss,
-        t.retransmits,
-        t.bytes_in,
-        t.bytes_out,
-        t.rcv_rtt.map_or("-".into(), |d| d.as_micros().to_string()),
-        t.recv_buffer,
-        t.recv_allocated,
-        t.send_buffer,
-        t.send_allocated,
-        r.fast_recoveries,
-        r.rack_marked,
-        r.loss_probes,
-        r.undone,
-        r.timeouts
-    )
-}
-
-/// A connection's slow-start threshold, `-` until the first loss sets it.
-/// Congestion controls start it "infinite" (NewReno at `usize::MAX`); like
-/// `ss`, anything from Linux's TCP_INFINITE_SSTHRESH (2^31 - 1) up counts as unset.
-fn ssthresh(t: &TcpInfo) -> String {
-    if t.ssthresh >= 0x7fff_ffff {
-        "-".into()
-    } else {
-        t.ssthresh.to_string()
-    }
-}
-
-/// The TCP states the socket census counts, each as `sockets_tcp_<state>`.
-const CENSUS_STATES: [State; 10] = [
-    State::Listen,
-    State::SynSent,
-    State::SynReceived,
-    State::Established,
-    State::FinWait1,
-    State::FinWait2,
-    State::CloseWait,
-    State::Closing,
-    State::LastAck,
-    State::TimeWait,
-];
-
-/// Every counter the daemon reports (the `STATS` reply and SIGUSR1's line).
-pub fn counters(stack: &Stack) -> Vec<(String, u64)> {
-    let (stats, tcp, udp, memory) = stack.with_interface(|i| {
-        let udp = i.udp_layer().sockets().count();
-        let tcp = i.tcp_layer();
-        let memory = TcpMemory {
-            usage: tcp.memory(),
-            connections: tcp.connection_count(),
-        };
-        (i.stats().clone(), tcp.sockets(), udp, memory)
-    });
-    counters_from(&stats, &stack.impairment().unwrap_or_default(), &tcp, udp, memory)
-}
-
-/// TCP's memory budget and connection count, for the counters.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct TcpMemory {
-    /// The budget's state.
-    pub usage: MemoryUsage,
-    /// Connections held, any state but LISTEN (what `--max-connections` caps).
-    pub connections: usize,
-}
-
-/// The counters, in order: the stack's (`Stats`), TCP's memory budget and
-/// connections (`tcp_memory_pressures`, `tcp_mem_allocated`,
-/// `tcp_mem_pressure`, `tcp_connections`), the impairment's each way
-/// (`impair_in_*`, `impair_out_*`; zeros without impairment), and a census
-/// of the sockets (`sockets_tcp`, `sockets_udp`, `sockets_tcp_<state>`).
-pub fn counters_from(
-    stats: &Stats,
-    impairment: &ImpairCounts,
-    tcp: &[TcpInfo],
-    udp: usize,
-    memory: TcpMemory,
-) -> Vec<(String, u64)> {
-    let mut out: Vec<(String, u64)> = stats.iter().map(|(k, v)| (k.to_owned(), v)).collect();
-    out.extend([
-        ("tcp_memory_pressures".to_owned(), memory.usage.pressures),
-        ("tcp_mem_allocated".to_owned(), memory.usage.allocated as u64),
-        ("tcp_mem_pressure".to_owned(), u64::from(memory.usage.pressure)),
-        ("tcp_connections".to_owned(), memory.connections as u64),
-    ]);
-    for (way, s) in [("in", &impairment.inbound), ("out", &impairment.outbound)] {
-        out.extend(s.iter().map(|(k, v)| (format!("impair_{way}_{k}"), v)));
-    }
-    out.push(("sockets_tcp".into(), tcp.len() as u64));
-    out.push(("sockets_udp".into(), udp as u64));
-    for state in CENSUS_STATES {
-        let n = tcp.iter().filter(|t| t.state == state).count() as u64;
-        out.push((format!("sockets_tcp_{}", state.name().to_lowercase()), n));
-    }
-    out
-}
-
 /// An error as the classic tools print it: the message without Rust's " (os error N)".
 pub(crate) fn error_text(e: &io::Error) -> String {
     let text = e.to_string();
@@ -964,41 +570,13 @@ pub(crate) fn error_text(e: &io::Error) -> String {
     }
 }
 
-/// An established connection that has been through loss recovery, for tests
-/// of the `SOCKETS` line and of what netstat makes of it.
-#[cfg(test)]
-pub(crate) fn recovered_connection() -> TcpInfo {
-    TcpInfo {
-        owner: Some("4242/my prog".into()),
-        state: State::Established,
-        local: "10.200.0.2:7".parse().unwrap(),
-        remote: "10.200.0.1:40000".parse().unwrap(),
-        recv_queue: 0,
-        send_queue: 2920,
-        srtt: Some(Duration::from_micros(1500)),
-        rcv_rtt: None,
-        rto: Duration::from_millis(201),
-        cwnd: 14600,
-        ssthresh: 7300,
-        mss: 1460,
-        retransmits: 17,
-        bytes_in: 3_000_000,
-        bytes_out: 2_997_080,
-        recovery: tunstack::tcp::RecoveryCounts {
-            fast_recoveries: 3,
-            rack_marked: 12,
-            loss_probes: 2,
-            undone: 1,
-            timeouts: 4,
-        },
-        recv_buffer: 65536,
-        recv_allocated: 4096,
-        send_buffer: 29200,
-        send_allocated: 8192,
-    }
-}
-
 mod place;
+mod tables;
+
+pub use tables::{TcpMemory, counters, counters_from};
+use tables::{ifconfig, routes, sockets};
+#[cfg(test)]
+pub(crate) use tables::{recovered_connection, tcp_row};
 
 #[cfg(test)]
 mod serving;
@@ -1006,38 +584,6 @@ mod serving;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_connection_row_carries_its_internals_and_recovery_counts() {
-        let mut t = recovered_connection();
-        let row = crate::control::fields(&tcp_row(&t));
-        let value = |k: &str| row.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
-        assert_eq!(value("owner"), Some("4242/my prog"), "escaped, then read back");
-        for (key, want) in [
-            ("state", "ESTABLISHED"),
-            ("sendq", "2920"),
-            ("rtt_us", "1500"),
-            ("ssthresh", "7300"),
-            ("retrans", "17"),
-            ("rcv_rtt_us", "-"),
-            ("recoveries", "3"),
-            ("rack_marked", "12"),
-            ("tlps", "2"),
-            ("undone", "1"),
-            ("rtos", "4"),
-        ] {
-            assert_eq!(value(key), Some(want), "{key}");
-        }
-        // A listener has none of a connection's figures.
-        t.state = State::Listen;
-        t.send_queue = 128;
-        let listener = tcp_row(&t);
-        assert!(
-            listener.ends_with(" sendq=0 owner=4242/my%20prog backlog=128"),
-            "{listener}"
-        );
-        assert!(!listener.contains("recoveries="), "{listener}");
-    }
 
     #[test]
     fn failing_accepts_rest_and_are_reported_once_in_a_while() {

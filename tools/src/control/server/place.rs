@@ -6,11 +6,14 @@
 //! earlier holder of its user left in it (a socket answering as the
 //! daemon, a FIFO) does not survive.
 
-use super::Peer;
+use super::{ControlConfig, ControlSocket, Peer, error_text, group_id};
+use crate::privilege::Identity;
 use std::ffi::{CStr, CString, OsStr};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::net::UnixListener;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -196,6 +199,188 @@ fn empty(dir: &OwnedFd, depth: usize) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Creates the socket file, owned by the daemon's user, with mode 0600
+/// (0660 and the group's with a group). Its directory is opened once,
+/// without following a link, and checked (see [`place`]); everything after
+/// goes through that descriptor. The file is made under a umask that keeps
+/// it private from the start, and its owner and mode are set through a
+/// descriptor of the very file (O_PATH, no link followed). The group is
+/// looked up first, and whether the user can remove the file at exit is
+/// checked before it exists, so a refusal leaves nothing behind.
+pub(super) fn create_socket(cfg: &ControlConfig) -> io::Result<(UnixListener, ControlSocket)> {
+    use std::os::fd::AsRawFd;
+    let path = &cfg.path;
+    let gid = cfg.group.as_deref().map(group_id).transpose()?;
+    let failed =
+        |what: &str, e: io::Error| io::Error::new(e.kind(), format!("control socket {}: {what}: {e}", path.display()));
+    let name = path
+        .file_name()
+        .ok_or_else(|| failed("no file name", io::ErrorKind::InvalidInput.into()))?;
+    let cname = std::ffi::CString::new(name.as_encoded_bytes())
+        .map_err(|_| failed("bad name", io::ErrorKind::InvalidInput.into()))?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let daemon = cfg.owner.as_ref().map_or(crate::privilege::euid(), |o| o.uid);
+    let users = [daemon, crate::privilege::euid()];
+    // A directory the daemon makes is its user's, so the socket can go at exit.
+    let own_dir = cfg.own_dir || std::fs::symlink_metadata(dir).is_err();
+    let dir_fd = if own_dir {
+        make_own_dir(dir, name, cfg.own_dir, &users, cfg.owner.as_ref()).map_err(|e| {
+            failed(
+                &format!("cannot create {}", dir.display()),
+                io::Error::new(e.kind(), error_text(&e)),
+            )
+        })?
+    } else {
+        let fd = open_dir(libc::AT_FDCWD, dir.as_os_str(), true).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOTDIR | libc::ELOOP) => io::Error::new(
+                io::ErrorKind::NotADirectory,
+                format!(
+                    "control socket {}: {} is not a directory",
+                    path.display(),
+                    dir.display()
+                ),
+            ),
+            _ => failed(&format!("{}", dir.display()), e),
+        })?;
+        trusted(&stat(fd.as_raw_fd())?, dir, &users, true).map_err(|e| failed("refused", e))?;
+        fd
+    };
+    let at = dir_fd.as_raw_fd();
+    if let Some(owner) = &cfg.owner {
+        let may = crate::privilege::may_remove_in(dir, owner).map_err(|e| failed(&format!("{}", dir.display()), e))?;
+        if !may {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "control socket {}: the daemon runs as {owner} once started, and could not remove it from {} at exit: \
+                     choose a --control path in a directory that user may reach and write (or a sticky one like /tmp), or another --user",
+                    path.display(),
+                    dir.display()
+                ),
+            ));
+        }
+    }
+    if let Some(st) = stat_at(at, &cname)? {
+        // Only a socket nobody answers on is ours to replace; never another file.
+        if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "control socket {}: a file that is not a socket is there",
+                    path.display()
+                ),
+            ));
+        }
+        if let Some(who) = answering(at, name)? {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!(
+                    "control socket {} is in use (by {who}): is another tunstackd running?",
+                    path.display()
+                ),
+            ));
+        }
+        // Left behind by a daemon that died.
+        unlink_at(at, &cname, 0).map_err(|e| failed("cannot remove a stale one", e))?;
+    }
+    let through = through(at, name).map_err(|e| failed("cannot bind", e))?;
+    let listener = with_umask(0o177, || UnixListener::bind(&through)).map_err(|e| failed("cannot bind", e))?;
+    // The file just bound, pinned: a socket of ours, not whatever the name leads to now.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+        .open(&through)
+        .map_err(|e| failed("vanished", e))?;
+    let meta = file.metadata().map_err(|e| failed("vanished", e))?;
+    let socket = {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        if !meta.file_type().is_socket() || meta.uid() != crate::privilege::euid() {
+            return Err(failed("replaced while binding", io::ErrorKind::AlreadyExists.into()));
+        }
+        ControlSocket {
+            path: path.clone(),
+            name: cname,
+            id: (meta.dev(), meta.ino()),
+            own_dir: cfg.own_dir.then(|| dir.to_path_buf()),
+            dir: dir_fd,
+        }
+    };
+    let uid = cfg.owner.as_ref().map_or(u32::MAX, |o| o.uid);
+    let group = gid.or(cfg.owner.as_ref().map(|o| o.gid)).unwrap_or(u32::MAX);
+    // SAFETY: fchownat on a live descriptor with an empty path (AT_EMPTY_PATH:
+    // the file itself); u32::MAX (-1) leaves an id unchanged.
+    if unsafe { libc::fchownat(file.as_raw_fd(), c"".as_ptr(), uid, group, libc::AT_EMPTY_PATH) } != 0 {
+        return Err(failed("cannot change its owner", io::Error::last_os_error()));
+    }
+    if gid.is_some() {
+        // No fchmod on an O_PATH descriptor: /proc's link to it reaches the same file.
+        std::fs::set_permissions(
+            format!("/proc/self/fd/{}", file.as_raw_fd()),
+            std::fs::Permissions::from_mode(0o660),
+        )
+        .map_err(|e| failed("cannot set its mode", e))?;
+    }
+    Ok((listener, socket))
+}
+
+/// Makes the socket's directory `dir` and gives it to `owner`, mode 0755:
+/// its parent made if missing (root's, 0755), then opened without
+/// following a link and checked (root's or `users`', writable by no one
+/// else; sticky will do for a `--control` directory). The daemon's own
+/// directory (`fresh`) is made afresh, whatever an earlier start left
+/// there removed ([`fresh_dir`]); any other must not exist yet.
+fn make_own_dir(
+    dir: &Path,
+    socket: &std::ffi::OsStr,
+    fresh: bool,
+    users: &[u32],
+    owner: Option<&Identity>,
+) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::DirBuilderExt;
+    let up = dir
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = dir
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no directory name"))?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o755).create(up)?;
+    let parent = open_dir(libc::AT_FDCWD, up.as_os_str(), true)?;
+    trusted(&stat(parent.as_raw_fd())?, up, users, !fresh)?;
+    let made = if fresh {
+        fresh_dir(parent.as_raw_fd(), name, socket, dir)?
+    } else {
+        let cname = std::ffi::CString::new(name.as_encoded_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
+        // SAFETY: mkdirat(2) with a live descriptor and a NUL-terminated name.
+        if unsafe { libc::mkdirat(parent.as_raw_fd(), cname.as_ptr(), 0o700) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        open_dir(parent.as_raw_fd(), name, false)?
+    };
+    let handle = std::fs::File::from(made);
+    if let Some(owner) = owner {
+        std::os::unix::fs::fchown(&handle, Some(owner.uid), Some(owner.gid))?;
+    }
+    handle.set_permissions(std::fs::Permissions::from_mode(0o755))?;
+    Ok(handle.into())
+}
+
+/// Runs `f` with the process's umask set to `mask`, then restores it. The
+/// umask is the process's: this runs at start-up, before any thread that
+/// creates files.
+fn with_umask<T>(mask: libc::mode_t, f: impl FnOnce() -> T) -> T {
+    // SAFETY: umask(2) only swaps a number in the process; it cannot fail.
+    let old = unsafe { libc::umask(mask) };
+    let r = f();
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    r
 }
 
 #[cfg(test)]
