@@ -160,6 +160,23 @@ pub fn parse_user(spec: &str) -> io::Result<Identity> {
         id.groups.retain(|&g| g != id.gid);
         id.groups.insert(0, id.gid);
     }
+    no_root_group(id)
+}
+
+/// Refuses a user other than root in group 0, primary or supplementary:
+/// root's group opens what root's files open to it (often /etc, /root's
+/// dot files, devices), which the daemon's unprivileged part has no use for.
+fn no_root_group(id: Identity) -> io::Result<Identity> {
+    if id.uid != 0 && (id.gid == 0 || id.groups.contains(&0)) {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} would run in group 0 (root's){}: choose a user and group with no part in it",
+                id.name,
+                if id.gid == 0 { "" } else { " as a supplementary group" }
+            ),
+        ));
+    }
     Ok(id)
 }
 
@@ -183,13 +200,7 @@ pub fn default_user() -> io::Result<Identity> {
     }
     let env_id = |var: &str| std::env::var(var).ok().and_then(|v| v.parse::<u32>().ok());
     if let Some(uid) = env_id("SUDO_UID").filter(|&u| u != 0) {
-        let mut id = parse_user(&uid.to_string())?;
-        if let Some(gid) = env_id("SUDO_GID").filter(|&g| g != id.gid) {
-            id.gid = gid;
-            id.groups.retain(|&g| g != gid);
-            id.groups.insert(0, gid);
-        }
-        return Ok(id);
+        return sudo_user(uid, env_id("SUDO_GID"));
     }
     match passwd(Ok("nobody"))? {
         Some(pw) => identity(pw),
@@ -198,6 +209,20 @@ pub fn default_user() -> io::Result<Identity> {
             "no user \"nobody\" to run as: name one with --user",
         )),
     }
+}
+
+/// The user who ran sudo: uid `uid`, in group `gid` (SUDO_GID) unless
+/// that is 0, root's, which sudo reports for a `sudo -g root` or a user
+/// whose primary group is root's: then the user's own primary group
+/// from passwd, as a login would give.
+fn sudo_user(uid: u32, gid: Option<u32>) -> io::Result<Identity> {
+    let mut id = parse_user(&uid.to_string())?;
+    if let Some(gid) = gid.filter(|&g| g != id.gid && g != 0) {
+        id.gid = gid;
+        id.groups.retain(|&g| g != gid);
+        id.groups.insert(0, gid);
+    }
+    no_root_group(id)
 }
 
 /// The identity the process has now.
@@ -258,12 +283,15 @@ pub fn drop_to(to: &Identity) -> io::Result<()> {
         let e = io::Error::last_os_error();
         io::Error::new(e.kind(), format!("cannot {what} to run as {to}: {e}"))
     };
-    if euid() == 0 {
+    let was_root = euid() == 0;
+    if was_root {
         // An empty bounding set too, while CAP_SETPCAP is still ours: not
         // even an exec could bring a capability back.
         for cap in 0..=last_cap() {
             // SAFETY: prctl(PR_CAPBSET_DROP, cap) takes plain integers.
-            unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+            if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
+                return Err(fail(&format!("empty the bounding set (capability {cap})")));
+            }
         }
     }
     let same = to.uid == euid() && to.gid == egid();
@@ -291,7 +319,7 @@ pub fn drop_to(to: &Identity) -> io::Result<()> {
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(fail("set no_new_privs"));
     }
-    verify(to)
+    verify(to, was_root)
 }
 
 /// The highest capability number this kernel knows.
@@ -339,8 +367,9 @@ fn clear_capabilities() -> io::Result<()> {
 }
 
 /// Checks that every thread runs as `to` with no capability and
-/// no_new_privs set, and that setuid(0) fails.
-pub fn verify(to: &Identity) -> io::Result<()> {
+/// no_new_privs set (and, if it was started as root, `bounding`, an empty
+/// bounding set), and that setuid(0) fails.
+pub fn verify(to: &Identity, bounding: bool) -> io::Result<()> {
     let mut problems = Vec::new();
     for task in std::fs::read_dir("/proc/self/task")? {
         let task = task?;
@@ -348,6 +377,7 @@ pub fn verify(to: &Identity) -> io::Result<()> {
         problems.extend(
             status_problems(&status, to)
                 .into_iter()
+                .chain(bounding.then(|| bounding_problem(&status)).flatten())
                 .map(|p| format!("thread {}: {p}", task.file_name().to_string_lossy())),
         );
     }
@@ -365,15 +395,34 @@ pub fn verify(to: &Identity) -> io::Result<()> {
     }
 }
 
+/// Field `name` of a /proc/<pid>/status text.
+fn status_field<'s>(status: &'s str, name: &str) -> Option<&'s str> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+/// A capability set of a /proc/<pid>/status text that is not empty (or
+/// missing), named.
+fn capability_problem(status: &str, name: &str) -> Option<String> {
+    match status_field(status, name).map(|v| u64::from_str_radix(v, 16)) {
+        Some(Ok(0)) => None,
+        other => Some(format!("{name} {other:?}, not 0")),
+    }
+}
+
+/// A bounding set (`CapBnd`) in a /proc/<pid>/status text that is not
+/// empty: checked for a daemon started as root, which could empty it.
+pub fn bounding_problem(status: &str) -> Option<String> {
+    capability_problem(status, "CapBnd")
+}
+
 /// What in a /proc/<pid>/status text shows more privilege than `to` has:
-/// an id other than its own, a capability, or no_new_privs unset.
+/// an id other than its own, a capability in the effective, permitted,
+/// inheritable or ambient set, or no_new_privs unset.
 pub fn status_problems(status: &str, to: &Identity) -> Vec<String> {
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-            .map(str::trim)
-    };
+    let field = |name: &str| status_field(status, name);
     let mut problems = Vec::new();
     for (name, want) in [("Uid", to.uid), ("Gid", to.gid)] {
         match field(name) {
@@ -381,12 +430,11 @@ pub fn status_problems(status: &str, to: &Identity) -> Vec<String> {
             other => problems.push(format!("{name} {other:?}, not all {want}")),
         }
     }
-    for name in ["CapEff", "CapPrm", "CapAmb"] {
-        match field(name).map(|v| u64::from_str_radix(v, 16)) {
-            Some(Ok(0)) => {}
-            other => problems.push(format!("{name} {other:?}, not 0")),
-        }
-    }
+    problems.extend(
+        ["CapEff", "CapPrm", "CapInh", "CapAmb"]
+            .into_iter()
+            .filter_map(|name| capability_problem(status, name)),
+    );
     if field("NoNewPrivs") != Some("1") {
         problems.push("NoNewPrivs not set".into());
     }
@@ -419,6 +467,12 @@ mod tests {
         assert!(status_problems(&cap, &user(65534, 65534))[0].starts_with("CapEff"));
         let amb = DROPPED.replace("CapAmb:\t0000000000000000\n", "");
         assert!(status_problems(&amb, &user(65534, 65534))[0].starts_with("CapAmb"));
+        let inh = DROPPED.replace("CapInh:\t0000000000000000", "CapInh:\t0000000000001000");
+        assert!(status_problems(&inh, &user(65534, 65534))[0].starts_with("CapInh"));
+        let bnd = DROPPED.replace("CapBnd:\t0000000000000000", "CapBnd:\t000001ffffffffff");
+        assert_eq!(status_problems(&bnd, &user(65534, 65534)), Vec::<String>::new());
+        assert!(bounding_problem(&bnd).unwrap().starts_with("CapBnd"));
+        assert_eq!(bounding_problem(DROPPED), None);
         let privs = DROPPED.replace("NoNewPrivs:\t1", "NoNewPrivs:\t0");
         assert_eq!(status_problems(&privs, &user(65534, 65534)), ["NoNewPrivs not set"]);
         assert_eq!(status_problems(DROPPED, &user(1000, 65534)).len(), 1);
@@ -438,6 +492,17 @@ mod tests {
             (4242, 4343, vec![4343])
         );
         assert_eq!(parse_user("root:0").unwrap().gid, 0);
+        // Root's group is root's alone.
+        let e = parse_user("4242:0").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        assert!(e.to_string().contains("group 0"), "{e}");
+        let mut member = user(4242, 4242);
+        member.groups = vec![4242, 0];
+        assert!(no_root_group(member).unwrap_err().to_string().contains("supplementary"));
+        // SUDO_GID=0 with another user: that user's own group instead.
+        assert_eq!(sudo_user(4242, Some(0)).unwrap().gid, 4242);
+        assert_eq!(sudo_user(4242, Some(4343)).unwrap().gid, 4343);
+        assert_eq!(sudo_user(4242, None).unwrap().gid, 4242);
         for bad in ["", "no-such-user-here", "4242:no-such-group-here", ":0"] {
             assert!(parse_user(bad).is_err(), "{bad}");
         }

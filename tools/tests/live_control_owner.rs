@@ -167,18 +167,28 @@ fn another_uid_cannot_attach_to_read_write_or_close_a_users_connection() {
     assert_eq!(bob.request("UDP 0.0.0.0 53"), "ERR bind 0.0.0.0:53: Permission denied");
     // Listings show every socket, as ss does on Linux; whose, only to root
     // and the owner.
-    let owner_of_5000 = |c: &mut Conn| {
+    let owner_of = |c: &mut Conn, port: u16| {
         let rows = c.sockets();
-        let row = rows.iter().find(|r| r.contains("local=0.0.0.0:5000")).expect("listed");
+        let at = format!("local=0.0.0.0:{port} ");
+        let row = rows.iter().find(|r| r.contains(&at)).expect("listed");
         row.split(' ')
             .find_map(|f| f.strip_prefix("owner="))
             .unwrap()
             .to_owned()
     };
+    let owner_of_5000 = |c: &mut Conn| owner_of(c, 5000);
     assert_eq!(owner_of_5000(&mut bob), "-");
     let alices = owner_of_5000(&mut Conn::as_user(&control, 0));
     assert!(alices.starts_with(&format!("{}/", std::process::id())), "{alices}");
     assert_eq!(owner_of_5000(&mut Conn::as_user(&control, ALICE)), alices);
+    // Both users' clients are this process, with one pid and program:
+    // whose a socket is goes by uid, not by that label.
+    let mut bobs = Conn::as_user(&control, BOB);
+    assert_eq!(bobs.request("LISTEN 5001"), "OK 0.0.0.0:5001");
+    assert_eq!(owner_of(&mut Conn::as_user(&control, BOB), 5001), alices, "his own");
+    assert_eq!(owner_of(&mut Conn::as_user(&control, ALICE), 5001), "-", "not hers");
+    assert_eq!(owner_of(&mut Conn::as_user(&control, BOB), 5000), "-", "not his");
+    drop(bobs);
 
     // Alice's connection is intact: her data both ways, untouched.
     let mut mine = Conn::as_user(&control, ALICE);
@@ -328,7 +338,9 @@ fn a_huge_frame_and_a_client_that_never_reads_leave_other_clients_unaffected() {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
         .unwrap();
-    assert!(peak_kib < 512 * 1024, "the daemon's peak RSS was {peak_kib} KiB");
+    // About 7 MiB measured: twice that catches a buffer sized by the
+    // 4 GiB prefix, or one per stalled write, long before memory runs out.
+    assert!(peak_kib < 16 * 1024, "the daemon's peak RSS was {peak_kib} KiB");
 }
 
 #[test]

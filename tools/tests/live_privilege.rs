@@ -2,7 +2,8 @@
 //! a user and group other than root and no capability; ping, echo, the file
 //! services and every `tunstack` command still work; each stop signal
 //! (SIGINT, SIGTERM, SIGHUP, SIGQUIT) removes tun0 and the control socket;
-//! `--user` takes a bare uid, and SUDO_UID names the default user.
+//! `--user` takes a bare uid, and SUDO_UID names the default user; `nc -l`
+//! works as the daemon's user; nothing planted in its directory survives.
 
 use std::io::{Read, Write};
 use std::net::TcpStream as HostTcp;
@@ -53,8 +54,9 @@ fn control_path(d: &Daemon) -> String {
 }
 
 /// Asserts that every thread of process `pid` runs as `user` with no
-/// capability; returns how many threads there are.
-fn assert_unprivileged(pid: u32, user: &Identity) -> usize {
+/// capability (nor, `as_root`, any in its bounding set); returns how many
+/// threads there are.
+fn assert_unprivileged(pid: u32, user: &Identity, as_root: bool) -> usize {
     let tasks: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .expect("the daemon's threads")
         .map(|t| t.unwrap().path())
@@ -74,6 +76,9 @@ fn assert_unprivileged(pid: u32, user: &Identity) -> usize {
             assert!(!line.split_whitespace().skip(1).any(|id| id == "0"), "{line}");
         }
         assert!(status.contains("CapEff:\t0000000000000000"), "{status}");
+        if as_root {
+            assert_eq!(privilege::bounding_problem(&status), None, "{status}");
+        }
     }
     tasks.len()
 }
@@ -144,7 +149,7 @@ fn the_daemon_drops_to_an_unprivileged_user_and_everything_still_works() {
     let sb = Sandbox::create();
     let capture = pcap.path("c.pcap");
     let d = sb.start_daemon(DAEMON, &["--files", &site.0.to_string_lossy(), "--pcap", &capture]);
-    let threads = assert_unprivileged(d.pid(), &user);
+    let threads = assert_unprivileged(d.pid(), &user, true);
     let control = control_path(&d);
     // The socket, private to the daemon's user, in a directory of that
     // user's own; only root may add to /run/tunstack.
@@ -236,7 +241,7 @@ fn the_daemon_drops_to_an_unprivileged_user_and_everything_still_works() {
     let _ = server.wait();
 
     // Still unprivileged, threads started since included; the capture went on.
-    assert!(assert_unprivileged(d.pid(), &user) >= threads);
+    assert!(assert_unprivileged(d.pid(), &user, true) >= threads);
     assert!(std::fs::metadata(&capture).unwrap().len() > 24, "packets captured");
     drop(d);
     assert!(!Path::new(&control).exists(), "the control socket is removed at exit");
@@ -296,7 +301,7 @@ fn user_takes_a_bare_uid_and_sudo_uid_names_the_default() {
     ] {
         let sb = Sandbox::create();
         let d = sb.start_daemon("env", &args);
-        assert_unprivileged(d.pid(), user);
+        assert_unprivileged(d.pid(), user, true);
         let control = control_path(&d);
         cli(&sb, None, &["ifconfig"]).assert_success("ifconfig as root");
         cli(&sb, Some(user), &["ifconfig"]).assert_success("ifconfig as the daemon's user");
@@ -363,7 +368,7 @@ fn a_user_started_with_capabilities_keeps_none() {
             &sock,
         ],
     );
-    assert_unprivileged(d.pid(), &stray(4242, 4242));
+    assert_unprivileged(d.pid(), &stray(4242, 4242), false);
     sb.run("ping", &["-c", "1", "-W", "5", "10.200.0.2"], PATIENCE)
         .assert_success("ping");
     let mut c = sb.command(CLI);
@@ -371,4 +376,73 @@ fn a_user_started_with_capabilities_keeps_none() {
     process::run(c, PATIENCE).assert_success("ifconfig");
     drop(d);
     assert!(!Path::new(&sock).exists(), "removed at exit");
+}
+
+/// The daemon's own directory is its user's while it runs; what that user
+/// (or anyone sharing it, like `nobody`) leaves there, a FIFO in the
+/// socket's place say, does not survive the next start.
+#[test]
+fn what_is_planted_in_the_daemons_own_directory_does_not_survive_a_restart() {
+    if !live_tests_possible("what_is_planted_in_the_daemons_own_directory_does_not_survive_a_restart") {
+        return;
+    }
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let sb = Sandbox::create();
+    let d = sb.start_daemon(DAEMON, &["--user", "4242"]);
+    let control = control_path(&d);
+    drop(d);
+    let dir = Path::new(&control).parent().unwrap().to_owned();
+    assert_eq!(
+        std::fs::metadata(&dir).unwrap().uid(),
+        4242,
+        "the directory stays, its user's"
+    );
+    let _ = std::fs::remove_file(&control);
+    let as_user = |args: &[&str]| {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=4242", "--regid=4242", "--clear-groups"]).args(args);
+        assert!(c.status().unwrap().success(), "{args:?}");
+    };
+    as_user(&["mkfifo", &control]);
+    as_user(&["touch", &dir.join("planted").to_string_lossy()]);
+    let d = sb.start_daemon(DAEMON, &["--user", "4242"]);
+    assert_eq!(control_path(&d), control);
+    let socket = std::fs::symlink_metadata(&control).unwrap();
+    assert!(socket.file_type().is_socket(), "a socket again, not the FIFO");
+    assert!(!dir.join("planted").exists(), "nothing planted survives");
+    sb.run(CLI, &["ifconfig"], PATIENCE)
+        .assert_success("the CLI reaches it");
+    drop(d);
+}
+
+/// `tunstack nc -l`, run as the daemon's own user on its default socket,
+/// takes a connection from the host and prints what it sends.
+#[test]
+fn nc_listens_as_the_daemons_user() {
+    if !live_tests_possible("nc_listens_as_the_daemons_user") {
+        return;
+    }
+    let user = stray(4242, 4242);
+    let sb = Sandbox::create();
+    let _d = sb.start_daemon(DAEMON, &["--user", "4242"]);
+    std::thread::scope(|s| {
+        let listener = s.spawn(|| cli(&sb, Some(&user), &["nc", "-l", "5000"]));
+        // Refused (reset) until nc listens.
+        let deadline = Instant::now() + PATIENCE;
+        let mut host = loop {
+            match sb.enter(|| HostTcp::connect("10.200.0.2:5000")) {
+                Ok(c) => break c,
+                Err(e) => assert!(Instant::now() < deadline, "nc -l never listened: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        host.write_all(b"hello from the host\n").unwrap();
+        host.shutdown(std::net::Shutdown::Write).unwrap();
+        host.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut rest = Vec::new();
+        host.read_to_end(&mut rest).unwrap();
+        let out = listener.join().unwrap();
+        out.assert_success("nc -l as the daemon's user");
+        assert_eq!(out.stdout, "hello from the host\n");
+    });
 }

@@ -290,7 +290,7 @@ fn a_failure_after_the_tun_exists_takes_it_down_again() {
         ),
     );
     // A socket another daemon is serving is not taken, nor removed.
-    let _d = sb.start_daemon(DAEMON, &["--control", &sock]);
+    let first = sb.start_daemon(DAEMON, &["--control", &sock]);
     assert_refused(
         &sb,
         &dir,
@@ -304,7 +304,10 @@ fn a_failure_after_the_tun_exists_takes_it_down_again() {
             "--host-address",
             "10.201.0.1/24",
         ],
-        &format!("tunstackd: control socket {sock} is in use: is another tunstackd running?"),
+        &format!(
+            "tunstackd: control socket {sock} is in use (by {}/tunstackd): is another tunstackd running?",
+            first.pid()
+        ),
     );
     let out = sb.run(CLI, &["--control", &sock, "ifconfig"], Duration::from_secs(20));
     out.assert_success("the first daemon still serves its socket");

@@ -79,9 +79,12 @@ pub struct PcapDevice<D> {
 }
 
 impl<D: Device> PcapDevice<D> {
-    /// Wraps `inner`, creating (or truncating) `path`.
+    /// Wraps `inner`, creating (or truncating) the regular file `path`.
+    /// It is opened without following a link, and anything but a regular
+    /// file is refused before it is touched: a FIFO at once (no waiting for
+    /// a reader), a device, a link to one of root's files.
     pub fn create(inner: D, path: &Path) -> io::Result<PcapDevice<D>> {
-        let file = File::create(path)
+        let file = create_regular(path)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", path.display())))?;
         Ok(PcapDevice {
             inner,
@@ -150,9 +153,52 @@ impl<D> Drop for PcapDevice<D> {
     }
 }
 
+/// Opens `path` for writing, made if missing (0666 less the umask), no
+/// link followed, O_NONBLOCK so a FIFO is not waited on; refuses all but
+/// a regular file, then truncates it.
+fn create_regular(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    file.set_len(0)?;
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_regular_file_is_written_and_no_link_is_followed() {
+        let dir = std::env::temp_dir().join(format!("tunstack-pcap-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let old = dir.join("old.pcap");
+        std::fs::write(&old, b"left from before").unwrap();
+        assert_eq!(create_regular(&old).unwrap().metadata().unwrap().len(), 0, "truncated");
+        assert!(create_regular(&dir.join("new.pcap")).is_ok(), "made");
+        let link = dir.join("link.pcap");
+        std::os::unix::fs::symlink(&old, &link).unwrap();
+        std::fs::write(&old, b"kept").unwrap();
+        assert!(create_regular(&link).is_err(), "a link is not followed");
+        assert_eq!(std::fs::read(&old).unwrap(), b"kept");
+        let made = std::process::Command::new("mkfifo").arg(dir.join("fifo")).status();
+        assert!(made.unwrap().success(), "mkfifo");
+        // No reader: refused at once (ENXIO), not waited on.
+        assert!(create_regular(&dir.join("fifo")).is_err());
+        assert_eq!(
+            create_regular(Path::new("/dev/null")).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn header_and_records_follow_the_pcap_format() {

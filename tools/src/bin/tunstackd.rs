@@ -507,12 +507,20 @@ fn run(args: Args) -> io::Result<()> {
     })?;
     log::info!("control socket at {}", bound.path().display());
 
+    // While it may: each control client holds a descriptor.
+    control::server::raise_descriptor_limit();
     // Everything privileged is done, and no thread runs yet: drop it all.
     privilege::drop_to(&user)?;
     if user.uid == 0 {
         log::warn!("running as root (--user root): the daemon keeps every privilege for its whole life");
     } else {
         log::info!("running as {user}, with no capability");
+    }
+    if args.user.is_none() && user.name == "nobody" {
+        log::info!(
+            "note: other processes running as nobody share that account and could reach the control socket's directory; \
+             give --user a dedicated account for unattended use"
+        );
     }
 
     let running = Running(link.start()?);

@@ -71,9 +71,17 @@ enum Command {
 
 /// Runs the parsed command line; errors are reported on stderr.
 pub fn run(cli: Cli) -> ExitCode {
-    let control = cli
-        .control
-        .unwrap_or_else(|| crate::control::default_path(&cli.interface));
+    let control = match cli.control {
+        Some(path) => path,
+        None => {
+            let path = crate::control::default_path(&cli.interface);
+            if let Err(e) = crate::control::client::check_default_socket(&path) {
+                eprintln!("tunstack: {e}");
+                return ExitCode::FAILURE;
+            }
+            path
+        }
+    };
     let r = match &cli.command {
         Command::Ifconfig => ifconfig::run(&control),
         Command::Route => route::run(&control),

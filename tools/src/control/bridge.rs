@@ -149,6 +149,21 @@ enum ClientEnd {
     Broken(String),
 }
 
+/// Starts `f` on a thread of scope `s`, with a client thread's small
+/// stack. When no thread can be had (too many, no memory) it does not
+/// panic: it says why, for the caller to tell the client and end.
+pub(crate) fn helper<'s>(s: &'s std::thread::Scope<'s, '_>, f: impl FnOnce() + Send + 's) -> Result<(), String> {
+    std::thread::Builder::new()
+        .name("control-helper".into())
+        .stack_size(super::server::CLIENT_STACK)
+        .spawn_scoped(s, f)
+        .map(drop)
+        .map_err(|e| {
+            log::warn!("control: no thread for a client's request: {e}");
+            format!("no thread to serve this: {}", error_text(&e))
+        })
+}
+
 /// Carries a TCP connection over the client's Unix stream, as frames, and
 /// closes it as `close(2)` would once the client is gone. Writes to the
 /// client block only this bridge: a client that stops reading stalls its
@@ -163,7 +178,7 @@ pub fn bridge_tcp(tcp: TcpStream, client_in: ClientIn<'_>, client: &UnixStream) 
     let broken: Mutex<Option<String>> = Mutex::new(None);
     std::thread::scope(|s| {
         let (tcp, gone, broken) = (&tcp, &gone, &broken);
-        s.spawn(move || match client_to_stack(tcp, client_in) {
+        let spawned = helper(s, move || match client_to_stack(tcp, client_in) {
             // Wakes the reader below without a FIN: closing decides between FIN and RST.
             ClientEnd::Left => {
                 gone.store(true, Ordering::SeqCst);
@@ -178,6 +193,12 @@ pub fn bridge_tcp(tcp: TcpStream, client_in: ClientIn<'_>, client: &UnixStream) 
                 let _ = tcp.abort();
             }
         });
+        if let Err(why) = spawned {
+            let _ = frame::write(&mut client_out, frame::ERROR, why.as_bytes());
+            let _ = client.shutdown(Shutdown::Both);
+            let _ = tcp.abort();
+            return;
+        }
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             match (&*tcp).read(&mut buf) {
@@ -283,11 +304,15 @@ pub fn serve_listener(l: Listening<'_>, client_in: ClientIn<'_>, client: &UnixSt
     let gone = AtomicBool::new(false);
     let mut mine = Vec::new();
     std::thread::scope(|s| {
-        s.spawn(|| {
+        let spawned = helper(s, || {
             // Anything the client sends, or its leaving, ends the listen.
             until_gone(client_in);
             gone.store(true, Ordering::SeqCst);
         });
+        if let Err(why) = spawned {
+            let _ = writeln!(client_out, "ERR {why}");
+            gone.store(true, Ordering::SeqCst);
+        }
         while !gone.load(Ordering::SeqCst) {
             l.pending.waiting(&mut mine);
             let slot = match l.accounts.socket(l.owner) {
@@ -342,7 +367,7 @@ pub fn bridge_udp(udp: UdpSocket, connected: bool, mut client_in: ClientIn<'_>, 
     // or a broken frame; for the receiving side to report.
     let failed: Mutex<Option<io::Error>> = Mutex::new(None);
     std::thread::scope(|s| {
-        s.spawn(|| {
+        let spawned = helper(s, || {
             let mut buf = Vec::new();
             let fail = |e| *failed.lock().expect("failed") = Some(e);
             loop {
@@ -375,6 +400,9 @@ pub fn bridge_udp(udp: UdpSocket, connected: bool, mut client_in: ClientIn<'_>, 
             }
             gone.store(true, Ordering::SeqCst);
         });
+        if let Err(why) = spawned {
+            *failed.lock().expect("failed") = Some(io::Error::other(why));
+        }
         let mut buf = vec![0u8; 65536];
         loop {
             // Read before `failed`: a failure is recorded before the end it causes.

@@ -60,27 +60,52 @@ fn inode(path: &str) -> Option<u64> {
 /// Longest request line accepted.
 pub const MAX_REQUEST: usize = 1024;
 
-/// Escapes a value for a `key=value` field: no spaces, `=` or `%` raw.
+/// Escapes a value for a `key=value` field: a space, `=`, `%`, every
+/// control character (below 0x20, and 0x7f) and every byte of a non-ASCII
+/// character are percent-encoded (`%20`, `%3D`, `%25`, `%1B`, `%C3%A9`),
+/// so a field is one printable ASCII word whatever it holds (a program
+/// name from /proc may hold anything).
 pub fn escape(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
-    for c in v.chars() {
-        match c {
-            ' ' => out.push_str("%20"),
-            '=' => out.push_str("%3D"),
-            '%' => out.push_str("%25"),
-            '\n' => out.push_str("%0A"),
-            c => out.push(c),
+    for b in v.bytes() {
+        if b <= b' ' || b == b'=' || b == b'%' || b >= 0x7f {
+            out.push_str(&format!("%{b:02X}"));
+        } else {
+            out.push(char::from(b));
         }
     }
     out
 }
 
-/// Undoes [`escape`].
+/// Undoes [`escape`]: every `%XX` becomes its byte (bytes that make no
+/// UTF-8 come out as U+FFFD); a `%` not followed by two hex digits stays.
 pub fn unescape(v: &str) -> String {
-    v.replace("%20", " ")
-        .replace("%3D", "=")
-        .replace("%0A", "\n")
-        .replace("%25", "%")
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) if bytes[i + 1].is_ascii_hexdigit() => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `v` made safe to print on a terminal: each control character
+/// (C0, DEL, C1) shown as `?`, as `ls` does, so text from the daemon
+/// cannot move the cursor or retitle the window.
+pub fn printable(v: &str) -> String {
+    v.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
 /// Parses a line of `key=value` fields.
@@ -122,6 +147,18 @@ mod tests {
         }
         let by_procfs = inode("/proc/1/net/dev").unwrap() == inode("/proc/self/net/dev").unwrap();
         assert_eq!(by_procfs, initial);
+    }
+
+    #[test]
+    fn control_characters_and_non_ascii_are_escaped_and_come_back() {
+        let v = "evil\x1b]0;owned\x07\r\t\x7f\u{9b}2J caf\u{e9}";
+        let e = escape(v);
+        assert!(e.bytes().all(|b| b.is_ascii_graphic()), "{e}");
+        assert!(e.starts_with("evil%1B]0;owned%07%0D%09%7F%C2%9B2J%20caf%C3%A9"), "{e}");
+        assert_eq!(unescape(&e), v);
+        assert_eq!(unescape("100%"), "100%", "a lone % stays");
+        assert_eq!(unescape("%+1x"), "%+1x", "a sign is not a hex digit");
+        assert_eq!(printable(&unescape(&e)), "evil?]0;owned?????2J caf\u{e9}");
     }
 
     #[test]

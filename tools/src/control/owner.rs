@@ -24,6 +24,11 @@ pub const MAX_CLIENTS_PER_UID: usize = 256;
 /// control connection of its own) and accepted connections not yet
 /// attached. Linux's default soft `RLIMIT_NOFILE` is the same number.
 pub const MAX_SOCKETS_PER_UID: usize = 1024;
+/// Big replies (`SOCKETS`, `STATS`) built or being sent at once, all
+/// users: each may be megabytes while its client takes it.
+pub const MAX_BIG_REPLIES: usize = 8;
+/// Big replies one uid may have built or being sent at once.
+pub const MAX_BIG_REPLIES_PER_UID: usize = 2;
 /// Ports below this one are privileged: only root may listen or bind on
 /// them (Linux's `net.ipv4.ip_unprivileged_port_start`).
 pub const UNPRIVILEGED_PORT_START: u16 = 1024;
@@ -109,6 +114,29 @@ pub struct Limits {
     pub clients_per_uid: usize,
     /// Stack sockets per uid.
     pub sockets_per_uid: usize,
+    /// Big replies at once, all users.
+    pub big_replies: usize,
+    /// Big replies at once per uid.
+    pub big_replies_per_uid: usize,
+}
+
+/// Descriptors kept for the daemon's own use (its TUN, its log, the files
+/// it serves) when control clients are bounded by [`Limits::for_descriptors`].
+pub const DESCRIPTOR_RESERVE: u64 = 64;
+
+impl Limits {
+    /// The defaults, with fewer clients if `nofile` descriptors (the soft
+    /// `RLIMIT_NOFILE`) could not hold them (a client holds one) and
+    /// [`DESCRIPTOR_RESERVE`]; a quarter of them at the very least.
+    pub fn for_descriptors(nofile: u64) -> Limits {
+        let room = nofile.saturating_sub(DESCRIPTOR_RESERVE).max(nofile / 4).max(1);
+        let clients = MAX_CLIENTS.min(usize::try_from(room).unwrap_or(usize::MAX));
+        Limits {
+            clients,
+            clients_per_uid: MAX_CLIENTS_PER_UID.min(clients),
+            ..Limits::default()
+        }
+    }
 }
 
 impl Default for Limits {
@@ -117,6 +145,8 @@ impl Default for Limits {
             clients: MAX_CLIENTS,
             clients_per_uid: MAX_CLIENTS_PER_UID,
             sockets_per_uid: MAX_SOCKETS_PER_UID,
+            big_replies: MAX_BIG_REPLIES,
+            big_replies_per_uid: MAX_BIG_REPLIES_PER_UID,
         }
     }
 }
@@ -126,15 +156,30 @@ impl Default for Limits {
 struct Usage {
     clients: usize,
     sockets: usize,
+    big_replies: usize,
 }
 
 #[derive(Debug, Default)]
 struct Books {
     clients: usize,
+    big_replies: usize,
     by_uid: HashMap<u32, Usage>,
-    /// The uid behind each client's `pid/program` label, and how many of
-    /// its connections are open: whose a socket's owner label is.
-    labels: HashMap<String, (u32, usize)>,
+}
+
+/// The owner label a client's stack socket carries: its uid, then what
+/// `SOCKETS` shows (`pid/program`), so whose it is never depends on a
+/// pid or a program name, which two users' clients may share.
+pub fn label(uid: u32, who: &str) -> String {
+    format!("{uid}:{who}")
+}
+
+/// A socket's owner label split: the uid of the client that made it and
+/// what to show; a label with no uid (a built-in service's) is the daemon's.
+pub fn split_label(label: &str) -> (Option<u32>, &str) {
+    match label.split_once(':').map(|(u, shown)| (u.parse::<u32>(), shown)) {
+        Some((Ok(uid), shown)) => (Some(uid), shown),
+        _ => (None, label),
+    }
 }
 
 /// The daemon's count of clients and sockets, by uid.
@@ -142,6 +187,8 @@ struct Books {
 pub struct Accounts {
     limits: Limits,
     books: Mutex<Books>,
+    /// Signalled when a big reply is done.
+    reply_done: std::sync::Condvar,
 }
 
 impl Accounts {
@@ -150,6 +197,7 @@ impl Accounts {
         Arc::new(Accounts {
             limits,
             books: Mutex::new(Books::default()),
+            reply_done: std::sync::Condvar::new(),
         })
     }
 
@@ -157,11 +205,10 @@ impl Accounts {
         self.books.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Counts in a new client of `uid`, labelled `who`, or says why it may
-    /// not come in. Root is held to its own per-uid bound only, so that
+    /// Counts in a new client of `uid`, or says why it may not come in. Root is held to its own per-uid bound only, so that
     /// the daemon's administrator gets in while other users fill the rest
     /// (as Linux keeps some of its tables' last entries for root).
-    pub fn admit(self: &Arc<Self>, uid: u32, who: &str) -> Result<ClientSlot, String> {
+    pub fn admit(self: &Arc<Self>, uid: u32) -> Result<ClientSlot, String> {
         let mut b = self.books();
         if b.clients >= self.limits.clients && uid != 0 {
             return Err(format!("too many control connections ({})", self.limits.clients));
@@ -175,17 +222,10 @@ impl Accounts {
         }
         u.clients += 1;
         b.clients += 1;
-        b.labels.entry(who.to_owned()).or_insert((uid, 0)).1 += 1;
         Ok(ClientSlot {
             accounts: self.clone(),
             uid,
-            who: who.to_owned(),
         })
-    }
-
-    /// The uid of the client labelled `who` (`pid/program`), while it is connected.
-    pub fn owner_uid(&self, who: &str) -> Option<u32> {
-        self.books().labels.get(who).map(|&(uid, _)| uid)
     }
 
     /// Counts in a new socket for `uid`; EMFILE ("Too many open files")
@@ -203,29 +243,69 @@ impl Accounts {
         })
     }
 
-    /// Takes one back from `uid`'s count: a client labelled `who`, else a socket.
-    fn release(&self, uid: u32, client: Option<&str>) {
+    /// Counts in a big reply for `uid`, waiting for one to be done until
+    /// `until` if there are as many as allowed; `None` if none was by then.
+    /// Root is held to its own per-uid bound only, as in [`Accounts::admit`].
+    pub fn big_reply(self: &Arc<Self>, uid: u32, until: std::time::Instant) -> Option<ReplySlot> {
         let mut b = self.books();
-        if let Some(who) = client {
-            b.clients -= 1;
-            let refs = b.labels.get_mut(who).map(|l| {
-                l.1 -= 1;
-                l.1
-            });
-            if refs == Some(0) {
-                b.labels.remove(who);
+        loop {
+            let mine = b.by_uid.get(&uid).map_or(0, |u| u.big_replies);
+            if mine < self.limits.big_replies_per_uid && (uid == 0 || b.big_replies < self.limits.big_replies) {
+                b.big_replies += 1;
+                b.by_uid.entry(uid).or_default().big_replies += 1;
+                return Some(ReplySlot {
+                    accounts: self.clone(),
+                    uid,
+                });
             }
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            b = self
+                .reply_done
+                .wait_timeout(b, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
-        let client = client.is_some();
+    }
+
+    /// Takes one back from `uid`'s count: a client, else a socket.
+    fn release(&self, uid: u32, client: bool) {
+        let mut b = self.books();
+        if client {
+            b.clients -= 1;
+        }
         let u = b.by_uid.get_mut(&uid).expect("counted in");
         if client {
             u.clients -= 1;
         } else {
             u.sockets -= 1;
         }
-        if u.clients == 0 && u.sockets == 0 {
+        if u.clients == 0 && u.sockets == 0 && u.big_replies == 0 {
             b.by_uid.remove(&uid);
         }
+    }
+}
+
+/// A big reply counted in; counted out when dropped.
+#[derive(Debug)]
+pub struct ReplySlot {
+    accounts: Arc<Accounts>,
+    uid: u32,
+}
+
+impl Drop for ReplySlot {
+    fn drop(&mut self) {
+        let mut b = self.accounts.books();
+        b.big_replies -= 1;
+        let u = b.by_uid.get_mut(&self.uid).expect("counted in");
+        u.big_replies -= 1;
+        if u.clients == 0 && u.sockets == 0 && u.big_replies == 0 {
+            b.by_uid.remove(&self.uid);
+        }
+        drop(b);
+        self.accounts.reply_done.notify_all();
     }
 }
 
@@ -234,12 +314,11 @@ impl Accounts {
 pub struct ClientSlot {
     accounts: Arc<Accounts>,
     uid: u32,
-    who: String,
 }
 
 impl Drop for ClientSlot {
     fn drop(&mut self) {
-        self.accounts.release(self.uid, Some(&self.who));
+        self.accounts.release(self.uid, true);
     }
 }
 
@@ -259,7 +338,7 @@ impl SocketSlot {
 
 impl Drop for SocketSlot {
     fn drop(&mut self) {
-        self.accounts.release(self.uid, None);
+        self.accounts.release(self.uid, false);
     }
 }
 
@@ -273,22 +352,23 @@ mod tests {
             clients: 3,
             clients_per_uid: 2,
             sockets_per_uid: 2,
+            ..Limits::default()
         });
-        let c1 = a.admit(1000, "10/a").unwrap();
-        let c2 = a.admit(1000, "10/a").unwrap();
+        let c1 = a.admit(1000).unwrap();
+        let c2 = a.admit(1000).unwrap();
         assert_eq!(
-            a.admit(1000, "11/a").unwrap_err(),
+            a.admit(1000).unwrap_err(),
             "too many control connections for uid 1000 (2)"
         );
-        let _c3 = a.admit(1001, "12/b").unwrap();
-        assert_eq!(a.admit(1002, "13/c").unwrap_err(), "too many control connections (3)");
-        let _root = a.admit(0, "1/init").expect("root is held to its own bound only");
-        assert_eq!(a.owner_uid("10/a"), Some(1000));
-        drop(c1);
-        assert_eq!(a.owner_uid("10/a"), Some(1000), "while one of its connections stays");
-        drop(c2);
-        assert_eq!(a.owner_uid("10/a"), None);
-        let _c4 = a.admit(1002, "13/c").unwrap();
+        let _c3 = a.admit(1001).unwrap();
+        assert_eq!(a.admit(1002).unwrap_err(), "too many control connections (3)");
+        let _root = a.admit(0).expect("root is held to its own bound only");
+        drop((c1, c2));
+        let _c4 = a.admit(1002).unwrap();
+        // Whose a socket is comes with it, whatever its pid and program.
+        assert_eq!(split_label(&label(1000, "10/a:b")), (Some(1000), "10/a:b"));
+        assert_eq!(split_label("echo"), (None, "echo"));
+        assert_eq!(split_label("x:y"), (None, "x:y"));
 
         let s1 = a.socket(1000).unwrap();
         let _s2 = a.socket(1000).unwrap();
@@ -297,6 +377,42 @@ mod tests {
         assert_eq!(a.socket(1001).unwrap().owner(), 1001, "another uid has its own count");
         drop(s1);
         assert!(a.socket(1000).is_ok());
+    }
+
+    #[test]
+    fn big_replies_are_bounded_and_a_waiting_one_goes_when_another_is_done() {
+        let a = Accounts::new(Limits {
+            big_replies: 3,
+            big_replies_per_uid: 2,
+            ..Limits::default()
+        });
+        let now = std::time::Instant::now;
+        let soon = || now() + std::time::Duration::from_millis(50);
+        let (r1, _r2) = (a.big_reply(1000, soon()).unwrap(), a.big_reply(1000, soon()).unwrap());
+        assert!(a.big_reply(1000, soon()).is_none(), "its own bound");
+        let _r3 = a.big_reply(1001, soon()).unwrap();
+        assert!(a.big_reply(1002, soon()).is_none(), "everyone's bound");
+        let root = a.big_reply(0, soon()).expect("root is held to its own bound only");
+        drop(root);
+        // One waiting gets in as soon as one is done.
+        let waiter = {
+            let a = a.clone();
+            std::thread::spawn(move || a.big_reply(1002, now() + std::time::Duration::from_secs(20)).is_some())
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        drop(r1);
+        assert!(waiter.join().unwrap());
+    }
+
+    #[test]
+    fn clients_are_bounded_by_the_descriptors_there_are() {
+        let l = Limits::for_descriptors(1 << 20);
+        assert_eq!((l.clients, l.clients_per_uid), (MAX_CLIENTS, MAX_CLIENTS_PER_UID));
+        let l = Limits::for_descriptors(1024);
+        assert_eq!((l.clients, l.clients_per_uid), (960, MAX_CLIENTS_PER_UID));
+        let l = Limits::for_descriptors(64);
+        assert_eq!((l.clients, l.clients_per_uid), (16, 16));
+        assert_eq!(Limits::for_descriptors(0).clients, 1);
     }
 
     #[test]

@@ -34,12 +34,15 @@ pub fn ping(stack: &Stack, client_in: ClientIn<'_>, client: &UnixStream, spec: P
     writeln!(out, "OK {}", sock.ident())?;
     let gone = AtomicBool::new(false);
     std::thread::scope(|s| {
-        s.spawn(|| {
+        let spawned = super::bridge::helper(s, || {
             // The client sends nothing more: its end of stream means it left.
             super::bridge::until_gone(client_in);
             gone.store(true, Ordering::SeqCst);
         });
-        let r = ping_loop(&sock, &mut out, spec, &gone);
+        let r = match spawned {
+            Ok(()) => ping_loop(&sock, &mut out, spec, &gone),
+            Err(why) => writeln!(out, "ERR {why}"),
+        };
         let _ = client.shutdown(std::net::Shutdown::Both);
         r
     })

@@ -37,7 +37,7 @@ impl Client {
             uid,
             who: format!("{uid}/test"),
         };
-        let slot = sv.accounts.admit(uid, &peer.who).unwrap();
+        let slot = sv.accounts.admit(uid).unwrap();
         std::thread::spawn(move || {
             let _slot = slot;
             let _ = serve(&sv, &theirs, &peer);
@@ -168,4 +168,57 @@ fn a_client_trickling_a_request_is_cut_off_after_one_idle_timeout() {
     });
     assert_eq!(c.line(), "ERR idle for 0.3 s");
     assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+}
+
+#[test]
+fn a_reply_taken_a_trickle_at_a_time_is_given_up_after_one_idle_timeout() {
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    // Far more than the socket's buffer: most must wait for the reader.
+    let reply = vec![b'x'; 8 << 20];
+    // A reader taking a byte every 50 ms: each write goes through in time,
+    // the whole never does.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = std::thread::spawn({
+        let stop = stop.clone();
+        move || {
+            use std::io::Read;
+            let mut b = [0u8; 1];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && (&ours).read(&mut b).is_ok_and(|n| n == 1) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    });
+    let started = std::time::Instant::now();
+    let e = send_within(&theirs, &reply, Duration::from_millis(300)).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    reader.join().unwrap();
+}
+
+#[test]
+fn a_client_that_does_not_take_its_reply_is_dropped_without_another_word() {
+    let (sv, _link) = served(Limits::default(), Duration::from_millis(300));
+    // Enough sockets that SOCKETS outgrows the control socket's buffer.
+    let _udp: Vec<_> = (0..4000)
+        .map(|_| tunstack::net::UdpSocket::bind(&sv.stack, "0.0.0.0:0").unwrap())
+        .collect();
+    let c = Client::new(&sv, ALICE);
+    writeln!(c.0.get_ref(), "SOCKETS").unwrap();
+    let started = std::time::Instant::now();
+    // Not reading for a while: the daemon gives up and closes.
+    std::thread::sleep(Duration::from_millis(600));
+    let mut all = Vec::new();
+    let mut reader = c.0;
+    io::Read::read_to_end(&mut reader, &mut all).unwrap();
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.starts_with("OK 4000"), "{}", &text[..text.len().min(40)]);
+    assert!(!text.contains("ERR"), "no ERR written into the stalled socket");
+    assert_eq!(text.lines().count(), 1 + text.matches("proto=udp").count());
+    assert!(text.matches("proto=udp").count() < 4000, "cut short");
+    assert!(started.elapsed() < Duration::from_secs(10));
 }
