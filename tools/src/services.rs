@@ -229,7 +229,13 @@ enum SizedState {
     Request { line: [u8; REQUEST_MAX], len: u8 },
     /// Sending `limit` bytes (`u64::MAX`: endless).
     Sending { sent: u64, limit: u64 },
+    /// The line was no byte count: sending [`SIZED_REFUSAL`], then closing.
+    Refusing { sent: usize },
 }
+
+/// What the sized source answers a line that is neither a byte count nor
+/// empty (a typo such as `100M` must not start an endless stream).
+pub const SIZED_REFUSAL: &[u8] = b"tunstack sized source: expected a byte count (digits only) or an empty line\r\n";
 
 /// What a connection is doing.
 #[derive(Debug)]
@@ -649,8 +655,26 @@ fn sized(io: &mut Io<'_>, state: &mut SizedState, pattern: &[u8]) -> io::Result<
             }
         }
         let text = String::from_utf8_lossy(&line[..usize::from(*len)]);
-        let limit = text.trim().parse::<u64>().unwrap_or(u64::MAX);
-        *state = SizedState::Sending { sent: 0, limit };
+        let text = text.trim();
+        *state = if text.is_empty() {
+            SizedState::Sending {
+                sent: 0,
+                limit: u64::MAX,
+            }
+        } else if let Ok(limit) = text.parse::<u64>() {
+            SizedState::Sending { sent: 0, limit }
+        } else {
+            SizedState::Refusing { sent: 0 }
+        };
+    }
+    if let SizedState::Refusing { sent } = state {
+        while *sent < SIZED_REFUSAL.len() {
+            match io.write_some(&SIZED_REFUSAL[*sent..])? {
+                0 => return Ok(Next::Wait(Interest::WRITABLE)),
+                n => *sent += n,
+            }
+        }
+        return io.finish();
     }
     let SizedState::Sending { sent, limit } = state else {
         unreachable!("the request was just read")

@@ -512,13 +512,13 @@ fn run(args: Args) -> io::Result<()> {
     // Everything privileged is done, and no thread runs yet: drop it all.
     privilege::drop_to(&user)?;
     if user.uid == 0 {
-        log::warn!("running as root (--user root): the daemon keeps every privilege for its whole life");
+        log::warn!("running as root (uid 0): the daemon keeps every privilege for its whole life");
     } else {
         log::info!("running as {user}, with no capability");
     }
     if args.user.is_none() && user.name == "nobody" {
-        log::info!(
-            "note: other processes running as nobody share that account and could reach the control socket's directory; \
+        log::warn!(
+            "running as nobody: other processes running as nobody share that account and could reach the control socket's directory; \
              give --user a dedicated account for unattended use"
         );
     }

@@ -100,7 +100,8 @@ pub fn run(control: &Path, args: &NetstatArgs) -> io::Result<()> {
             line.push_str(&format!(" {:<20}", get(r, "owner")));
         }
         outln!("{}", line.trim_end())?;
-        if args.info && proto == "tcp" && state != "LISTEN" {
+        // A TIME-WAIT entry keeps no TCB, so it has no internals (as `ss -i`).
+        if args.info && proto == "tcp" && state != "LISTEN" && state != "TIME_WAIT" {
             outln!("{}", internals(r))?;
         }
     }

@@ -269,6 +269,14 @@ fn sized_source_sends_what_is_asked_or_without_end(on_stack_thread: bool) {
         (&s).read_exact(&mut got).unwrap();
         assert!(got.iter().zip(pattern.iter().cycle()).all(|(a, b)| a == b));
     }
+    // Anything else is refused in one line, never taken for "endless".
+    for request in [&b"100M\n"[..], b"-1\n", b"99999999999999999999999\n", b"abc\r\n"] {
+        let s = connect(&stack, 1919);
+        (&s).write_all(request).unwrap();
+        let mut got = Vec::new();
+        (&s).read_to_end(&mut got).unwrap();
+        assert_eq!(got, SIZED_REFUSAL, "{request:?}");
+    }
     stack.shutdown().unwrap();
 }
 
