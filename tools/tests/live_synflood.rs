@@ -308,10 +308,10 @@ fn real_connects_complete_through_a_spoofed_syn_flood() {
     );
     // A flood it was: far more SYNs than the two SYN queues hold (256
     // each; how many more depends on how fast hping3 gets to run on a
-    // busy 2-core machine, so the bar is 20,000, not the 100,000 or so of
-    // a quiet one); and the
+    // 2-core machine: 100,000 and more on a quiet one, 10,000 with builds
+    // beside it, so the bar is ten times the queues); and the
     // real clients came in by cookie (their SYNs found the queues full).
-    assert!(stat("tcp_syncookies_sent") > 20_000, "{counters:?}");
+    assert!(stat("tcp_syncookies_sent") > 5_000, "{counters:?}");
     assert!(
         stat("tcp_syncookies_recv") as usize >= total * 9 / 10,
         "{} cookies came back for {total} real connects",
