@@ -517,7 +517,9 @@ fn run(args: Args) -> io::Result<()> {
         log::info!("running as {user}, with no capability");
     }
     if args.user.is_none() && user.name == "nobody" {
-        log::warn!(
+        // At info: a default start says one line and nothing else (the
+        // README says this too, for those who do not raise the log level).
+        log::info!(
             "running as nobody: other processes running as nobody share that account and could reach the control socket's directory; \
              give --user a dedicated account for unattended use"
         );
