@@ -17,6 +17,8 @@
 //! - [`tcp_conn`]: one established connection driven by fuzzed segments,
 //!   application calls and clock steps, its invariants checked after every
 //!   step;
+//! - [`vnet`]: the virtio-net header of an offloading TUN, and the
+//!   software segmentation and checksum completion behind it;
 //! - [`control`]: a client's bytes on the daemon's control socket, request
 //!   lines then frames, through the daemon's own readers and parser.
 //! - [`http_head`], [`downloader_name`], [`file_path`]: the daemon's file
@@ -54,6 +56,7 @@ mod packet;
 mod parsers;
 mod reassembly;
 mod stack;
+mod vnet;
 
 pub use conn::tcp_conn;
 pub use control::control;
@@ -61,6 +64,7 @@ pub use files::{downloader_name, file_path, http_head};
 pub use iface::iface;
 pub use parsers::{icmp, ipv4, tcp, udp};
 pub use reassembly::reassembly;
+pub use vnet::vnet;
 
 /// A target: the fuzzer's bytes in, a panic on a finding.
 pub type Target = fn(&[u8]);
@@ -74,6 +78,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("reassembly", reassembly),
     ("iface", iface),
     ("tcp_conn", tcp_conn),
+    ("vnet", vnet),
     ("control", control),
     ("http_head", http_head),
     ("downloader_name", downloader_name),
