@@ -181,93 +181,85 @@ struct Ask {
     within: Duration,
 }
 
-/// `count` HTTP GETs of `ask` over `clients` keep-alive connections.
-fn http_requests(ask: Ask, count: usize, clients: usize) -> Seen {
-    let each = count / clients;
+/// Runs `client` on `clients` threads at once and adds up what they saw.
+fn in_parallel(clients: usize, client: impl Fn() -> Seen + Sync) -> Seen {
     let seen: Vec<Seen> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..clients)
-            .map(|_| {
-                s.spawn(move || {
-                    let mut seen = Seen::default();
-                    let stream = connect(80);
-                    stream.set_read_timeout(Some(ask.within)).unwrap();
-                    let mut reader = BufReader::new(stream.try_clone().unwrap());
-                    let request = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", ask.name);
-                    for _ in 0..each {
-                        (&stream).write_all(request.as_bytes()).unwrap();
-                        let r = read_response(&mut reader)
-                            .unwrap_or_else(|e| panic!("no answer within {:?}: {e}", ask.within));
-                        assert!(
-                            !leaks_etc(&r.body),
-                            "/etc leaked over HTTP: {:?}",
-                            String::from_utf8_lossy(&r.body)
-                        );
-                        match r.status {
-                            200 => {
-                                assert_eq!(r.body, ask.want);
-                                seen.served += 1;
-                            }
-                            403 => seen.forbidden += 1,
-                            404 => seen.missing += 1,
-                            other => panic!("status {other}"),
-                        }
-                    }
-                    seen
-                })
-            })
-            .collect();
+        let handles: Vec<_> = (0..clients).map(|_| s.spawn(&client)).collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     sum(seen)
 }
 
+/// `count` HTTP GETs of `ask` over `clients` keep-alive connections.
+fn http_requests(ask: Ask, count: usize, clients: usize) -> Seen {
+    let each = count / clients;
+    in_parallel(clients, move || {
+        let mut seen = Seen::default();
+        let stream = connect(80);
+        stream.set_read_timeout(Some(ask.within)).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let request = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", ask.name);
+        for _ in 0..each {
+            (&stream).write_all(request.as_bytes()).unwrap();
+            let r = read_response(&mut reader).unwrap_or_else(|e| panic!("no answer within {:?}: {e}", ask.within));
+            assert!(
+                !leaks_etc(&r.body),
+                "/etc leaked over HTTP: {:?}",
+                String::from_utf8_lossy(&r.body)
+            );
+            match r.status {
+                200 => {
+                    assert_eq!(r.body, ask.want);
+                    seen.served += 1;
+                }
+                403 => seen.forbidden += 1,
+                404 => seen.missing += 1,
+                other => panic!("status {other}"),
+            }
+        }
+        seen
+    })
+}
+
 /// `count` downloader requests for `ask`, `clients` at a time.
 fn downloader_requests(ask: Ask, count: usize, clients: usize) -> Seen {
     let each = count / clients;
-    let seen: Vec<Seen> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..clients)
-            .map(|_| {
-                s.spawn(move || {
-                    let mut seen = Seen::default();
-                    for _ in 0..each {
-                        let started = Instant::now();
-                        let mut stream = connect(2000);
-                        stream.set_read_timeout(Some(ask.within)).unwrap();
-                        stream.write_all(format!("{}\n", ask.name).as_bytes()).unwrap();
-                        let mut got = Vec::new();
-                        let end = stream.read_to_end(&mut got);
-                        // A refusal's reset comes ~200 ms after its line: a
-                        // hung open shows as the read timing out.
-                        assert!(started.elapsed() < ask.within, "{:?}: {end:?}", started.elapsed());
-                        assert!(
-                            !leaks_etc(&got),
-                            "/etc leaked by the downloader: {:?}",
-                            String::from_utf8_lossy(&got)
-                        );
-                        if got.starts_with(REFUSAL.as_bytes()) {
-                            assert_eq!(end.unwrap_err().kind(), std::io::ErrorKind::ConnectionReset);
-                            let line = String::from_utf8_lossy(&got[REFUSAL.len()..]);
-                            if line.starts_with("forbidden: ") {
-                                seen.forbidden += 1;
-                                seen.not_regular += usize::from(line.contains("not a regular file"));
-                            } else if line.starts_with("no such file: ") {
-                                seen.missing += 1;
-                            } else {
-                                panic!("refused: {line:?}");
-                            }
-                        } else {
-                            end.unwrap();
-                            assert_eq!(got, ask.want);
-                            seen.served += 1;
-                        }
-                    }
-                    seen
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    sum(seen)
+    in_parallel(clients, move || {
+        let mut seen = Seen::default();
+        for _ in 0..each {
+            let started = Instant::now();
+            let mut stream = connect(2000);
+            stream.set_read_timeout(Some(ask.within)).unwrap();
+            stream.write_all(format!("{}\n", ask.name).as_bytes()).unwrap();
+            let mut got = Vec::new();
+            let end = stream.read_to_end(&mut got);
+            // A refusal's reset comes ~200 ms after its line: a
+            // hung open shows as the read timing out.
+            assert!(started.elapsed() < ask.within, "{:?}: {end:?}", started.elapsed());
+            assert!(
+                !leaks_etc(&got),
+                "/etc leaked by the downloader: {:?}",
+                String::from_utf8_lossy(&got)
+            );
+            if got.starts_with(REFUSAL.as_bytes()) {
+                assert_eq!(end.unwrap_err().kind(), std::io::ErrorKind::ConnectionReset);
+                let line = String::from_utf8_lossy(&got[REFUSAL.len()..]);
+                if line.starts_with("forbidden: ") {
+                    seen.forbidden += 1;
+                    seen.not_regular += usize::from(line.contains("not a regular file"));
+                } else if line.starts_with("no such file: ") {
+                    seen.missing += 1;
+                } else {
+                    panic!("refused: {line:?}");
+                }
+            } else {
+                end.unwrap();
+                assert_eq!(got, ask.want);
+                seen.served += 1;
+            }
+        }
+        seen
+    })
 }
 
 fn sum(seen: Vec<Seen>) -> Seen {
