@@ -50,6 +50,9 @@ const MAX_HEADERS: usize = 60 + 60;
 /// The TCP CWR flag (RFC 3168 §6.1), which `tcp::flags` does not name.
 const CWR: u8 = 0x80;
 
+/// Where the checksum lies in a TCP header (`csum_offset` for TCP).
+const TCP_CHECKSUM_AT: usize = 16;
+
 /// Why a virtio-net header or the packet behind it cannot be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VnetError {
@@ -129,6 +132,34 @@ impl VnetHeader {
     /// Whether the packet is a super-packet to be cut into `gso_size` pieces.
     pub fn is_gso(&self) -> bool {
         self.gso_type != GSO_NONE
+    }
+
+    /// Whether the header asks nothing of anyone: a plain packet whose
+    /// checksums are all there (and are to be verified on receipt).
+    pub fn is_plain(&self) -> bool {
+        self.flags & F_NEEDS_CSUM == 0 && !self.is_gso()
+    }
+
+    /// Whether the transport checksum need not be verified on receipt:
+    /// the sender left it partial for the kernel (`NEEDS_CSUM`, a packet
+    /// that never left the host), or the kernel verified it (`DATA_VALID`).
+    pub fn checksum_trusted(&self) -> bool {
+        self.flags & (F_NEEDS_CSUM | F_DATA_VALID) != 0
+    }
+
+    /// The header of an outgoing IPv4/TCP packet whose TCP checksum field
+    /// holds only the pseudo-header sum: a super-packet to be cut into
+    /// segments of `gso_size` payload bytes if `gso_size` is given, else
+    /// one segment whose checksum is left to the kernel.
+    pub fn tcpv4(ip_header_len: usize, tcp_header_len: usize, gso_size: Option<u16>) -> VnetHeader {
+        VnetHeader {
+            flags: F_NEEDS_CSUM,
+            gso_type: if gso_size.is_some() { GSO_TCPV4 } else { GSO_NONE },
+            hdr_len: (ip_header_len + tcp_header_len) as u16,
+            gso_size: gso_size.unwrap_or(0),
+            csum_start: ip_header_len as u16,
+            csum_offset: TCP_CHECKSUM_AT as u16,
+        }
     }
 
     /// Checks the fields against each other and a packet of `packet_len`
@@ -267,6 +298,40 @@ pub fn segment_tcpv4(packet: &[u8], hdr: &VnetHeader, mut out: impl FnMut(&[u8],
         out(h, chunk);
     }
     Ok(count)
+}
+
+/// Does in software what an offloading device would do with a packet
+/// given as its IP header and the rest: a TCP super-packet is cut into
+/// segments ([`segment_tcpv4`]), and a partial checksum is completed
+/// ([`complete_checksum`]). Each resulting packet goes to `out` as headers
+/// and payload; returns how many. A plain packet goes through untouched.
+/// The fallback path of devices without offloads: it copies the packet once.
+pub fn for_each_segment(
+    meta: &VnetHeader,
+    header: &[u8],
+    payload: &[u8],
+    mut out: impl FnMut(&[u8], &[u8]),
+) -> Result<usize, VnetError> {
+    if meta.is_plain() {
+        out(header, payload);
+        return Ok(1);
+    }
+    let mut packet = Vec::with_capacity(header.len() + payload.len());
+    packet.extend_from_slice(header);
+    packet.extend_from_slice(payload);
+    meta.validate(packet.len())?;
+    if meta.is_gso() {
+        return segment_tcpv4(&packet, meta, out);
+    }
+    complete_checksum(&mut packet, meta)?;
+    out(&packet, &[]);
+    Ok(1)
+}
+
+impl From<VnetError> for std::io::Error {
+    fn from(e: VnetError) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+    }
 }
 
 #[cfg(test)]
