@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+use crate::device::vnet::VnetHeader;
 use crate::icmp::{self, IcmpInput, IcmpLayer};
 use crate::ip::context::{Context, Datagram, IcmpErrorReport};
 use crate::ip::layer::{IpConfig, IpLayer};
@@ -189,12 +190,38 @@ impl Interface {
     /// for the next [`poll_transmit`](Self::poll_transmit), so that feeding
     /// a whole batch first gets one ACK per connection for it.
     pub fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
+        self.handle_packet_meta(now, packet, &VnetHeader::default());
+    }
+
+    /// As [`handle_packet`](Self::handle_packet), with the offload metadata
+    /// the device read with it (issue 16). A TCP super-packet is taken as
+    /// one large segment, whatever the MTU and MSS; a transport checksum
+    /// the device vouches for (`NEEDS_CSUM`, `DATA_VALID`) is not verified.
+    pub fn handle_packet_meta(&mut self, now: Instant, packet: &[u8], meta: &VnetHeader) {
         let stats = self.ip.stats_mut();
         stats.link_rx_packets += 1;
         stats.link_rx_bytes += packet.len() as u64;
+        if meta.is_gso() {
+            stats.link_rx_super_packets += 1;
+        }
         let transports = &mut self.transports;
-        self.ip
-            .input(now, packet, false, &mut |cx, d| transports.deliver(cx, d));
+        self.ip.input(now, packet, false, meta.checksum_trusted(), &mut |cx, d| {
+            transports.deliver(cx, d)
+        });
+    }
+
+    /// Tells the core whether the device takes offloaded packets
+    /// ([`Device::offloads`](crate::device::Device::offloads)): if so, TCP
+    /// sends super-packets of up to 64 KiB, cut into MSS-sized segments by
+    /// the device, with checksums left partial. The runtime sets this from
+    /// its device; off by default.
+    pub fn set_offloads(&mut self, on: bool) {
+        self.ip.set_offloads(on);
+    }
+
+    /// Whether TCP sends super-packets (see [`set_offloads`](Self::set_offloads)).
+    pub fn offloads(&self) -> bool {
+        self.ip.offloads()
     }
 
     /// Runs timers that are due (reassembly expiry, TCP timers) and delivers
@@ -220,8 +247,11 @@ impl Interface {
         }
     }
 
-    /// Writes the next outgoing packet into `buf` (at least the MTU long) and
-    /// returns its length, or `None` when nothing is waiting.
+    /// Writes the next outgoing packet into `buf` (at least the MTU long;
+    /// 65535 bytes with offloads on) and returns its length, or `None` when
+    /// nothing is waiting. Its checksums are complete; a super-packet comes
+    /// out as one large segment (use `poll_transmit_parts` to have the
+    /// device cut it).
     /// ACKs owed for a batch of received packets go out first (one per
     /// connection: see `handle_packet`), so call it after the whole batch.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
@@ -245,12 +275,14 @@ impl Interface {
     /// over as its IP header and the rest: a datagram that leaves whole
     /// swaps its buffer with `payload` (no copy; give back any buffer, it
     /// is reused). For devices that send in two parts (`Device::send_parts`).
+    /// With offloads on, the metadata returned goes to
+    /// [`Device::send_meta`](crate::device::Device::send_meta) with the packet.
     pub fn poll_transmit_parts(
         &mut self,
         now: Instant,
         header: &mut [u8; crate::wire::ipv4::HEADER_LEN],
         payload: &mut Vec<u8>,
-    ) -> Option<usize> {
+    ) -> Option<(usize, VnetHeader)> {
         self.prepare_transmit(now);
         self.ip.poll_transmit_parts(header, payload)
     }

@@ -41,6 +41,12 @@ counters! {
         link_tx_packets,
         /// Bytes the stack handed to the device.
         link_tx_bytes,
+        /// TCP super-packets the device handed over (offloads on: the host's
+        /// TSO or GRO made them; counted in `link_rx_packets` too, once each).
+        link_rx_super_packets,
+        /// TCP super-packets handed to the device for it to cut (offloads on;
+        /// counted in `link_tx_packets` too, once each).
+        link_tx_super_packets,
         /// Packets the device failed to read (other than "nothing waiting").
         link_rx_errors,
         /// Packets the device refused to send (dropped, as by a full NIC queue).

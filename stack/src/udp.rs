@@ -268,7 +268,12 @@ impl UdpLayer {
     /// Handles a UDP datagram addressed to us.
     pub(crate) fn input(&mut self, cx: &mut Context<'_>, dg: &Datagram<'_>) {
         let (src, dst) = (dg.header.src, dg.header.dst);
-        let d = match UdpDatagram::parse(dg.payload, src, dst) {
+        let parsed = if dg.checksum_trusted {
+            UdpDatagram::parse_trusted(dg.payload)
+        } else {
+            UdpDatagram::parse(dg.payload, src, dst)
+        };
+        let d = match parsed {
             Ok(d) => d,
             Err(e) => {
                 let stats = cx.stats();

@@ -89,12 +89,27 @@ fn scenario(seed: u64, tiny_buffers: bool) -> TransferSpec {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stack {
     Tunstack,
+    /// Tunstack sending super-packets, as over a TUN with offloads (issue 16).
+    TunstackOffloads,
     Smoltcp,
+}
+
+impl Stack {
+    fn is_tunstack(self) -> bool {
+        self != Stack::Smoltcp
+    }
 }
 
 fn endpoint(kind: Stack, addr: Ipv4Addr, seed: u64, spec: &TransferSpec) -> Box<dyn TcpEndpoint> {
     match kind {
         Stack::Tunstack => Box::new(TunstackEndpoint::for_spec(addr, seed, spec)),
+        Stack::TunstackOffloads => {
+            let spec = TransferSpec {
+                offloads: true,
+                ..spec.clone()
+            };
+            Box::new(TunstackEndpoint::for_spec(addr, seed, &spec))
+        }
         Stack::Smoltcp => Box::new(SmolEndpoint::new(addr, seed, spec)),
     }
 }
@@ -120,7 +135,7 @@ fn run_seeds(name: &str, seeds: &[u64], client: Stack, server: Stack, trace: boo
     let (mut bytes, mut sim_time, mut packets) = (0u64, Duration::ZERO, 0u64);
     let mut failures = Vec::new();
     for &seed in seeds {
-        let mut spec = scenario(seed, client == Stack::Tunstack && server == Stack::Tunstack);
+        let mut spec = scenario(seed, client.is_tunstack() && server.is_tunstack());
         spec.trace = trace;
         match run(&spec, client, server) {
             Ok(r) => {
@@ -173,6 +188,38 @@ fn many_seeds(name: &str, first: u64, count: u64, client: Stack, server: Stack) 
 #[test]
 fn tunstack_to_tunstack_many_seeds() {
     many_seeds("tunstack_to_tunstack", 1, 2000, Stack::Tunstack, Stack::Tunstack);
+}
+
+/// Issue 16: both stacks send super-packets, which the link cuts into
+/// MSS-sized segments before loss, duplication, reordering and corruption.
+#[test]
+fn tunstack_to_tunstack_with_offloads_many_seeds() {
+    many_seeds(
+        "tunstack_to_tunstack_with_offloads",
+        40_001,
+        1000,
+        Stack::TunstackOffloads,
+        Stack::TunstackOffloads,
+    );
+}
+
+/// Issue 16: super-packets (cut by the link) against an independent stack, both ways.
+#[test]
+fn tunstack_with_offloads_and_smoltcp() {
+    many_seeds(
+        "tunstack_offloads_client_smoltcp_server",
+        50_001,
+        200,
+        Stack::TunstackOffloads,
+        Stack::Smoltcp,
+    );
+    many_seeds(
+        "smoltcp_client_tunstack_offloads_server",
+        60_001,
+        200,
+        Stack::Smoltcp,
+        Stack::TunstackOffloads,
+    );
 }
 
 #[test]

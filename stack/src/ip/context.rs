@@ -10,6 +10,7 @@ use super::{DEFAULT_TTL, MAX_DATAGRAM, is_martian_source, protocol};
 use crate::rand::Rng;
 use crate::socket::SocketEvent;
 use crate::stats::Stats;
+use crate::device::vnet::VnetHeader;
 use crate::time::Instant;
 use crate::wire::icmp::{self as icmp_wire, IcmpMessage};
 use crate::wire::ipv4::{HEADER_LEN, Ipv4Header};
@@ -40,6 +41,10 @@ pub(crate) struct Datagram<'a> {
     pub delivery: Delivery,
     /// It came from ourselves over the loopback path.
     pub looped: bool,
+    /// The device vouches for its transport checksum (issue 16: the host
+    /// left it partial, `NEEDS_CSUM`, or verified it, `DATA_VALID`), so
+    /// TCP and UDP do not verify it; a TCP super-packet comes so.
+    pub checksum_trusted: bool,
 }
 
 /// An ICMP error about a datagram we sent, for the protocol that sent it.
@@ -148,6 +153,12 @@ impl<'a> Context<'a> {
         self.ip.tx.recycle(buf);
     }
 
+    /// Whether the device takes TCP super-packets and partial checksums
+    /// (issue 16): then TCP builds segments of up to 64 KiB.
+    pub(crate) fn offloads(&self) -> bool {
+        self.ip.offloads
+    }
+
     /// Queues a datagram from our address to `dst`; drops are counted.
     pub(crate) fn send_datagram(
         &mut self,
@@ -156,6 +167,20 @@ impl<'a> Context<'a> {
         ttl: u8,
         dont_fragment: bool,
         payload: Vec<u8>,
+    ) -> Result<(), OutputError> {
+        self.send_datagram_meta(dst, protocol, ttl, dont_fragment, payload, VnetHeader::default())
+    }
+
+    /// As [`send_datagram`](Self::send_datagram), with offload metadata
+    /// for the device: only with [`offloads`](Self::offloads) on.
+    pub(crate) fn send_datagram_meta(
+        &mut self,
+        dst: Ipv4Addr,
+        protocol: u8,
+        ttl: u8,
+        dont_fragment: bool,
+        payload: Vec<u8>,
+        meta: VnetHeader,
     ) -> Result<(), OutputError> {
         let ip = &mut *self.ip;
         if ip.routes.lookup(dst).is_none() && !dst.is_broadcast() {
@@ -168,9 +193,9 @@ impl<'a> Context<'a> {
         let mut header = Ipv4Header::new(src, dst, protocol, ttl, ident, payload.len());
         header.dont_fragment = dont_fragment;
         if dst == src {
-            return self.send_to_self(header, payload);
+            return self.send_to_self(header, payload, &meta);
         }
-        match ip.tx.push(header, payload) {
+        match ip.tx.push_meta(header, payload, meta) {
             Ok(()) => {
                 ip.stats.ip_tx_datagrams += 1;
                 Ok(())
@@ -186,8 +211,10 @@ impl<'a> Context<'a> {
         }
     }
 
-    /// Queues a datagram for our own address on the loopback path.
-    fn send_to_self(&mut self, header: Ipv4Header, payload: Vec<u8>) -> Result<(), OutputError> {
+    /// Queues a datagram for our own address on the loopback path (whole:
+    /// no MTU there; a partial checksum is completed, as Linux's loopback
+    /// would not need to, but our input verifies it).
+    fn send_to_self(&mut self, header: Ipv4Header, payload: Vec<u8>, meta: &VnetHeader) -> Result<(), OutputError> {
         let ip = &mut *self.ip;
         let error = if payload.len() + HEADER_LEN > MAX_DATAGRAM {
             ip.stats.ip_tx_too_big += 1;
@@ -206,6 +233,7 @@ impl<'a> Context<'a> {
         p.resize(HEADER_LEN, 0);
         header.emit(&mut p);
         p.extend_from_slice(&payload);
+        crate::device::vnet::complete_checksum(&mut p, meta).expect("our own metadata fits the packet");
         ip.tx.recycle(payload);
         ip.loopback.push_back(p);
         ip.stats.ip_tx_datagrams += 1;

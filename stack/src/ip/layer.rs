@@ -47,6 +47,8 @@ pub(crate) struct IpLayer {
     /// Datagrams we sent to our own address, delivered on the next
     /// `handle_timeout` (the loopback path: they never touch the link).
     pub(super) loopback: VecDeque<Vec<u8>>,
+    /// The device takes TCP super-packets and partial checksums (issue 16).
+    pub(super) offloads: bool,
 }
 
 impl IpLayer {
@@ -72,6 +74,7 @@ impl IpLayer {
             stats: Stats::default(),
             events: Vec::new(),
             loopback: VecDeque::new(),
+            offloads: false,
         }
     }
 
@@ -125,10 +128,20 @@ impl IpLayer {
         }
     }
 
+    /// Whether the device takes offloaded packets (see `Interface::set_offloads`).
+    pub(crate) fn set_offloads(&mut self, on: bool) {
+        self.offloads = on;
+    }
+
+    pub(crate) fn offloads(&self) -> bool {
+        self.offloads
+    }
+
     /// IPv4 input, from the link or (`looped`) from ourselves: whole
     /// datagrams for us go to `deliver`, which says whether it runs their
-    /// protocol; the rest is dropped and counted.
-    pub(crate) fn input<F>(&mut self, now: Instant, packet: &[u8], looped: bool, deliver: &mut F)
+    /// protocol; the rest is dropped and counted. `checksum_trusted`: the
+    /// device vouches for the transport checksum (never for fragments).
+    pub(crate) fn input<F>(&mut self, now: Instant, packet: &[u8], looped: bool, checksum_trusted: bool, deliver: &mut F)
     where
         F: FnMut(&mut Context<'_>, &Datagram<'_>) -> bool,
     {
@@ -168,6 +181,7 @@ impl IpLayer {
                     payload: &whole.payload,
                     delivery,
                     looped,
+                    checksum_trusted: false,
                 };
                 self.deliver(now, &d, deliver);
             }
@@ -179,6 +193,7 @@ impl IpLayer {
             payload: pkt.payload(),
             delivery,
             looped,
+            checksum_trusted,
         };
         self.deliver(now, &d, deliver);
     }
@@ -223,7 +238,7 @@ impl IpLayer {
         for _ in 0..self.loopback.len() {
             let Some(p) = self.loopback.pop_front() else { break };
             self.stats.ip_loopback += 1;
-            self.input(now, &p, true, deliver);
+            self.input(now, &p, true, false, deliver);
             self.tx.recycle(p);
         }
         for timed_out in self.reassembler.expire(now, &mut self.stats) {
@@ -236,6 +251,7 @@ impl IpLayer {
                 payload,
                 delivery: Delivery::Unicast,
                 looped: false,
+                checksum_trusted: false,
             };
             self.context(now)
                 .send_icmp_error(kind::TIME_EXCEEDED, time_exceeded::REASSEMBLY, [0; 4], &about);
@@ -251,20 +267,23 @@ impl IpLayer {
     }
 
     /// Takes the next outgoing packet as header and payload (see
-    /// `TxQueue::pop_parts`); its length, or `None`.
+    /// `TxQueue::pop_parts`); its length and offload metadata, or `None`.
     pub(crate) fn poll_transmit_parts(
         &mut self,
         header: &mut [u8; crate::wire::ipv4::HEADER_LEN],
         payload: &mut Vec<u8>,
-    ) -> Option<usize> {
+    ) -> Option<(usize, crate::device::vnet::VnetHeader)> {
         let w = self.tx.pop_parts(header, payload)?;
         self.count_sent(w);
-        Some(w.len)
+        Some((w.len, w.meta))
     }
 
     fn count_sent(&mut self, w: crate::ip::output::Written) {
         self.stats.link_tx_packets += 1;
         self.stats.link_tx_bytes += w.len as u64;
+        if w.meta.is_gso() {
+            self.stats.link_tx_super_packets += 1;
+        }
         if w.fragment {
             self.stats.frag_tx_fragments += 1;
         }

@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+use crate::device::vnet::{self, VnetHeader};
 use crate::wire::ipv4::{HEADER_LEN, Ipv4Header};
 use std::collections::VecDeque;
 
@@ -18,6 +19,8 @@ struct Queued {
     payload: Vec<u8>,
     /// Payload bytes already sent as fragments.
     sent: usize,
+    /// Offload metadata (issue 16): a TCP super-packet, or a partial checksum.
+    meta: VnetHeader,
 }
 
 /// Why a datagram was not queued.
@@ -36,6 +39,8 @@ pub struct Written {
     pub len: usize,
     /// Whether the packet is a fragment of a larger datagram.
     pub fragment: bool,
+    /// Its offload metadata, for the device (plain but for TCP with offloads on).
+    pub meta: VnetHeader,
 }
 
 /// FIFO of outgoing datagrams with a byte limit.
@@ -83,9 +88,23 @@ impl TxQueue {
     }
 
     /// Queues a datagram; on error the buffer is recycled.
+    #[cfg(test)]
     pub fn push(&mut self, header: Ipv4Header, payload: Vec<u8>) -> Result<(), QueueError> {
+        self.push_meta(header, payload, VnetHeader::default())
+    }
+
+    /// Queues a datagram with offload metadata (issue 16). A super-packet
+    /// may exceed the MTU (the device cuts it into segments that fit); a
+    /// partial checksum is completed here if the datagram must be
+    /// fragmented, since the device could not complete it across fragments.
+    pub fn push_meta(&mut self, header: Ipv4Header, mut payload: Vec<u8>, mut meta: VnetHeader) -> Result<(), QueueError> {
+        let fits = payload.len() + HEADER_LEN <= self.mtu;
         let too_big = payload.len() + HEADER_LEN > crate::ip::MAX_DATAGRAM
-            || (header.dont_fragment && payload.len() + HEADER_LEN > self.mtu);
+            || (header.dont_fragment && !fits && !meta.is_gso());
+        if !fits && !meta.is_gso() && !meta.is_plain() {
+            complete_in_payload(&mut payload, &meta);
+            meta = VnetHeader::default();
+        }
         let err = if too_big {
             Some(QueueError::TooBig)
         } else if self.bytes + payload.len() > self.limit && !self.queue.is_empty() {
@@ -102,6 +121,7 @@ impl TxQueue {
             header,
             payload,
             sent: 0,
+            meta,
         });
         Ok(())
     }
@@ -123,7 +143,7 @@ impl TxQueue {
     pub fn pop_parts(&mut self, header: &mut [u8; HEADER_LEN], payload: &mut Vec<u8>) -> Option<Written> {
         let q = self.queue.front_mut()?;
         let remaining = q.payload.len() - q.sent;
-        if q.sent == 0 && remaining + HEADER_LEN <= self.mtu {
+        if q.sent == 0 && (remaining + HEADER_LEN <= self.mtu || q.meta.is_gso()) {
             let q = self.queue.pop_front().expect("front exists");
             self.bytes -= q.payload.len();
             let mut h = q.header;
@@ -136,6 +156,7 @@ impl TxQueue {
             return Some(Written {
                 len: HEADER_LEN + remaining,
                 fragment: false,
+                meta: q.meta,
             });
         }
         payload.clear();
@@ -151,10 +172,31 @@ impl TxQueue {
         written
     }
 
-    /// Writes the next packet into `buf` (at least the MTU long).
+    /// Writes the next packet into `buf` (at least the MTU long; with
+    /// offloads on, at least 65535 bytes): whole, checksums complete, so
+    /// the returned metadata is always plain. A super-packet is written
+    /// as one large segment, as a device without offloads could not send
+    /// it (`Device::send_meta` cuts it instead).
     pub fn pop_packet(&mut self, buf: &mut [u8]) -> Option<Written> {
         let q = self.queue.front_mut()?;
         let remaining = q.payload.len() - q.sent;
+        if q.sent == 0 && !q.meta.is_plain() {
+            let len = HEADER_LEN + remaining;
+            assert!(buf.len() >= len, "a buffer for a super-packet");
+            let q = self.queue.pop_front().expect("front exists");
+            self.bytes -= q.payload.len();
+            let mut h = q.header;
+            h.payload_len = remaining;
+            h.emit(buf);
+            buf[HEADER_LEN..len].copy_from_slice(&q.payload);
+            vnet::complete_checksum(&mut buf[..len], &q.meta).expect("our own metadata fits the packet");
+            self.recycle(q.payload);
+            return Some(Written {
+                len,
+                fragment: false,
+                meta: VnetHeader::default(),
+            });
+        }
         let room = self.mtu.min(buf.len()) - HEADER_LEN;
         let (chunk, more) = if remaining <= room {
             (remaining, false)
@@ -178,8 +220,17 @@ impl TxQueue {
         Some(Written {
             len: HEADER_LEN + chunk,
             fragment,
+            meta: VnetHeader::default(),
         })
     }
+}
+
+/// Completes the partial checksum of a transport segment held without its
+/// IP header (`meta` counts offsets from the start of the IP header).
+fn complete_in_payload(payload: &mut [u8], meta: &VnetHeader) {
+    let mut m = *meta;
+    m.csum_start = m.csum_start.saturating_sub(HEADER_LEN as u16);
+    vnet::complete_checksum(payload, &m).expect("our own metadata fits the segment");
 }
 
 #[cfg(test)]
@@ -219,7 +270,8 @@ mod tests {
             w,
             Written {
                 len: 1500,
-                fragment: false
+                fragment: false,
+                meta: VnetHeader::default(),
             }
         );
         assert_eq!(payload.as_ptr(), built_at, "the segment's own buffer, not a copy");

@@ -39,6 +39,7 @@ pub(crate) use readiness::{PollId, bits as readiness_bits};
 pub use tun::{AddressError, Side, SubnetConflict, TunConfig, TunLink};
 
 use crate::device::impair::ImpairCounts;
+use crate::device::vnet::VnetHeader;
 use crate::device::{Device, sys};
 use crate::iface::Interface;
 use crate::socket::SocketEvent;
@@ -293,7 +294,15 @@ impl Stack {
         device: D,
         config: RuntimeConfig,
     ) -> io::Result<Stack> {
-        let mtu = iface.config().mtu;
+        let mut iface = iface;
+        // TCP builds super-packets only for a device that takes them.
+        iface.set_offloads(device.offloads());
+        // A device with offloads hands over super-packets larger than the MTU.
+        let rx_size = if device.offloads() {
+            crate::ip::MAX_DATAGRAM
+        } else {
+            iface.config().mtu
+        };
         let readable_fd = device.readable_fd();
         let stack = Stack {
             shared: Arc::new(Shared {
@@ -334,7 +343,7 @@ impl Stack {
             // task included), every call then fails, with the cause.
             let _ = shared.stack_thread.set(std::thread::current().id());
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                stack_thread(&shared, readable_fd, mtu, config.busy_poll)
+                stack_thread(&shared, readable_fd, rx_size, config.busy_poll)
             }));
             shared.finishing.store(true, std::sync::atomic::Ordering::SeqCst);
             shared.finish(run)
@@ -620,13 +629,13 @@ impl Shared {
             while tx.count < tx.headers.len() {
                 let i = tx.count;
                 // The segment's own buffer comes over (no copy); ours goes back to the core.
-                if core
+                let Some((_, meta)) = core
                     .iface
                     .poll_transmit_parts(now, &mut tx.headers[i], &mut tx.payloads[i])
-                    .is_none()
-                {
+                else {
                     break;
-                }
+                };
+                tx.metas[i] = meta;
                 tx.count += 1;
             }
             if tx.count > 0 {
@@ -636,8 +645,8 @@ impl Shared {
             drop(core);
             let mut tx_errors = 0;
             let tx = &link.tx;
-            for (header, payload) in tx.headers.iter().zip(&tx.payloads).take(tx.count) {
-                if let Err(e) = link.device.send_parts(now, header, payload) {
+            for ((header, payload), meta) in tx.headers.iter().zip(&tx.payloads).zip(&tx.metas).take(tx.count) {
+                if let Err(e) = link.device.send_meta(now, meta, header, payload) {
                     tx_errors += 1;
                     log::debug!("device send failed: {e}");
                 }
@@ -659,6 +668,8 @@ impl Shared {
 struct TxBatch {
     headers: Vec<[u8; crate::wire::ipv4::HEADER_LEN]>,
     payloads: Vec<Vec<u8>>,
+    /// Each packet's offload metadata, for `Device::send_meta`.
+    metas: Vec<VnetHeader>,
     count: usize,
 }
 
@@ -667,6 +678,7 @@ impl TxBatch {
         TxBatch {
             headers: vec![[0; crate::wire::ipv4::HEADER_LEN]; n],
             payloads: (0..n).map(|_| Vec::new()).collect(),
+            metas: vec![VnetHeader::default(); n],
             count: 0,
         }
     }
@@ -676,6 +688,8 @@ impl TxBatch {
 struct Batch {
     bufs: Vec<Vec<u8>>,
     lens: Vec<usize>,
+    /// Each packet's offload metadata, from `Device::recv_meta`.
+    metas: Vec<VnetHeader>,
     count: usize,
 }
 
@@ -684,6 +698,7 @@ impl Batch {
         Batch {
             bufs: (0..n).map(|_| vec![0u8; size]).collect(),
             lens: vec![0; n],
+            metas: vec![VnetHeader::default(); n],
             count: 0,
         }
     }
@@ -692,8 +707,13 @@ impl Batch {
         self.count == self.bufs.len()
     }
 
-    fn packets(&self) -> impl Iterator<Item = &[u8]> {
-        self.bufs.iter().zip(&self.lens).take(self.count).map(|(b, l)| &b[..*l])
+    fn packets(&self) -> impl Iterator<Item = (&[u8], &VnetHeader)> {
+        self.bufs
+            .iter()
+            .zip(&self.lens)
+            .zip(&self.metas)
+            .take(self.count)
+            .map(|((b, l), m)| (&b[..*l], m))
     }
 }
 
@@ -725,11 +745,11 @@ impl HeapTrim {
 fn stack_thread(
     shared: &Shared,
     device_fd: Option<std::os::fd::RawFd>,
-    mtu: usize,
+    rx_size: usize,
     busy_poll: std::time::Duration,
 ) -> io::Result<()> {
-    // TUN reads never exceed the MTU.
-    let mut rx = Batch::new(RX_BATCH, mtu.max(68));
+    // A TUN read never exceeds the MTU, or 64 KiB with offloads.
+    let mut rx = Batch::new(RX_BATCH, rx_size.max(68));
     let mut ready = Vec::with_capacity(sys::MAX_POLL_FDS);
     let mut fds = vec![shared.wake.raw(), shared.timer.raw()];
     fds.extend(device_fd);
@@ -745,9 +765,10 @@ fn stack_thread(
             let mut link = shared.link.lock().unwrap_or_else(|p| p.into_inner());
             let now = shared.now();
             while !rx.full() {
-                match link.device.recv(now, &mut rx.bufs[rx.count]) {
-                    Ok(n) => {
+                match link.device.recv_meta(now, &mut rx.bufs[rx.count]) {
+                    Ok((n, meta)) => {
                         rx.lens[rx.count] = n;
+                        rx.metas[rx.count] = meta;
                         rx.count += 1;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -771,8 +792,8 @@ fn stack_thread(
         let errors = std::mem::take(&mut core.rx_errors);
         core.iface.count_device_errors(errors, 0);
         let now = shared.now();
-        for p in rx.packets() {
-            core.iface.handle_packet(now, p);
+        for (p, meta) in rx.packets() {
+            core.iface.handle_packet_meta(now, p, meta);
         }
         core.iface.handle_timeout(now);
         #[cfg(any(test, debug_assertions))]

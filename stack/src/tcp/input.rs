@@ -70,7 +70,12 @@ impl TcpLayer {
             return;
         }
         let (src, dst) = (d.header.src, d.header.dst);
-        let seg = match TcpSegment::parse(d.payload, src, dst) {
+        let parsed = if d.checksum_trusted {
+            TcpSegment::parse_trusted(d.payload)
+        } else {
+            TcpSegment::parse(d.payload, src, dst)
+        };
+        let seg = match parsed {
             Ok(s) => s,
             Err(e) => {
                 let stats = cx.stats();

@@ -10,7 +10,13 @@ use crate::ip::context::Context;
 use crate::ip::{DEFAULT_TTL, protocol};
 use crate::time::Instant;
 use crate::wire::seq::SeqNum;
-use crate::wire::tcp::{SackBlocks, TcpOptions, TcpSegment, flags};
+use crate::device::vnet::VnetHeader;
+use crate::wire::ipv4;
+use crate::wire::tcp::{self as tcp_wire, SackBlocks, TcpOptions, TcpSegment, flags};
+
+/// The most payload a super-packet carries (issue 16): a 64 KiB IPv4
+/// packet less the largest IPv4 and TCP headers we send (20 + 60).
+const MAX_SUPER_PAYLOAD: usize = crate::ip::MAX_DATAGRAM - ipv4::HEADER_LEN - 60;
 
 /// One segment to send: what goes in it.
 struct Plan {
@@ -93,8 +99,23 @@ impl Tcb {
         self.snd_mss.saturating_sub(options).max(1)
     }
 
-    /// Decides the next segment to send, if any, and advances SND.NXT past it.
-    fn next_segment(&mut self, now: Instant, rto_if_idle: crate::time::Duration) -> Option<Plan> {
+    /// The most payload one segment may carry: an MSS, or with offloads on
+    /// (issue 16) as many whole MSS as fit a 64 KiB super-packet, which the
+    /// device cuts into MSS-sized segments.
+    fn segment_limit(&self, offloads: bool) -> usize {
+        let mss = self.send_mss();
+        if offloads {
+            (MAX_SUPER_PAYLOAD / mss).max(1) * mss
+        } else {
+            mss
+        }
+    }
+
+    /// Decides the next segment to send, if any, and advances SND.NXT past
+    /// it. With `offloads`, a data segment may be a super-packet of several
+    /// MSS (see `segment_limit`); congestion and flow control count bytes,
+    /// so they see the same MSS-sized segments the device makes of it.
+    fn next_segment(&mut self, now: Instant, rto_if_idle: crate::time::Duration, offloads: bool) -> Option<Plan> {
         let syn_flags = match self.state {
             State::SynSent => Some(flags::SYN),
             State::SynReceived => Some(flags::SYN | flags::ACK),
@@ -161,11 +182,22 @@ impl Tcb {
             let by_congestion = (self.cc.cwnd() + limited).saturating_sub(self.in_flight());
             let usable = by_peer.min(by_congestion);
             let mss = self.send_mss();
-            let len = unsent.min(mss).min(usable);
+            // A loss probe is one segment (RFC 8985 §7.3).
+            let limit = if self.probing { mss } else { self.segment_limit(offloads) };
+            let mut len = unsent.min(limit).min(usable);
+            if len > mss && len % mss != 0 {
+                // A super-packet ends on an MSS boundary, unless its tail
+                // is the end of the data and Nagle would let that small
+                // segment go alone (as Linux's `tcp_mss_split_point`).
+                let tail_may_go = len == unsent && (self.nodelay || flight == 0 || self.fin_queued());
+                if !tail_may_go {
+                    len -= len % mss;
+                }
+            }
             // Nagle and sender SWS hold back new small segments, never a
             // resend or a loss probe.
             let send_it = len > 0
-                && (len == mss
+                && (len >= mss
                     || resending
                     || self.probing
                     || (len == unsent && (self.nodelay || flight == 0 || self.fin_queued()))
@@ -284,7 +316,7 @@ impl Tcb {
                 break;
             }
             let rto = self.rtt.backed_off(self.backoff);
-            let Some(plan) = self.next_segment(cx.now(), rto) else {
+            let Some(plan) = self.next_segment(cx.now(), rto, cx.offloads()) else {
                 break;
             };
             self.transmit(cx, &plan);
@@ -348,11 +380,27 @@ impl Tcb {
             self.dsack = None;
         }
         let send = &self.send;
-        seg.emit_with(&mut buf, *self.local.ip(), *self.remote.ip(), plan.data_len, |out| {
-            send.append_to(plan.data_offset, plan.data_len, out)
-        });
-        cx.stats().tcp_tx_segments += 1;
-        let _ = cx.send_datagram(*self.remote.ip(), protocol::TCP, DEFAULT_TTL, self.dont_fragment, buf);
+        let (src, dst) = (*self.local.ip(), *self.remote.ip());
+        let fill = |out: &mut Vec<u8>| send.append_to(plan.data_offset, plan.data_len, out);
+        if !cx.offloads() {
+            seg.emit_with(&mut buf, src, dst, plan.data_len, fill);
+            cx.stats().tcp_tx_segments += 1;
+            let _ = cx.send_datagram(dst, protocol::TCP, DEFAULT_TTL, self.dont_fragment, buf);
+            return;
+        }
+        // Offloads (issue 16): the device completes the checksum and cuts a
+        // super-packet into segments of the MSS these options leave.
+        let header_len = seg.emit_partial_with(&mut buf, src, dst, plan.data_len, fill);
+        let seg_mss = self.snd_mss.saturating_sub(header_len - tcp_wire::HEADER_LEN).max(1);
+        let gso = (plan.data_len > seg_mss).then_some(seg_mss as u16);
+        let meta = VnetHeader::tcpv4(ipv4::HEADER_LEN, header_len, gso);
+        // Counted as the segments that leave the device, as Linux counts TSO.
+        let segments = plan.data_len.div_ceil(seg_mss).max(1) as u64;
+        cx.stats().tcp_tx_segments += segments;
+        if plan.retransmission && segments > 1 {
+            cx.stats().tcp_retransmitted_segments += segments - 1;
+        }
+        let _ = cx.send_datagram_meta(dst, protocol::TCP, DEFAULT_TTL, self.dont_fragment, buf, meta);
     }
 
     /// Whether this is a loss recovery the peer's SACK blocks steer (RFC 6675).
@@ -379,6 +427,7 @@ impl Tcb {
             return;
         }
         let mss = self.send_mss();
+        let limit = self.segment_limit(cx.offloads());
         // Bounded: each round sends a segment or stops (DESIGN rule 11).
         for _ in 0..64 {
             if cx.tx_backlog() >= BUILD_AHEAD {
@@ -389,20 +438,25 @@ impl Tcb {
             let Some(next) = self.scoreboard.first_lost() else {
                 break;
             };
-            if self.in_flight() + next.len().min(mss) > self.cc.cwnd() || !self.resend_first_lost(cx) {
+            if self.in_flight() + next.len().min(mss) > self.cc.cwnd() {
+                break;
+            }
+            // With offloads, as many whole MSS of the lost range as the window has room for, in one super-packet.
+            let room = self.cc.cwnd() - self.in_flight();
+            if !self.resend_first_lost(cx, (room - room % mss).clamp(mss, limit)) {
                 break;
             }
         }
     }
 
-    /// Resends the lowest segment marked lost (at most one MSS of it),
-    /// whatever the congestion window says; false if none is.
-    pub(super) fn resend_first_lost(&mut self, cx: &mut Context<'_>) -> bool {
+    /// Resends the lowest segment marked lost (at most `max` bytes of it:
+    /// one MSS, or with offloads a super-packet), whatever the congestion
+    /// window says; false if none is.
+    pub(super) fn resend_first_lost(&mut self, cx: &mut Context<'_>, max: usize) -> bool {
         let Some(lost) = self.scoreboard.first_lost() else {
             return false;
         };
-        let mss = self.send_mss() as u32;
-        self.resend(cx, lost.start, lost.end.min(lost.start + mss));
+        self.resend(cx, lost.start, lost.end.min(lost.start + max as u32));
         cx.stats().tcp_sack_retransmits += 1;
         true
     }

@@ -119,7 +119,8 @@ impl Tcb {
                     // overdue and stays in `pipe`, which would otherwise keep
                     // the one-segment window shut until the next, doubled, timeout.
                     if t.sack_ok {
-                        t.resend_first_lost(cx);
+                        let mss = t.send_mss();
+                        t.resend_first_lost(cx, mss);
                     }
                     t.output(cx);
                 }

@@ -151,6 +151,19 @@ pub struct TcpSegment<'a> {
 impl<'a> TcpSegment<'a> {
     /// Validates `bytes` (the IP payload) from `src` to `dst`.
     pub fn parse(bytes: &'a [u8], src: Ipv4Addr, dst: Ipv4Addr) -> Result<TcpSegment<'a>, TcpError> {
+        Self::parse_checked(bytes, Some((src, dst)))
+    }
+
+    /// As [`parse`](Self::parse), but the checksum is not verified: for a
+    /// segment whose checksum the device vouches for (a TUN's `NEEDS_CSUM`
+    /// or `DATA_VALID`, issue 16), whose checksum field may hold only the
+    /// pseudo-header sum.
+    pub fn parse_trusted(bytes: &'a [u8]) -> Result<TcpSegment<'a>, TcpError> {
+        Self::parse_checked(bytes, None)
+    }
+
+    /// Parses, verifying the checksum against the pseudo-header of `addrs` if given.
+    fn parse_checked(bytes: &'a [u8], addrs: Option<(Ipv4Addr, Ipv4Addr)>) -> Result<TcpSegment<'a>, TcpError> {
         if bytes.len() < HEADER_LEN {
             return Err(TcpError::Truncated);
         }
@@ -159,10 +172,12 @@ impl<'a> TcpSegment<'a> {
             return Err(TcpError::BadOffset);
         }
         let len = u16::try_from(bytes.len()).map_err(|_| TcpError::Truncated)?;
-        let mut c = Checksum::new();
-        c.add_pseudo_header(src, dst, PROTOCOL, len).add_bytes(bytes);
-        if c.sum() != 0xffff {
-            return Err(TcpError::BadChecksum);
+        if let Some((src, dst)) = addrs {
+            let mut c = Checksum::new();
+            c.add_pseudo_header(src, dst, PROTOCOL, len).add_bytes(bytes);
+            if c.sum() != 0xffff {
+                return Err(TcpError::BadChecksum);
+            }
         }
         let be16 = |i: usize| u16::from_be_bytes([bytes[i], bytes[i + 1]]);
         let be32 = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
@@ -273,6 +288,36 @@ impl TcpSegment<'_> {
         payload_len: usize,
         fill: impl FnOnce(&mut Vec<u8>),
     ) {
+        let start = self.emit_header_and(out, payload_len, fill);
+        let len = (out.len() - start) as u16;
+        let mut c = Checksum::new();
+        c.add_pseudo_header(src, dst, PROTOCOL, len).add_bytes(&out[start..]);
+        let sum = c.finish();
+        out[start + 16..start + 18].copy_from_slice(&sum.to_be_bytes());
+    }
+
+    /// As [`emit_with`](Self::emit_with), but the checksum field gets only
+    /// the pseudo-header sum, not complemented: the rest is left to a
+    /// device with checksum offload (`NEEDS_CSUM`, issue 16), which adds
+    /// the sum of the header and payload. Returns the header's length.
+    pub fn emit_partial_with(
+        &self,
+        out: &mut Vec<u8>,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        payload_len: usize,
+        fill: impl FnOnce(&mut Vec<u8>),
+    ) -> usize {
+        let start = self.emit_header_and(out, payload_len, fill);
+        let len = (out.len() - start) as u16;
+        let partial = Checksum::new().add_pseudo_header(src, dst, PROTOCOL, len).sum();
+        out[start + 16..start + 18].copy_from_slice(&partial.to_be_bytes());
+        usize::from(out[start + 12] >> 4) * 4
+    }
+
+    /// Appends the header (checksum zero) and the payload `fill` writes;
+    /// returns where the segment starts in `out`.
+    fn emit_header_and(&self, out: &mut Vec<u8>, payload_len: usize, fill: impl FnOnce(&mut Vec<u8>)) -> usize {
         let start = out.len();
         out.extend_from_slice(&self.src_port.to_be_bytes());
         out.extend_from_slice(&self.dst_port.to_be_bytes());
@@ -289,11 +334,7 @@ impl TcpSegment<'_> {
         let data_at = out.len();
         fill(out);
         assert_eq!(out.len() - data_at, payload_len, "fill appends exactly the payload");
-        let len = (out.len() - start) as u16;
-        let mut c = Checksum::new();
-        c.add_pseudo_header(src, dst, PROTOCOL, len).add_bytes(&out[start..]);
-        let sum = c.finish();
-        out[start + 16..start + 18].copy_from_slice(&sum.to_be_bytes());
+        start
     }
 }
 

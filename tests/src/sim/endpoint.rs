@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use tunstack::tcp::State;
 use tunstack::tcp::{IoError, ListenerHandle, Shutdown, TcpHandle};
 use tunstack::{Config, Instant, Interface, Ipv4Cidr};
+use tunstack::device::vnet;
 
 /// A network stack the simulation can drive: packets in, packets out, timers.
 pub trait Endpoint {
@@ -103,7 +104,9 @@ impl TunstackEndpoint {
 
     /// An endpoint at `addr` for `spec`, its stack seeded with `seed`.
     pub fn for_spec(addr: Ipv4Addr, seed: u64, spec: &TransferSpec) -> TunstackEndpoint {
-        TunstackEndpoint::new(Interface::new(TunstackEndpoint::config(addr, seed, spec)))
+        let mut iface = Interface::new(TunstackEndpoint::config(addr, seed, spec));
+        iface.set_offloads(spec.offloads);
+        TunstackEndpoint::new(iface)
     }
 
     /// The connection the application holds, once connected or accepted.
@@ -134,8 +137,18 @@ impl Endpoint for TunstackEndpoint {
     }
 
     fn poll_transmit(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
-        while let Some(n) = self.iface.poll_transmit(now, &mut self.buf) {
-            out.push(self.buf[..n].to_vec());
+        if !self.iface.offloads() {
+            while let Some(n) = self.iface.poll_transmit(now, &mut self.buf) {
+                out.push(self.buf[..n].to_vec());
+            }
+            return;
+        }
+        // As a TUN with offloads: the kernel cuts super-packets and completes checksums.
+        let mut header = [0u8; tunstack::wire::ipv4::HEADER_LEN];
+        let mut payload = Vec::new();
+        while let Some((_, meta)) = self.iface.poll_transmit_parts(now, &mut header, &mut payload) {
+            vnet::for_each_segment(&meta, &header, &payload, |h, p| out.push([h, p].concat()))
+                .expect("the stack's offload metadata is valid");
         }
     }
 }

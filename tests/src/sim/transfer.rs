@@ -33,6 +33,10 @@ pub struct TransferSpec {
     pub congestion: CongestionAlgorithm,
     /// Whether tunstack endpoints offer timestamps (RFC 7323).
     pub timestamps: bool,
+    /// Whether tunstack endpoints send as over a TUN with offloads (issue
+    /// 16): TCP super-packets, cut into MSS-sized segments with complete
+    /// checksums before the link, as the kernel cuts them.
+    pub offloads: bool,
     /// Loop iterations before the run is declared hung.
     pub max_steps: u64,
     /// Virtual time before the run is declared hung.
@@ -56,6 +60,7 @@ impl TransferSpec {
             send_buffer: None,
             congestion: CongestionAlgorithm::default(),
             timestamps: true,
+            offloads: false,
             max_steps: 2_000_000,
             max_time: Duration::from_secs(3600),
             trace: false,
@@ -67,7 +72,7 @@ impl fmt::Display for TransferSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed {}: A->B {} B, B->A {} B, writes <= {} B, buffers rx {} tx {}, {}, {}{}",
+            "seed {}: A->B {} B, B->A {} B, writes <= {} B, buffers rx {} tx {}, {}{}, {}{}",
             self.seed,
             self.a_to_b,
             self.b_to_a,
@@ -75,6 +80,7 @@ impl fmt::Display for TransferSpec {
             self.recv_buffer.map_or("default".into(), |n| n.to_string()),
             self.send_buffer.map_or("default".into(), |n| n.to_string()),
             self.congestion,
+            if self.offloads { ", offloads" } else { "" },
             self.link,
             match self.read_limit {
                 Some((n, every)) => format!(", slow reader {n} B per {every:?}"),

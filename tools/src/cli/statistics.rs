@@ -83,6 +83,7 @@ fn layout() -> Vec<Row> {
         heading("Ip:"),
         fixed("Forwarding: 2"), // SNMP's "not forwarding": the stack is a host, not a router
         count("link_rx_packets", "{} total packets received"),
+        count("link_rx_super_packets", "{} of them TCP super-packets (offloads)"),
         count("link_rx_errors", "{} device read errors"),
         count("ip_not_ipv4", "{} not IPv4"),
         count("ip_truncated_header", "{} with truncated headers"),
@@ -96,6 +97,7 @@ fn layout() -> Vec<Row> {
         count("ip_unknown_protocol", "{} with unknown protocol"),
         count("ip_delivered", "{} incoming packets delivered"),
         count("ip_tx_datagrams", "{} requests sent out"),
+        count("link_tx_super_packets", "{} TCP super-packets sent (offloads)"),
         count("ip_loopback", "{} sent to ourselves (loopback)"),
         count(
             "link_tx_queue_full",

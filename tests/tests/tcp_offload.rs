@@ -1,0 +1,182 @@
+//! TCP with offloads (issue 16), packet by packet between two interfaces:
+//! a sender whose device takes super-packets builds segments of up to 64
+//! KiB with `gso_size` = MSS and a partial checksum; cut as the kernel cuts
+//! them, every piece fits the MTU and carries a valid checksum. A receiver
+//! takes a super-packet from the host as one large segment, trusts a
+//! checksum the device vouches for, and still verifies one it does not.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use tunstack::device::vnet::{self, VnetHeader};
+use tunstack::tcp::TcpHandle;
+use tunstack::wire::ipv4::{HEADER_LEN, Ipv4Packet};
+use tunstack::wire::tcp::TcpSegment;
+use tunstack::{Config, Duration, Instant, Interface, Ipv4Cidr};
+
+const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const PORT: u16 = 5001;
+const MTU: usize = 1500;
+
+fn iface(addr: Ipv4Addr, seed: u64, offloads: bool) -> Interface {
+    let mut c = Config::new(Ipv4Cidr::new(addr, 24).unwrap());
+    c.seed = seed;
+    c.mtu = MTU;
+    let mut i = Interface::new(c);
+    i.set_offloads(offloads);
+    i
+}
+
+/// What crossed the link from one side, in one direction.
+#[derive(Default, Debug)]
+struct Seen {
+    /// Packets taken from the stack (super-packets count once).
+    packets: usize,
+    super_packets: usize,
+    /// The largest packet the stack handed over.
+    largest: usize,
+    /// Segments after cutting: each at most the MTU, with valid checksums.
+    segments: usize,
+}
+
+/// How packets from a stack reach the other one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// Cut into MSS-sized segments with complete checksums (the kernel's software TSO).
+    Cut,
+    /// Whole, with the metadata (as a TUN hands a host's TSO/GRO super-packet to us).
+    Whole,
+}
+
+/// Moves everything `from` has to send into `to`, as `how` says.
+fn pump(now: Instant, from: &mut Interface, to: &mut Interface, how: Delivery, seen: &mut Seen) {
+    let mut header = [0u8; HEADER_LEN];
+    let mut payload = Vec::new();
+    while let Some((len, meta)) = from.poll_transmit_parts(now, &mut header, &mut payload) {
+        seen.packets += 1;
+        seen.largest = seen.largest.max(len);
+        if meta.is_gso() {
+            seen.super_packets += 1;
+            assert_eq!(usize::from(meta.gso_size) + 40 + 12, MTU, "gso_size is the MSS less the timestamps");
+        } else {
+            assert!(len <= MTU, "only a super-packet may exceed the MTU ({len} bytes)");
+        }
+        match how {
+            Delivery::Cut => {
+                vnet::for_each_segment(&meta, &header, &payload, |h, p| {
+                    let packet = [h, p].concat();
+                    assert!(packet.len() <= MTU, "a cut segment fits the MTU");
+                    let ip = Ipv4Packet::parse(&packet).expect("valid IPv4");
+                    TcpSegment::parse(ip.payload(), ip.header.src, ip.header.dst).expect("valid TCP checksum");
+                    seen.segments += 1;
+                    to.handle_packet(now, &packet);
+                })
+                .unwrap();
+            }
+            Delivery::Whole => {
+                let packet = [&header[..], &payload].concat();
+                to.handle_packet_meta(now, &packet, &meta);
+            }
+        }
+    }
+}
+
+/// Connects `a` (client) to `b` (server), then moves `data` from a to b;
+/// returns what a sent as `Seen`.
+fn transfer(a: &mut Interface, b: &mut Interface, how: Delivery, data: &[u8]) -> Seen {
+    let mut now = Instant::ZERO;
+    let listener = b.tcp(now).listen(SocketAddrV4::new(B, PORT), 4).unwrap();
+    let client = a.tcp(now).connect(SocketAddrV4::new(B, PORT), 40_000).unwrap();
+    let mut server: Option<TcpHandle> = None;
+    let (mut sent, mut received) = (0, Vec::with_capacity(data.len()));
+    let mut seen = Seen::default();
+    let mut ignored = Seen::default();
+    let mut buf = vec![0u8; 1 << 16];
+    for _ in 0..100_000 {
+        if sent < data.len() {
+            sent += a.tcp(now).send(client, &data[sent..]).unwrap_or(0);
+        }
+        pump(now, a, b, how, &mut seen);
+        if server.is_none() {
+            server = b.tcp(now).accept(listener).map(|(h, _)| h);
+        }
+        if let Some(s) = server {
+            while let Ok(n @ 1..) = b.tcp(now).recv(s, &mut buf) {
+                received.extend_from_slice(&buf[..n]);
+            }
+        }
+        pump(now, b, a, Delivery::Cut, &mut ignored);
+        if received.len() == data.len() {
+            assert!(received == data, "the data arrived intact");
+            return seen;
+        }
+        now = now + Duration::from_micros(100);
+        a.handle_timeout(now);
+        b.handle_timeout(now);
+    }
+    panic!("transfer stalled at {} of {} bytes", received.len(), data.len());
+}
+
+fn content(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 + i / 257) as u8).collect()
+}
+
+#[test]
+fn a_sender_with_offloads_builds_super_packets_that_cut_into_valid_mss_segments() {
+    let (mut a, mut b) = (iface(A, 1, true), iface(B, 2, false));
+    let data = content(4 << 20);
+    let seen = transfer(&mut a, &mut b, Delivery::Cut, &data);
+    assert!(seen.super_packets > 0, "super-packets were sent: {seen:?}");
+    assert!(seen.largest > 32 * 1024, "some near 64 KiB: {seen:?}");
+    assert!(seen.largest <= 65535);
+    assert!(seen.segments > 2 * seen.packets, "each super-packet stood for many segments: {seen:?}");
+    let stats = a.stats();
+    assert_eq!(stats.link_tx_super_packets, seen.super_packets as u64);
+    // TCP counts what leaves the device, as Linux counts TSO segments.
+    assert!(stats.tcp_tx_segments >= seen.segments as u64 - 1, "{} vs {seen:?}", stats.tcp_tx_segments);
+}
+
+#[test]
+fn without_offloads_every_packet_fits_the_mtu() {
+    let (mut a, mut b) = (iface(A, 1, false), iface(B, 2, false));
+    let seen = transfer(&mut a, &mut b, Delivery::Cut, &content(1 << 20));
+    assert_eq!(seen.super_packets, 0);
+    assert!(seen.largest <= MTU);
+    assert_eq!(seen.segments, seen.packets);
+}
+
+#[test]
+fn a_receiver_takes_super_packets_whole_with_partial_checksums() {
+    let (mut a, mut b) = (iface(A, 3, true), iface(B, 4, false));
+    let data = content(4 << 20);
+    let seen = transfer(&mut a, &mut b, Delivery::Whole, &data);
+    assert!(seen.super_packets > 0, "{seen:?}");
+    let stats = b.stats();
+    assert_eq!(stats.link_rx_super_packets, seen.super_packets as u64);
+    assert_eq!(stats.tcp_bad_checksum, 0, "partial checksums were trusted, not verified");
+}
+
+/// A packet the device does not vouch for is verified: a SYN with only the
+/// partial checksum is dropped as bad without a mark, and taken with
+/// `DATA_VALID` (the kernel verified it: Linux's CHECKSUM_UNNECESSARY).
+#[test]
+fn an_unmarked_packet_is_still_verified() {
+    let (mut a, mut b) = (iface(A, 5, true), iface(B, 6, false));
+    let now = Instant::ZERO;
+    b.tcp(now).listen(SocketAddrV4::new(B, PORT), 4).unwrap();
+    a.tcp(now).connect(SocketAddrV4::new(B, PORT), 40_001).unwrap();
+    let mut header = [0u8; HEADER_LEN];
+    let mut payload = Vec::new();
+    let (_, meta) = a.poll_transmit_parts(now, &mut header, &mut payload).expect("a SYN");
+    assert_eq!(meta.flags, vnet::F_NEEDS_CSUM, "with offloads even a SYN leaves its checksum to the device");
+    let syn = [&header[..], &payload].concat();
+    b.handle_packet(now, &syn);
+    assert_eq!(b.stats().tcp_bad_checksum, 1, "a partial checksum without the mark is bad");
+    let marked = VnetHeader {
+        flags: vnet::F_DATA_VALID,
+        ..VnetHeader::default()
+    };
+    b.handle_packet_meta(now, &syn, &marked);
+    assert_eq!(b.stats().tcp_bad_checksum, 1);
+    assert_eq!(b.stats().tcp_rx_segments, 1, "the vouched-for SYN was taken");
+    assert!(b.has_output(), "and answered");
+}
