@@ -335,19 +335,20 @@ impl From<VnetError> for std::io::Error {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::wire::ipv4::{self, Ipv4Packet};
     use crate::wire::seq::SeqNum;
     use crate::wire::tcp::{TcpOptions, TcpSegment, flags};
 
-    const SRC: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
-    const DST: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 2);
+    /// The super-packets' source and destination.
+    pub(crate) const SRC: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
+    pub(crate) const DST: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 2);
 
     /// A TCP super-packet of `payload_len` bytes as a `NEEDS_CSUM` sender
     /// builds it: valid IPv4 header (DF set), only the pseudo-header sum in
     /// the TCP checksum field. The TCP header carries timestamps (32 bytes).
-    fn super_packet(payload_len: usize, tcp_flags: u8, seq: u32, ident: u16) -> (Vec<u8>, VnetHeader) {
+    pub(crate) fn super_packet(payload_len: usize, tcp_flags: u8, seq: u32, ident: u16) -> (Vec<u8>, VnetHeader) {
         let payload: Vec<u8> = (0..payload_len).map(|i| (i * 7 + i / 251) as u8).collect();
         let options = TcpOptions {
             timestamps: Some((0x0102_0304, 0x0506_0708)),
@@ -577,5 +578,60 @@ mod tests {
         let mut bad_offset = packet;
         bad_offset[20 + 12] = 0x40; // data offset 16 bytes
         assert_eq!(segment_tcpv4(&bad_offset, &hdr, ignore), Err(VnetError::NotIpv4Tcp));
+    }
+
+    #[test]
+    fn for_each_segment_passes_plain_completes_partial_and_cuts_gso() {
+        let (packet, hdr) = super_packet(3123, flags::PSH, 500, 3);
+        let (header, payload) = packet.split_at(20);
+        // Plain: the very slices given, once, untouched.
+        let mut seen = Vec::new();
+        let n = for_each_segment(&VnetHeader::default(), header, payload, |h, p| {
+            seen.push((h.as_ptr(), h.len(), p.as_ptr(), p.len()));
+        });
+        assert_eq!(n, Ok(1));
+        assert_eq!(seen, [(header.as_ptr(), 20, payload.as_ptr(), payload.len())]);
+
+        // NEEDS_CSUM without GSO: one packet, its checksum completed.
+        let partial = VnetHeader {
+            gso_type: GSO_NONE,
+            gso_size: 0,
+            ..hdr
+        };
+        let mut out = Vec::new();
+        let n = for_each_segment(&partial, header, payload, |h, p| out.push([h, p].concat()));
+        assert_eq!(n, Ok(1));
+        let mut fixed = packet.clone();
+        complete_checksum(&mut fixed, &hdr).unwrap();
+        assert_eq!(out, [fixed.clone()]);
+        let ip = Ipv4Packet::parse(&out[0]).unwrap();
+        assert_eq!(TcpSegment::parse(ip.payload(), SRC, DST).unwrap().payload.len(), 3123);
+
+        // GSO: the segments segment_tcpv4 makes of the joined packet.
+        let mut out = Vec::new();
+        let n = for_each_segment(&hdr, header, payload, |h, p| out.push([h, p].concat()));
+        assert_eq!(n, Ok(4));
+        assert_eq!(out, segments(&packet, &hdr));
+        let mut data = Vec::new();
+        for seg in &out {
+            let ip = Ipv4Packet::parse(seg).unwrap();
+            data.extend_from_slice(TcpSegment::parse(ip.payload(), SRC, DST).unwrap().payload);
+        }
+        assert_eq!(data, packet[52..]);
+
+        // A header that does not fit the packet is refused before anything goes out.
+        let outside = VnetHeader {
+            csum_start: packet.len() as u16,
+            ..partial
+        };
+        let mut called = false;
+        let n = for_each_segment(&outside, header, payload, |_, _| called = true);
+        assert_eq!((n, called), (Err(VnetError::CsumOutsidePacket), false));
+        let udp = VnetHeader {
+            gso_type: GSO_UDP_L4,
+            ..hdr
+        };
+        let n = for_each_segment(&udp, header, payload, |_, _| called = true);
+        assert_eq!((n, called), (Err(VnetError::NotTcpv4Gso), false));
     }
 }
