@@ -205,9 +205,10 @@ impl Interface {
             stats.link_rx_super_packets += 1;
         }
         let transports = &mut self.transports;
-        self.ip.input(now, packet, false, meta.checksum_trusted(), &mut |cx, d| {
-            transports.deliver(cx, d)
-        });
+        self.ip
+            .input(now, packet, false, meta.checksum_trusted(), &mut |cx, d| {
+                transports.deliver(cx, d)
+            });
     }
 
     /// Tells the core whether the device takes offloaded packets

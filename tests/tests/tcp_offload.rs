@@ -56,7 +56,11 @@ fn pump(now: Instant, from: &mut Interface, to: &mut Interface, how: Delivery, s
         seen.largest = seen.largest.max(len);
         if meta.is_gso() {
             seen.super_packets += 1;
-            assert_eq!(usize::from(meta.gso_size) + 40 + 12, MTU, "gso_size is the MSS less the timestamps");
+            assert_eq!(
+                usize::from(meta.gso_size) + 40 + 12,
+                MTU,
+                "gso_size is the MSS less the timestamps"
+            );
         } else {
             assert!(len <= MTU, "only a super-packet may exceed the MTU ({len} bytes)");
         }
@@ -109,7 +113,7 @@ fn transfer(a: &mut Interface, b: &mut Interface, how: Delivery, data: &[u8]) ->
             assert!(received == data, "the data arrived intact");
             return seen;
         }
-        now = now + Duration::from_micros(100);
+        now += Duration::from_micros(100);
         a.handle_timeout(now);
         b.handle_timeout(now);
     }
@@ -128,11 +132,18 @@ fn a_sender_with_offloads_builds_super_packets_that_cut_into_valid_mss_segments(
     assert!(seen.super_packets > 0, "super-packets were sent: {seen:?}");
     assert!(seen.largest > 32 * 1024, "some near 64 KiB: {seen:?}");
     assert!(seen.largest <= 65535);
-    assert!(seen.segments > 2 * seen.packets, "each super-packet stood for many segments: {seen:?}");
+    assert!(
+        seen.segments > 2 * seen.packets,
+        "each super-packet stood for many segments: {seen:?}"
+    );
     let stats = a.stats();
     assert_eq!(stats.link_tx_super_packets, seen.super_packets as u64);
     // TCP counts what leaves the device, as Linux counts TSO segments.
-    assert!(stats.tcp_tx_segments >= seen.segments as u64 - 1, "{} vs {seen:?}", stats.tcp_tx_segments);
+    assert!(
+        stats.tcp_tx_segments >= seen.segments as u64 - 1,
+        "{} vs {seen:?}",
+        stats.tcp_tx_segments
+    );
 }
 
 #[test]
@@ -152,7 +163,10 @@ fn a_receiver_takes_super_packets_whole_with_partial_checksums() {
     assert!(seen.super_packets > 0, "{seen:?}");
     let stats = b.stats();
     assert_eq!(stats.link_rx_super_packets, seen.super_packets as u64);
-    assert_eq!(stats.tcp_bad_checksum, 0, "partial checksums were trusted, not verified");
+    assert_eq!(
+        stats.tcp_bad_checksum, 0,
+        "partial checksums were trusted, not verified"
+    );
 }
 
 /// A packet the device does not vouch for is verified: a SYN with only the
@@ -167,10 +181,18 @@ fn an_unmarked_packet_is_still_verified() {
     let mut header = [0u8; HEADER_LEN];
     let mut payload = Vec::new();
     let (_, meta) = a.poll_transmit_parts(now, &mut header, &mut payload).expect("a SYN");
-    assert_eq!(meta.flags, vnet::F_NEEDS_CSUM, "with offloads even a SYN leaves its checksum to the device");
+    assert_eq!(
+        meta.flags,
+        vnet::F_NEEDS_CSUM,
+        "with offloads even a SYN leaves its checksum to the device"
+    );
     let syn = [&header[..], &payload].concat();
     b.handle_packet(now, &syn);
-    assert_eq!(b.stats().tcp_bad_checksum, 1, "a partial checksum without the mark is bad");
+    assert_eq!(
+        b.stats().tcp_bad_checksum,
+        1,
+        "a partial checksum without the mark is bad"
+    );
     let marked = VnetHeader {
         flags: vnet::F_DATA_VALID,
         ..VnetHeader::default()

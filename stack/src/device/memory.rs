@@ -71,24 +71,6 @@ impl MemoryLink {
     }
 }
 
-/// A plain end seen through the trait's defaults, so that its
-/// [`send_meta`](Device::send_meta) is the trait's software fallback.
-struct Unoffloaded<'a>(&'a mut MemoryLink);
-
-impl Device for Unoffloaded<'_> {
-    fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.recv(now, buf)
-    }
-
-    fn send(&mut self, now: Instant, packet: &[u8]) -> io::Result<()> {
-        self.0.send(now, packet)
-    }
-
-    fn readable_fd(&self) -> Option<RawFd> {
-        self.0.readable_fd()
-    }
-}
-
 impl Device for MemoryLink {
     fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<usize> {
         if !self.offloads {
@@ -107,7 +89,10 @@ impl Device for MemoryLink {
     }
 
     fn send_parts(&mut self, now: Instant, header: &[u8], payload: &[u8]) -> io::Result<()> {
-        self.send_meta(now, &VnetHeader::default(), header, payload)
+        if !self.offloads {
+            return self.send(now, &[header, payload].concat());
+        }
+        self.send_framed(&VnetHeader::default(), &[header, payload])
     }
 
     fn offloads(&self) -> bool {
@@ -130,7 +115,7 @@ impl Device for MemoryLink {
 
     fn send_meta(&mut self, now: Instant, meta: &VnetHeader, header: &[u8], payload: &[u8]) -> io::Result<()> {
         if !self.offloads {
-            return Unoffloaded(self).send_meta(now, meta, header, payload);
+            return super::send_in_software(self, now, meta, header, payload);
         }
         self.send_framed(meta, &[header, payload])
     }

@@ -76,16 +76,7 @@ pub trait Device {
     /// super-packet leaves as its MSS-sized segments, and a partial
     /// checksum is completed ([`vnet::for_each_segment`]).
     fn send_meta(&mut self, now: Instant, meta: &VnetHeader, header: &[u8], payload: &[u8]) -> io::Result<()> {
-        if meta.is_plain() {
-            return self.send_parts(now, header, payload);
-        }
-        let mut result = Ok(());
-        vnet::for_each_segment(meta, header, payload, |h, p| {
-            if let Err(e) = self.send_parts(now, h, p) {
-                result = Err(e);
-            }
-        })?;
-        result
+        send_in_software(self, now, meta, header, payload)
     }
 
     /// A file descriptor that becomes readable when a packet is waiting, for
@@ -109,6 +100,28 @@ pub trait Device {
         let _ = now;
         Ok(())
     }
+}
+
+/// What [`Device::send_meta`] does by default, for a device that sends
+/// offloaded packets itself only sometimes: the work of the offloads in
+/// software, each resulting packet through `device.send_parts`.
+pub fn send_in_software<D: Device + ?Sized>(
+    device: &mut D,
+    now: Instant,
+    meta: &VnetHeader,
+    header: &[u8],
+    payload: &[u8],
+) -> io::Result<()> {
+    if meta.is_plain() {
+        return device.send_parts(now, header, payload);
+    }
+    let mut result = Ok(());
+    vnet::for_each_segment(meta, header, payload, |h, p| {
+        if let Err(e) = device.send_parts(now, h, p) {
+            result = Err(e);
+        }
+    })?;
+    result
 }
 
 impl<D: Device + ?Sized> Device for Box<D> {

@@ -7,10 +7,10 @@
 use super::layer::IpLayer;
 use super::output::QueueError;
 use super::{DEFAULT_TTL, MAX_DATAGRAM, is_martian_source, protocol};
+use crate::device::vnet::VnetHeader;
 use crate::rand::Rng;
 use crate::socket::SocketEvent;
 use crate::stats::Stats;
-use crate::device::vnet::VnetHeader;
 use crate::time::Instant;
 use crate::wire::icmp::{self as icmp_wire, IcmpMessage};
 use crate::wire::ipv4::{HEADER_LEN, Ipv4Header};

@@ -141,8 +141,14 @@ impl IpLayer {
     /// datagrams for us go to `deliver`, which says whether it runs their
     /// protocol; the rest is dropped and counted. `checksum_trusted`: the
     /// device vouches for the transport checksum (never for fragments).
-    pub(crate) fn input<F>(&mut self, now: Instant, packet: &[u8], looped: bool, checksum_trusted: bool, deliver: &mut F)
-    where
+    pub(crate) fn input<F>(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        looped: bool,
+        checksum_trusted: bool,
+        deliver: &mut F,
+    ) where
         F: FnMut(&mut Context<'_>, &Datagram<'_>) -> bool,
     {
         let pkt = match Ipv4Packet::parse(packet) {

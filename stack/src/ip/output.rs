@@ -97,10 +97,15 @@ impl TxQueue {
     /// may exceed the MTU (the device cuts it into segments that fit); a
     /// partial checksum is completed here if the datagram must be
     /// fragmented, since the device could not complete it across fragments.
-    pub fn push_meta(&mut self, header: Ipv4Header, mut payload: Vec<u8>, mut meta: VnetHeader) -> Result<(), QueueError> {
+    pub fn push_meta(
+        &mut self,
+        header: Ipv4Header,
+        mut payload: Vec<u8>,
+        mut meta: VnetHeader,
+    ) -> Result<(), QueueError> {
         let fits = payload.len() + HEADER_LEN <= self.mtu;
-        let too_big = payload.len() + HEADER_LEN > crate::ip::MAX_DATAGRAM
-            || (header.dont_fragment && !fits && !meta.is_gso());
+        let too_big =
+            payload.len() + HEADER_LEN > crate::ip::MAX_DATAGRAM || (header.dont_fragment && !fits && !meta.is_gso());
         if !fits && !meta.is_gso() && !meta.is_plain() {
             complete_in_payload(&mut payload, &meta);
             meta = VnetHeader::default();

@@ -6,12 +6,12 @@
 
 use super::FourTuple;
 use super::tcb::{BUILD_AHEAD, State, Tcb, Timer};
+use crate::device::vnet::VnetHeader;
 use crate::ip::context::Context;
 use crate::ip::{DEFAULT_TTL, protocol};
 use crate::time::Instant;
-use crate::wire::seq::SeqNum;
-use crate::device::vnet::VnetHeader;
 use crate::wire::ipv4;
+use crate::wire::seq::SeqNum;
 use crate::wire::tcp::{self as tcp_wire, SackBlocks, TcpOptions, TcpSegment, flags};
 
 /// The most payload a super-packet carries (issue 16): a 64 KiB IPv4
@@ -183,7 +183,11 @@ impl Tcb {
             let usable = by_peer.min(by_congestion);
             let mss = self.send_mss();
             // A loss probe is one segment (RFC 8985 §7.3).
-            let limit = if self.probing { mss } else { self.segment_limit(offloads) };
+            let limit = if self.probing {
+                mss
+            } else {
+                self.segment_limit(offloads)
+            };
             let mut len = unsent.min(limit).min(usable);
             if len > mss && len % mss != 0 {
                 // A super-packet ends on an MSS boundary, unless its tail
