@@ -8,7 +8,8 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use tunstack::device::vnet::{self, VnetHeader};
 use tunstack::tcp::TcpHandle;
-use tunstack::wire::ipv4::{HEADER_LEN, Ipv4Packet};
+use tunstack::wire::icmp::{self, IcmpMessage};
+use tunstack::wire::ipv4::{HEADER_LEN, Ipv4Header, Ipv4Packet};
 use tunstack::wire::tcp::TcpSegment;
 use tunstack::{Config, Duration, Instant, Interface, Ipv4Cidr};
 
@@ -36,6 +37,12 @@ struct Seen {
     largest: usize,
     /// Segments after cutting: each at most the MTU, with valid checksums.
     segments: usize,
+    /// The largest segment after cutting.
+    largest_cut: usize,
+    /// Every super-packet's `gso_size`, in order.
+    gso_sizes: Vec<u16>,
+    /// The first super-packet's IP header and first 8 bytes of TCP: what a router's ICMP error quotes.
+    first_quote: Option<Vec<u8>>,
 }
 
 /// How packets from a stack reach the other one.
@@ -56,11 +63,10 @@ fn pump(now: Instant, from: &mut Interface, to: &mut Interface, how: Delivery, s
         seen.largest = seen.largest.max(len);
         if meta.is_gso() {
             seen.super_packets += 1;
-            assert_eq!(
-                usize::from(meta.gso_size) + 40 + 12,
-                MTU,
-                "gso_size is the MSS less the timestamps"
-            );
+            seen.gso_sizes.push(meta.gso_size);
+            if seen.first_quote.is_none() {
+                seen.first_quote = Some([&header[..], &payload[..8]].concat());
+            }
         } else {
             assert!(len <= MTU, "only a super-packet may exceed the MTU ({len} bytes)");
         }
@@ -69,6 +75,7 @@ fn pump(now: Instant, from: &mut Interface, to: &mut Interface, how: Delivery, s
                 vnet::for_each_segment(&meta, &header, &payload, |h, p| {
                     let packet = [h, p].concat();
                     assert!(packet.len() <= MTU, "a cut segment fits the MTU");
+                    seen.largest_cut = seen.largest_cut.max(packet.len());
                     let ip = Ipv4Packet::parse(&packet).expect("valid IPv4");
                     TcpSegment::parse(ip.payload(), ip.header.src, ip.header.dst).expect("valid TCP checksum");
                     seen.segments += 1;
@@ -87,6 +94,17 @@ fn pump(now: Instant, from: &mut Interface, to: &mut Interface, how: Delivery, s
 /// Connects `a` (client) to `b` (server), then moves `data` from a to b;
 /// returns what a sent as `Seen`.
 fn transfer(a: &mut Interface, b: &mut Interface, how: Delivery, data: &[u8]) -> Seen {
+    transfer_with(a, b, how, data, |_, _, _| {})
+}
+
+/// As `transfer`; `hook` sees the sender, the time and what it sent so far after each round.
+fn transfer_with(
+    a: &mut Interface,
+    b: &mut Interface,
+    how: Delivery,
+    data: &[u8],
+    mut hook: impl FnMut(&mut Interface, Instant, &mut Seen),
+) -> Seen {
     let mut now = Instant::ZERO;
     let listener = b.tcp(now).listen(SocketAddrV4::new(B, PORT), 4).unwrap();
     let client = a.tcp(now).connect(SocketAddrV4::new(B, PORT), 40_000).unwrap();
@@ -100,6 +118,7 @@ fn transfer(a: &mut Interface, b: &mut Interface, how: Delivery, data: &[u8]) ->
             sent += a.tcp(now).send(client, &data[sent..]).unwrap_or(0);
         }
         pump(now, a, b, how, &mut seen);
+        hook(a, now, &mut seen);
         if server.is_none() {
             server = b.tcp(now).accept(listener).map(|(h, _)| h);
         }
@@ -136,6 +155,12 @@ fn a_sender_with_offloads_builds_super_packets_that_cut_into_valid_mss_segments(
         seen.segments > 2 * seen.packets,
         "each super-packet stood for many segments: {seen:?}"
     );
+    assert!(
+        seen.gso_sizes.iter().all(|&g| usize::from(g) == MTU - 40 - 12),
+        "gso_size is the MSS less the timestamps: {:?}",
+        seen.gso_sizes
+    );
+    assert_eq!(seen.largest_cut, MTU, "full-sized segments fill the MTU");
     let stats = a.stats();
     assert_eq!(stats.link_tx_super_packets, seen.super_packets as u64);
     // TCP counts what leaves the device, as Linux counts TSO segments.
@@ -256,4 +281,48 @@ fn two_stacks_exchange_super_packets_through_the_runtime() {
         assert!(s.link_rx_super_packets > 0, "{name} received super-packets: {s:?}");
         assert_eq!(s.tcp_bad_checksum, 0);
     }
+}
+
+/// RFC 1191 with super-packets: a router's fragmentation-needed, quoting
+/// one segment the kernel cut from a super-packet, lowers the MSS, and the
+/// super-packets after it carry the new `gso_size`, so every cut segment
+/// fits the smaller path MTU.
+#[test]
+fn a_smaller_path_mtu_shrinks_the_gso_size() {
+    const ROUTER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 254);
+    const PATH_MTU: u16 = 1000;
+    let (mut a, mut b) = (iface(A, 9, true), iface(B, 10, false));
+    let mut reported_at = None;
+    let seen = transfer_with(&mut a, &mut b, Delivery::Cut, &content(2 << 20), |a, now, seen| {
+        let Some(quote) = seen.first_quote.clone().filter(|_| reported_at.is_none()) else {
+            return;
+        };
+        let [m0, m1] = PATH_MTU.to_be_bytes();
+        let mut msg = Vec::new();
+        IcmpMessage {
+            kind: icmp::kind::DEST_UNREACHABLE,
+            code: icmp::unreachable::FRAG_NEEDED,
+            rest: [0, 0, m0, m1],
+            data: &quote,
+        }
+        .emit(&mut msg);
+        let mut packet = vec![0u8; HEADER_LEN];
+        Ipv4Header::new(ROUTER, A, 1, 64, 7, msg.len()).emit(&mut packet);
+        packet.extend_from_slice(&msg);
+        a.handle_packet(now, &packet);
+        reported_at = Some(seen.gso_sizes.len());
+        seen.largest_cut = 0;
+    });
+    let after = &seen.gso_sizes[reported_at.expect("a super-packet was sent")..];
+    assert!(!after.is_empty(), "super-packets after the report: {seen:?}");
+    assert!(
+        after.iter().all(|&g| usize::from(g) == usize::from(PATH_MTU) - 40 - 12),
+        "the new gso_size: {after:?}"
+    );
+    assert_eq!(
+        seen.largest_cut,
+        usize::from(PATH_MTU),
+        "cut segments fill the new path MTU"
+    );
+    assert_eq!(a.stats().tcp_pmtu_reductions, 1);
 }
