@@ -8,10 +8,10 @@
 //! `NEEDS_CSUM` packet must complete. Input checksums are never checked by
 //! these functions, so no control byte to fix them is needed.
 
-use tunstack::device::vnet::{self, VnetHeader};
 use tunstack::wire::ipv4::{Ipv4Header, Ipv4Packet};
 use tunstack::wire::seq::SeqNum;
 use tunstack::wire::tcp::TcpSegment;
+use tunstack::wire::vnet::{self, VnetHeader};
 
 /// `VnetHeader::parse` and `emit`, `segment_tcpv4`, `complete_checksum`.
 pub fn vnet(data: &[u8]) {

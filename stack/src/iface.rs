@@ -5,7 +5,6 @@
 
 #![forbid(unsafe_code)]
 
-use crate::device::vnet::VnetHeader;
 use crate::icmp::{self, IcmpInput, IcmpLayer};
 use crate::ip::context::{Context, Datagram, IcmpErrorReport};
 use crate::ip::layer::{IpConfig, IpLayer};
@@ -18,6 +17,7 @@ use crate::stats::Stats;
 use crate::tcp::{TcpConfig, TcpLayer};
 use crate::time::Instant;
 use crate::udp::UdpLayer;
+use crate::wire::vnet::VnetHeader;
 use std::net::Ipv4Addr;
 
 /// Settings of an [`Interface`]; [`Config::new`] gives Linux-like defaults.

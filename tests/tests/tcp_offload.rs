@@ -6,11 +6,11 @@
 //! checksum the device vouches for, and still verifies one it does not.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use tunstack::device::vnet::{self, VnetHeader};
 use tunstack::tcp::TcpHandle;
 use tunstack::wire::icmp::{self, IcmpMessage};
 use tunstack::wire::ipv4::{HEADER_LEN, Ipv4Header, Ipv4Packet};
 use tunstack::wire::tcp::TcpSegment;
+use tunstack::wire::vnet::{self, VnetHeader};
 use tunstack::{Config, Duration, Instant, Interface, Ipv4Cidr};
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);

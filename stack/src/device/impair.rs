@@ -440,9 +440,9 @@ impl<D: Device> Device for ImpairedDevice<D> {
 mod tests {
     use super::*;
     use crate::device::memory::MemoryLink;
-    use crate::device::vnet::tests::{DST, SRC, super_packet};
     use crate::wire::ipv4::Ipv4Packet;
     use crate::wire::tcp::TcpSegment;
+    use crate::wire::vnet::tests::{DST, SRC, super_packet};
 
     fn run(cfg: ImpairConfig, seed: u64, n: usize) -> (Vec<(Instant, Vec<u8>)>, ImpairStats) {
         let mut imp = Impairer::new(cfg, seed);

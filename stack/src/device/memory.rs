@@ -158,9 +158,9 @@ mod tests {
 
     #[test]
     fn an_offloading_end_carries_super_packets_and_their_metadata() {
-        use crate::device::vnet::tests::{DST, SRC, super_packet};
         use crate::wire::ipv4::Ipv4Packet;
         use crate::wire::tcp::TcpSegment;
+        use crate::wire::vnet::tests::{DST, SRC, super_packet};
         let (mut a, mut b) = MemoryLink::pair_offloading().unwrap();
         assert!(a.offloads() && b.offloads());
         assert!(!MemoryLink::pair().unwrap().0.offloads());
@@ -199,9 +199,9 @@ mod tests {
 
     #[test]
     fn a_plain_end_segments_and_checksums_in_software() {
-        use crate::device::vnet::tests::{DST, SRC, super_packet};
         use crate::wire::ipv4::Ipv4Packet;
         use crate::wire::tcp::TcpSegment;
+        use crate::wire::vnet::tests::{DST, SRC, super_packet};
         let (mut a, mut b) = MemoryLink::pair().unwrap();
         let (packet, meta) = super_packet(2500, 0, 1, 1);
         a.send_meta(Instant::ZERO, &meta, &packet[..20], &packet[20..]).unwrap();

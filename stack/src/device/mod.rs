@@ -4,9 +4,9 @@
 //! interface; [`memory::MemoryLink`] joins two endpoints in memory for tests.
 //! Wrappers add behaviour to any device: [`pcap::PcapDevice`] records the
 //! traffic, [`impair::ImpairedDevice`] loses, delays, reorders, duplicates,
-//! corrupts and rate-limits it. [`vnet`] reads and writes the virtio-net
-//! header of offloaded TUN packets, and segments and checksums in software
-//! what the kernel would otherwise.
+//! corrupts and rate-limits it. [`vnet`] (a wire format, re-exported here)
+//! reads and writes the virtio-net header of offloaded TUN packets, and
+//! segments and checksums in software what the kernel would otherwise.
 //! All `unsafe` code of the crate (a handful of ioctls and `poll(2)`) lives in
 //! [`sys`].
 
@@ -15,7 +15,8 @@ pub mod memory;
 pub mod pcap;
 pub mod sys;
 pub mod tun;
-pub mod vnet;
+
+pub use crate::wire::vnet;
 
 use crate::time::Instant;
 use impair::ImpairCounts;

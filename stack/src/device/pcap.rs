@@ -226,9 +226,9 @@ fn create_regular(path: &Path) -> io::Result<File> {
 mod tests {
     use super::*;
     use crate::device::memory::MemoryLink;
-    use crate::device::vnet::tests::{DST, SRC, super_packet};
     use crate::wire::ipv4::Ipv4Packet;
     use crate::wire::tcp::{self, TcpSegment};
+    use crate::wire::vnet::tests::{DST, SRC, super_packet};
 
     #[test]
     fn only_a_regular_file_is_written_and_no_link_is_followed() {

@@ -7,13 +7,13 @@
 use super::layer::IpLayer;
 use super::output::QueueError;
 use super::{DEFAULT_TTL, MAX_DATAGRAM, is_martian_source, protocol};
-use crate::device::vnet::VnetHeader;
 use crate::rand::Rng;
 use crate::socket::SocketEvent;
 use crate::stats::Stats;
 use crate::time::Instant;
 use crate::wire::icmp::{self as icmp_wire, IcmpMessage};
 use crate::wire::ipv4::{HEADER_LEN, Ipv4Header};
+use crate::wire::vnet::VnetHeader;
 use std::net::Ipv4Addr;
 
 /// How a received datagram was addressed to us.
@@ -233,7 +233,7 @@ impl<'a> Context<'a> {
         p.resize(HEADER_LEN, 0);
         header.emit(&mut p);
         p.extend_from_slice(&payload);
-        crate::device::vnet::complete_checksum(&mut p, meta).expect("our own metadata fits the packet");
+        crate::wire::vnet::complete_checksum(&mut p, meta).expect("our own metadata fits the packet");
         ip.tx.recycle(payload);
         ip.loopback.push_back(p);
         ip.stats.ip_tx_datagrams += 1;

@@ -278,7 +278,7 @@ impl IpLayer {
         &mut self,
         header: &mut [u8; crate::wire::ipv4::HEADER_LEN],
         payload: &mut Vec<u8>,
-    ) -> Option<(usize, crate::device::vnet::VnetHeader)> {
+    ) -> Option<(usize, crate::wire::vnet::VnetHeader)> {
         let w = self.tx.pop_parts(header, payload)?;
         self.count_sent(w);
         Some((w.len, w.meta))

@@ -7,8 +7,8 @@
 
 #![forbid(unsafe_code)]
 
-use crate::device::vnet::{self, VnetHeader};
 use crate::wire::ipv4::{HEADER_LEN, Ipv4Header};
+use crate::wire::vnet::{self, VnetHeader};
 use std::collections::VecDeque;
 
 /// A datagram waiting to be sent.

@@ -39,12 +39,12 @@ pub(crate) use readiness::{PollId, bits as readiness_bits};
 pub use tun::{AddressError, Side, SubnetConflict, TunConfig, TunLink};
 
 use crate::device::impair::ImpairCounts;
-use crate::device::vnet::VnetHeader;
 use crate::device::{Device, sys};
 use crate::iface::Interface;
 use crate::socket::SocketEvent;
 use crate::stats::Stats;
 use crate::time::Instant;
+use crate::wire::vnet::VnetHeader;
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};

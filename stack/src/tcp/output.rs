@@ -6,13 +6,13 @@
 
 use super::FourTuple;
 use super::tcb::{BUILD_AHEAD, State, Tcb, Timer};
-use crate::device::vnet::VnetHeader;
 use crate::ip::context::Context;
 use crate::ip::{DEFAULT_TTL, protocol};
 use crate::time::Instant;
 use crate::wire::ipv4;
 use crate::wire::seq::SeqNum;
 use crate::wire::tcp::{self as tcp_wire, SackBlocks, TcpOptions, TcpSegment, flags};
+use crate::wire::vnet::VnetHeader;
 
 /// The most payload a super-packet carries (issue 16): a 64 KiB IPv4
 /// packet less the largest IPv4 and TCP headers we send (20 + 60).

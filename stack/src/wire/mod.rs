@@ -1,6 +1,7 @@
 //! Wire formats: the Internet checksum and one representation per header
-//! (IPv4, ICMP, UDP, TCP), each used both to parse what arrives and to
-//! write what leaves, in the manner of smoltcp's `Repr` types.
+//! (IPv4, ICMP, UDP, TCP, and the virtio-net header of an offloading TUN),
+//! each used both to parse what arrives and to write what leaves, in the
+//! manner of smoltcp's `Repr` types.
 //!
 //! The backend is our own code for all four headers, for three reasons:
 //! every packet crosses these functions, and writing a 20-byte header in
@@ -20,3 +21,4 @@ pub mod ipv4;
 pub mod seq;
 pub mod tcp;
 pub mod udp;
+pub mod vnet;

@@ -3,9 +3,9 @@
 use super::*;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use tunstack::device::vnet;
 use tunstack::tcp::State;
 use tunstack::tcp::{IoError, ListenerHandle, Shutdown, TcpHandle};
+use tunstack::wire::vnet;
 use tunstack::{Config, Instant, Interface, Ipv4Cidr};
 
 /// A network stack the simulation can drive: packets in, packets out, timers.
