@@ -32,7 +32,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tunstack::device::Device;
 use tunstack::device::sys;
-use tunstack::device::tun::TunDevice;
+use tunstack::device::tun::{Offload, TunDevice};
 use tunstack_tests::tunflags::{self, TunFlags};
 
 /// Time between the first packet and the start of counting.
@@ -153,8 +153,9 @@ fn measure(secs: f64, mut step: impl FnMut(Duration) -> io::Result<Option<usize>
 }
 
 fn run(args: &Args) -> io::Result<Count> {
-    // tunstackd's own device: non-blocking, one syscall per packet.
-    let mut dev = TunDevice::create(&args.tun.interface)?;
+    // tunstackd's own device: non-blocking, one syscall per packet, no
+    // offloads (plain packets of at most the MTU, as the bench sends).
+    let mut dev = TunDevice::create(&args.tun.interface, Offload::Off)?;
     dev.set_mtu(args.tun.mtu)?;
     dev.set_host_address(args.tun.host_address)?;
     dev.set_up()?;

@@ -171,10 +171,17 @@ impl Sandbox {
 
     /// Starts `tunstackd` (at `binary`) with `args` in the namespace and waits
     /// until it says it is ready.
+    ///
+    /// With `TUNSTACK_TEST_OFFLOAD` set (`on`, `off` or `auto`), every
+    /// daemon gets `--offload` with that value unless `args` choose
+    /// one, so CI runs the live tests with TUN offloads on and off.
     pub fn start_daemon(&self, binary: &str, args: &[&str]) -> Daemon {
         let mut c = self.command(binary);
-        c.args(args)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()))
+        c.args(args);
+        if let Some(mode) = offload_flag(std::env::var("TUNSTACK_TEST_OFFLOAD").ok(), args) {
+            c.args(["--offload", &mode]);
+        }
+        c.env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -207,6 +214,14 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         destroy(&self.name);
     }
+}
+
+/// The `--offload` mode `TUNSTACK_TEST_OFFLOAD` (`env`) asks of a daemon
+/// started with `args`: none when it is unset or empty, or `args` have their own.
+fn offload_flag(env: Option<String>, args: &[&str]) -> Option<String> {
+    let mode = env.filter(|m| !m.is_empty())?;
+    let own = args.iter().any(|a| *a == "--offload" || a.starts_with("--offload="));
+    (!own).then_some(mode)
 }
 
 /// A running `tunstackd`. Dropping it kills it.
@@ -335,5 +350,20 @@ pub fn router_chain(host: &Sandbox, router: &Sandbox, far: &Sandbox) {
     for sb in [host, router, far] {
         sb.run("sysctl", &["-qw", "net.ipv4.icmp_ratelimit=0"], Duration::from_secs(10))
             .assert_success("icmp_ratelimit");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_offload_variable_adds_a_flag_unless_the_test_chose_one() {
+        let on = || Some("on".to_owned());
+        assert_eq!(offload_flag(on(), &["--mtu", "9000"]).as_deref(), Some("on"));
+        assert_eq!(offload_flag(on(), &["--offload", "off"]), None);
+        assert_eq!(offload_flag(on(), &["--offload=off"]), None);
+        assert_eq!(offload_flag(None, &["--mtu", "9000"]), None);
+        assert_eq!(offload_flag(Some(String::new()), &[]), None);
     }
 }

@@ -240,23 +240,110 @@ impl EventFd {
     }
 }
 
-/// Writes one packet given in two parts with one `writev(2)` (a TUN takes
-/// each write as one packet, however many buffers it gathers).
-pub fn write_two(fd: RawFd, first: &[u8], second: &[u8]) -> io::Result<()> {
-    let iov = [
-        libc::iovec {
-            iov_base: first.as_ptr() as *mut libc::c_void,
-            iov_len: first.len(),
-        },
-        libc::iovec {
-            iov_base: second.as_ptr() as *mut libc::c_void,
-            iov_len: second.len(),
-        },
-    ];
-    // SAFETY: both iovecs point into live slices of the lengths given; the
-    // kernel only reads them (writev), for the duration of the call.
-    let n = unsafe { libc::writev(fd, iov.as_ptr(), 2) };
-    if n < 0 {
+/// Most buffers [`readv`] and [`writev`] gather at once (kept on the
+/// stack: no allocation per packet).
+pub const MAX_IOV: usize = 4;
+
+/// `iovec`s for `parts`, on the stack.
+fn iovecs(parts: impl ExactSizeIterator<Item = (*mut u8, usize)>) -> ([libc::iovec; MAX_IOV], usize) {
+    let n = parts.len();
+    assert!(n <= MAX_IOV, "at most {MAX_IOV} buffers at once");
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; MAX_IOV];
+    for (v, (base, len)) in iov.iter_mut().zip(parts) {
+        v.iov_base = base.cast();
+        v.iov_len = len;
+    }
+    (iov, n)
+}
+
+/// Writes `parts` as one packet with one `writev(2)` (a TUN takes each
+/// write as one packet, however many buffers it gathers): a virtio-net
+/// header, an IP header and a payload leave without being joined first.
+pub fn writev(fd: RawFd, parts: &[&[u8]]) -> io::Result<()> {
+    let (iov, n) = iovecs(parts.iter().map(|p| (p.as_ptr().cast_mut(), p.len())));
+    // SAFETY: the first n iovecs point into live slices of the lengths
+    // given; the kernel only reads them (writev), for the duration of the call.
+    let rc = unsafe { libc::writev(fd, iov.as_ptr(), n as libc::c_int) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Reads one packet into `parts` in order with one `readv(2)`; returns
+/// its length. From a TUN that is the packet's whole length even when the
+/// buffers held less of it (the rest is cut off).
+pub fn readv(fd: RawFd, parts: &mut [&mut [u8]]) -> io::Result<usize> {
+    let (iov, n) = iovecs(parts.iter_mut().map(|p| (p.as_mut_ptr(), p.len())));
+    // SAFETY: the first n iovecs point into live, exclusively borrowed
+    // slices of the lengths given, which the kernel fills during the call only.
+    let rc = unsafe { libc::readv(fd, iov.as_ptr(), n as libc::c_int) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc as usize)
+}
+
+/// Opens `/dev/net/tun` and creates (or attaches to) the TUN interface
+/// `name`, without packet info, non-blocking, with the virtio-net header
+/// before every packet if `vnet_hdr` (`IFF_VNET_HDR`, which only
+/// `TUNSETIFF` can set: a second `TUNSETIFF` on an attached fd fails).
+/// Returns the descriptor and the name the kernel gave (a `%d` in `name`
+/// is filled in).
+pub fn open_tun(name: &str, vnet_hdr: bool) -> io::Result<(OwnedFd, String)> {
+    let mut req = ifreq(name)?;
+    // SAFETY: open(2) with a NUL-terminated path and no other pointer; a
+    // non-negative result is a new fd we own.
+    let fd = unsafe {
+        libc::open(
+            c"/dev/net/tun".as_ptr(),
+            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by open(2) and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let flags = libc::IFF_TUN | libc::IFF_NO_PI | if vnet_hdr { libc::IFF_VNET_HDR } else { 0 };
+    req.ifr_ifru.ifru_flags = flags as libc::c_short;
+    // SAFETY: `req` is a valid, exclusively borrowed ifreq; TUNSETIFF reads
+    // its name and flags and writes the interface's name back into it.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF as _, &mut req as *mut libc::ifreq) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let len = req.ifr_name.iter().position(|&c| c == 0).unwrap_or(req.ifr_name.len());
+    let bytes: Vec<u8> = req.ifr_name[..len].iter().map(|&c| c as u8).collect();
+    Ok((fd, String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// Asks a TUN opened with the virtio-net header for `size`-byte headers
+/// (`TUNSETVNETHDRSZ`) and reads back what it will use (`TUNGETVNETHDRSZ`).
+pub fn set_vnet_header_size(fd: RawFd, size: usize) -> io::Result<usize> {
+    let mut value = libc::c_int::try_from(size).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: both requests read or write one c_int through a pointer to a
+    // live local, for the duration of the call.
+    unsafe {
+        if libc::ioctl(fd, libc::TUNSETVNETHDRSZ as _, &value as *const libc::c_int) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        value = 0;
+        if libc::ioctl(fd, libc::TUNGETVNETHDRSZ as _, &mut value as *mut libc::c_int) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(value as usize)
+}
+
+/// Tells a TUN which offloads the reader handles (`TUNSETOFFLOAD` with
+/// `TUN_F_*` bits): the kernel then hands it, and takes from it, packets
+/// with partial checksums and super-packets of those kinds.
+pub fn set_tun_offload(fd: RawFd, flags: libc::c_uint) -> io::Result<()> {
+    // SAFETY: TUNSETOFFLOAD takes its argument by value; no pointer is passed.
+    if unsafe { libc::ioctl(fd, libc::TUNSETOFFLOAD as _, libc::c_ulong::from(flags)) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
@@ -352,6 +439,21 @@ mod tests {
             addrs.iter().any(|(n, c)| n == "lo" && c.to_string() == "127.0.0.1/8"),
             "{addrs:?}"
         );
+    }
+
+    #[test]
+    fn writev_gathers_one_datagram_and_readv_scatters_it() {
+        // A datagram socket keeps packet boundaries, as a TUN does.
+        let (a, b) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        writev(a.as_raw_fd(), &[b"head", b"er+", b"payload"]).unwrap();
+        let (mut first, mut second, mut spare) = ([0u8; 4], [0u8; 8], [0u8; 1]);
+        // 14 bytes into 13: cut, as a TUN cuts, and the spare byte shows it.
+        let n = readv(b.as_raw_fd(), &mut [&mut first, &mut second, &mut spare]).unwrap();
+        assert_eq!(n, 13);
+        assert_eq!((&first, &second[..], spare), (b"head", &b"er+paylo"[..], [b'a']));
+        writev(a.as_raw_fd(), &[b"tiny"]).unwrap();
+        let n = readv(b.as_raw_fd(), &mut [&mut second, &mut spare]).unwrap();
+        assert_eq!((n, &second[..n]), (4, &b"tiny"[..]));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use crate::device::Device;
 use crate::device::impair::{Direction, ImpairConfig, ImpairedDevice};
 use crate::device::pcap::PcapDevice;
 use crate::device::sys;
-use crate::device::tun::TunDevice;
+use crate::device::tun::{Offload, TunDevice};
 use crate::iface::{Config, Interface};
 use crate::ip::{self, Ipv4Cidr};
 use std::fmt;
@@ -58,6 +58,8 @@ pub struct TunConfig {
     pub pcap: Option<std::path::PathBuf>,
     /// Impair the link (loss, delay, ...) in the given direction(s).
     pub impair: Option<(ImpairConfig, Direction)>,
+    /// Whether the TUN carries TCP super-packets and partial checksums (issue 16).
+    pub offload: Offload,
 }
 
 impl Default for TunConfig {
@@ -84,6 +86,7 @@ impl Default for TunConfig {
             busy_poll: super::RuntimeConfig::default().busy_poll,
             pcap: None,
             impair: None,
+            offload: Offload::default(),
         }
     }
 }
@@ -335,6 +338,7 @@ pub fn os_seed() -> io::Result<u64> {
 /// before any thread exists. Dropping it closes the TUN (the interface goes).
 pub struct TunLink {
     name: String,
+    offload: Offload,
     iface: Interface,
     device: Box<dyn Device + Send>,
     runtime: super::RuntimeConfig,
@@ -352,6 +356,12 @@ impl TunLink {
     /// The interface's real name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether the TUN has offloads: [`Offload::On`] or [`Offload::Off`],
+    /// whatever [`TunConfig::offload`] asked.
+    pub fn offload(&self) -> Offload {
+        self.offload
     }
 
     /// Starts the stack's thread on the link.
@@ -390,7 +400,7 @@ impl TunConfig {
         if !(68..=65535).contains(&cfg.mtu) {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "MTU must be 68 to 65535"));
         }
-        let device = TunDevice::create(&cfg.name)?;
+        let device = TunDevice::create(&cfg.name, cfg.offload)?;
         device.set_mtu(cfg.mtu)?;
         if cfg.configure_host {
             device.set_host_address(cfg.host_address)?;
@@ -416,6 +426,7 @@ impl TunConfig {
         config.tcp.max_connections = cfg.max_connections;
         config.tcp.memory = cfg.tcp_memory;
         let name = device.name().to_owned();
+        let offload = device.offload();
         // The capture sees what crosses the TUN: inside the impairment, so a
         // lost packet appears once (as sent by the host) and never again.
         let mut dev: Box<dyn Device + Send> = Box::new(device);
@@ -431,6 +442,7 @@ impl TunConfig {
         };
         Ok(TunLink {
             name,
+            offload,
             iface: Interface::new(config),
             device: dev,
             runtime,

@@ -106,17 +106,23 @@ impl VnetHeader {
     /// Reads and validates the header at the start of `buf`; returns it and the packet after it.
     pub fn parse(buf: &[u8]) -> Result<(VnetHeader, &[u8]), VnetError> {
         let (raw, packet) = buf.split_first_chunk::<HEADER_LEN>().ok_or(VnetError::Truncated)?;
+        let hdr = VnetHeader::decode(raw);
+        hdr.validate(packet.len())?;
+        Ok((hdr, packet))
+    }
+
+    /// Reads the header's fields without checking them: for a header read
+    /// apart from its packet (the TUN's `readv`), to [`validate`](Self::validate) then.
+    pub fn decode(raw: &[u8; HEADER_LEN]) -> VnetHeader {
         let le16 = |i: usize| u16::from_le_bytes([raw[i], raw[i + 1]]);
-        let hdr = VnetHeader {
+        VnetHeader {
             flags: raw[0],
             gso_type: raw[1],
             hdr_len: le16(2),
             gso_size: le16(4),
             csum_start: le16(6),
             csum_offset: le16(8),
-        };
-        hdr.validate(packet.len())?;
-        Ok((hdr, packet))
+        }
     }
 
     /// Writes the header in its wire form.

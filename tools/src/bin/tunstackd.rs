@@ -26,6 +26,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tunstack::Ipv4Cidr;
 use tunstack::device::impair::{Direction, ImpairConfig};
+use tunstack::device::tun::Offload;
 use tunstack::runtime::{Stack, TunConfig};
 use tunstack::tcp::MemoryLimits;
 use tunstack::tcp::{CongestionAlgorithm, SynCookies};
@@ -185,6 +186,10 @@ struct Args {
     #[arg(long, value_name = "GROUP")]
     control_group: Option<String>,
 
+    /// TUN offloads (the virtio-net header): TCP super-packets of up to 64 KiB each way, cut into MTU-sized segments by the host kernel, and checksums left to it. auto: on if the kernel takes them, else off (RUST_LOG=info says why); on: refuse to start without them; off: plain packets.
+    #[arg(long, default_value_t = Offload::Auto, value_name = "MODE", value_parser = offload_mode())]
+    offload: Offload,
+
     /// Write every packet in and out to FILE as pcap (read it with tcpdump -r or Wireshark).
     #[arg(long, value_name = "FILE")]
     pcap: Option<std::path::PathBuf>,
@@ -299,6 +304,13 @@ impl From<Syncookies> for SynCookies {
     }
 }
 
+/// `--offload`'s parser: its three values listed in `--help`, parsed as
+/// the library spells them.
+fn offload_mode() -> impl clap::builder::TypedValueParser<Value = Offload> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(["auto", "on", "off"]).try_map(|s| s.parse::<Offload>())
+}
+
 /// The built-in services.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Service {
@@ -385,6 +397,7 @@ impl Args {
             busy_poll: Duration::from_micros(self.busy_poll),
             pcap: self.pcap.clone(),
             impair: Some(self.impair.config()),
+            offload: self.offload,
         }
     }
 }
@@ -502,6 +515,7 @@ fn run(args: Args) -> io::Result<()> {
         path: args.control.clone().unwrap_or_else(|| control::default_path(&name)),
         group: args.control_group.clone(),
         ifname: name.clone(),
+        offloads: link.offload() == Offload::On,
         owner: Some(user.clone()),
         own_dir: args.control.is_none(),
     })?;
@@ -788,6 +802,16 @@ mod tests {
         assert_eq!(when(&["--syncookies", "off"]), SynCookies::Off);
         assert_eq!(when(&["--syncookies", "always"]), SynCookies::Always);
         assert!(Args::try_parse_from(["tunstackd", "--syncookies", "2"]).is_err());
+    }
+
+    #[test]
+    fn offloads_are_auto_unless_the_flag_says_on_or_off() {
+        let parse = |args: &[&str]| Args::try_parse_from(std::iter::once("tunstackd").chain(args.iter().copied()));
+        assert_eq!(parse(&[]).unwrap().tun_config().offload, Offload::Auto);
+        assert_eq!(parse(&["--offload", "on"]).unwrap().tun_config().offload, Offload::On);
+        assert_eq!(parse(&["--offload", "off"]).unwrap().tun_config().offload, Offload::Off);
+        let e = parse(&["--offload", "yes"]).unwrap_err().to_string();
+        assert!(e.contains("[possible values: auto, on, off]"), "{e}");
     }
 
     fn clash(args: &[&str]) -> Option<String> {

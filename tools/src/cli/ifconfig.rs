@@ -24,7 +24,7 @@ const FLAGS: [(&str, u32); 13] = [
     ("MULTICAST", 0x1000),
 ];
 
-/// Prints the interface: flags, address, mask, broadcast, peer, MTU and counters.
+/// Prints the interface: flags, address, mask, broadcast, peer, MTU, counters and offloads.
 pub fn run(control: &Path) -> io::Result<()> {
     let rows = Client::connect(control)?.table("IFCONFIG")?;
     for r in &rows {
@@ -64,6 +64,12 @@ pub fn run(control: &Path) -> io::Result<()> {
             get(r, "tx_errors"),
             get(r, "tx_dropped")
         )?;
+        // Not net-tools' (ethtool -k shows a NIC's offloads): whether the
+        // TUN carries super-packets. Daemons from before offloads say nothing.
+        match get(r, "offloads") {
+            "" => {}
+            on_off => outln!("        offloads {on_off}")?,
+        }
         outln!()?;
     }
     Ok(())

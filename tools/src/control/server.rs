@@ -32,6 +32,8 @@ pub struct ControlConfig {
     pub group: Option<String>,
     /// The interface name, for `IFCONFIG` and `ROUTES`.
     pub ifname: String,
+    /// Whether the TUN has offloads (issue 16), for `IFCONFIG`.
+    pub offloads: bool,
     /// Who the daemon runs as once start-up is done: the socket file is
     /// theirs, so they can use it and remove it at exit. `None`: whoever binds it.
     pub owner: Option<Identity>,
@@ -130,6 +132,7 @@ pub fn start(stack: &Stack, bound: Bound) -> io::Result<ControlSocket> {
                 let served = Served {
                     stack: stack.clone(),
                     ifname: cfg.ifname.clone(),
+                    offloads: cfg.offloads,
                     pending: pending.clone(),
                     accounts: accounts.clone(),
                     idle: IDLE_TIMEOUT,
@@ -311,6 +314,7 @@ fn send_within(client: &UnixStream, mut bytes: &[u8], within: Duration) -> io::R
 struct Served {
     stack: Stack,
     ifname: String,
+    offloads: bool,
     pending: Arc<Pending>,
     accounts: Arc<Accounts>,
     /// [`IDLE_TIMEOUT`], but in tests.
@@ -434,7 +438,7 @@ fn info(sv: &Served, req: Request, client: &UnixStream, peer: &Peer) -> io::Resu
             format!("OK tunstackd {}\n", env!("CARGO_PKG_VERSION")).as_bytes(),
             within,
         ),
-        Request::Ifconfig => reply_lines(client, &[ifconfig(stack, ifname)], within),
+        Request::Ifconfig => reply_lines(client, &[ifconfig(stack, ifname, sv.offloads)], within),
         Request::Routes => reply_lines(client, &routes(stack, ifname), within),
         // Every socket, as ss shows every one; but, as on Linux, only root
         // and the owner see which process holds it. A label no client has

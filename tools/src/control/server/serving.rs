@@ -19,6 +19,7 @@ fn served(limits: Limits, idle: Duration) -> (Served, MemoryLink) {
     let sv = Served {
         stack,
         ifname: "tun0".into(),
+        offloads: false,
         pending: Arc::new(Pending::default()),
         accounts: Accounts::new(limits),
         idle,

@@ -10,7 +10,7 @@ use tunstack::runtime::Stack;
 use tunstack::tcp::{MemoryUsage, State, TcpInfo};
 
 /// One line describing the interface, for `tunstack ifconfig`.
-pub(super) fn ifconfig(stack: &Stack, ifname: &str) -> String {
+pub(super) fn ifconfig(stack: &Stack, ifname: &str, offloads: bool) -> String {
     let (cfg, s) = stack.with_interface(|i| (i.config().clone(), i.stats().clone()));
     let a = cfg.address;
     let rx_errors = s.ip_truncated_header
@@ -30,7 +30,7 @@ pub(super) fn ifconfig(stack: &Stack, ifname: &str) -> String {
     };
     let dash = |v: Option<Ipv4Addr>| v.map_or("-".into(), |b| b.to_string());
     format!(
-        "name={ifname} flags={flags} addr={} netmask={} broadcast={} destination={} mtu={} rx_packets={} rx_bytes={} rx_errors={} rx_dropped={} tx_packets={} tx_bytes={} tx_errors={} tx_dropped={}",
+        "name={ifname} flags={flags} addr={} netmask={} broadcast={} destination={} mtu={} rx_packets={} rx_bytes={} rx_errors={} rx_dropped={} tx_packets={} tx_bytes={} tx_errors={} tx_dropped={} offloads={}",
         a.addr(),
         a.netmask(),
         dash(broadcast),
@@ -44,6 +44,7 @@ pub(super) fn ifconfig(stack: &Stack, ifname: &str) -> String {
         s.link_tx_bytes,
         s.link_tx_errors,
         s.link_tx_queue_full + s.ip_tx_no_route,
+        if offloads { "on" } else { "off" },
     )
 }
 
