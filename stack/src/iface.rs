@@ -206,9 +206,7 @@ impl Interface {
         }
         let transports = &mut self.transports;
         self.ip
-            .input(now, packet, false, meta.checksum_trusted(), &mut |cx, d| {
-                transports.deliver(cx, d)
-            });
+            .input(now, packet, false, meta, &mut |cx, d| transports.deliver(cx, d));
     }
 
     /// Tells the core whether the device takes offloaded packets

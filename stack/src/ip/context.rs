@@ -45,6 +45,9 @@ pub(crate) struct Datagram<'a> {
     /// left it partial, `NEEDS_CSUM`, or verified it, `DATA_VALID`), so
     /// TCP and UDP do not verify it; a TCP super-packet comes so.
     pub checksum_trusted: bool,
+    /// For a TCP super-packet from the host (issue 16), the MSS it stands
+    /// for segments of (its `gso_size`); 0 for a plain packet.
+    pub gso_size: u16,
 }
 
 /// An ICMP error about a datagram we sent, for the protocol that sent it.

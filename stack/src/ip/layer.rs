@@ -17,6 +17,7 @@ use crate::stats::Stats;
 use crate::time::Instant;
 use crate::wire::icmp::{kind, time_exceeded, unreachable};
 use crate::wire::ipv4::{Ipv4Error, Ipv4Header, Ipv4Packet};
+use crate::wire::vnet::VnetHeader;
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 
@@ -139,16 +140,11 @@ impl IpLayer {
 
     /// IPv4 input, from the link or (`looped`) from ourselves: whole
     /// datagrams for us go to `deliver`, which says whether it runs their
-    /// protocol; the rest is dropped and counted. `checksum_trusted`: the
-    /// device vouches for the transport checksum (never for fragments).
-    pub(crate) fn input<F>(
-        &mut self,
-        now: Instant,
-        packet: &[u8],
-        looped: bool,
-        checksum_trusted: bool,
-        deliver: &mut F,
-    ) where
+    /// protocol; the rest is dropped and counted. `meta`: what the device
+    /// said of it (a checksum it vouches for, a super-packet's MSS; never
+    /// for fragments).
+    pub(crate) fn input<F>(&mut self, now: Instant, packet: &[u8], looped: bool, meta: &VnetHeader, deliver: &mut F)
+    where
         F: FnMut(&mut Context<'_>, &Datagram<'_>) -> bool,
     {
         let pkt = match Ipv4Packet::parse(packet) {
@@ -188,6 +184,7 @@ impl IpLayer {
                     delivery,
                     looped,
                     checksum_trusted: false,
+                    gso_size: 0,
                 };
                 self.deliver(now, &d, deliver);
             }
@@ -199,7 +196,8 @@ impl IpLayer {
             payload: pkt.payload(),
             delivery,
             looped,
-            checksum_trusted,
+            checksum_trusted: meta.checksum_trusted(),
+            gso_size: if meta.is_gso() { meta.gso_size } else { 0 },
         };
         self.deliver(now, &d, deliver);
     }
@@ -244,7 +242,7 @@ impl IpLayer {
         for _ in 0..self.loopback.len() {
             let Some(p) = self.loopback.pop_front() else { break };
             self.stats.ip_loopback += 1;
-            self.input(now, &p, true, false, deliver);
+            self.input(now, &p, true, &VnetHeader::default(), deliver);
             self.tx.recycle(p);
         }
         for timed_out in self.reassembler.expire(now, &mut self.stats) {
@@ -258,6 +256,7 @@ impl IpLayer {
                 delivery: Delivery::Unicast,
                 looped: false,
                 checksum_trusted: false,
+                gso_size: 0,
             };
             self.context(now)
                 .send_icmp_error(kind::TIME_EXCEEDED, time_exceeded::REASSEMBLY, [0; 4], &about);

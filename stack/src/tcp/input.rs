@@ -88,7 +88,11 @@ impl TcpLayer {
                 return;
             }
         };
-        cx.stats().tcp_rx_segments += 1;
+        // A super-packet counts as the segments it stands for, as Linux's InSegs.
+        cx.stats().tcp_rx_segments += match d.gso_size {
+            0 => 1,
+            mss => seg.payload.len().div_ceil(usize::from(mss)).max(1) as u64,
+        };
         let local = SocketAddrV4::new(dst, seg.dst_port);
         let remote = SocketAddrV4::new(src, seg.src_port);
         let tuple = FourTuple { local, remote };
