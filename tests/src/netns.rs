@@ -216,6 +216,15 @@ impl Drop for Sandbox {
     }
 }
 
+/// The offload mode `TUNSTACK_TEST_OFFLOAD` asks of a stack a live test
+/// starts in-process (`TunConfig::offload`): as for daemons, `auto` when unset.
+pub fn test_offload() -> tunstack::device::tun::Offload {
+    match std::env::var("TUNSTACK_TEST_OFFLOAD").ok().filter(|m| !m.is_empty()) {
+        None => tunstack::device::tun::Offload::Auto,
+        Some(m) => m.parse().unwrap_or_else(|e| panic!("TUNSTACK_TEST_OFFLOAD={m:?}: {e}")),
+    }
+}
+
 /// The `--offload` mode `TUNSTACK_TEST_OFFLOAD` (`env`) asks of a daemon
 /// started with `args`: none when it is unset or empty, or `args` have their own.
 fn offload_flag(env: Option<String>, args: &[&str]) -> Option<String> {

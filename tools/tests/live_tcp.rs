@@ -144,6 +144,7 @@ fn stack_connects_out_and_transfers_20mb_both_ways_with_half_closes() {
     let sb = Sandbox::create();
     let cfg = TunConfig {
         seed: Some(5),
+        offload: tunstack_tests::netns::test_offload(),
         ..TunConfig::default()
     };
     let (stack, _) = sb.enter(|| Stack::on_tun(&cfg).expect("stack on a TUN"));

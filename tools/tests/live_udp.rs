@@ -102,6 +102,7 @@ fn host_broadcasts_reach_a_stack_socket() {
     // The stack runs in this process, its TUN created inside the sandbox.
     let cfg = TunConfig {
         seed: Some(11),
+        offload: tunstack_tests::netns::test_offload(),
         ..TunConfig::default()
     };
     let (stack, name) = sb.enter(|| Stack::on_tun(&cfg).expect("stack on a TUN"));
