@@ -242,20 +242,14 @@ impl Device for TunDevice {
         Ok((len, meta))
     }
 
-    fn send_meta(&mut self, _now: Instant, meta: &VnetHeader, header: &[u8], payload: &[u8]) -> io::Result<()> {
+    fn send_meta(&mut self, now: Instant, meta: &VnetHeader, header: &[u8], payload: &[u8]) -> io::Result<()> {
         if self.offloads {
             let mut raw = [0u8; HEADER_LEN];
             meta.emit(&mut raw);
             return sys::writev(self.fd.as_raw_fd(), &[&raw, header, payload]);
         }
         // Without offloads the kernel takes plain packets only: do its work here.
-        let mut result = Ok(());
-        vnet::for_each_segment(meta, header, payload, |h, p| {
-            if let Err(e) = self.write_plain(&[h, p]) {
-                result = Err(e);
-            }
-        })?;
-        result
+        super::send_in_software(self, now, meta, header, payload)
     }
 
     fn readable_fd(&self) -> Option<RawFd> {
