@@ -11,6 +11,10 @@
 //! stays in the synchronized states), UDP, ICMP (errors quoting what the
 //! stack sent, replies to its echo requests), or raw bytes.
 //!
+//! With offloads (issue 16), TCP may send super-packets, which are cut as
+//! the kernel cuts them before the checks, and packets may arrive with a
+//! checksum the device vouches for, or as a host's super-packet.
+//!
 //! Checked: no panic; everything the interface sends is a valid packet
 //! within the MTU (fragments are reassembled and checked whole); timers
 //! make progress (no deadline stays in the past); no connection's buffers
@@ -30,6 +34,7 @@ use tunstack::time::Instant;
 use tunstack::wire::icmp::{IcmpMessage, kind};
 use tunstack::wire::ipv4::Ipv4Packet;
 use tunstack::wire::tcp::{TcpSegment, flags};
+use tunstack::wire::vnet::{self, VnetHeader};
 use tunstack::{Stats, ip::protocol};
 
 const NEIGHBOUR: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 9);
@@ -51,6 +56,9 @@ struct Setup {
     mtu: Mtu,
     tuning: Tuning,
     backlog: u8,
+    /// TUN offloads (issue 16): TCP sends super-packets, cut here as the
+    /// kernel would, and packets may come with a checksum the device vouches for.
+    offloads: bool,
 }
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
@@ -167,6 +175,9 @@ struct Ip<'a> {
     lose: Option<u8>,
     /// XOR one byte of the packet (most often breaking a checksum).
     corrupt: Option<(u16, u8)>,
+    /// With offloads, the device vouches for the transport checksum
+    /// (`DATA_VALID`), or calls the packet a TCP super-packet of this MSS.
+    vouched: Option<Option<u16>>,
 }
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
@@ -246,7 +257,7 @@ struct Driver {
     host: Reassembler,
     host_stats: Stats,
     events: Vec<SocketEvent>,
-    buf: Vec<u8>,
+    offloads: bool,
 }
 
 /// The initial sequence number of peer `n` (peer 3 wraps soon).
@@ -290,6 +301,7 @@ impl Driver {
             Mtu::Jumbo => 9000,
         };
         let mut i = interface(&s.tuning, mtu, 1, usize::from(s.backlog % 8) + 1);
+        i.set_offloads(s.offloads);
         let now = Instant::from_secs(100);
         let any = |port| SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port);
         let listener = i.tcp(now).listen(any(PORT), usize::from(s.backlog % 8)).ok();
@@ -312,7 +324,7 @@ impl Driver {
             host: Reassembler::new(ReassemblyConfig::default(), SeededState::from_rng(&mut Rng::new(2))),
             host_stats: Stats::default(),
             events: Vec::new(),
-            buf: vec![0; 65536],
+            offloads: s.offloads,
         }
     }
 
@@ -519,13 +531,14 @@ impl Driver {
             p[at] ^= x;
         }
         let pick = |n: Option<u8>| n.map(|n| usize::from(n) % frags.len());
+        let meta = ip.meta(self.offloads);
         for &i in &order {
             if pick(ip.lose) == Some(i) {
                 continue;
             }
-            self.i.handle_packet(self.now, &frags[i]);
+            self.i.handle_packet_meta(self.now, &frags[i], &meta);
             if pick(ip.duplicate) == Some(i) {
-                self.i.handle_packet(self.now, &frags[i]);
+                self.i.handle_packet_meta(self.now, &frags[i], &meta);
             }
         }
     }
@@ -611,28 +624,41 @@ impl Driver {
     /// Takes everything the interface sends, checks it, and notes what the
     /// peers would learn from it.
     fn drain(&mut self) {
-        while let Some(n) = self.i.poll_transmit(self.now, &mut self.buf) {
-            let pkt = self.buf[..n].to_vec();
-            let p = packet::check_sent(&pkt, US, self.mtu);
-            if p.header.is_fragment() {
-                if let Some(whole) = self.host.insert(self.now, &p, &mut self.host_stats) {
-                    let mut datagram = whole.header.clone();
-                    datagram.extend_from_slice(&whole.payload);
-                    let total = (datagram.len() as u16).to_be_bytes();
-                    datagram[2..4].copy_from_slice(&total);
-                    datagram[6..8].copy_from_slice(&[0, 0]);
-                    packet::fix_ipv4_checksum(&mut datagram);
-                    packet::check_sent(&datagram, US, usize::from(u16::MAX));
-                }
-            } else if p.header.protocol == protocol::TCP {
-                self.note_segment(&p);
+        let mut header = [0u8; tunstack::wire::ipv4::HEADER_LEN];
+        let mut payload = Vec::new();
+        while let Some((_, meta)) = self.i.poll_transmit_parts(self.now, &mut header, &mut payload) {
+            // What the kernel makes of it: MSS-sized segments, checksums complete.
+            let mut cut = Vec::new();
+            vnet::for_each_segment(&meta, &header, &payload, |h, p| cut.push([h, p].concat()))
+                .expect("the stack's offload metadata is valid");
+            assert!(meta.is_plain() || self.offloads, "offload metadata with offloads off");
+            for pkt in cut {
+                self.check_sent(pkt);
             }
-            self.sent.push_front(pkt);
-            self.sent.truncate(16);
         }
         self.i.note_tx_space(self.now);
         self.events.clear();
         self.i.take_events(&mut self.events);
+    }
+
+    /// Checks one packet the stack sent (after cutting), and notes what the peers would learn from it.
+    fn check_sent(&mut self, pkt: Vec<u8>) {
+        let p = packet::check_sent(&pkt, US, self.mtu);
+        if p.header.is_fragment() {
+            if let Some(whole) = self.host.insert(self.now, &p, &mut self.host_stats) {
+                let mut datagram = whole.header.clone();
+                datagram.extend_from_slice(&whole.payload);
+                let total = (datagram.len() as u16).to_be_bytes();
+                datagram[2..4].copy_from_slice(&total);
+                datagram[6..8].copy_from_slice(&[0, 0]);
+                packet::fix_ipv4_checksum(&mut datagram);
+                packet::check_sent(&datagram, US, usize::from(u16::MAX));
+            }
+        } else if p.header.protocol == protocol::TCP {
+            self.note_segment(&p);
+        }
+        self.sent.push_front(pkt);
+        self.sent.truncate(16);
     }
 
     /// What a segment the stack sent tells its peer.
@@ -670,6 +696,26 @@ impl Ip<'_> {
             duplicate: None,
             lose: None,
             corrupt: None,
+            vouched: None,
+        }
+    }
+
+    /// The offload metadata the device hands over with each fragment.
+    fn meta(&self, offloads: bool) -> VnetHeader {
+        match self.vouched.filter(|_| offloads) {
+            None => VnetHeader::default(),
+            Some(None) => VnetHeader {
+                flags: vnet::F_DATA_VALID,
+                ..VnetHeader::default()
+            },
+            Some(Some(mss)) => VnetHeader {
+                flags: vnet::F_NEEDS_CSUM,
+                gso_type: vnet::GSO_TCPV4,
+                gso_size: mss.max(1),
+                csum_start: 20,
+                csum_offset: 16,
+                ..VnetHeader::default()
+            },
         }
     }
 }

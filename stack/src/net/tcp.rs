@@ -298,6 +298,17 @@ impl TcpStream {
         })
     }
 
+    /// Reads and throws away up to `max` bytes without copying them, as
+    /// `read` would take them (Linux's `recv` with `MSG_TRUNC` on a TCP
+    /// socket): `Ok(0)` is end of stream. Blocking, timeouts and errors as
+    /// for `read`.
+    pub fn discard(&self, max: usize) -> io::Result<usize> {
+        let timeout = self.options.get().read_timeout;
+        self.copy_in_chunks(Direction::Read, max, timeout, |tcp, h, range| {
+            tcp.recv_discard(h, range.len())
+        })
+    }
+
     fn write_inner(&self, buf: &[u8]) -> io::Result<usize> {
         let timeout = self.options.get().write_timeout;
         self.copy_in_chunks(Direction::Write, buf.len(), timeout, |tcp, h, range| {

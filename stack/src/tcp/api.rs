@@ -265,11 +265,30 @@ impl Sockets<'_, TcpLayer> {
 
     /// Reads received bytes; `Ok(0)` is end of stream (FIN, or shut down for reading).
     pub fn recv(&mut self, h: TcpHandle, buf: &mut [u8]) -> Result<usize, IoError> {
+        let len = buf.len();
+        self.take(h, len, |recv| recv.read(buf))
+    }
+
+    /// As [`recv`](Self::recv), but up to `max` bytes are thrown away
+    /// without being copied anywhere: Linux's `recv(MSG_TRUNC)` on TCP, for
+    /// a reader that only counts (the daemon's discard service).
+    pub fn recv_discard(&mut self, h: TcpHandle, max: usize) -> Result<usize, IoError> {
+        self.take(h, max, |recv| recv.skip(max))
+    }
+
+    /// Takes up to `len` received bytes with `consume` (which returns how
+    /// many it took), and does what a read does to the window and the ACKs.
+    fn take(
+        &mut self,
+        h: TcpHandle,
+        len: usize,
+        consume: impl FnOnce(&mut super::buffer::RecvBuffer) -> usize,
+    ) -> Result<usize, IoError> {
         let now = self.cx.now();
         let t = self.layer.tcb_mut(h);
-        if !t.recv.is_empty() && !buf.is_empty() {
+        if !t.recv.is_empty() && len > 0 {
             let old_window = t.rcv_wnd() as usize;
-            let n = t.recv.read(buf);
+            let n = consume(&mut t.recv);
             t.rcv_space_adjust(now, n);
             t.release_unusable_buffers();
             // As Linux (tcp_cleanup_rbuf), a read sends an ACK only when it
@@ -299,7 +318,7 @@ impl Sockets<'_, TcpLayer> {
         if let Some(e) = t.error {
             return Err(IoError::Failed(e));
         }
-        if t.rcv_closed || t.shut_rd || buf.is_empty() {
+        if t.rcv_closed || t.shut_rd || len == 0 {
             return Ok(0);
         }
         match t.state {

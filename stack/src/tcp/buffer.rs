@@ -459,6 +459,15 @@ impl RecvBuffer {
         let n = out.len().min(self.len);
         if n > 0 {
             self.ring.read(0, &mut out[..n]);
+        }
+        self.skip(n)
+    }
+
+    /// Throws away up to `max` in-order bytes unread, as `read` would take
+    /// them (Linux's `MSG_TRUNC` on TCP); how many.
+    pub(crate) fn skip(&mut self, max: usize) -> usize {
+        let n = max.min(self.len);
+        if n > 0 {
             self.ring.advance(n);
             self.len -= n;
             // Out-of-order islands sit past the in-order part: the ring is

@@ -2224,3 +2224,23 @@ mod review2;
 mod review_rack;
 mod seqspace;
 mod syncookies;
+
+/// `recv_discard` (Linux's MSG_TRUNC) takes bytes as `recv` would, without
+/// copying them: what follows is read in order, the window reopens, and
+/// the end of the stream reads as 0.
+#[test]
+fn recv_discard_takes_bytes_as_recv_would_without_copying() {
+    let mut p = Peer::new();
+    let h = p.established_active();
+    let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+    p.send_next(ACK | PSH, &data[..1448]);
+    p.send_next(ACK | PSH, &data[1448..2896]);
+    p.send_next(ACK | PSH | FIN, &data[2896..]);
+    assert_eq!(p.i.tcp(p.now).recv_discard(h, 1000), Ok(1000));
+    let mut buf = [0u8; 500];
+    assert_eq!(p.i.tcp(p.now).recv(h, &mut buf), Ok(500));
+    assert_eq!(buf[..], data[1000..1500], "the bytes after the discarded ones");
+    assert_eq!(p.i.tcp(p.now).recv_discard(h, usize::MAX), Ok(1500));
+    assert_eq!(p.i.tcp(p.now).recv_discard(h, usize::MAX), Ok(0), "end of stream");
+    assert_eq!(p.i.tcp_layer().recv_queue(h), 0, "all taken");
+}
