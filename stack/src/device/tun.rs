@@ -224,8 +224,9 @@ impl Device for TunDevice {
             return Ok((n.min(buf.len()), VnetHeader::default()));
         }
         let mut raw = [0u8; HEADER_LEN];
-        // A byte past `buf`: the TUN cuts a longer packet to the buffers
-        // and returns what it copied, so only a filled spare shows the cut.
+        // A byte past `buf`: the TUN cuts a longer packet to the buffers.
+        // Current kernels return the whole length anyway (`tun_put_user`),
+        // older ones what they copied: either way a read past `buf` shows the cut.
         let mut spare = [0u8; 1];
         let room = buf.len();
         let n = sys::readv(fd, &mut [&mut raw, buf, &mut spare])?;

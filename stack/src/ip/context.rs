@@ -143,7 +143,7 @@ impl<'a> Context<'a> {
     /// Datagrams queued for the link and not yet taken by `poll_transmit`:
     /// a transport that builds segments as they are sent stops at a few.
     pub(crate) fn tx_backlog(&self) -> usize {
-        self.ip.tx.len()
+        self.ip.tx.packets()
     }
 
     /// An empty buffer to build a payload in (recycled when possible).
@@ -192,7 +192,16 @@ impl<'a> Context<'a> {
             return Err(OutputError::NoRoute);
         }
         let src = ip.address.addr();
-        let ident = ip.ident.next(src, dst, protocol);
+        // A super-packet leaves as several datagrams, each with its own ID.
+        let datagrams = if meta.is_gso() {
+            let data = payload
+                .len()
+                .saturating_sub(usize::from(meta.hdr_len).saturating_sub(HEADER_LEN));
+            data.div_ceil(usize::from(meta.gso_size).max(1))
+        } else {
+            1
+        };
+        let ident = ip.ident.reserve(src, dst, protocol, datagrams.clamp(1, 65535) as u16);
         let mut header = Ipv4Header::new(src, dst, protocol, ttl, ident, payload.len());
         header.dont_fragment = dont_fragment;
         if dst == src {

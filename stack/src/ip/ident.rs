@@ -33,16 +33,20 @@ impl IdGenerator {
         }
     }
 
-    /// The next ID for a datagram from `src` to `dst` carrying `protocol`.
-    pub fn next(&mut self, src: Ipv4Addr, dst: Ipv4Addr, protocol: u8) -> u16 {
+    /// The ID for a datagram from `src` to `dst` carrying `protocol`, and
+    /// the `count - 1` after it: a super-packet's segments get ID, ID + 1,
+    /// ... from the device that cuts it (issue 16; Linux's
+    /// `ip_select_ident_segs`). `count` is 1 for any other datagram.
+    pub fn reserve(&mut self, src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, count: u16) -> u16 {
         let mut key = [0u8; 9];
         key[..4].copy_from_slice(&src.octets());
         key[4..8].copy_from_slice(&dst.octets());
         key[8] = protocol;
         let bucket = (self.hasher.hash(&key) % BUCKETS as u64) as usize;
         let c = &mut self.counters[bucket];
-        *c = c.wrapping_add(1);
-        *c
+        let first = c.wrapping_add(1);
+        *c = c.wrapping_add(count.max(1));
+        first
     }
 }
 
@@ -56,15 +60,24 @@ mod tests {
         let (a, b) = (Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 1));
         let mut seen = std::collections::HashSet::new();
         for _ in 0..65536 {
-            assert!(seen.insert(g.next(a, b, 1)));
+            assert!(seen.insert(g.reserve(a, b, 1, 1)));
         }
     }
 
     #[test]
     fn different_seeds_start_differently() {
         let (a, b) = (Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 1));
-        let x = IdGenerator::new(&mut Rng::new(1)).next(a, b, 1);
-        let y = IdGenerator::new(&mut Rng::new(2)).next(a, b, 1);
+        let x = IdGenerator::new(&mut Rng::new(1)).reserve(a, b, 1, 1);
+        let y = IdGenerator::new(&mut Rng::new(2)).reserve(a, b, 1, 1);
         assert_ne!(x, y);
+    }
+
+    /// A super-packet's segments take consecutive IDs; the next datagram follows them.
+    #[test]
+    fn a_reservation_takes_its_ids_and_the_next_follows() {
+        let mut g = IdGenerator::new(&mut Rng::new(7));
+        let (a, b) = (Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 1));
+        let first = g.reserve(a, b, 6, 45);
+        assert_eq!(g.reserve(a, b, 6, 1), first.wrapping_add(45));
     }
 }

@@ -21,6 +21,8 @@ struct Queued {
     sent: usize,
     /// Offload metadata (issue 16): a TCP super-packet, or a partial checksum.
     meta: VnetHeader,
+    /// The packets it leaves the device as: 1, or a super-packet's segments.
+    segments: usize,
 }
 
 /// Why a datagram was not queued.
@@ -49,6 +51,8 @@ pub struct TxQueue {
     queue: VecDeque<Queued>,
     free: Vec<Vec<u8>>,
     bytes: usize,
+    /// Packets the queue holds, a super-packet's segments each counted.
+    segments: usize,
     limit: usize,
     mtu: usize,
 }
@@ -64,6 +68,7 @@ impl TxQueue {
             queue: VecDeque::new(),
             free: Vec::new(),
             bytes: 0,
+            segments: 0,
             limit,
             mtu,
         }
@@ -104,6 +109,10 @@ impl TxQueue {
         mut meta: VnetHeader,
     ) -> Result<(), QueueError> {
         let fits = payload.len() + HEADER_LEN <= self.mtu;
+        debug_assert!(
+            !meta.is_gso() || usize::from(meta.hdr_len) + usize::from(meta.gso_size) <= self.mtu,
+            "a super-packet's segments fit the MTU"
+        );
         let too_big =
             payload.len() + HEADER_LEN > crate::ip::MAX_DATAGRAM || (header.dont_fragment && !fits && !meta.is_gso());
         if !fits && !meta.is_gso() && !meta.is_plain() {
@@ -121,19 +130,28 @@ impl TxQueue {
             self.recycle(payload);
             return Err(e);
         }
+        let segments = if meta.is_gso() {
+            let data = payload.len().saturating_sub(usize::from(meta.hdr_len) - HEADER_LEN);
+            data.div_ceil(usize::from(meta.gso_size)).max(1)
+        } else {
+            1
+        };
         self.bytes += payload.len();
+        self.segments += segments;
         self.queue.push_back(Queued {
             header,
             payload,
             sent: 0,
             meta,
+            segments,
         });
         Ok(())
     }
 
-    /// Datagrams waiting.
-    pub fn len(&self) -> usize {
-        self.queue.len()
+    /// Packets waiting, as the device will send them: a super-packet counts
+    /// as its segments (what a transport that builds ahead should count).
+    pub fn packets(&self) -> usize {
+        self.segments
     }
 
     /// Whether nothing is waiting.
@@ -151,6 +169,7 @@ impl TxQueue {
         if q.sent == 0 && (remaining + HEADER_LEN <= self.mtu || q.meta.is_gso()) {
             let q = self.queue.pop_front().expect("front exists");
             self.bytes -= q.payload.len();
+            self.segments -= q.segments;
             let mut h = q.header;
             h.payload_len = remaining;
             h.frag_offset = 0;
@@ -190,6 +209,7 @@ impl TxQueue {
             assert!(buf.len() >= len, "a buffer for a super-packet");
             let q = self.queue.pop_front().expect("front exists");
             self.bytes -= q.payload.len();
+            self.segments -= q.segments;
             let mut h = q.header;
             h.payload_len = remaining;
             h.emit(buf);
@@ -220,6 +240,7 @@ impl TxQueue {
         if !more {
             let q = self.queue.pop_front().expect("front exists");
             self.bytes -= q.payload.len();
+            self.segments -= q.segments;
             self.recycle(q.payload);
         }
         Some(Written {

@@ -60,6 +60,8 @@ struct Env<'a> {
     challenge_limiter: &'a mut RateLimiter,
     /// The connection's listener has no room in its accept queue.
     accept_queue_full: bool,
+    /// The segment is a host's super-packet of segments this large (issue 16), or 0.
+    gso_size: u16,
 }
 
 impl TcpLayer {
@@ -97,7 +99,7 @@ impl TcpLayer {
         let remote = SocketAddrV4::new(src, seg.src_port);
         let tuple = FourTuple { local, remote };
         if let Some(&h) = self.by_tuple.get(&tuple) {
-            self.segment_arrives(cx, h, &seg);
+            self.segment_arrives(cx, h, &seg, d.gso_size);
             return;
         }
         // RFC 9293 §3.10.7.4 / RFC 6191: a new SYN beyond the old connection's
@@ -173,7 +175,8 @@ impl TcpLayer {
     }
 
     /// Processes a segment for an existing connection.
-    pub(super) fn segment_arrives(&mut self, cx: &mut Context<'_>, h: Handle, seg: &TcpSegment<'_>) {
+    /// Runs a segment for connection `h`; `gso_size` is a super-packet's (or 0).
+    pub(super) fn segment_arrives(&mut self, cx: &mut Context<'_>, h: Handle, seg: &TcpSegment<'_>, gso_size: u16) {
         let before = self.conns.get(h).map(Progress::of);
         let sending = self.conns.get(h).map(|t| (t.snd_una, t.snd_wnd));
         let listener = self.conns.get(h).and_then(|t| t.listener);
@@ -192,6 +195,7 @@ impl TcpLayer {
                 config,
                 challenge_limiter,
                 accept_queue_full,
+                gso_size,
             };
             t.synchronized_input(cx, &mut env, seg)
         };
@@ -583,7 +587,7 @@ impl Tcb {
                     outcome.release = Some(None);
                     return outcome;
                 }
-                receive_text(self, seg, env.config.delayed_ack, now, cx.stats());
+                receive_text(self, seg, env, now, cx.stats());
             }
         } else if zero_window_probe {
             self.ack_now = true;
@@ -678,13 +682,8 @@ fn restart_window_after_syn_loss(t: &mut Tcb) {
 }
 
 /// Stores in-window data and decides how soon to acknowledge it.
-fn receive_text(
-    t: &mut Tcb,
-    seg: &TcpSegment<'_>,
-    delayed_ack: Duration,
-    now: Instant,
-    stats: &mut crate::stats::Stats,
-) {
+fn receive_text(t: &mut Tcb, seg: &TcpSegment<'_>, env: &Env<'_>, now: Instant, stats: &mut crate::stats::Stats) {
+    let delayed_ack = env.config.delayed_ack;
     // Nothing counts past the peer's FIN (a later, longer FIN is bogus).
     let payload = match t.fin_seq {
         Some(f) if seg.seq.ge(f) => &seg.payload[..0],
@@ -754,7 +753,13 @@ fn receive_text(
         // Full-sized is what this peer's segments carry: with timestamps,
         // 12 bytes less than the MSS, so counting against the MSS would
         // wait for a third segment, or the delayed-ACK timer.
-        measure_rcv_seg(t, seg.payload.len());
+        // A super-packet stands for segments of its gso_size (Linux's
+        // tcp_measure_rcv_mss takes gso_size too).
+        let len = match env.gso_size {
+            0 => seg.payload.len(),
+            mss => usize::from(mss).min(seg.payload.len()),
+        };
+        measure_rcv_seg(t, len);
         let full = t.rcv_seg_max.max(t.rcv_mss.min(MIN_FULL_SEGMENT));
         t.bytes_unacked += advanced;
         t.ack_pushed |= seg.has(flags::PSH);

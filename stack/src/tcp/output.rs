@@ -360,7 +360,24 @@ impl Tcb {
         if span > 0 && plan.flags & (flags::SYN | flags::RST) == 0 {
             let (start, end) = (plan.seq, plan.seq + span);
             if self.sack_ok {
-                self.scoreboard.sent(start, end, cx.now());
+                // One entry per segment on the wire: with offloads, per
+                // `gso_size` piece of a super-packet, so a SACK block can
+                // mark each one (RFC 6675 §3; Linux splits TSO skbs on SACK).
+                let piece = if cx.offloads() {
+                    self.snd_mss.saturating_sub(options.len()).max(1) as u32
+                } else {
+                    span
+                };
+                let mut at = start;
+                while at.lt(end) {
+                    let next = if end.wrapping_distance_from(at) > piece {
+                        at + piece
+                    } else {
+                        end
+                    };
+                    self.scoreboard.sent(at, next, cx.now());
+                    at = next;
+                }
             }
             if plan.retransmission {
                 cx.stats().tcp_retransmitted_segments += 1;

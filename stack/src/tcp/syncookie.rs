@@ -354,7 +354,7 @@ impl TcpLayer {
             // Half-open for the moment it takes the ACK to complete it.
             l.half_open += 1;
         }
-        self.segment_arrives(cx, h, seg);
+        self.segment_arrives(cx, h, seg, 0);
         if self.conns.get(h).is_some_and(|t| t.state == State::SynReceived) {
             // Nothing in the ACK should stop it; if something did, nothing stays.
             self.release(cx, h, None);
