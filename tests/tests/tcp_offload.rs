@@ -455,3 +455,59 @@ fn one_lost_segment_inside_a_super_packet_is_resent_alone() {
         "with offloads only the lost segment should go again, not {extra_on} bytes"
     );
 }
+
+/// The segments the kernel cuts from a super-packet take IDs id, id + 1,
+/// ... (Linux's inet_gso_segment), so the stack reserves one ID per
+/// segment (Linux's ip_select_ident_segs): no two segments to one
+/// destination share an ID within a wrap, as without offloads.
+#[test]
+fn cut_segments_of_consecutive_super_packets_never_share_an_ip_id() {
+    let (mut a, mut b) = (iface(A, 1, true), iface(B, 2, false));
+    let data = content(4 << 20);
+    let mut header = [0u8; HEADER_LEN];
+    let mut payload = Vec::new();
+    let mut ids = std::collections::HashMap::<u16, usize>::new();
+    let mut now = Instant::ZERO;
+    let listener = b.tcp(now).listen(SocketAddrV4::new(B, PORT), 4).unwrap();
+    let client = a.tcp(now).connect(SocketAddrV4::new(B, PORT), 40_000).unwrap();
+    let (mut sent, mut received, mut server) = (0, 0, None);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut ignored = Seen::default();
+    for _ in 0..100_000 {
+        if sent < data.len() {
+            sent += a.tcp(now).send(client, &data[sent..]).unwrap_or(0);
+        }
+        while let Some((_, meta)) = a.poll_transmit_parts(now, &mut header, &mut payload) {
+            vnet::for_each_segment(&meta, &header, &payload, |h, p| {
+                let packet = [h, p].concat();
+                let ip = Ipv4Packet::parse(&packet).unwrap();
+                *ids.entry(ip.header.ident).or_default() += 1;
+                b.handle_packet(now, &packet);
+            })
+            .unwrap();
+        }
+        if server.is_none() {
+            server = b.tcp(now).accept(listener).map(|(h, _)| h);
+        }
+        if let Some(s) = server {
+            while let Ok(n @ 1..) = b.tcp(now).recv(s, &mut buf) {
+                received += n;
+            }
+        }
+        pump(now, &mut b, &mut a, Delivery::Cut, &mut ignored);
+        if received == data.len() {
+            break;
+        }
+        now += Duration::from_micros(100);
+        a.handle_timeout(now);
+        b.handle_timeout(now);
+    }
+    assert_eq!(received, data.len());
+    let total: usize = ids.values().sum();
+    assert!(total < 65536, "no wrap in this run ({total} segments)");
+    let repeated = ids.values().filter(|&&n| n > 1).count();
+    assert_eq!(
+        repeated, 0,
+        "{repeated} IP IDs used twice among {total} segments to one destination"
+    );
+}

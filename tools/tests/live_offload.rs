@@ -174,3 +174,38 @@ fn a_tun_held_by_another_daemon_is_busy_not_refused_offloads() {
         "the second control socket is gone"
     );
 }
+
+/// `--offload on` names the real cause when the TUN cannot be opened at
+/// all: a bad name, or an interface that is no TUN, fails with EINVAL
+/// with or without the virtio-net header, and is no refusal of offloads.
+#[test]
+fn offload_on_does_not_blame_the_offloads_for_a_bad_interface() {
+    if !live_tests_possible("offload_on_does_not_blame_the_offloads_for_a_bad_interface") {
+        return;
+    }
+    let sb = Sandbox::create();
+    for name in ["lo", "tun:x"] {
+        let args = [
+            "--interface",
+            name,
+            "--offload",
+            "on",
+            "--address",
+            "10.210.0.2/24",
+            "--host-address",
+            "10.210.0.1/24",
+        ];
+        let out = sb.run(DAEMON, &args, Duration::from_secs(10));
+        assert!(!out.status.success(), "{name}: {out:?}");
+        assert!(
+            out.stderr.contains("cannot create TUN interface"),
+            "{name}: {}",
+            out.stderr
+        );
+        assert!(
+            !out.stderr.contains("refuses offloads"),
+            "{name}: the offloads are blamed for what fails without them too: {}",
+            out.stderr
+        );
+    }
+}

@@ -343,7 +343,7 @@ fn a_default_start_prints_one_line_with_its_pid_and_nothing_on_stderr() {
     assert_eq!(startup_pid(&line), Some(pid), "{line}");
     assert!(
         line.starts_with(&format!(
-            "tunstackd[{pid}]: owns tun0 (stack 10.200.0.2/24, host side 10.200.0.1/24, MTU 1500; "
+            "tunstackd[{pid}]: owns tun0 (stack 10.200.0.2/24, host side 10.200.0.1/24, MTU 1500, offloads "
         )),
         "{line}"
     );

@@ -6,7 +6,7 @@
 //! `TUNSETOFFLOAD` tells the kernel we take partial checksums and TCP
 //! super-packets (`TUN_F_CSUM | TUN_F_TSO4`). The host then hands us its
 //! TCP data in up to 64 KiB pieces, takes ours the same way, and does the
-//! cutting into MTU-sized segments and the checksums itself (or skips
+//! cutting into MSS-sized segments and the checksums itself (or skips
 //! them: a packet that stays on the host is never cut or summed).
 
 #![forbid(unsafe_code)]
@@ -108,10 +108,12 @@ impl TunDevice {
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => e,
             Err(e) => return Err(open_error(name, e)),
         };
+        // EINVAL may not be about the offloads at all (a bad name, an
+        // interface that is no TUN): a plain open says which.
+        let dev = open(false).map_err(|e| open_error(name, e))?;
         if offload == Offload::On {
             return Err(refused(name, &refusal));
         }
-        let dev = open(false).map_err(|e| open_error(name, e))?;
         // At info, not warn: nothing is wrong that the user could mend (the
         // link works as with --offload off), so a default start stays one
         // line; `tunstack ifconfig` shows offloads off, RUST_LOG=info says why.
@@ -186,7 +188,7 @@ fn refused(name: &str, e: &io::Error) -> io::Error {
         e.kind(),
         format!(
             "TUN interface {name:?}: the kernel refuses offloads (virtio-net header, TSO4, checksum offload): {e}; \
-             offload auto would go on without them"
+             --offload auto or off runs without them"
         ),
     )
 }
@@ -286,7 +288,7 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(text.ends_with("offload auto would go on without them"), "{text}");
+        assert!(text.ends_with("--offload auto or off runs without them"), "{text}");
     }
 
     #[test]

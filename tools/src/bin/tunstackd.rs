@@ -186,7 +186,7 @@ struct Args {
     #[arg(long, value_name = "GROUP")]
     control_group: Option<String>,
 
-    /// TUN offloads (the virtio-net header): TCP super-packets of up to 64 KiB each way, cut into MTU-sized segments by the host kernel, and checksums left to it. auto: on if the kernel takes them, else off (RUST_LOG=info says why); on: refuse to start without them; off: plain packets.
+    /// TUN offloads (the virtio-net header): TCP super-packets of up to 64 KiB each way, cut into MSS-sized segments by the host kernel, and checksums left to it. auto: on if the kernel takes them, else off (RUST_LOG=info says why); on: refuse to start without them; off: plain packets.
     #[arg(long, default_value_t = Offload::Auto, value_name = "MODE", value_parser = offload_mode())]
     offload: Offload,
 
@@ -511,6 +511,8 @@ fn run(args: Args) -> io::Result<()> {
         _ => e,
     })?;
     let name = link.name().to_owned();
+    // Said in the start-up line: `auto` may have found the kernel unwilling.
+    let offloads = if link.offload() == Offload::On { "on" } else { "off" };
     let bound = control::server::bind(control::server::ControlConfig {
         path: args.control.clone().unwrap_or_else(|| control::default_path(&name)),
         group: args.control_group.clone(),
@@ -605,10 +607,11 @@ fn run(args: Args) -> io::Result<()> {
     };
     let ip = args.address.addr();
     println!(
-        "tunstackd[{}]: owns {name} (stack {}, {host}, MTU {}; {services}); try: ping {ip}, nc {ip} {}",
+        "tunstackd[{}]: owns {name} (stack {}, {host}, MTU {}, offloads {}; {services}); try: ping {ip}, nc {ip} {}",
         std::process::id(),
         args.address,
         args.mtu,
+        offloads,
         args.tcp_echo
     );
     io::stdout().flush()?;
