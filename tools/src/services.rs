@@ -521,19 +521,19 @@ struct Io<'a> {
 impl Io<'_> {
     /// Reads into `buf`: `Ok(None)` when nothing is there yet.
     fn read_some(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        match self.s.read(buf) {
-            Ok(n) => {
-                self.moved |= n > 0;
-                Ok(Some(n))
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(e),
-        }
+        let r = self.s.read(buf);
+        self.took(r)
     }
 
     /// As `read_some`, but the bytes are thrown away uncopied (`MSG_TRUNC`).
     fn discard_some(&mut self, max: usize) -> io::Result<Option<usize>> {
-        match self.s.discard(max) {
+        let r = self.s.discard(max);
+        self.took(r)
+    }
+
+    /// What a read took: `Ok(None)` when nothing was there yet.
+    fn took(&mut self, r: io::Result<usize>) -> io::Result<Option<usize>> {
+        match r {
             Ok(n) => {
                 self.moved |= n > 0;
                 Ok(Some(n))
